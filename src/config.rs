@@ -1,0 +1,257 @@
+//! Settings, in layers: a command-line flag wins over a `CISTERN_*`
+//! environment variable, which wins over a key in the TOML file given with
+//! `--config`, which wins over the default. Every setting has all four
+//! forms; the TOML key is the flag name with `_` for `-`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::parser::ValueSource;
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(
+    name = "cistern",
+    version,
+    about = "Self-hosted S3-compatible file service"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the server: S3 on one port; health, version and metrics on the other.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Args, Clone)]
+pub struct ServeArgs {
+    /// TOML file with settings (keys as the flag names, `_` for `-`).
+    #[arg(long, env = "CISTERN_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Directory for the SQLite database and local blobs.
+    #[arg(long, env = "CISTERN_DATA_DIR", default_value = "./cistern-data")]
+    pub data_dir: PathBuf,
+
+    /// Address of the S3 API.
+    #[arg(long, env = "CISTERN_S3_LISTEN", default_value = "127.0.0.1:9000")]
+    pub s3_listen: SocketAddr,
+
+    /// Address of the web port (health, version, metrics).
+    #[arg(long, env = "CISTERN_WEB_LISTEN", default_value = "127.0.0.1:9001")]
+    pub web_listen: SocketAddr,
+
+    /// Metadata database; unset means SQLite in the data directory.
+    /// Example: postgres://user@host:5432/cistern
+    #[arg(long, env = "CISTERN_DATABASE_URL")]
+    pub database_url: Option<String>,
+
+    /// Blob store; unset means local disk in the data directory.
+    /// Examples: file:///srv/blobs, s3://bucket/prefix (with AWS_* variables).
+    #[arg(long, env = "CISTERN_BLOB_URL")]
+    pub blob_url: Option<String>,
+
+    /// Name of the first admin; also their S3 access key id.
+    #[arg(long, env = "CISTERN_ROOT_USER")]
+    pub root_user: Option<String>,
+
+    /// Password of the first admin; also their S3 secret key. If neither root
+    /// setting is given on the first start, a pair is generated and printed once.
+    #[arg(long, env = "CISTERN_ROOT_PASSWORD", hide_env_values = true)]
+    pub root_password: Option<String>,
+
+    /// Region reported to S3 clients and used in signatures.
+    #[arg(long, env = "CISTERN_REGION", default_value = "us-east-1")]
+    pub region: String,
+
+    /// Log format.
+    #[arg(long, env = "CISTERN_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+
+    /// Log filter (tracing `EnvFilter` syntax; `debug` logs every request).
+    #[arg(long, env = "CISTERN_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+
+    /// Objects up to this many bytes are stored inline in the metadata row.
+    #[arg(long, env = "CISTERN_INLINE_THRESHOLD", default_value_t = 65536)]
+    pub inline_threshold: u64,
+
+    /// Largest object or part accepted, in bytes.
+    #[arg(long, env = "CISTERN_MAX_OBJECT_SIZE", default_value_t = 5 * 1024 * 1024 * 1024)]
+    pub max_object_size: u64,
+
+    /// Seconds in-flight requests get to finish after SIGTERM.
+    #[arg(long, env = "CISTERN_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
+    pub shutdown_grace_secs: u64,
+
+    /// Seconds an unreferenced blob must be old before the sweeper removes it.
+    #[arg(long, env = "CISTERN_ORPHAN_GRACE_SECS", default_value_t = 3600)]
+    pub orphan_grace_secs: u64,
+
+    /// Seconds between two scans for orphan blobs (one runs at start-up).
+    #[arg(long, env = "CISTERN_ORPHAN_SCAN_SECS", default_value_t = 3600)]
+    pub orphan_scan_secs: u64,
+
+    /// Seconds a released blob is kept so that reads already under way finish.
+    #[arg(long, env = "CISTERN_TRASH_DELAY_SECS", default_value_t = 30)]
+    pub trash_delay_secs: u64,
+}
+
+impl std::fmt::Debug for ServeArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeArgs")
+            .field("config", &self.config)
+            .field("data_dir", &self.data_dir)
+            .field("s3_listen", &self.s3_listen)
+            .field("web_listen", &self.web_listen)
+            .field("database_url", &self.database_url.as_ref().map(|_| "<set>"))
+            .field("blob_url", &self.blob_url)
+            .field("root_user", &self.root_user)
+            .field(
+                "root_password",
+                &self.root_password.as_ref().map(|_| "<hidden>"),
+            )
+            .field("region", &self.region)
+            .field("log_format", &self.log_format)
+            .field("inline_threshold", &self.inline_threshold)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid TOML: {source}")]
+    Toml {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
+    #[error("config file {path}: unknown setting `{key}`")]
+    UnknownKey { path: PathBuf, key: String },
+    #[error("config file {path}: setting `{key}` must be a string, number or boolean")]
+    BadValue { path: PathBuf, key: String },
+    #[error(transparent)]
+    Clap(#[from] clap::Error),
+}
+
+/// Parses the command line (and the TOML file it names) into a [`Cli`].
+pub fn parse_from(argv: Vec<String>) -> Result<Cli, ConfigError> {
+    let matches = Cli::command().try_get_matches_from(&argv)?;
+    let Some(("serve", serve)) = matches.subcommand() else {
+        return Ok(Cli::from_arg_matches(&matches)?);
+    };
+    let Some(path) = serve.get_one::<PathBuf>("config").cloned() else {
+        return Ok(Cli::from_arg_matches(&matches)?);
+    };
+    let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    let table: toml::Table = text.parse().map_err(|source| ConfigError::Toml {
+        path: path.clone(),
+        source,
+    })?;
+    // File values fill in only what neither a flag nor the environment set:
+    // they are appended as flags for settings still at their default.
+    let mut argv = argv;
+    let known: Vec<String> = serve.ids().map(|id| id.as_str().to_owned()).collect();
+    for (key, value) in table {
+        if key == "config" || !known.contains(&key) {
+            return Err(ConfigError::UnknownKey { path, key });
+        }
+        let from_default = matches!(
+            serve.value_source(&key),
+            None | Some(ValueSource::DefaultValue)
+        );
+        if !from_default {
+            continue;
+        }
+        let text = match value {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Float(f) => f.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            _ => return Err(ConfigError::BadValue { path, key }),
+        };
+        argv.push(format!("--{}={text}", key.replace('_', "-")));
+    }
+    let matches = Cli::command().try_get_matches_from(&argv)?;
+    Ok(Cli::from_arg_matches(&matches)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serve(argv: &[&str]) -> ServeArgs {
+        let argv = argv.iter().map(|s| s.to_string()).collect();
+        match parse_from(argv).expect("parses").command {
+            Command::Serve(args) => args,
+        }
+    }
+
+    #[test]
+    fn defaults_match_the_documentation() {
+        let args = serve(&["cistern", "serve"]);
+        assert_eq!(args.s3_listen.to_string(), "127.0.0.1:9000");
+        assert_eq!(args.web_listen.to_string(), "127.0.0.1:9001");
+        assert_eq!(args.region, "us-east-1");
+        assert_eq!(args.data_dir, PathBuf::from("./cistern-data"));
+    }
+
+    #[test]
+    fn flags_win_over_the_file_and_the_file_over_defaults() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("cistern.toml");
+        std::fs::write(
+            &path,
+            "region = \"eu-west-1\"\ns3_listen = \"127.0.0.1:7000\"\ninline_threshold = 10\n",
+        )
+        .expect("write");
+        let args = serve(&[
+            "cistern",
+            "serve",
+            "--config",
+            path.to_str().unwrap(),
+            "--region",
+            "ap-south-1",
+        ]);
+        assert_eq!(args.region, "ap-south-1");
+        assert_eq!(args.s3_listen.to_string(), "127.0.0.1:7000");
+        assert_eq!(args.inline_threshold, 10);
+    }
+
+    #[test]
+    fn unknown_file_keys_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("cistern.toml");
+        std::fs::write(&path, "no_such_setting = 1\n").expect("write");
+        let argv = ["cistern", "serve", "--config", path.to_str().unwrap()]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert!(matches!(
+            parse_from(argv),
+            Err(ConfigError::UnknownKey { .. })
+        ));
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug_output() {
+        let args = serve(&["cistern", "serve", "--root-password", "hunter2hunter2"]);
+        assert!(!format!("{args:?}").contains("hunter2"));
+    }
+}

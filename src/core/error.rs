@@ -1,0 +1,91 @@
+//! The errors of the service layer. Each front-end maps them to its wire
+//! codes in one exhaustive match.
+
+use crate::blob::BlobError;
+use crate::meta::MetaError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    #[error("the bucket does not exist")]
+    NoSuchBucket,
+    #[error("the key does not exist")]
+    NoSuchKey,
+    #[error("the multipart upload does not exist")]
+    NoSuchUpload,
+    #[error("the bucket is not empty")]
+    BucketNotEmpty,
+    #[error("you already own this bucket")]
+    BucketAlreadyOwnedByYou,
+    #[error("the bucket name is taken")]
+    BucketAlreadyExists,
+    #[error("invalid bucket name: {0}")]
+    InvalidBucketName(String),
+    #[error("the key is longer than 1024 bytes")]
+    KeyTooLong,
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    #[error("a precondition failed")]
+    PreconditionFailed,
+    #[error("not modified")]
+    NotModified,
+    #[error("the requested range is not satisfiable")]
+    InvalidRange,
+    #[error("the {0} you specified did not match what we received")]
+    BadDigest(String),
+    #[error("the {0} you specified is not valid")]
+    InvalidDigest(String),
+    #[error("invalid part: {0}")]
+    InvalidPart(String),
+    #[error("the list of parts was not in ascending order")]
+    InvalidPartOrder,
+    #[error("part {0} is smaller than the minimum allowed size")]
+    EntityTooSmall(i32),
+    #[error("the body is larger than allowed")]
+    EntityTooLarge,
+    #[error("the body ended before its declared length")]
+    IncompleteBody,
+    #[error("access denied")]
+    AccessDenied,
+    #[error("the body could not be read: {0}")]
+    BodyRead(String),
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+pub type CoreResult<T> = Result<T, CoreError>;
+
+impl From<MetaError> for CoreError {
+    fn from(e: MetaError) -> Self {
+        match e {
+            MetaError::NoSuchBucket => Self::NoSuchBucket,
+            MetaError::NoSuchKey => Self::NoSuchKey,
+            MetaError::NoSuchUpload => Self::NoSuchUpload,
+            MetaError::BucketNotEmpty => Self::BucketNotEmpty,
+            MetaError::BucketAlreadyOwnedByYou => Self::BucketAlreadyOwnedByYou,
+            MetaError::BucketAlreadyExists => Self::BucketAlreadyExists,
+            MetaError::PreconditionFailed => Self::PreconditionFailed,
+            MetaError::InvalidPart(m) => Self::InvalidPart(m),
+            MetaError::InvalidPartOrder => Self::InvalidPartOrder,
+            MetaError::EntityTooSmall(n) => Self::EntityTooSmall(n),
+            MetaError::SourceChanged => Self::PreconditionFailed,
+            MetaError::WriterStopped => Self::Unavailable("metadata writer stopped".into()),
+            e @ (MetaError::Database(_) | MetaError::Migrate(_) | MetaError::Corrupt(_)) => {
+                Self::Internal(e.to_string())
+            }
+        }
+    }
+}
+
+impl From<BlobError> for CoreError {
+    fn from(e: BlobError) -> Self {
+        match e {
+            BlobError::NotFound(id) => Self::Internal(format!("blob {id} is missing")),
+            BlobError::Io(e) => Self::Internal(format!("blob i/o: {e}")),
+            BlobError::Backend(m) | BlobError::BadUrl(m) => Self::Unavailable(m),
+        }
+    }
+}

@@ -1,0 +1,27 @@
+//! The service layer: the rules of buckets and objects, independent of any
+//! protocol. Front-ends hand it validated names ([`names`]), byte streams and
+//! conditions; it decides, streams bytes into blobs, verifies digests, and
+//! commits metadata. It never sees an HTTP type and never writes SQL.
+
+pub mod digest;
+pub mod error;
+pub mod names;
+pub mod objects;
+pub mod sweeper;
+
+pub use self::error::{CoreError, CoreResult};
+pub use self::objects::Store;
+
+/// Who is making a request, once their key has been checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub user_id: String,
+    pub name: String,
+    pub role: String,
+    pub access_key: String,
+}
+
+/// Unix time in milliseconds.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}

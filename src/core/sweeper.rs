@@ -1,0 +1,104 @@
+//! The sweeper reclaims blob space. It deletes blobs that committed changes
+//! released (overwrites, deletes, aborted uploads) once they have sat in the
+//! trash for `trash_delay`, so that reads which started before the change
+//! can finish; and it deletes orphans, blobs that no row references and that
+//! are older than `orphan_grace` (left by writes interrupted before their
+//! commit, for example by a crash).
+
+use std::time::{Duration, SystemTime};
+
+use super::{CoreResult, Store};
+
+#[derive(Debug, Clone)]
+pub struct SweepSettings {
+    pub trash_delay: Duration,
+    pub orphan_grace: Duration,
+    pub orphan_interval: Duration,
+}
+
+impl Default for SweepSettings {
+    fn default() -> Self {
+        Self {
+            trash_delay: Duration::from_secs(30),
+            orphan_grace: Duration::from_secs(3600),
+            orphan_interval: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// What one pass removed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SweepReport {
+    pub trashed: usize,
+    pub orphans: usize,
+}
+
+impl Store {
+    /// Deletes released blobs older than `delay`.
+    pub async fn sweep_trash(&self, delay: Duration) -> CoreResult<usize> {
+        let cutoff = super::now_ms() - delay.as_millis() as i64;
+        let mut removed = 0;
+        loop {
+            let batch = self.meta.trashed_blobs(cutoff, 500).await?;
+            if batch.is_empty() {
+                return Ok(removed);
+            }
+            for id in &batch {
+                self.blobs.delete(id).await?;
+            }
+            self.meta.forget_trashed(&batch).await?;
+            removed += batch.len();
+        }
+    }
+
+    /// Deletes blobs that no row references and that were last written
+    /// before `grace` ago.
+    pub async fn sweep_orphans(&self, grace: Duration) -> CoreResult<usize> {
+        let cutoff = SystemTime::now() - grace;
+        let candidates = self.blobs.list_before(cutoff).await?;
+        let mut removed = 0;
+        for chunk in candidates.chunks(500) {
+            let live = self.meta.live_blobs(chunk).await?;
+            for id in chunk.iter().filter(|id| !live.contains(id)) {
+                self.blobs.delete(id).await?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Runs the sweeper until `shutdown` resolves.
+    pub async fn run_sweeper(
+        &self,
+        settings: SweepSettings,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
+        tokio::pin!(shutdown);
+        let mut last_orphan_pass: Option<tokio::time::Instant> = None;
+        loop {
+            if let Err(e) = self.sweep_trash(settings.trash_delay).await {
+                tracing::warn!(error = %e, "sweeping released blobs failed");
+            }
+            if last_orphan_pass.is_none_or(|t| t.elapsed() >= settings.orphan_interval) {
+                match self.sweep_orphans(settings.orphan_grace).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(removed = n, "removed orphan blobs"),
+                    Err(e) => tracing::warn!(error = %e, "orphan sweep failed"),
+                }
+                last_orphan_pass = Some(tokio::time::Instant::now());
+            }
+            // Released blobs become deletable `trash_delay` after release.
+            let wait = settings.trash_delay.max(Duration::from_secs(1));
+            tokio::select! {
+                () = &mut shutdown => return,
+                () = tokio::time::sleep(wait) => {}
+                () = self.sweep.notified() => {
+                    tokio::select! {
+                        () = &mut shutdown => return,
+                        () = tokio::time::sleep(settings.trash_delay) => {}
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,38 @@
+//! The `cistern` binary: parse the command line, then run the subcommand.
+
+use cistern::config::{self, Command};
+
+fn main() -> anyhow::Result<()> {
+    let cli = match config::parse_from(std::env::args().collect()) {
+        Ok(cli) => cli,
+        Err(config::ConfigError::Clap(e)) => e.exit(),
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        }
+    };
+    match cli.command {
+        Command::Serve(args) => serve(args),
+    }
+}
+
+fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
+    cistern::telemetry::init_logs(args.log_format, &args.log_level);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let (server, generated) = cistern::startup::Server::build(args).await?;
+        if let Some(root) = generated {
+            // Printed once, straight to the terminal and never to the log.
+            eprintln!(
+                "\nNo root credentials were configured, so these were generated.\n\
+                 They are shown only this once; keep them safe:\n\n  \
+                 CISTERN_ROOT_USER={}\n  CISTERN_ROOT_PASSWORD={}\n",
+                root.user, root.password
+            );
+        }
+        tracing::info!(s3 = %server.s3_addr(), web = %server.web_addr(), "cistern is listening");
+        server.run(cistern::startup::shutdown_signal()).await
+    })
+}

@@ -1,0 +1,162 @@
+//! The metadata store: every SQL statement Cistern runs lives under this
+//! module. One schema (with a migration set per dialect) serves SQLite (the
+//! default, a file in the data directory) and PostgreSQL/CockroachDB, through
+//! `sqlx`'s `Any` driver with portable SQL (`$n` placeholders, `ON CONFLICT`).
+//!
+//! Reads go straight to the pool. Writes are [`Mutation`]s handed to the
+//! group-commit [`writer`], which applies many of them in one transaction so
+//! that small PUTs share one fsync.
+
+mod queries;
+pub mod records;
+mod writer;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Executor};
+
+pub use self::records::*;
+use self::writer::Writer;
+pub use self::writer::{Mutation, MutationOutcome, PutCondition};
+
+/// Errors of the metadata layer. Rule violations found inside a transaction
+/// (a bucket that is not empty, a precondition) are typed so that the
+/// service layer can map them; everything else is `Database`.
+#[derive(Debug, thiserror::Error)]
+pub enum MetaError {
+    #[error("no such bucket")]
+    NoSuchBucket,
+    #[error("no such key")]
+    NoSuchKey,
+    #[error("no such upload")]
+    NoSuchUpload,
+    #[error("bucket is not empty")]
+    BucketNotEmpty,
+    #[error("bucket already owned by you")]
+    BucketAlreadyOwnedByYou,
+    #[error("bucket already exists")]
+    BucketAlreadyExists,
+    #[error("precondition failed")]
+    PreconditionFailed,
+    #[error("invalid part: {0}")]
+    InvalidPart(String),
+    #[error("parts are not in ascending order")]
+    InvalidPartOrder,
+    #[error("part {0} is smaller than the minimum part size")]
+    EntityTooSmall(i32),
+    #[error("the source object changed during the copy")]
+    SourceChanged,
+    #[error("the metadata writer has stopped")]
+    WriterStopped,
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration error: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+}
+
+pub type MetaResult<T> = Result<T, MetaError>;
+
+/// Which SQL engine the store talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+/// Handle to the metadata store; cheap to clone.
+#[derive(Clone)]
+pub struct MetaStore {
+    pool: AnyPool,
+    dialect: Dialect,
+    writer: Arc<Writer>,
+}
+
+static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+impl MetaStore {
+    /// Opens the store: `database_url` if given (postgres://...), otherwise
+    /// `cistern.db` in `data_dir`. Runs migrations and starts the writer.
+    pub async fn open(database_url: Option<&str>, data_dir: &Path) -> MetaResult<Self> {
+        sqlx::any::install_default_drivers();
+        let url = match database_url {
+            Some(url) => url.to_owned(),
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                data_dir.join("cistern.db").to_string_lossy()
+            ),
+        };
+        let dialect = if url.starts_with("sqlite:") {
+            Dialect::Sqlite
+        } else {
+            Dialect::Postgres
+        };
+        let options = AnyConnectOptions::from_str(&url)?;
+        let max_connections = match dialect {
+            Dialect::Sqlite => 8,
+            Dialect::Postgres => 16,
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(max_connections)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if dialect == Dialect::Sqlite {
+                        // WAL lets readers run beside the single writer;
+                        // FULL makes every commit durable before we answer.
+                        conn.execute("PRAGMA journal_mode = WAL").await?;
+                        conn.execute("PRAGMA synchronous = FULL").await?;
+                        conn.execute("PRAGMA busy_timeout = 10000").await?;
+                        conn.execute("PRAGMA foreign_keys = ON").await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await?;
+        match dialect {
+            Dialect::Sqlite => SQLITE_MIGRATOR.run(&pool).await?,
+            Dialect::Postgres => POSTGRES_MIGRATOR.run(&pool).await?,
+        }
+        let writers = match dialect {
+            // SQLite has one writer at a time anyway; batching is what helps.
+            Dialect::Sqlite => 1,
+            Dialect::Postgres => 4,
+        };
+        let writer = Writer::start(pool.clone(), writers);
+        Ok(Self {
+            pool,
+            dialect,
+            writer: Arc::new(writer),
+        })
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// Applies one mutation through the group-commit writer; returns once
+    /// its transaction is durable.
+    pub async fn apply(&self, mutation: Mutation) -> MetaResult<MutationOutcome> {
+        self.writer.submit(mutation).await
+    }
+
+    /// Waits for queued mutations to commit and closes the pool.
+    pub async fn close(&self) {
+        self.writer.shutdown().await;
+        self.pool.close().await;
+    }
+
+    /// A trivial round trip, for readiness probes.
+    pub async fn ping(&self) -> MetaResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}

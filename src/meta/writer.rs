@@ -1,0 +1,692 @@
+//! The group-commit writer. Every change to metadata is a [`Mutation`] sent
+//! to a writer task, which drains whatever is queued, applies each mutation
+//! under its own savepoint inside one transaction, commits once, and only
+//! then answers every caller. Under load many PUTs share one commit (one
+//! fsync of the SQLite WAL), which is where small-object speed comes from;
+//! durability is never weakened.
+
+use std::sync::Arc;
+
+use md5::{Digest, Md5};
+use sqlx::{AnyConnection, AnyPool, Connection, Row};
+use tokio::sync::{Mutex, mpsc, oneshot};
+
+use super::queries::{OBJECT_COLUMNS, encode_attrs, part_from_row};
+use super::{
+    MetaError, MetaResult, ObjectAttrs, ObjectBody, ObjectRecord, PartRecord, UploadRecord,
+    UserRecord,
+};
+
+/// Most mutations one transaction carries.
+const MAX_BATCH: usize = 256;
+
+/// Create-only and compare-and-swap writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PutCondition {
+    Always,
+    /// `If-None-Match: *`: only if no object has the key.
+    IfAbsent,
+    /// `If-Match: "etag"`: only if the current object has this ETag.
+    IfEtag(String),
+}
+
+/// How an object's blob segments relate to existing blob rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BlobRefs {
+    /// Newly written blobs: insert them with one reference.
+    Fresh,
+    /// Blobs of another object (CopyObject): add a reference each.
+    Share,
+    /// Blobs already counted (parts of a completed upload).
+    Adopt,
+}
+
+/// One change to metadata.
+#[derive(Debug)]
+pub enum Mutation {
+    EnsureUser {
+        user: UserRecord,
+        access_key: String,
+        secret: String,
+        now_ms: i64,
+    },
+    CreateBucket {
+        name: String,
+        owner_id: String,
+        now_ms: i64,
+    },
+    DeleteBucket {
+        name: String,
+    },
+    /// Store an object whose blobs (if any) were just written.
+    PutObject {
+        object: ObjectRecord,
+        condition: PutCondition,
+    },
+    /// Store an object that shares the blobs of an existing one.
+    CopyObject {
+        object: ObjectRecord,
+        condition: PutCondition,
+    },
+    DeleteObject {
+        bucket: String,
+        key: String,
+    },
+    CreateUpload {
+        upload: UploadRecord,
+    },
+    PutPart {
+        upload_id: String,
+        part: PartRecord,
+    },
+    CompleteUpload {
+        upload_id: String,
+        /// (part number, ETag) as the client listed them.
+        parts: Vec<(i32, String)>,
+        min_part_size: i64,
+        now_ms: i64,
+        condition: PutCondition,
+    },
+    AbortUpload {
+        upload_id: String,
+    },
+}
+
+#[derive(Debug)]
+pub enum MutationOutcome {
+    Done,
+    /// DeleteObject: whether an object was there.
+    Deleted(bool),
+    /// CompleteUpload: the object it created.
+    Completed(Box<ObjectRecord>),
+}
+
+struct Job {
+    mutation: Mutation,
+    reply: oneshot::Sender<MetaResult<MutationOutcome>>,
+}
+
+pub(super) struct Writer {
+    tx: std::sync::Mutex<Option<mpsc::Sender<Job>>>,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl Writer {
+    pub(super) fn start(pool: AnyPool, writers: usize) -> Self {
+        let (tx, rx) = mpsc::channel::<Job>(4096);
+        let rx = Arc::new(Mutex::new(rx));
+        let tasks = (0..writers)
+            .map(|_| tokio::spawn(run_writer(pool.clone(), rx.clone())))
+            .collect();
+        Self {
+            tx: std::sync::Mutex::new(Some(tx)),
+            tasks: Mutex::new(tasks),
+        }
+    }
+
+    pub(super) async fn submit(&self, mutation: Mutation) -> MetaResult<MutationOutcome> {
+        let sender = self
+            .tx
+            .lock()
+            .map_err(|_| MetaError::WriterStopped)?
+            .clone()
+            .ok_or(MetaError::WriterStopped)?;
+        let (reply, answer) = oneshot::channel();
+        sender
+            .send(Job { mutation, reply })
+            .await
+            .map_err(|_| MetaError::WriterStopped)?;
+        answer.await.map_err(|_| MetaError::WriterStopped)?
+    }
+
+    /// Stops taking mutations and waits until every queued one committed.
+    pub(super) async fn shutdown(&self) {
+        if let Ok(mut guard) = self.tx.lock() {
+            guard.take();
+        }
+        let tasks = std::mem::take(&mut *self.tasks.lock().await);
+        for task in tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+async fn run_writer(pool: AnyPool, rx: Arc<Mutex<mpsc::Receiver<Job>>>) {
+    loop {
+        let batch = {
+            let mut rx = rx.lock().await;
+            let Some(first) = rx.recv().await else { return };
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            batch
+        };
+        commit_batch(&pool, batch).await;
+    }
+}
+
+async fn commit_batch(pool: &AnyPool, batch: Vec<Job>) {
+    let mut conn = match pool.acquire().await {
+        Ok(conn) => conn,
+        Err(e) => return fail_all(batch, &e),
+    };
+    let mut tx = match conn.begin().await {
+        Ok(tx) => tx,
+        Err(e) => return fail_all(batch, &e),
+    };
+    let mut results = Vec::with_capacity(batch.len());
+    for job in &batch {
+        let outcome = match tx.begin().await {
+            Ok(mut savepoint) => match apply(&mut savepoint, &job.mutation).await {
+                Ok(outcome) => match savepoint.commit().await {
+                    Ok(()) => Ok(outcome),
+                    Err(e) => Err(MetaError::Database(e)),
+                },
+                Err(e) => {
+                    let _ = savepoint.rollback().await;
+                    Err(e)
+                }
+            },
+            Err(e) => Err(MetaError::Database(e)),
+        };
+        results.push(outcome);
+    }
+    if let Err(e) = tx.commit().await {
+        return fail_all(batch, &e);
+    }
+    for (job, result) in batch.into_iter().zip(results) {
+        let _ = job.reply.send(result);
+    }
+}
+
+fn fail_all(batch: Vec<Job>, error: &sqlx::Error) {
+    tracing::error!(%error, "metadata commit failed");
+    for job in batch {
+        let _ = job
+            .reply
+            .send(Err(MetaError::Database(sqlx::Error::Protocol(format!(
+                "commit failed: {error}"
+            )))));
+    }
+}
+
+async fn apply(conn: &mut AnyConnection, mutation: &Mutation) -> MetaResult<MutationOutcome> {
+    match mutation {
+        Mutation::EnsureUser {
+            user,
+            access_key,
+            secret,
+            now_ms,
+        } => ensure_user(conn, user, access_key, secret, *now_ms).await,
+        Mutation::CreateBucket {
+            name,
+            owner_id,
+            now_ms,
+        } => create_bucket(conn, name, owner_id, *now_ms).await,
+        Mutation::DeleteBucket { name } => delete_bucket(conn, name).await,
+        Mutation::PutObject { object, condition } => {
+            put_object(conn, object, condition, BlobRefs::Fresh).await
+        }
+        Mutation::CopyObject { object, condition } => {
+            put_object(conn, object, condition, BlobRefs::Share).await
+        }
+        Mutation::DeleteObject { bucket, key } => delete_object(conn, bucket, key).await,
+        Mutation::CreateUpload { upload } => create_upload(conn, upload).await,
+        Mutation::PutPart { upload_id, part } => put_part(conn, upload_id, part).await,
+        Mutation::CompleteUpload {
+            upload_id,
+            parts,
+            min_part_size,
+            now_ms,
+            condition,
+        } => complete_upload(conn, upload_id, parts, *min_part_size, *now_ms, condition).await,
+        Mutation::AbortUpload { upload_id } => abort_upload(conn, upload_id).await,
+    }
+}
+
+async fn ensure_user(
+    conn: &mut AnyConnection,
+    user: &UserRecord,
+    access_key: &str,
+    secret: &str,
+    now_ms: i64,
+) -> MetaResult<MutationOutcome> {
+    sqlx::query(
+        "INSERT INTO users (id, name, role, created_ms) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (name) DO UPDATE SET role = excluded.role",
+    )
+    .bind(&user.id)
+    .bind(&user.name)
+    .bind(&user.role)
+    .bind(now_ms)
+    .execute(&mut *conn)
+    .await?;
+    let id: String = sqlx::query("SELECT id FROM users WHERE name = $1")
+        .bind(&user.name)
+        .fetch_one(&mut *conn)
+        .await?
+        .try_get("id")?;
+    sqlx::query(
+        "INSERT INTO access_keys (access_key, secret, user_id, created_ms) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (access_key) DO UPDATE SET secret = excluded.secret, user_id = excluded.user_id",
+    )
+    .bind(access_key)
+    .bind(secret)
+    .bind(&id)
+    .bind(now_ms)
+    .execute(&mut *conn)
+    .await?;
+    Ok(MutationOutcome::Done)
+}
+
+async fn create_bucket(
+    conn: &mut AnyConnection,
+    name: &str,
+    owner_id: &str,
+    now_ms: i64,
+) -> MetaResult<MutationOutcome> {
+    let existing = sqlx::query("SELECT owner_id FROM buckets WHERE name = $1")
+        .bind(name)
+        .fetch_optional(&mut *conn)
+        .await?;
+    if let Some(row) = existing {
+        let owner: String = row.try_get("owner_id")?;
+        return Err(if owner == owner_id {
+            MetaError::BucketAlreadyOwnedByYou
+        } else {
+            MetaError::BucketAlreadyExists
+        });
+    }
+    sqlx::query("INSERT INTO buckets (name, owner_id, created_ms) VALUES ($1, $2, $3)")
+        .bind(name)
+        .bind(owner_id)
+        .bind(now_ms)
+        .execute(&mut *conn)
+        .await?;
+    Ok(MutationOutcome::Done)
+}
+
+async fn delete_bucket(conn: &mut AnyConnection, name: &str) -> MetaResult<MutationOutcome> {
+    require_bucket(conn, name).await?;
+    let busy = sqlx::query(
+        "SELECT 1 AS x FROM objects WHERE bucket = $1 \
+         UNION ALL SELECT 1 AS x FROM uploads WHERE bucket = $1 LIMIT 1",
+    )
+    .bind(name)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if busy.is_some() {
+        return Err(MetaError::BucketNotEmpty);
+    }
+    sqlx::query("DELETE FROM buckets WHERE name = $1")
+        .bind(name)
+        .execute(&mut *conn)
+        .await?;
+    Ok(MutationOutcome::Done)
+}
+
+async fn require_bucket(conn: &mut AnyConnection, name: &str) -> MetaResult<()> {
+    let found = sqlx::query("SELECT 1 AS x FROM buckets WHERE name = $1")
+        .bind(name)
+        .fetch_optional(&mut *conn)
+        .await?;
+    found.map(|_| ()).ok_or(MetaError::NoSuchBucket)
+}
+
+/// The current object's size, ETag and blobs, if there is one.
+async fn current_object(
+    conn: &mut AnyConnection,
+    bucket: &str,
+    key: &str,
+) -> MetaResult<Option<(i64, String, Vec<String>)>> {
+    let row =
+        sqlx::query("SELECT size, etag, segments FROM objects WHERE bucket = $1 AND key = $2")
+            .bind(bucket)
+            .bind(key)
+            .fetch_optional(&mut *conn)
+            .await?;
+    let Some(row) = row else { return Ok(None) };
+    let segments: Option<String> = row.try_get("segments")?;
+    let blobs = match segments {
+        Some(text) => serde_json::from_str::<Vec<super::BlobSegment>>(&text)
+            .map_err(|e| MetaError::Corrupt(format!("segments: {e}")))?
+            .into_iter()
+            .map(|s| s.blob)
+            .collect(),
+        None => Vec::new(),
+    };
+    Ok(Some((row.try_get("size")?, row.try_get("etag")?, blobs)))
+}
+
+/// Drops one reference to a blob; a blob nobody references goes to the trash
+/// for the sweeper, after this transaction commits.
+async fn release_blob(conn: &mut AnyConnection, blob: &str, now_ms: i64) -> MetaResult<()> {
+    sqlx::query("UPDATE blobs SET refs = refs - 1 WHERE id = $1")
+        .bind(blob)
+        .execute(&mut *conn)
+        .await?;
+    let gone = sqlx::query("DELETE FROM blobs WHERE id = $1 AND refs <= 0")
+        .bind(blob)
+        .execute(&mut *conn)
+        .await?;
+    if gone.rows_affected() > 0 {
+        sqlx::query(
+            "INSERT INTO blob_trash (id, queued_ms) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(blob)
+        .bind(now_ms)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+async fn add_blob(conn: &mut AnyConnection, blob: &str, size: i64, now_ms: i64) -> MetaResult<()> {
+    sqlx::query("INSERT INTO blobs (id, size, refs, created_ms) VALUES ($1, $2, 1, $3)")
+        .bind(blob)
+        .bind(size)
+        .bind(now_ms)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+fn check_condition(
+    condition: &PutCondition,
+    current: Option<&(i64, String, Vec<String>)>,
+) -> MetaResult<()> {
+    match (condition, current) {
+        (PutCondition::Always, _) => Ok(()),
+        (PutCondition::IfAbsent, None) => Ok(()),
+        (PutCondition::IfEtag(want), Some((_, etag, _))) if want == etag => Ok(()),
+        _ => Err(MetaError::PreconditionFailed),
+    }
+}
+
+async fn put_object(
+    conn: &mut AnyConnection,
+    object: &ObjectRecord,
+    condition: &PutCondition,
+    refs: BlobRefs,
+) -> MetaResult<MutationOutcome> {
+    require_bucket(conn, &object.bucket).await?;
+    let current = current_object(conn, &object.bucket, &object.key).await?;
+    check_condition(condition, current.as_ref())?;
+    let now_ms = object.last_modified_ms;
+    let (inline, segments) = match &object.body {
+        ObjectBody::Inline(data) => (Some(data.to_vec()), None),
+        ObjectBody::Blobs(segments) => {
+            for segment in segments {
+                match refs {
+                    BlobRefs::Fresh => add_blob(conn, &segment.blob, segment.len, now_ms).await?,
+                    BlobRefs::Share => {
+                        let done = sqlx::query("UPDATE blobs SET refs = refs + 1 WHERE id = $1")
+                            .bind(&segment.blob)
+                            .execute(&mut *conn)
+                            .await?;
+                        if done.rows_affected() == 0 {
+                            return Err(MetaError::SourceChanged);
+                        }
+                    }
+                    BlobRefs::Adopt => {}
+                }
+            }
+            (
+                None,
+                Some(
+                    serde_json::to_string(segments)
+                        .map_err(|e| MetaError::Corrupt(e.to_string()))?,
+                ),
+            )
+        }
+    };
+    let sql = format!(
+        "INSERT INTO objects ({OBJECT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+         ON CONFLICT (bucket, key) DO UPDATE SET size = excluded.size, etag = excluded.etag, \
+         last_modified_ms = excluded.last_modified_ms, attrs = excluded.attrs, \
+         inline_data = excluded.inline_data, segments = excluded.segments, \
+         parts_count = excluded.parts_count"
+    );
+    sqlx::query(&sql)
+        .bind(&object.bucket)
+        .bind(&object.key)
+        .bind(object.size)
+        .bind(&object.etag)
+        .bind(object.last_modified_ms)
+        .bind(encode_attrs(&object.attrs))
+        .bind(inline)
+        .bind(segments)
+        .bind(object.parts_count.map(i64::from))
+        .execute(&mut *conn)
+        .await?;
+    let (added, old_size) = match &current {
+        Some((size, _, blobs)) => {
+            for blob in blobs {
+                release_blob(conn, blob, now_ms).await?;
+            }
+            (0_i64, *size)
+        }
+        None => (1, 0),
+    };
+    sqlx::query(
+        "UPDATE buckets SET object_count = object_count + $1, bytes_stored = bytes_stored + $2 \
+         WHERE name = $3",
+    )
+    .bind(added)
+    .bind(object.size - old_size)
+    .bind(&object.bucket)
+    .execute(&mut *conn)
+    .await?;
+    Ok(MutationOutcome::Done)
+}
+
+async fn delete_object(
+    conn: &mut AnyConnection,
+    bucket: &str,
+    key: &str,
+) -> MetaResult<MutationOutcome> {
+    require_bucket(conn, bucket).await?;
+    let Some((size, _, blobs)) = current_object(conn, bucket, key).await? else {
+        return Ok(MutationOutcome::Deleted(false));
+    };
+    sqlx::query("DELETE FROM objects WHERE bucket = $1 AND key = $2")
+        .bind(bucket)
+        .bind(key)
+        .execute(&mut *conn)
+        .await?;
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    for blob in &blobs {
+        release_blob(conn, blob, now_ms).await?;
+    }
+    sqlx::query(
+        "UPDATE buckets SET object_count = object_count - 1, bytes_stored = bytes_stored - $1 \
+         WHERE name = $2",
+    )
+    .bind(size)
+    .bind(bucket)
+    .execute(&mut *conn)
+    .await?;
+    Ok(MutationOutcome::Deleted(true))
+}
+
+async fn create_upload(
+    conn: &mut AnyConnection,
+    upload: &UploadRecord,
+) -> MetaResult<MutationOutcome> {
+    require_bucket(conn, &upload.bucket).await?;
+    sqlx::query(
+        "INSERT INTO uploads (upload_id, bucket, key, initiated_ms, attrs) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(&upload.upload_id)
+    .bind(&upload.bucket)
+    .bind(&upload.key)
+    .bind(upload.initiated_ms)
+    .bind(encode_attrs(&upload.attrs))
+    .execute(&mut *conn)
+    .await?;
+    Ok(MutationOutcome::Done)
+}
+
+async fn require_upload(
+    conn: &mut AnyConnection,
+    upload_id: &str,
+) -> MetaResult<(String, String, ObjectAttrs)> {
+    let row = sqlx::query("SELECT bucket, key, attrs FROM uploads WHERE upload_id = $1")
+        .bind(upload_id)
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or(MetaError::NoSuchUpload)?;
+    let attrs: String = row.try_get("attrs")?;
+    Ok((
+        row.try_get("bucket")?,
+        row.try_get("key")?,
+        super::queries::decode_attrs(&attrs)?,
+    ))
+}
+
+async fn put_part(
+    conn: &mut AnyConnection,
+    upload_id: &str,
+    part: &PartRecord,
+) -> MetaResult<MutationOutcome> {
+    require_upload(conn, upload_id).await?;
+    let old =
+        sqlx::query("SELECT blob_id FROM upload_parts WHERE upload_id = $1 AND part_number = $2")
+            .bind(upload_id)
+            .bind(i64::from(part.part_number))
+            .fetch_optional(&mut *conn)
+            .await?;
+    add_blob(conn, &part.blob_id, part.size, part.last_modified_ms).await?;
+    sqlx::query(
+        "INSERT INTO upload_parts (upload_id, part_number, blob_id, size, etag, last_modified_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (upload_id, part_number) DO UPDATE SET \
+         blob_id = excluded.blob_id, size = excluded.size, etag = excluded.etag, \
+         last_modified_ms = excluded.last_modified_ms",
+    )
+    .bind(upload_id)
+    .bind(i64::from(part.part_number))
+    .bind(&part.blob_id)
+    .bind(part.size)
+    .bind(&part.etag)
+    .bind(part.last_modified_ms)
+    .execute(&mut *conn)
+    .await?;
+    if let Some(row) = old {
+        let blob: String = row.try_get("blob_id")?;
+        release_blob(conn, &blob, part.last_modified_ms).await?;
+    }
+    Ok(MutationOutcome::Done)
+}
+
+async fn upload_parts(conn: &mut AnyConnection, upload_id: &str) -> MetaResult<Vec<PartRecord>> {
+    let rows = sqlx::query("SELECT * FROM upload_parts WHERE upload_id = $1 ORDER BY part_number")
+        .bind(upload_id)
+        .fetch_all(&mut *conn)
+        .await?;
+    rows.iter().map(part_from_row).collect()
+}
+
+async fn drop_upload(conn: &mut AnyConnection, upload_id: &str) -> MetaResult<()> {
+    sqlx::query("DELETE FROM upload_parts WHERE upload_id = $1")
+        .bind(upload_id)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("DELETE FROM uploads WHERE upload_id = $1")
+        .bind(upload_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// The S3 multipart ETag: MD5 of the concatenated binary part MD5s, `-N`.
+fn multipart_etag(parts: &[&PartRecord]) -> MetaResult<String> {
+    let mut hasher = Md5::new();
+    for part in parts {
+        let digest = hex::decode(&part.etag)
+            .map_err(|_| MetaError::Corrupt(format!("part etag {}", part.etag)))?;
+        hasher.update(&digest);
+    }
+    Ok(format!(
+        "{}-{}",
+        hex::encode(hasher.finalize()),
+        parts.len()
+    ))
+}
+
+async fn complete_upload(
+    conn: &mut AnyConnection,
+    upload_id: &str,
+    requested: &[(i32, String)],
+    min_part_size: i64,
+    now_ms: i64,
+    condition: &PutCondition,
+) -> MetaResult<MutationOutcome> {
+    let (bucket, key, attrs) = require_upload(conn, upload_id).await?;
+    let stored = upload_parts(conn, upload_id).await?;
+    if requested.is_empty() {
+        return Err(MetaError::InvalidPart("the part list is empty".into()));
+    }
+    let mut chosen: Vec<&PartRecord> = Vec::with_capacity(requested.len());
+    let mut previous = 0;
+    for (number, etag) in requested {
+        if *number <= previous {
+            return Err(MetaError::InvalidPartOrder);
+        }
+        previous = *number;
+        let part = stored
+            .iter()
+            .find(|p| p.part_number == *number)
+            .ok_or_else(|| MetaError::InvalidPart(format!("part {number} was not uploaded")))?;
+        if part.etag != etag.trim_matches('"') {
+            return Err(MetaError::InvalidPart(format!(
+                "part {number} has a different ETag"
+            )));
+        }
+        chosen.push(part);
+    }
+    for part in &chosen[..chosen.len() - 1] {
+        if part.size < min_part_size {
+            return Err(MetaError::EntityTooSmall(part.part_number));
+        }
+    }
+    let object = ObjectRecord {
+        bucket,
+        key,
+        size: chosen.iter().map(|p| p.size).sum(),
+        etag: multipart_etag(&chosen)?,
+        last_modified_ms: now_ms,
+        attrs,
+        body: ObjectBody::Blobs(
+            chosen
+                .iter()
+                .map(|p| super::BlobSegment {
+                    blob: p.blob_id.clone(),
+                    len: p.size,
+                })
+                .collect(),
+        ),
+        parts_count: Some(chosen.len() as i32),
+    };
+    put_object(conn, &object, condition, BlobRefs::Adopt).await?;
+    for part in &stored {
+        if !chosen.iter().any(|c| c.part_number == part.part_number) {
+            release_blob(conn, &part.blob_id, now_ms).await?;
+        }
+    }
+    drop_upload(conn, upload_id).await?;
+    Ok(MutationOutcome::Completed(Box::new(object)))
+}
+
+async fn abort_upload(conn: &mut AnyConnection, upload_id: &str) -> MetaResult<MutationOutcome> {
+    require_upload(conn, upload_id).await?;
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    for part in upload_parts(conn, upload_id).await? {
+        release_blob(conn, &part.blob_id, now_ms).await?;
+    }
+    drop_upload(conn, upload_id).await?;
+    Ok(MutationOutcome::Done)
+}

@@ -1,0 +1,146 @@
+//! Serving HTTP on a bound listener: the accept loop shared by both ports
+//! (TCP_NODELAY, HTTP/1.1 keep-alive, graceful drain on shutdown) and the
+//! wrapper around the S3 service that gives every request an id
+//! (`x-amz-request-id` and the log span) and records metrics.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use http::{HeaderValue, Request, Response};
+use hyper::body::Incoming;
+use hyper::service::Service;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder as ConnBuilder;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tracing::Instrument;
+
+use super::auth::OperationName;
+
+/// Accepts connections until `shutdown` resolves, then lets in-flight
+/// requests finish for up to `drain` before returning.
+pub async fn serve<S, B>(
+    listener: TcpListener,
+    service: S,
+    shutdown: impl Future<Output = ()>,
+    drain: Duration,
+) where
+    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + Sync + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let builder = ConnBuilder::new(TokioExecutor::new());
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (socket, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off, keep serving.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        if let Err(e) = socket.set_nodelay(true) {
+            tracing::debug!(error = %e, %peer, "could not set TCP_NODELAY");
+        }
+        let connection = builder.serve_connection(TokioIo::new(socket), service.clone());
+        let connection = graceful.watch(connection.into_owned());
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, %peer, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(drain) => {
+            tracing::warn!(?drain, "in-flight requests did not finish in time; closing them");
+        }
+    }
+}
+
+/// A fresh request id: 16 hex digits, like S3's.
+pub fn new_request_id() -> String {
+    format!("{:016X}", rand::random::<u64>())
+}
+
+fn declared_length(headers: &http::HeaderMap, names: &[&str]) -> u64 {
+    names
+        .iter()
+        .find_map(|n| headers.get(*n))
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The S3 service with request ids, a log span and metrics around it.
+#[derive(Clone)]
+pub struct S3Front {
+    pub inner: s3s::service::S3Service,
+}
+
+impl Service<Request<Incoming>> for S3Front {
+    type Response = Response<s3s::Body>;
+    type Error = Infallible;
+    type Future =
+        std::pin::Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn call(&self, mut req: Request<Incoming>) -> Self::Future {
+        let inner = self.inner.clone();
+        let request_id = new_request_id();
+        let operation = OperationName::default();
+        req.extensions_mut().insert(operation.clone());
+        let bytes_in = declared_length(
+            req.headers(),
+            &["x-amz-decoded-content-length", "content-length"],
+        );
+        let method = req.method().clone();
+        let path = req.uri().path().to_owned();
+        let span = tracing::info_span!("s3", request_id = %request_id);
+        Box::pin(
+            async move {
+                let started = Instant::now();
+                let mut response = match inner.call(req.map(s3s::Body::from)).await {
+                    Ok(response) => response,
+                    Err(e) => {
+                        tracing::error!(error = ?e, "s3 service failed");
+                        let mut response = Response::new(s3s::Body::empty());
+                        *response.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+                        response
+                    }
+                };
+                if let Ok(value) = HeaderValue::from_str(&request_id) {
+                    response.headers_mut().insert("x-amz-request-id", value.clone());
+                    response.headers_mut().insert("x-amz-id-2", value);
+                }
+                let status = response.status().as_u16();
+                let op = operation.0.get().map(String::as_str).unwrap_or("Unknown").to_owned();
+                let bytes_out = declared_length(response.headers(), &["content-length"]);
+                let elapsed = started.elapsed();
+                metrics::counter!("cistern_s3_requests_total", "operation" => op.clone(), "status" => status.to_string())
+                    .increment(1);
+                metrics::histogram!("cistern_s3_request_duration_seconds", "operation" => op.clone())
+                    .record(elapsed.as_secs_f64());
+                metrics::counter!("cistern_s3_bytes_received_total").increment(bytes_in);
+                metrics::counter!("cistern_s3_bytes_sent_total").increment(bytes_out);
+                if status >= 500 {
+                    tracing::warn!(%method, %path, operation = %op, status, ?elapsed, "request failed");
+                } else {
+                    tracing::debug!(%method, %path, operation = %op, status, ?elapsed, "request");
+                }
+                Ok(response)
+            }
+            .instrument(span),
+        )
+    }
+}

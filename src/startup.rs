@@ -1,0 +1,226 @@
+//! Turns settings into a running server: opens the stores, makes sure an
+//! admin exists, binds both listeners (so tests can use port 0 and ask for
+//! the address), and runs until a shutdown future resolves.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use base64::Engine;
+use hyper_util::service::TowerToHyperService;
+use s3s::service::S3ServiceBuilder;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::ServeArgs;
+use crate::core::Store;
+use crate::core::objects::StoreSettings;
+use crate::core::sweeper::SweepSettings;
+use crate::s3::CisternS3;
+use crate::s3::auth::{KeyAuth, SignedOnly};
+use crate::s3::server::{S3Front, serve};
+use crate::web::{WebState, router};
+
+/// A server with its stores open and its listeners bound.
+pub struct Server {
+    store: Store,
+    s3_listener: TcpListener,
+    web_listener: TcpListener,
+    settings: ServeArgs,
+}
+
+/// Root credentials made up on a first start without any configured.
+#[derive(Clone)]
+pub struct GeneratedRoot {
+    pub user: String,
+    pub password: String,
+}
+
+impl Server {
+    /// Opens stores, ensures the first admin, binds listeners. Returns the
+    /// generated root pair when one had to be made (the caller prints it).
+    pub async fn build(settings: ServeArgs) -> anyhow::Result<(Self, Option<GeneratedRoot>)> {
+        std::fs::create_dir_all(&settings.data_dir).with_context(|| {
+            format!(
+                "while creating the data directory {}",
+                settings.data_dir.display()
+            )
+        })?;
+        let meta =
+            crate::meta::MetaStore::open(settings.database_url.as_deref(), &settings.data_dir)
+                .await
+                .context("while opening the metadata store")?;
+        let blobs = crate::blob::open(settings.blob_url.as_deref(), &settings.data_dir)
+            .await
+            .context("while opening the blob store")?;
+        let store = Store::new(
+            meta,
+            blobs,
+            StoreSettings {
+                inline_threshold: settings.inline_threshold,
+                max_object_size: settings.max_object_size,
+                ..StoreSettings::default()
+            },
+        );
+        let generated = ensure_root(&store, &settings).await?;
+        let s3_listener = TcpListener::bind(settings.s3_listen)
+            .await
+            .with_context(|| format!("while binding the S3 port {}", settings.s3_listen))?;
+        let web_listener = TcpListener::bind(settings.web_listen)
+            .await
+            .with_context(|| format!("while binding the web port {}", settings.web_listen))?;
+        Ok((
+            Self {
+                store,
+                s3_listener,
+                web_listener,
+                settings,
+            },
+            generated,
+        ))
+    }
+
+    pub fn s3_addr(&self) -> SocketAddr {
+        self.s3_listener
+            .local_addr()
+            .unwrap_or(self.settings.s3_listen)
+    }
+
+    pub fn web_addr(&self) -> SocketAddr {
+        self.web_listener
+            .local_addr()
+            .unwrap_or(self.settings.web_listen)
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Serves until `shutdown` resolves, then drains in-flight requests
+    /// (bounded by the shutdown grace) and commits what is queued.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let Self {
+            store,
+            s3_listener,
+            web_listener,
+            settings,
+        } = self;
+        let stop = CancellationToken::new();
+        let drain = Duration::from_secs(settings.shutdown_grace_secs);
+
+        let mut builder = S3ServiceBuilder::new(CisternS3 {
+            store: store.clone(),
+            region: settings.region.clone(),
+        });
+        builder.set_auth(KeyAuth {
+            store: store.clone(),
+        });
+        builder.set_access(SignedOnly);
+        let s3_service = S3Front {
+            inner: builder.build(),
+        };
+        let web_service = TowerToHyperService::new(router(WebState {
+            store: store.clone(),
+            metrics: crate::telemetry::metrics(),
+        }));
+
+        let s3_task = tokio::spawn(serve(
+            s3_listener,
+            s3_service,
+            stop.clone().cancelled_owned(),
+            drain,
+        ));
+        let web_task = tokio::spawn(serve(
+            web_listener,
+            web_service,
+            stop.clone().cancelled_owned(),
+            drain,
+        ));
+        let sweeper_store = store.clone();
+        let sweep_settings = SweepSettings {
+            trash_delay: Duration::from_secs(settings.trash_delay_secs),
+            orphan_grace: Duration::from_secs(settings.orphan_grace_secs),
+            orphan_interval: Duration::from_secs(settings.orphan_scan_secs.max(1)),
+        };
+        let sweeper = tokio::spawn({
+            let stop = stop.clone();
+            async move {
+                sweeper_store
+                    .run_sweeper(sweep_settings, stop.cancelled_owned())
+                    .await
+            }
+        });
+
+        shutdown.await;
+        tracing::info!("shutting down: no new connections, finishing requests in flight");
+        stop.cancel();
+        let _ = s3_task.await;
+        let _ = web_task.await;
+        let _ = sweeper.await;
+        store.meta().close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+async fn ensure_root(store: &Store, settings: &ServeArgs) -> anyhow::Result<Option<GeneratedRoot>> {
+    match (&settings.root_user, &settings.root_password) {
+        (Some(user), Some(password)) => {
+            anyhow::ensure!(
+                user.len() >= 3,
+                "CISTERN_ROOT_USER must be at least 3 characters"
+            );
+            anyhow::ensure!(
+                password.len() >= 8,
+                "CISTERN_ROOT_PASSWORD must be at least 8 characters"
+            );
+            store
+                .ensure_admin(user, password)
+                .await
+                .context("while creating the root user")?;
+            Ok(None)
+        }
+        (None, None) => {
+            if store.user_count().await? > 0 {
+                return Ok(None);
+            }
+            let generated = GeneratedRoot {
+                user: format!("admin-{}", &hex::encode(rand::random::<[u8; 4]>())),
+                password: base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .encode(rand::random::<[u8; 30]>()),
+            };
+            store
+                .ensure_admin(&generated.user, &generated.password)
+                .await
+                .context("while creating the root user")?;
+            Ok(Some(generated))
+        }
+        _ => anyhow::bail!("set both CISTERN_ROOT_USER and CISTERN_ROOT_PASSWORD, or neither"),
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}
