@@ -1,0 +1,194 @@
+//! `spawn_app()` and the clients the tests use.
+
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime};
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+use cistern::config::{Command, parse_from};
+use cistern::startup::Server;
+use tokio::sync::oneshot;
+
+pub const ROOT_USER: &str = "testroot";
+pub const ROOT_PASSWORD: &str = "test-root-password";
+
+pub struct TestApp {
+    pub s3_addr: SocketAddr,
+    pub web_addr: SocketAddr,
+    pub data_dir: tempfile::TempDir,
+    pub store: cistern::core::Store,
+    database_url: Option<String>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestApp {
+    pub fn s3_url(&self) -> String {
+        format!("http://{}", self.s3_addr)
+    }
+
+    pub fn web_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.web_addr)
+    }
+
+    pub fn client(&self) -> Client {
+        client_for(&self.s3_url(), ROOT_USER, ROOT_PASSWORD, None)
+    }
+
+    /// Stops the server the way SIGTERM does and waits for it.
+    pub async fn stop(self) {
+        self.stop_keeping_data().await;
+    }
+
+    async fn stop_keeping_data(mut self) -> (tempfile::TempDir, Option<String>) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("server task").expect("server run");
+        }
+        (self.data_dir, self.database_url)
+    }
+
+    /// Stops the server and starts a new one on the same data.
+    pub async fn restart(self) -> TestApp {
+        let (data_dir, database_url) = self.stop_keeping_data().await;
+        spawn_on(data_dir, database_url, &[]).await
+    }
+}
+
+/// A fresh PostgreSQL database when the suite runs against PostgreSQL.
+pub async fn test_database_url() -> Option<String> {
+    let base = std::env::var("CISTERN_TEST_DATABASE_URL").ok()?;
+    sqlx::any::install_default_drivers();
+    let name = format!("cistern_test_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&base)
+        .await
+        .expect("connect to the test PostgreSQL");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .expect("create test database");
+    let (prefix, _) = base.rsplit_once('/').expect("database url has a path");
+    Some(format!("{prefix}/{name}"))
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(&[]).await
+}
+
+pub async fn spawn_app_with(extra: &[&str]) -> TestApp {
+    let data_dir = tempfile::tempdir().expect("tempdir");
+    let database_url = test_database_url().await;
+    spawn_on(data_dir, database_url, extra).await
+}
+
+pub async fn spawn_on(data_dir: tempfile::TempDir, database_url: Option<String>, extra: &[&str]) -> TestApp {
+    let mut argv: Vec<String> = [
+        "cistern",
+        "serve",
+        "--s3-listen",
+        "127.0.0.1:0",
+        "--web-listen",
+        "127.0.0.1:0",
+        "--root-user",
+        ROOT_USER,
+        "--root-password",
+        ROOT_PASSWORD,
+        "--shutdown-grace-secs",
+        "5",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    argv.push("--data-dir".into());
+    argv.push(data_dir.path().to_string_lossy().into_owned());
+    if let Some(url) = &database_url {
+        argv.push("--database-url".into());
+        argv.push(url.clone());
+    }
+    argv.extend(extra.iter().map(|s| s.to_string()));
+    let Command::Serve(args) = parse_from(argv).expect("valid test settings").command;
+    let (server, _) = Server::build(args).await.expect("server builds");
+    let (stop, stopped) = oneshot::channel::<()>();
+    let s3_addr = server.s3_addr();
+    let web_addr = server.web_addr();
+    let store = server.store().clone();
+    let task = tokio::spawn(server.run(async move {
+        let _ = stopped.await;
+    }));
+    TestApp {
+        s3_addr,
+        web_addr,
+        data_dir,
+        store,
+        database_url,
+        stop: Some(stop),
+        task: Some(task),
+    }
+}
+
+#[derive(Debug)]
+struct OffsetClock(Duration);
+
+impl aws_smithy_async::time::TimeSource for OffsetClock {
+    fn now(&self) -> SystemTime {
+        SystemTime::now() - self.0
+    }
+}
+
+/// An S3 client; `clock_behind` makes it sign with a clock that is late.
+pub fn client_for(endpoint: &str, key: &str, secret: &str, clock_behind: Option<Duration>) -> Client {
+    let mut config = aws_sdk_s3::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(Credentials::new(key, secret, None, None, "test"))
+        .force_path_style(true);
+    if let Some(offset) = clock_behind {
+        // The SDK corrects skew by retrying with the server's clock; a
+        // single attempt shows what the server said.
+        config = config
+            .time_source(OffsetClock(offset))
+            .retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled());
+    }
+    Client::from_conf(config.build())
+}
+
+/// Deterministic test bytes.
+pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+}
+
+pub async fn body_bytes(output: aws_sdk_s3::operation::get_object::GetObjectOutput) -> Vec<u8> {
+    output.body.collect().await.expect("body").into_bytes().to_vec()
+}
+
+/// The S3 error code of a failed SDK call.
+pub fn error_code<E, R>(result: Result<R, aws_sdk_s3::error::SdkError<E>>) -> String
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata + std::fmt::Debug,
+    R: std::fmt::Debug,
+{
+    match result {
+        Ok(ok) => panic!("expected an error, got {ok:?}"),
+        Err(e) => e
+            .as_service_error()
+            .and_then(|s| s.code())
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("no code: {e:?}")),
+    }
+}
+
+/// The HTTP status of a failed SDK call.
+pub fn error_status<E: std::fmt::Debug, R: std::fmt::Debug>(result: Result<R, aws_sdk_s3::error::SdkError<E>>) -> u16 {
+    match result {
+        Ok(ok) => panic!("expected an error, got {ok:?}"),
+        Err(e) => e.raw_response().map(|r| r.status().as_u16()).unwrap_or(0),
+    }
+}
+
+pub fn md5_hex(data: &[u8]) -> String {
+    use md5::Digest;
+    hex::encode(md5::Md5::digest(data))
+}

@@ -1,0 +1,13 @@
+//! Integration tests: each test starts the real server on loopback port 0
+//! with its own data directory (and its own PostgreSQL database when
+//! `CISTERN_TEST_DATABASE_URL` is set) and talks to it with `aws-sdk-s3`.
+
+mod helpers;
+
+mod auth;
+mod buckets;
+mod crash;
+mod listing;
+mod multipart;
+mod objects;
+mod operations;
