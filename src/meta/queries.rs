@@ -132,7 +132,8 @@ impl MetaStore {
 
     pub async fn stored_totals(&self) -> MetaResult<StoredTotals> {
         let row = sqlx::query(
-            "SELECT COALESCE(SUM(object_count), 0) AS objects, COALESCE(SUM(bytes_stored), 0) AS bytes FROM buckets",
+            "SELECT CAST(COALESCE(SUM(object_count), 0) AS BIGINT) AS objects, \
+             CAST(COALESCE(SUM(bytes_stored), 0) AS BIGINT) AS bytes FROM buckets",
         )
         .fetch_one(&self.pool)
         .await?;

@@ -218,13 +218,20 @@ pub fn header_checksums(
     .collect()
 }
 
-/// Percent-encodes a key for `encoding-type=url` listings.
+const PATH_SAFE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b'/');
+
+/// Percent-encodes a key for use in a URL path.
+pub fn path_encode(value: &str) -> String {
+    percent_encoding::utf8_percent_encode(value, PATH_SAFE).to_string()
+}
+
+/// Encodes a key for `encoding-type=url` listings as S3 does: form
+/// encoding, so a space is `+` and `+` itself is `%2B`.
 pub fn url_encode(value: &str) -> String {
-    const KEEP: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-        .remove(b'-')
-        .remove(b'.')
-        .remove(b'_')
-        .remove(b'~')
-        .remove(b'/');
-    percent_encoding::utf8_percent_encode(value, KEEP).to_string()
+    path_encode(value).replace("%20", "+")
 }

@@ -168,7 +168,7 @@ pub async fn complete(
         bucket: Some(input.bucket.clone()),
         key: Some(input.key.clone()),
         e_tag: Some(etag(&object.etag)),
-        location: Some(format!("/{}/{}", input.bucket, url_encode(&input.key))),
+        location: Some(format!("/{}/{}", input.bucket, path_encode(&input.key))),
         ..Default::default()
     }))
 }

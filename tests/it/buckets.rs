@@ -5,7 +5,11 @@ async fn bucket_lifecycle_matches_s3() {
     let app = spawn_app().await;
     let s3 = app.client();
 
-    s3.create_bucket().bucket("photos").send().await.expect("create");
+    s3.create_bucket()
+        .bucket("photos")
+        .send()
+        .await
+        .expect("create");
     let again = s3.create_bucket().bucket("photos").send().await;
     assert_eq!(error_code(again), "BucketAlreadyOwnedByYou");
 
@@ -14,18 +18,48 @@ async fn bucket_lifecycle_matches_s3() {
     assert_eq!(names, ["photos"]);
     assert!(listed.buckets()[0].creation_date().is_some());
 
-    s3.head_bucket().bucket("photos").send().await.expect("head");
-    let location = s3.get_bucket_location().bucket("photos").send().await.expect("location");
-    let constraint = location.location_constraint().map(|c| c.as_str()).unwrap_or_default();
+    s3.head_bucket()
+        .bucket("photos")
+        .send()
+        .await
+        .expect("head");
+    let location = s3
+        .get_bucket_location()
+        .bucket("photos")
+        .send()
+        .await
+        .expect("location");
+    let constraint = location
+        .location_constraint()
+        .map(|c| c.as_str())
+        .unwrap_or_default();
     assert_eq!(constraint, "", "us-east-1 is an empty constraint");
 
-    s3.put_object().bucket("photos").key("a").body(b"x".to_vec().into()).send().await.expect("put");
-    assert_eq!(error_code(s3.delete_bucket().bucket("photos").send().await), "BucketNotEmpty");
-    s3.delete_object().bucket("photos").key("a").send().await.expect("delete object");
-    s3.delete_bucket().bucket("photos").send().await.expect("delete bucket");
+    put_bytes(&s3, "photos", "a", b"x".to_vec()).await;
+    assert_eq!(
+        error_code(s3.delete_bucket().bucket("photos").send().await),
+        "BucketNotEmpty"
+    );
+    s3.delete_object()
+        .bucket("photos")
+        .key("a")
+        .send()
+        .await
+        .expect("delete object");
+    s3.delete_bucket()
+        .bucket("photos")
+        .send()
+        .await
+        .expect("delete bucket");
 
-    assert_eq!(error_status(s3.head_bucket().bucket("photos").send().await), 404);
-    assert_eq!(error_code(s3.delete_bucket().bucket("photos").send().await), "NoSuchBucket");
+    assert_eq!(
+        error_status(s3.head_bucket().bucket("photos").send().await),
+        404
+    );
+    assert_eq!(
+        error_code(s3.delete_bucket().bucket("photos").send().await),
+        "NoSuchBucket"
+    );
     app.stop().await;
 }
 
@@ -37,7 +71,14 @@ async fn bad_bucket_names_are_refused() {
         let result = s3.create_bucket().bucket(name).send().await;
         assert_eq!(error_code(result), "InvalidBucketName", "{name}");
     }
-    assert!(s3.list_buckets().send().await.expect("list").buckets().is_empty());
+    assert!(
+        s3.list_buckets()
+            .send()
+            .await
+            .expect("list")
+            .buckets()
+            .is_empty()
+    );
     app.stop().await;
 }
 
@@ -45,11 +86,24 @@ async fn bad_bucket_names_are_refused() {
 async fn operations_on_missing_buckets_say_no_such_bucket() {
     let app = spawn_app().await;
     let s3 = app.client();
-    assert_eq!(error_code(s3.get_object().bucket("nope").key("k").send().await), "NoSuchBucket");
     assert_eq!(
-        error_code(s3.put_object().bucket("nope").key("k").body(b"x".to_vec().into()).send().await),
+        error_code(s3.get_object().bucket("nope").key("k").send().await),
         "NoSuchBucket"
     );
-    assert_eq!(error_code(s3.list_objects_v2().bucket("nope").send().await), "NoSuchBucket");
+    assert_eq!(
+        error_code(
+            s3.put_object()
+                .bucket("nope")
+                .key("k")
+                .body(b"x".to_vec().into())
+                .send()
+                .await
+        ),
+        "NoSuchBucket"
+    );
+    assert_eq!(
+        error_code(s3.list_objects_v2().bucket("nope").send().await),
+        "NoSuchBucket"
+    );
     app.stop().await;
 }

@@ -17,7 +17,15 @@ struct Process {
 fn start(data_dir: &std::path::Path, database_url: Option<&str>, extra: &[&str]) -> Process {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_cistern"));
     command
-        .args(["serve", "--s3-listen", "127.0.0.1:0", "--web-listen", "127.0.0.1:0", "--log-format", "json"])
+        .args([
+            "serve",
+            "--s3-listen",
+            "127.0.0.1:0",
+            "--web-listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+        ])
         .args(["--root-user", ROOT_USER, "--root-password", ROOT_PASSWORD])
         .arg("--data-dir")
         .arg(data_dir)
@@ -31,8 +39,13 @@ fn start(data_dir: &std::path::Path, database_url: Option<&str>, extra: &[&str])
     let stderr = child.stderr.take().expect("stderr");
     let mut lines = BufReader::new(stderr).lines();
     let s3 = loop {
-        let line = lines.next().expect("server exited before listening").expect("line");
-        let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
+        let line = lines
+            .next()
+            .expect("server exited before listening")
+            .expect("line");
+        let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
         if let Some(addr) = event.get("s3").and_then(|v| v.as_str()) {
             break addr.to_owned();
         }
@@ -51,7 +64,11 @@ async fn acknowledged_writes_survive_kill_9_and_partial_ones_never_show() {
     let database_url = test_database_url().await;
     let mut server = start(data_dir.path(), database_url.as_deref(), &[]);
     let s3 = client_for(&server.s3_url, ROOT_USER, ROOT_PASSWORD, None);
-    s3.create_bucket().bucket("crash").send().await.expect("bucket");
+    s3.create_bucket()
+        .bucket("crash")
+        .send()
+        .await
+        .expect("bucket");
 
     let acked: Arc<Mutex<HashMap<String, Vec<u8>>>> = Arc::default();
     let attempted: Arc<Mutex<HashMap<String, Vec<u8>>>> = Arc::default();
@@ -63,11 +80,25 @@ async fn acknowledged_writes_survive_kill_9_and_partial_ones_never_show() {
         writers.push(tokio::spawn(async move {
             for n in 0..10_000u32 {
                 // Alternate inline-sized and blob-sized bodies.
-                let len = if n % 2 == 0 { 3_000 } else { 150_000 + worker as usize * 1000 };
+                let len = if n % 2 == 0 {
+                    3_000
+                } else {
+                    150_000 + worker as usize * 1000
+                };
                 let key = format!("w{worker}/{n}");
                 let data = pattern(len, worker.wrapping_add(n as u8));
-                attempted.lock().expect("lock").insert(key.clone(), data.clone());
-                match s3.put_object().bucket("crash").key(&key).body(data.clone().into()).send().await {
+                attempted
+                    .lock()
+                    .expect("lock")
+                    .insert(key.clone(), data.clone());
+                match s3
+                    .put_object()
+                    .bucket("crash")
+                    .key(&key)
+                    .body(data.clone().into())
+                    .send()
+                    .await
+                {
                     Ok(_) => {
                         acked.lock().expect("lock").insert(key, data);
                     }
@@ -88,12 +119,26 @@ async fn acknowledged_writes_survive_kill_9_and_partial_ones_never_show() {
     }
     let acked = acked.lock().expect("lock").clone();
     let attempted = attempted.lock().expect("lock").clone();
-    assert!(acked.len() >= 300, "only {} writes were acknowledged", acked.len());
+    assert!(
+        acked.len() >= 300,
+        "only {} writes were acknowledged",
+        acked.len()
+    );
 
-    let mut server = start(data_dir.path(), database_url.as_deref(), &["--orphan-grace-secs", "0"]);
+    let mut server = start(
+        data_dir.path(),
+        database_url.as_deref(),
+        &["--orphan-grace-secs", "0"],
+    );
     let s3 = client_for(&server.s3_url, ROOT_USER, ROOT_PASSWORD, None);
     for (key, data) in &acked {
-        let got = s3.get_object().bucket("crash").key(key).send().await.expect("acknowledged object");
+        let got = s3
+            .get_object()
+            .bucket("crash")
+            .key(key)
+            .send()
+            .await
+            .expect("acknowledged object");
         assert_eq!(&body_bytes(got).await, data, "{key}");
     }
     let listed: Vec<(String, i64)> = s3
@@ -105,12 +150,21 @@ async fn acknowledged_writes_survive_kill_9_and_partial_ones_never_show() {
         .await
         .expect("list")
         .iter()
-        .flat_map(|p| p.contents().iter().map(|o| (o.key().unwrap_or_default().to_owned(), o.size().unwrap_or(-1))))
+        .flat_map(|p| {
+            p.contents().iter().map(|o| {
+                (
+                    o.key().unwrap_or_default().to_owned(),
+                    o.size().unwrap_or(-1),
+                )
+            })
+        })
         .collect();
     let mut blob_backed = 0;
     for (key, size) in &listed {
-        let expected = attempted.get(key).unwrap_or_else(|| panic!("{key} was never written"));
-        let got = body_bytes(s3.get_object().bucket("crash").key(key).send().await.expect("listed object")).await;
+        let expected = attempted
+            .get(key)
+            .unwrap_or_else(|| panic!("{key} was never written"));
+        let got = get_bytes(&s3, "crash", key).await;
         assert_eq!(&got, expected, "{key} is listed but not whole");
         assert_eq!(*size as usize, expected.len());
         if expected.len() > 64 * 1024 {
@@ -122,12 +176,19 @@ async fn acknowledged_writes_survive_kill_9_and_partial_ones_never_show() {
     loop {
         let files: usize = std::fs::read_dir(data_dir.path().join("blobs"))
             .expect("blobs")
-            .map(|d| std::fs::read_dir(d.expect("shard").path()).expect("dir").count())
+            .map(|d| {
+                std::fs::read_dir(d.expect("shard").path())
+                    .expect("dir")
+                    .count()
+            })
             .sum();
         if files == blob_backed {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "{files} blob files for {blob_backed} blob-backed objects");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{files} blob files for {blob_backed} blob-backed objects"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     server.child.kill().expect("stop");

@@ -83,7 +83,11 @@ pub async fn spawn_app_with(extra: &[&str]) -> TestApp {
     spawn_on(data_dir, database_url, extra).await
 }
 
-pub async fn spawn_on(data_dir: tempfile::TempDir, database_url: Option<String>, extra: &[&str]) -> TestApp {
+pub async fn spawn_on(
+    data_dir: tempfile::TempDir,
+    database_url: Option<String>,
+    extra: &[&str],
+) -> TestApp {
     let mut argv: Vec<String> = [
         "cistern",
         "serve",
@@ -138,7 +142,12 @@ impl aws_smithy_async::time::TimeSource for OffsetClock {
 }
 
 /// An S3 client; `clock_behind` makes it sign with a clock that is late.
-pub fn client_for(endpoint: &str, key: &str, secret: &str, clock_behind: Option<Duration>) -> Client {
+pub fn client_for(
+    endpoint: &str,
+    key: &str,
+    secret: &str,
+    clock_behind: Option<Duration>,
+) -> Client {
     let mut config = aws_sdk_s3::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
@@ -157,11 +166,19 @@ pub fn client_for(endpoint: &str, key: &str, secret: &str, clock_behind: Option<
 
 /// Deterministic test bytes.
 pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
 }
 
 pub async fn body_bytes(output: aws_sdk_s3::operation::get_object::GetObjectOutput) -> Vec<u8> {
-    output.body.collect().await.expect("body").into_bytes().to_vec()
+    output
+        .body
+        .collect()
+        .await
+        .expect("body")
+        .into_bytes()
+        .to_vec()
 }
 
 /// The S3 error code of a failed SDK call.
@@ -181,7 +198,9 @@ where
 }
 
 /// The HTTP status of a failed SDK call.
-pub fn error_status<E: std::fmt::Debug, R: std::fmt::Debug>(result: Result<R, aws_sdk_s3::error::SdkError<E>>) -> u16 {
+pub fn error_status<E: std::fmt::Debug, R: std::fmt::Debug>(
+    result: Result<R, aws_sdk_s3::error::SdkError<E>>,
+) -> u16 {
     match result {
         Ok(ok) => panic!("expected an error, got {ok:?}"),
         Err(e) => e.raw_response().map(|r| r.status().as_u16()).unwrap_or(0),
@@ -191,4 +210,23 @@ pub fn error_status<E: std::fmt::Debug, R: std::fmt::Debug>(result: Result<R, aw
 pub fn md5_hex(data: &[u8]) -> String {
     use md5::Digest;
     hex::encode(md5::Md5::digest(data))
+}
+
+/// The whole body of an object, which must exist.
+pub async fn get_bytes(s3: &Client, bucket: &str, key: &str) -> Vec<u8> {
+    let got = s3.get_object().bucket(bucket).key(key).send().await;
+    body_bytes(got.unwrap_or_else(|e| panic!("get {bucket}/{key}: {e:?}"))).await
+}
+
+/// Stores an object, which must succeed.
+pub async fn put_bytes(s3: &Client, bucket: &str, key: &str, data: impl Into<Vec<u8>>) {
+    let body = aws_sdk_s3::primitives::ByteStream::from(data.into());
+    let put = s3
+        .put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(body)
+        .send()
+        .await;
+    put.unwrap_or_else(|e| panic!("put {bucket}/{key}: {e:?}"));
 }

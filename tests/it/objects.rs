@@ -9,7 +9,11 @@ use crate::helpers::*;
 async fn app_with_bucket() -> (TestApp, aws_sdk_s3::Client) {
     let app = spawn_app().await;
     let s3 = app.client();
-    s3.create_bucket().bucket("bkt").send().await.expect("create bucket");
+    s3.create_bucket()
+        .bucket("bkt")
+        .send()
+        .await
+        .expect("create bucket");
     (app, s3)
 }
 
@@ -32,21 +36,48 @@ async fn put_and_get_keep_bytes_headers_and_metadata() {
             .send()
             .await
             .expect("put");
-        assert_eq!(put.e_tag(), Some(format!("\"{}\"", md5_hex(&data)).as_str()), "{key}");
+        assert_eq!(
+            put.e_tag(),
+            Some(format!("\"{}\"", md5_hex(&data)).as_str()),
+            "{key}"
+        );
 
-        let got = s3.get_object().bucket("bkt").key(key).send().await.expect("get");
+        let got = s3
+            .get_object()
+            .bucket("bkt")
+            .key(key)
+            .send()
+            .await
+            .expect("get");
         assert_eq!(got.content_type(), Some("image/png"));
         assert_eq!(got.cache_control(), Some("max-age=60"));
-        assert_eq!(got.content_disposition(), Some("attachment; filename=\"x.png\""));
+        assert_eq!(
+            got.content_disposition(),
+            Some("attachment; filename=\"x.png\"")
+        );
         assert_eq!(got.content_encoding(), Some("identity"));
         assert_eq!(got.expires_string(), Some("Wed, 18 May 2033 03:33:20 GMT"));
-        assert_eq!(got.metadata().and_then(|m| m.get("camera")).map(String::as_str), Some("pinhole"));
+        assert_eq!(
+            got.metadata()
+                .and_then(|m| m.get("camera"))
+                .map(String::as_str),
+            Some("pinhole")
+        );
         assert_eq!(got.content_length(), Some(len as i64));
         assert_eq!(body_bytes(got).await, data, "{key}");
 
-        let head = s3.head_object().bucket("bkt").key(key).send().await.expect("head");
+        let head = s3
+            .head_object()
+            .bucket("bkt")
+            .key(key)
+            .send()
+            .await
+            .expect("head");
         assert_eq!(head.content_length(), Some(len as i64));
-        assert_eq!(head.e_tag(), Some(format!("\"{}\"", md5_hex(&data)).as_str()));
+        assert_eq!(
+            head.e_tag(),
+            Some(format!("\"{}\"", md5_hex(&data)).as_str())
+        );
     }
     app.stop().await;
 }
@@ -54,17 +85,31 @@ async fn put_and_get_keep_bytes_headers_and_metadata() {
 #[tokio::test]
 async fn overwrite_replaces_and_create_only_refuses() {
     let (app, s3) = app_with_bucket().await;
-    s3.put_object().bucket("bkt").key("k").body(b"one".to_vec().into()).send().await.expect("put");
-    s3.put_object().bucket("bkt").key("k").body(b"two".to_vec().into()).send().await.expect("overwrite");
-    let got = body_bytes(s3.get_object().bucket("bkt").key("k").send().await.expect("get")).await;
+    put_bytes(&s3, "bkt", "k", b"one".to_vec()).await;
+    put_bytes(&s3, "bkt", "k", b"two".to_vec()).await;
+    let got = get_bytes(&s3, "bkt", "k").await;
     assert_eq!(got, b"two");
 
-    let refused = s3.put_object().bucket("bkt").key("k").if_none_match("*").body(b"three".to_vec().into()).send().await;
+    let refused = s3
+        .put_object()
+        .bucket("bkt")
+        .key("k")
+        .if_none_match("*")
+        .body(b"three".to_vec().into())
+        .send()
+        .await;
     assert_eq!(error_status(refused), 412);
-    let got = body_bytes(s3.get_object().bucket("bkt").key("k").send().await.expect("get")).await;
+    let got = get_bytes(&s3, "bkt", "k").await;
     assert_eq!(got, b"two", "a refused create-only PUT changes nothing");
 
-    s3.put_object().bucket("bkt").key("new").if_none_match("*").body(b"1".to_vec().into()).send().await.expect("create-only on a new key");
+    s3.put_object()
+        .bucket("bkt")
+        .key("new")
+        .if_none_match("*")
+        .body(b"1".to_vec().into())
+        .send()
+        .await
+        .expect("create-only on a new key");
     app.stop().await;
 }
 
@@ -72,19 +117,36 @@ async fn overwrite_replaces_and_create_only_refuses() {
 async fn ranges_follow_rfc_and_s3() {
     let (app, s3) = app_with_bucket().await;
     let data = pattern(100_000, 3);
-    s3.put_object().bucket("bkt").key("r").body(data.clone().into()).send().await.expect("put");
+    put_bytes(&s3, "bkt", "r", data.clone()).await;
     for (range, expect) in [
         ("bytes=0-9", &data[0..10]),
         ("bytes=99990-", &data[99_990..]),
         ("bytes=-5", &data[99_995..]),
         ("bytes=50000-200000", &data[50_000..]),
     ] {
-        let got = s3.get_object().bucket("bkt").key("r").range(range).send().await.expect(range);
+        let got = s3
+            .get_object()
+            .bucket("bkt")
+            .key("r")
+            .range(range)
+            .send()
+            .await
+            .expect(range);
         let total = data.len();
-        assert!(got.content_range().is_some_and(|c| c.ends_with(&format!("/{total}"))), "{range}");
+        assert!(
+            got.content_range()
+                .is_some_and(|c| c.ends_with(&format!("/{total}"))),
+            "{range}"
+        );
         assert_eq!(body_bytes(got).await, expect, "{range}");
     }
-    let unsatisfiable = s3.get_object().bucket("bkt").key("r").range("bytes=100000-").send().await;
+    let unsatisfiable = s3
+        .get_object()
+        .bucket("bkt")
+        .key("r")
+        .range("bytes=100000-")
+        .send()
+        .await;
     assert_eq!(error_status(unsatisfiable), 416);
     app.stop().await;
 }
@@ -92,20 +154,101 @@ async fn ranges_follow_rfc_and_s3() {
 #[tokio::test]
 async fn conditional_gets_answer_304_and_412() {
     let (app, s3) = app_with_bucket().await;
-    let put = s3.put_object().bucket("bkt").key("c").body(b"cond".to_vec().into()).send().await.expect("put");
+    let put = s3
+        .put_object()
+        .bucket("bkt")
+        .key("c")
+        .body(b"cond".to_vec().into())
+        .send()
+        .await
+        .expect("put");
     let etag = put.e_tag().expect("etag").to_owned();
     let past = DateTime::from_secs(1_000_000_000);
     let future = DateTime::from_secs(4_000_000_000);
 
-    s3.get_object().bucket("bkt").key("c").if_match(&etag).send().await.expect("if-match ok");
-    assert_eq!(error_status(s3.get_object().bucket("bkt").key("c").if_match("\"nope\"").send().await), 412);
-    assert_eq!(error_status(s3.get_object().bucket("bkt").key("c").if_none_match(&etag).send().await), 304);
-    s3.get_object().bucket("bkt").key("c").if_none_match("\"other\"").send().await.expect("if-none-match ok");
-    assert_eq!(error_status(s3.get_object().bucket("bkt").key("c").if_modified_since(future).send().await), 304);
-    s3.get_object().bucket("bkt").key("c").if_modified_since(past).send().await.expect("modified since");
-    assert_eq!(error_status(s3.get_object().bucket("bkt").key("c").if_unmodified_since(past).send().await), 412);
-    s3.get_object().bucket("bkt").key("c").if_unmodified_since(future).send().await.expect("unmodified since");
-    assert_eq!(error_status(s3.head_object().bucket("bkt").key("c").if_none_match(&etag).send().await), 304);
+    s3.get_object()
+        .bucket("bkt")
+        .key("c")
+        .if_match(&etag)
+        .send()
+        .await
+        .expect("if-match ok");
+    assert_eq!(
+        error_status(
+            s3.get_object()
+                .bucket("bkt")
+                .key("c")
+                .if_match("\"nope\"")
+                .send()
+                .await
+        ),
+        412
+    );
+    assert_eq!(
+        error_status(
+            s3.get_object()
+                .bucket("bkt")
+                .key("c")
+                .if_none_match(&etag)
+                .send()
+                .await
+        ),
+        304
+    );
+    s3.get_object()
+        .bucket("bkt")
+        .key("c")
+        .if_none_match("\"other\"")
+        .send()
+        .await
+        .expect("if-none-match ok");
+    assert_eq!(
+        error_status(
+            s3.get_object()
+                .bucket("bkt")
+                .key("c")
+                .if_modified_since(future)
+                .send()
+                .await
+        ),
+        304
+    );
+    s3.get_object()
+        .bucket("bkt")
+        .key("c")
+        .if_modified_since(past)
+        .send()
+        .await
+        .expect("modified since");
+    assert_eq!(
+        error_status(
+            s3.get_object()
+                .bucket("bkt")
+                .key("c")
+                .if_unmodified_since(past)
+                .send()
+                .await
+        ),
+        412
+    );
+    s3.get_object()
+        .bucket("bkt")
+        .key("c")
+        .if_unmodified_since(future)
+        .send()
+        .await
+        .expect("unmodified since");
+    assert_eq!(
+        error_status(
+            s3.head_object()
+                .bucket("bkt")
+                .key("c")
+                .if_none_match(&etag)
+                .send()
+                .await
+        ),
+        304
+    );
     app.stop().await;
 }
 
@@ -114,8 +257,19 @@ async fn presigned_urls_work_with_plain_http_and_expire() {
     let (app, s3) = app_with_bucket().await;
     let http = reqwest::Client::new();
     let config = PresigningConfig::expires_in(Duration::from_secs(300)).expect("config");
-    let put = s3.put_object().bucket("bkt").key("shared file.txt").presigned(config.clone()).await.expect("presign put");
-    let response = http.put(put.uri()).body("via presigned put").send().await.expect("put");
+    let put = s3
+        .put_object()
+        .bucket("bkt")
+        .key("shared file.txt")
+        .presigned(config.clone())
+        .await
+        .expect("presign put");
+    let response = http
+        .put(put.uri())
+        .body("via presigned put")
+        .send()
+        .await
+        .expect("put");
     assert_eq!(response.status(), 200);
 
     let get = s3
@@ -130,7 +284,10 @@ async fn presigned_urls_work_with_plain_http_and_expire() {
     let response = http.get(get.uri()).send().await.expect("get");
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["content-type"], "text/plain");
-    assert_eq!(response.headers()["content-disposition"], "attachment; filename=\"s.txt\"");
+    assert_eq!(
+        response.headers()["content-disposition"],
+        "attachment; filename=\"s.txt\""
+    );
     assert_eq!(response.text().await.expect("text"), "via presigned put");
 
     let tampered = get.uri().replace("shared%20file.txt", "other.txt");
@@ -141,10 +298,22 @@ async fn presigned_urls_work_with_plain_http_and_expire() {
         .expires_in(Duration::from_secs(60))
         .build()
         .expect("config");
-    let expired = s3.get_object().bucket("bkt").key("shared file.txt").presigned(short).await.expect("presign");
+    let expired = s3
+        .get_object()
+        .bucket("bkt")
+        .key("shared file.txt")
+        .presigned(short)
+        .await
+        .expect("presign");
     let response = http.get(expired.uri()).send().await.expect("get");
     assert_eq!(response.status(), 403);
-    assert!(response.text().await.expect("text").contains("AccessDenied"));
+    assert!(
+        response
+            .text()
+            .await
+            .expect("text")
+            .contains("AccessDenied")
+    );
     app.stop().await;
 }
 
@@ -152,23 +321,56 @@ async fn presigned_urls_work_with_plain_http_and_expire() {
 async fn deletes_are_idempotent_and_batch_deletes_report() {
     let (app, s3) = app_with_bucket().await;
     for key in ["d1", "d2", "d3"] {
-        s3.put_object().bucket("bkt").key(key).body(b"x".to_vec().into()).send().await.expect("put");
+        put_bytes(&s3, "bkt", key, b"x".to_vec()).await;
     }
-    s3.delete_object().bucket("bkt").key("d1").send().await.expect("delete");
-    s3.delete_object().bucket("bkt").key("d1").send().await.expect("delete again");
-    assert_eq!(error_code(s3.get_object().bucket("bkt").key("d1").send().await), "NoSuchKey");
+    s3.delete_object()
+        .bucket("bkt")
+        .key("d1")
+        .send()
+        .await
+        .expect("delete");
+    s3.delete_object()
+        .bucket("bkt")
+        .key("d1")
+        .send()
+        .await
+        .expect("delete again");
+    assert_eq!(
+        error_code(s3.get_object().bucket("bkt").key("d1").send().await),
+        "NoSuchKey"
+    );
 
     let ids = |keys: &[&str]| {
-        Delete::builder()
-            .set_objects(Some(keys.iter().map(|k| ObjectIdentifier::builder().key(*k).build().expect("id")).collect()))
+        Delete::builder().set_objects(Some(
+            keys.iter()
+                .map(|k| ObjectIdentifier::builder().key(*k).build().expect("id"))
+                .collect(),
+        ))
     };
-    let verbose = s3.delete_objects().bucket("bkt").delete(ids(&["d2", "missing"]).build().expect("delete")).send().await.expect("verbose");
+    let verbose = s3
+        .delete_objects()
+        .bucket("bkt")
+        .delete(ids(&["d2", "missing"]).build().expect("delete"))
+        .send()
+        .await
+        .expect("verbose");
     let mut deleted: Vec<_> = verbose.deleted().iter().filter_map(|d| d.key()).collect();
     deleted.sort();
     assert_eq!(deleted, ["d2", "missing"]);
-    let quiet = s3.delete_objects().bucket("bkt").delete(ids(&["d3"]).quiet(true).build().expect("delete")).send().await.expect("quiet");
+    let quiet = s3
+        .delete_objects()
+        .bucket("bkt")
+        .delete(ids(&["d3"]).quiet(true).build().expect("delete"))
+        .send()
+        .await
+        .expect("quiet");
     assert!(quiet.deleted().is_empty());
-    let left = s3.list_objects_v2().bucket("bkt").send().await.expect("list");
+    let left = s3
+        .list_objects_v2()
+        .bucket("bkt")
+        .send()
+        .await
+        .expect("list");
     assert_eq!(left.key_count(), Some(0));
     app.stop().await;
 }
@@ -178,12 +380,35 @@ async fn copies_keep_or_replace_metadata_and_honour_source_conditions() {
     let (app, s3) = app_with_bucket().await;
     let big = pattern(300_000, 9);
     for (key, data) in [("small", b"tiny".to_vec()), ("big", big.clone())] {
-        s3.put_object().bucket("bkt").key(key).body(data.into()).content_type("text/x-src").metadata("m", "1").send().await.expect("put");
+        s3.put_object()
+            .bucket("bkt")
+            .key(key)
+            .body(data.into())
+            .content_type("text/x-src")
+            .metadata("m", "1")
+            .send()
+            .await
+            .expect("put");
     }
-    s3.copy_object().bucket("bkt").key("small-copy").copy_source("bkt/small").send().await.expect("copy");
-    let got = s3.get_object().bucket("bkt").key("small-copy").send().await.expect("get");
+    s3.copy_object()
+        .bucket("bkt")
+        .key("small-copy")
+        .copy_source("bkt/small")
+        .send()
+        .await
+        .expect("copy");
+    let got = s3
+        .get_object()
+        .bucket("bkt")
+        .key("small-copy")
+        .send()
+        .await
+        .expect("get");
     assert_eq!(got.content_type(), Some("text/x-src"));
-    assert_eq!(got.metadata().and_then(|m| m.get("m")).map(String::as_str), Some("1"));
+    assert_eq!(
+        got.metadata().and_then(|m| m.get("m")).map(String::as_str),
+        Some("1")
+    );
     assert_eq!(body_bytes(got).await, b"tiny");
 
     s3.copy_object()
@@ -197,18 +422,51 @@ async fn copies_keep_or_replace_metadata_and_honour_source_conditions() {
         .await
         .expect("copy replace");
     // Deleting the source must not take the shared bytes with it.
-    s3.delete_object().bucket("bkt").key("big").send().await.expect("delete source");
+    s3.delete_object()
+        .bucket("bkt")
+        .key("big")
+        .send()
+        .await
+        .expect("delete source");
     app.store.sweep_trash(Duration::ZERO).await.expect("sweep");
-    let got = s3.get_object().bucket("bkt").key("big copy/ü").send().await.expect("get");
+    let got = s3
+        .get_object()
+        .bucket("bkt")
+        .key("big copy/ü")
+        .send()
+        .await
+        .expect("get");
     assert_eq!(got.content_type(), Some("application/x-new"));
-    assert!(got.metadata().is_some_and(|m| m.get("m").is_none() && m.get("n").is_some()));
+    assert!(
+        got.metadata()
+            .is_some_and(|m| m.get("m").is_none() && m.get("n").is_some())
+    );
     assert_eq!(body_bytes(got).await, big);
 
-    let refused = s3.copy_object().bucket("bkt").key("x").copy_source("bkt/small").copy_source_if_match("\"nope\"").send().await;
+    let refused = s3
+        .copy_object()
+        .bucket("bkt")
+        .key("x")
+        .copy_source("bkt/small")
+        .copy_source_if_match("\"nope\"")
+        .send()
+        .await;
     assert_eq!(error_status(refused), 412);
-    let to_itself = s3.copy_object().bucket("bkt").key("small").copy_source("bkt/small").send().await;
+    let to_itself = s3
+        .copy_object()
+        .bucket("bkt")
+        .key("small")
+        .copy_source("bkt/small")
+        .send()
+        .await;
     assert_eq!(error_code(to_itself), "InvalidRequest");
-    let missing = s3.copy_object().bucket("bkt").key("x").copy_source("bkt/none").send().await;
+    let missing = s3
+        .copy_object()
+        .bucket("bkt")
+        .key("x")
+        .copy_source("bkt/none")
+        .send()
+        .await;
     assert_eq!(error_code(missing), "NoSuchKey");
     app.stop().await;
 }
@@ -217,18 +475,44 @@ async fn copies_keep_or_replace_metadata_and_honour_source_conditions() {
 async fn odd_keys_are_just_strings() {
     let (app, s3) = app_with_bucket().await;
     let long = "k".repeat(1024);
-    let keys = ["../x", "../../etc/passwd", "a//b", "with space", "emoji 🦀/ünïcode", "/leading", "trailing/", long.as_str()];
+    let keys = [
+        "../x",
+        "../../etc/passwd",
+        "a//b",
+        "with space",
+        "emoji 🦀/ünïcode",
+        "/leading",
+        "trailing/",
+        long.as_str(),
+    ];
     for key in keys {
-        s3.put_object().bucket("bkt").key(key).body(key.as_bytes().to_vec().into()).send().await.expect(key);
+        put_bytes(&s3, "bkt", key, key.as_bytes().to_vec()).await;
     }
     for key in keys {
-        let got = s3.get_object().bucket("bkt").key(key).send().await.expect(key);
+        let got = s3
+            .get_object()
+            .bucket("bkt")
+            .key(key)
+            .send()
+            .await
+            .expect(key);
         assert_eq!(body_bytes(got).await, key.as_bytes());
     }
-    let listed = s3.list_objects_v2().bucket("bkt").send().await.expect("list");
+    let listed = s3
+        .list_objects_v2()
+        .bucket("bkt")
+        .send()
+        .await
+        .expect("list");
     assert_eq!(listed.key_count(), Some(keys.len() as i32));
     let too_long = "k".repeat(1025);
-    let refused = s3.put_object().bucket("bkt").key(&too_long).body(b"x".to_vec().into()).send().await;
+    let refused = s3
+        .put_object()
+        .bucket("bkt")
+        .key(&too_long)
+        .body(b"x".to_vec().into())
+        .send()
+        .await;
     assert_eq!(error_code(refused), "KeyTooLongError");
     // Nothing escaped the blob directory.
     assert!(!app.data_dir.path().join("etc").exists());
@@ -239,14 +523,37 @@ async fn odd_keys_are_just_strings() {
 async fn digests_are_verified_and_a_mismatch_stores_nothing() {
     let (app, s3) = app_with_bucket().await;
     let wrong_md5 = "1B2M2Y8AsgTpgAmY7PhCfg=="; // MD5 of the empty string
-    let refused = s3.put_object().bucket("bkt").key("m").content_md5(wrong_md5).body(b"data".to_vec().into()).send().await;
+    let refused = s3
+        .put_object()
+        .bucket("bkt")
+        .key("m")
+        .content_md5(wrong_md5)
+        .body(b"data".to_vec().into())
+        .send()
+        .await;
     assert_eq!(error_code(refused), "BadDigest");
-    let refused = s3.put_object().bucket("bkt").key("m").checksum_crc32("AAAAAA==").body(b"data".to_vec().into()).send().await;
+    let refused = s3
+        .put_object()
+        .bucket("bkt")
+        .key("m")
+        .checksum_crc32("AAAAAA==")
+        .body(b"data".to_vec().into())
+        .send()
+        .await;
     assert_eq!(error_code(refused), "BadDigest");
-    assert_eq!(error_status(s3.head_object().bucket("bkt").key("m").send().await), 404);
+    assert_eq!(
+        error_status(s3.head_object().bucket("bkt").key("m").send().await),
+        404
+    );
 
     // The SDK's own checksums (trailers with aws-chunked) are accepted.
-    for algorithm in [ChecksumAlgorithm::Crc32, ChecksumAlgorithm::Crc32C, ChecksumAlgorithm::Sha256, ChecksumAlgorithm::Sha1, ChecksumAlgorithm::Crc64Nvme] {
+    for algorithm in [
+        ChecksumAlgorithm::Crc32,
+        ChecksumAlgorithm::Crc32C,
+        ChecksumAlgorithm::Sha256,
+        ChecksumAlgorithm::Sha1,
+        ChecksumAlgorithm::Crc64Nvme,
+    ] {
         let data = pattern(100_000, 1);
         s3.put_object()
             .bucket("bkt")
@@ -262,6 +569,13 @@ async fn digests_are_verified_and_a_mismatch_stores_nothing() {
         use md5::Digest;
         base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(b"data"))
     };
-    s3.put_object().bucket("bkt").key("m").content_md5(good_md5).body(b"data".to_vec().into()).send().await.expect("good md5");
+    s3.put_object()
+        .bucket("bkt")
+        .key("m")
+        .content_md5(good_md5)
+        .body(b"data".to_vec().into())
+        .send()
+        .await
+        .expect("good md5");
     app.stop().await;
 }

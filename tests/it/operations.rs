@@ -5,23 +5,53 @@ use crate::helpers::*;
 #[tokio::test]
 async fn health_version_and_metrics_answer_on_the_web_port() {
     let app = spawn_app().await;
-    let live = reqwest::get(app.web_url("/health/live")).await.expect("live");
+    let live = reqwest::get(app.web_url("/health/live"))
+        .await
+        .expect("live");
     assert_eq!(live.status(), 200);
-    let ready = reqwest::get(app.web_url("/health/ready")).await.expect("ready");
+    let ready = reqwest::get(app.web_url("/health/ready"))
+        .await
+        .expect("ready");
     assert_eq!(ready.status(), 200);
     let ready: serde_json::Value = ready.json().await.expect("json");
     assert_eq!(ready["metadata"], "ok");
     assert_eq!(ready["blobs"], "ok");
-    let version: serde_json::Value = reqwest::get(app.web_url("/version")).await.expect("version").json().await.expect("json");
+    let version: serde_json::Value = reqwest::get(app.web_url("/version"))
+        .await
+        .expect("version")
+        .json()
+        .await
+        .expect("json");
     assert_eq!(version["version"], env!("CARGO_PKG_VERSION"));
     assert!(version["commit"].as_str().is_some_and(|c| !c.is_empty()));
 
     let s3 = app.client();
-    s3.create_bucket().bucket("metrics").send().await.expect("bucket");
-    s3.put_object().bucket("metrics").key("k").body(vec![0u8; 1000].into()).send().await.expect("put");
-    let text = reqwest::get(app.web_url("/metrics")).await.expect("metrics").text().await.expect("text");
-    assert!(text.contains("cistern_s3_requests_total{operation=\"PutObject\",status=\"200\"}"), "{text}");
-    assert!(text.contains("cistern_s3_request_duration_seconds_bucket{operation=\"PutObject\""), "{text}");
+    s3.create_bucket()
+        .bucket("metrics")
+        .send()
+        .await
+        .expect("bucket");
+    s3.put_object()
+        .bucket("metrics")
+        .key("k")
+        .body(vec![0u8; 1000].into())
+        .send()
+        .await
+        .expect("put");
+    let text = reqwest::get(app.web_url("/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        text.contains("cistern_s3_requests_total{operation=\"PutObject\",status=\"200\"}"),
+        "{text}"
+    );
+    assert!(
+        text.contains("cistern_s3_request_duration_seconds_bucket{operation=\"PutObject\""),
+        "{text}"
+    );
     assert!(text.contains("cistern_s3_bytes_received_total"));
     assert!(text.contains("cistern_objects_stored"));
     assert!(text.contains("cistern_bytes_stored"));
@@ -42,24 +72,59 @@ fn blob_files(root: &std::path::Path) -> Vec<std::path::PathBuf> {
 async fn the_sweeper_reclaims_released_and_orphan_blobs() {
     let app = spawn_app().await;
     let s3 = app.client();
-    s3.create_bucket().bucket("sweep").send().await.expect("bucket");
-    s3.put_object().bucket("sweep").key("k").body(pattern(200_000, 1).into()).send().await.expect("put");
-    s3.put_object().bucket("sweep").key("k").body(pattern(200_000, 2).into()).send().await.expect("overwrite");
-    assert_eq!(blob_files(app.data_dir.path()).len(), 2, "the old blob waits in the trash");
-    app.store.sweep_trash(Duration::ZERO).await.expect("sweep trash");
+    s3.create_bucket()
+        .bucket("sweep")
+        .send()
+        .await
+        .expect("bucket");
+    put_bytes(&s3, "sweep", "k", pattern(200_000, 1)).await;
+    put_bytes(&s3, "sweep", "k", pattern(200_000, 2)).await;
+    assert_eq!(
+        blob_files(app.data_dir.path()).len(),
+        2,
+        "the old blob waits in the trash"
+    );
+    app.store
+        .sweep_trash(Duration::ZERO)
+        .await
+        .expect("sweep trash");
     assert_eq!(blob_files(app.data_dir.path()).len(), 1);
 
     // A blob that no row points at, as an interrupted write leaves behind.
-    let orphan = app.data_dir.path().join("blobs/ab/0000000000000000000000000000ffab");
+    let orphan = app
+        .data_dir
+        .path()
+        .join("blobs/ab/0000000000000000000000000000ffab");
     std::fs::write(&orphan, b"half a write").expect("orphan");
-    assert_eq!(app.store.sweep_orphans(Duration::from_secs(3600)).await.expect("sweep"), 0, "young orphans are kept");
-    assert_eq!(app.store.sweep_orphans(Duration::ZERO).await.expect("sweep"), 1);
+    assert_eq!(
+        app.store
+            .sweep_orphans(Duration::from_secs(3600))
+            .await
+            .expect("sweep"),
+        0,
+        "young orphans are kept"
+    );
+    assert_eq!(
+        app.store
+            .sweep_orphans(Duration::ZERO)
+            .await
+            .expect("sweep"),
+        1
+    );
     assert!(!orphan.exists());
-    let got = body_bytes(s3.get_object().bucket("sweep").key("k").send().await.expect("get")).await;
+    let got = get_bytes(&s3, "sweep", "k").await;
     assert_eq!(got, pattern(200_000, 2), "the live blob survived");
 
-    s3.delete_object().bucket("sweep").key("k").send().await.expect("delete");
-    app.store.sweep_trash(Duration::ZERO).await.expect("sweep trash");
+    s3.delete_object()
+        .bucket("sweep")
+        .key("k")
+        .send()
+        .await
+        .expect("delete");
+    app.store
+        .sweep_trash(Duration::ZERO)
+        .await
+        .expect("sweep trash");
     assert!(blob_files(app.data_dir.path()).is_empty());
     app.stop().await;
 }
@@ -68,12 +133,19 @@ async fn the_sweeper_reclaims_released_and_orphan_blobs() {
 async fn shutdown_lets_an_upload_in_flight_finish() {
     let app = spawn_app().await;
     let s3 = app.client();
-    s3.create_bucket().bucket("slow").send().await.expect("bucket");
+    s3.create_bucket()
+        .bucket("slow")
+        .send()
+        .await
+        .expect("bucket");
     let presigned = s3
         .put_object()
         .bucket("slow")
         .key("k")
-        .presigned(aws_sdk_s3::presigning::PresigningConfig::expires_in(Duration::from_secs(60)).expect("cfg"))
+        .presigned(
+            aws_sdk_s3::presigning::PresigningConfig::expires_in(Duration::from_secs(60))
+                .expect("cfg"),
+        )
         .await
         .expect("presign");
     let (feed, chunks) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
@@ -90,19 +162,33 @@ async fn shutdown_lets_an_upload_in_flight_finish() {
     // the request is under way, then ask the server to stop.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while feed.capacity() < 4 {
-        assert!(tokio::time::Instant::now() < deadline, "the upload never started");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the upload never started"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
         let _ = stopped_tx.send(app.restart().await);
     });
-    feed.send(Ok(vec![2u8; 100_000])).await.expect("second half");
+    feed.send(Ok(vec![2u8; 100_000]))
+        .await
+        .expect("second half");
     drop(feed);
     let response = upload.await.expect("join").expect("response");
     assert_eq!(response.status(), 200);
     let app = stopped_rx.await.expect("restarted");
-    let got = body_bytes(app.client().get_object().bucket("slow").key("k").send().await.expect("get")).await;
+    let got = body_bytes(
+        app.client()
+            .get_object()
+            .bucket("slow")
+            .key("k")
+            .send()
+            .await
+            .expect("get"),
+    )
+    .await;
     assert_eq!(got.len(), 200_000);
     app.stop().await;
 }

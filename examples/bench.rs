@@ -1,0 +1,257 @@
+//! S3 benchmark with the real `aws-sdk-s3` client: PUT and GET at 4 KiB
+//! (concurrency 32), 1 MiB (16) and 64 MiB multipart (4). Prints ops/s,
+//! MiB/s, p50/p99 latency and, given the server's pid, its CPU time per
+//! operation and per MiB and its peak RSS.
+//!
+//! ```text
+//! cargo run --release --example bench -- --endpoint http://127.0.0.1:9000 \
+//!     --access-key KEY --secret-key SECRET --server-pid PID
+//! ```
+//! `bench/run.sh` starts Cistern (and s3s-fs, when built) and runs this
+//! against each.
+
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use bytes::Bytes;
+use futures::StreamExt;
+
+const MIB: usize = 1024 * 1024;
+
+struct Args {
+    endpoint: String,
+    access_key: String,
+    secret_key: String,
+    server_pid: Option<u32>,
+    label: String,
+    scale: f64,
+}
+
+fn parse_args() -> Args {
+    let mut args = Args {
+        endpoint: "http://127.0.0.1:9000".into(),
+        access_key: String::new(),
+        secret_key: String::new(),
+        server_pid: None,
+        label: "cistern".into(),
+        scale: 1.0,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let value = it.next().unwrap_or_default();
+        match flag.as_str() {
+            "--endpoint" => args.endpoint = value,
+            "--access-key" => args.access_key = value,
+            "--secret-key" => args.secret_key = value,
+            "--server-pid" => args.server_pid = value.parse().ok(),
+            "--label" => args.label = value,
+            "--scale" => args.scale = value.parse().unwrap_or(1.0),
+            other => {
+                eprintln!("unknown flag {other}");
+                std::process::exit(2);
+            }
+        }
+    }
+    args
+}
+
+/// utime + stime of a process, in seconds.
+fn cpu_seconds(pid: Option<u32>) -> f64 {
+    let Some(pid) = pid else { return 0.0 };
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    let after_name = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks: f64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    ticks / 100.0
+}
+
+fn peak_rss_mib(pid: Option<u32>) -> f64 {
+    let Some(pid) = pid else { return 0.0 };
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Put,
+    Get,
+}
+
+async fn one_op(client: &Client, kind: Kind, key: String, size: usize, body: Bytes) {
+    let bucket = "bench";
+    match kind {
+        Kind::Put if size >= 64 * MIB => {
+            let upload = client
+                .create_multipart_upload()
+                .bucket(bucket)
+                .key(&key)
+                .send()
+                .await
+                .expect("create");
+            let id = upload.upload_id().expect("id").to_owned();
+            let part_size = 8 * MIB;
+            let mut parts = Vec::new();
+            for (i, offset) in (0..size).step_by(part_size).enumerate() {
+                let chunk = body.slice(offset..(offset + part_size).min(size));
+                let out = client
+                    .upload_part()
+                    .bucket(bucket)
+                    .key(&key)
+                    .upload_id(&id)
+                    .part_number(i as i32 + 1)
+                    .body(ByteStream::from(chunk))
+                    .send()
+                    .await
+                    .expect("part");
+                parts.push(
+                    CompletedPart::builder()
+                        .part_number(i as i32 + 1)
+                        .e_tag(out.e_tag().unwrap_or_default())
+                        .build(),
+                );
+            }
+            client
+                .complete_multipart_upload()
+                .bucket(bucket)
+                .key(&key)
+                .upload_id(&id)
+                .multipart_upload(
+                    CompletedMultipartUpload::builder()
+                        .set_parts(Some(parts))
+                        .build(),
+                )
+                .send()
+                .await
+                .expect("complete");
+        }
+        Kind::Put => {
+            client
+                .put_object()
+                .bucket(bucket)
+                .key(&key)
+                .body(ByteStream::from(body))
+                .send()
+                .await
+                .expect("put");
+        }
+        Kind::Get => {
+            let out = client
+                .get_object()
+                .bucket(bucket)
+                .key(&key)
+                .send()
+                .await
+                .expect("get");
+            let mut stream = out.body;
+            let mut read = 0;
+            while let Some(chunk) = stream.next().await {
+                read += chunk.expect("chunk").len();
+            }
+            assert_eq!(read, size);
+        }
+    }
+}
+
+async fn run_case(
+    client: &Client,
+    args: &Args,
+    kind: Kind,
+    size: usize,
+    concurrency: usize,
+    ops: usize,
+) {
+    let body = Bytes::from((0..size).map(|i| (i % 251) as u8).collect::<Vec<u8>>());
+    let cpu_before = cpu_seconds(args.server_pid);
+    let started = Instant::now();
+    let latencies: Vec<Duration> = futures::stream::iter(0..ops)
+        .map(|i| {
+            let client = client.clone();
+            let body = body.clone();
+            async move {
+                let key = format!("obj-{size}-{}", i % ops);
+                let t = Instant::now();
+                one_op(&client, kind, key, size, body).await;
+                t.elapsed()
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds(args.server_pid) - cpu_before;
+    let mut sorted = latencies;
+    sorted.sort();
+    let pct = |p: f64| {
+        sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)].as_secs_f64() * 1000.0
+    };
+    let mib = (size * ops) as f64 / MIB as f64;
+    let name = match kind {
+        Kind::Put => "PUT",
+        Kind::Get => "GET",
+    };
+    let size_label = if size >= MIB {
+        format!("{} MiB", size / MIB)
+    } else {
+        format!("{} KiB", size / 1024)
+    };
+    println!(
+        "| {} | {name} {size_label} | {concurrency} | {ops} | {:.0} | {:.1} | {:.2} | {:.2} | {:.3} | {:.2} |",
+        args.label,
+        ops as f64 / elapsed,
+        mib / elapsed,
+        pct(0.50),
+        pct(0.99),
+        cpu * 1000.0 / ops as f64,
+        cpu * 1000.0 / mib,
+    );
+}
+
+#[tokio::main]
+async fn main() {
+    let args = parse_args();
+    let config = aws_sdk_s3::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(&args.endpoint)
+        .credentials_provider(Credentials::new(
+            &args.access_key,
+            &args.secret_key,
+            None,
+            None,
+            "bench",
+        ))
+        .force_path_style(true)
+        .build();
+    let client = Client::from_conf(config);
+    let _ = client.create_bucket().bucket("bench").send().await;
+    let n = |base: usize| ((base as f64 * args.scale) as usize).max(8);
+    println!(
+        "| server | case | concurrency | ops | ops/s | MiB/s | p50 ms | p99 ms | server CPU ms/op | server CPU ms/MiB |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    let cases: [(usize, usize, usize); 3] = [
+        (4 * 1024, 32, n(20_000)),
+        (MIB, 16, n(1_000)),
+        (64 * MIB, 4, n(24)),
+    ];
+    for (size, concurrency, ops) in cases {
+        run_case(&client, &args, Kind::Put, size, concurrency, ops).await;
+        run_case(&client, &args, Kind::Get, size, concurrency, ops).await;
+    }
+    println!(
+        "\n{}: server peak RSS {:.0} MiB",
+        args.label,
+        peak_rss_mib(args.server_pid)
+    );
+}
