@@ -28,6 +28,7 @@ struct Args {
     server_pid: Option<u32>,
     label: String,
     scale: f64,
+    loopback: bool,
 }
 
 fn parse_args() -> Args {
@@ -38,9 +39,14 @@ fn parse_args() -> Args {
         server_pid: None,
         label: "cistern".into(),
         scale: 1.0,
+        loopback: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
+        if flag == "--loopback" {
+            args.loopback = true;
+            continue;
+        }
         let value = it.next().unwrap_or_default();
         match flag.as_str() {
             "--endpoint" => args.endpoint = value,
@@ -217,9 +223,44 @@ async fn run_case(
     );
 }
 
+/// The machine's loopback TCP throughput with one stream, for comparison.
+async fn loopback() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let total: usize = 4096 * MIB;
+    let reader = tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.expect("accept");
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut read = 0;
+        while read < total {
+            let n = socket.read(&mut buf).await.expect("read");
+            if n == 0 {
+                break;
+            }
+            read += n;
+        }
+        read
+    });
+    let started = Instant::now();
+    let mut socket = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let chunk = vec![7u8; 256 * 1024];
+    for _ in 0..total / chunk.len() {
+        socket.write_all(&chunk).await.expect("write");
+    }
+    drop(socket);
+    let read = reader.await.expect("reader");
+    let secs = started.elapsed().as_secs_f64();
+    println!("loopback TCP, one stream: {:.0} MiB/s", read as f64 / MIB as f64 / secs);
+}
+
 #[tokio::main]
 async fn main() {
     let args = parse_args();
+    if args.loopback {
+        loopback().await;
+        return;
+    }
     let config = aws_sdk_s3::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
