@@ -46,6 +46,21 @@ pub struct Store {
     pub(super) settings: StoreSettings,
     /// Wakes the sweeper after a commit released blobs.
     pub(super) sweep: Arc<Notify>,
+    /// Recently used credentials, so that signed requests do not each cost
+    /// a database round trip.
+    credentials_cache: Arc<std::sync::RwLock<std::collections::HashMap<String, CachedCredentials>>>,
+}
+
+/// How long a looked-up key is trusted without asking the database again.
+/// Changes made on this node clear the cache at once; this bounds how long
+/// another node's change takes to be seen.
+const CREDENTIALS_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+
+#[derive(Clone)]
+struct CachedCredentials {
+    fetched: std::time::Instant,
+    principal: Principal,
+    secret: String,
 }
 
 /// An ETag condition: `*` or a list of ETags (without quotes).
@@ -182,6 +197,7 @@ impl Store {
             blobs,
             settings,
             sweep: Arc::new(Notify::new()),
+            credentials_cache: Arc::default(),
         }
     }
 
@@ -322,7 +338,11 @@ impl Store {
         body: IncomingBody,
         condition: PutCondition,
     ) -> CoreResult<ObjectRecord> {
-        self.bucket(bucket).await?;
+        // Refuse early rather than store a large body for nothing; a small
+        // one is checked by its commit.
+        if body.declared_len.is_none_or(|n| n > self.settings.inline_threshold) {
+            self.bucket(bucket).await?;
+        }
         let stored = self.store_body(body, true).await?;
         attrs.checksums = stored
             .digests
@@ -775,18 +795,41 @@ impl Store {
 
     /// The principal and secret behind an access key.
     pub async fn credentials(&self, access_key: &str) -> CoreResult<Option<(Principal, String)>> {
-        let found = self.meta.user_by_access_key(access_key).await?;
-        Ok(found.map(|(user, secret)| {
-            (
-                Principal {
-                    user_id: user.id,
-                    name: user.name,
-                    role: user.role,
-                    access_key: access_key.to_owned(),
+        if let Ok(cache) = self.credentials_cache.read()
+            && let Some(hit) = cache.get(access_key)
+            && hit.fetched.elapsed() < CREDENTIALS_TTL
+        {
+            return Ok(Some((hit.principal.clone(), hit.secret.clone())));
+        }
+        let Some((user, secret)) = self.meta.user_by_access_key(access_key).await? else {
+            return Ok(None);
+        };
+        let principal = Principal {
+            user_id: user.id,
+            name: user.name,
+            role: user.role,
+            access_key: access_key.to_owned(),
+        };
+        if let Ok(mut cache) = self.credentials_cache.write() {
+            if cache.len() > 10_000 {
+                cache.clear();
+            }
+            cache.insert(
+                access_key.to_owned(),
+                CachedCredentials {
+                    fetched: std::time::Instant::now(),
+                    principal: principal.clone(),
+                    secret: secret.clone(),
                 },
-                secret,
-            )
-        }))
+            );
+        }
+        Ok(Some((principal, secret)))
+    }
+
+    fn forget_credentials(&self) {
+        if let Ok(mut cache) = self.credentials_cache.write() {
+            cache.clear();
+        }
     }
 
     /// Creates or updates an admin whose name and password are also an S3
@@ -804,6 +847,7 @@ impl Store {
                 now_ms: now_ms(),
             })
             .await?;
+        self.forget_credentials();
         Ok(())
     }
 

@@ -1,7 +1,8 @@
 //! The group-commit writer. Every change to metadata is a [`Mutation`] sent
-//! to a writer task, which drains whatever is queued, applies each mutation
-//! under its own savepoint inside one transaction, commits once, and only
-//! then answers every caller. Under load many PUTs share one commit (one
+//! to a writer task, which drains whatever is queued, applies the mutations
+//! inside one transaction, commits once, and only then answers every
+//! caller. Each mutation checks its rules before its first write, so a
+//! refused mutation leaves the shared transaction as it found it. Under load many PUTs share one commit (one
 //! fsync of the SQLite WAL), which is where small-object speed comes from;
 //! durability is never weakened.
 
@@ -9,6 +10,7 @@ use std::sync::Arc;
 
 use md5::{Digest, Md5};
 use sqlx::{AnyConnection, AnyPool, Connection, Row};
+
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use super::queries::{OBJECT_COLUMNS, encode_attrs, part_from_row};
@@ -170,37 +172,45 @@ async fn run_writer(pool: AnyPool, rx: Arc<Mutex<mpsc::Receiver<Job>>>) {
 }
 
 async fn commit_batch(pool: &AnyPool, batch: Vec<Job>) {
-    let mut conn = match pool.acquire().await {
-        Ok(conn) => conn,
-        Err(e) => return fail_all(batch, &e),
-    };
-    let mut tx = match conn.begin().await {
-        Ok(tx) => tx,
-        Err(e) => return fail_all(batch, &e),
-    };
-    let mut results = Vec::with_capacity(batch.len());
-    for job in &batch {
-        let outcome = match tx.begin().await {
-            Ok(mut savepoint) => match apply(&mut savepoint, &job.mutation).await {
-                Ok(outcome) => match savepoint.commit().await {
-                    Ok(()) => Ok(outcome),
+    // Every mutation checks its rules before it writes anything, so a rule
+    // violation (no such bucket, a failed precondition) leaves the shared
+    // transaction untouched and only that caller gets the error. A database
+    // error aborts the batch, which is then replayed one mutation per
+    // transaction so that it fails alone.
+    match apply_together(pool, &batch).await {
+        Ok(results) => {
+            for (job, result) in batch.into_iter().zip(results) {
+                let _ = job.reply.send(result);
+            }
+        }
+        Err(e) if batch.len() == 1 => fail_all(batch, &e),
+        Err(e) => {
+            tracing::warn!(error = %e, size = batch.len(), "batch failed; replaying its mutations one by one");
+            for job in batch {
+                let result = match apply_together(pool, std::slice::from_ref(&job)).await {
+                    Ok(mut results) => results.pop().unwrap_or(Err(MetaError::WriterStopped)),
                     Err(e) => Err(MetaError::Database(e)),
-                },
-                Err(e) => {
-                    let _ = savepoint.rollback().await;
-                    Err(e)
-                }
-            },
-            Err(e) => Err(MetaError::Database(e)),
-        };
-        results.push(outcome);
+                };
+                let _ = job.reply.send(result);
+            }
+        }
     }
-    if let Err(e) = tx.commit().await {
-        return fail_all(batch, &e);
+}
+
+/// Applies the mutations in one transaction. `Err` means the transaction
+/// was rolled back because of a database error.
+async fn apply_together(pool: &AnyPool, batch: &[Job]) -> Result<Vec<MetaResult<MutationOutcome>>, sqlx::Error> {
+    let mut conn = pool.acquire().await?;
+    let mut tx = conn.begin().await?;
+    let mut results = Vec::with_capacity(batch.len());
+    for job in batch {
+        match apply(&mut tx, &job.mutation).await {
+            Err(MetaError::Database(e)) => return Err(e),
+            other => results.push(other),
+        }
     }
-    for (job, result) in batch.into_iter().zip(results) {
-        let _ = job.reply.send(result);
-    }
+    tx.commit().await?;
+    Ok(results)
 }
 
 fn fail_all(batch: Vec<Job>, error: &sqlx::Error) {
@@ -413,10 +423,38 @@ async fn put_object(
     condition: &PutCondition,
     refs: BlobRefs,
 ) -> MetaResult<MutationOutcome> {
-    require_bucket(conn, &object.bucket).await?;
     let current = current_object(conn, &object.bucket, &object.key).await?;
     check_condition(condition, current.as_ref())?;
     let now_ms = object.last_modified_ms;
+    if let (ObjectBody::Blobs(segments), BlobRefs::Share) = (&object.body, refs) {
+        for segment in segments {
+            let live = sqlx::query("SELECT 1 AS x FROM blobs WHERE id = $1")
+                .bind(&segment.blob)
+                .fetch_optional(&mut *conn)
+                .await?;
+            if live.is_none() {
+                return Err(MetaError::SourceChanged);
+            }
+        }
+    }
+    let (added, old_size) = match &current {
+        Some((size, _, _)) => (0_i64, *size),
+        None => (1, 0),
+    };
+    // The first write doubles as the bucket check: no row, no bucket, and
+    // nothing has been written yet.
+    let counted = sqlx::query(
+        "UPDATE buckets SET object_count = object_count + $1, bytes_stored = bytes_stored + $2 \
+         WHERE name = $3",
+    )
+    .bind(added)
+    .bind(object.size - old_size)
+    .bind(&object.bucket)
+    .execute(&mut *conn)
+    .await?;
+    if counted.rows_affected() == 0 {
+        return Err(MetaError::NoSuchBucket);
+    }
     let (inline, segments) = match &object.body {
         ObjectBody::Inline(data) => (Some(data.to_vec()), None),
         ObjectBody::Blobs(segments) => {
@@ -424,23 +462,17 @@ async fn put_object(
                 match refs {
                     BlobRefs::Fresh => add_blob(conn, &segment.blob, segment.len, now_ms).await?,
                     BlobRefs::Share => {
-                        let done = sqlx::query("UPDATE blobs SET refs = refs + 1 WHERE id = $1")
+                        sqlx::query("UPDATE blobs SET refs = refs + 1 WHERE id = $1")
                             .bind(&segment.blob)
                             .execute(&mut *conn)
                             .await?;
-                        if done.rows_affected() == 0 {
-                            return Err(MetaError::SourceChanged);
-                        }
                     }
                     BlobRefs::Adopt => {}
                 }
             }
             (
                 None,
-                Some(
-                    serde_json::to_string(segments)
-                        .map_err(|e| MetaError::Corrupt(e.to_string()))?,
-                ),
+                Some(serde_json::to_string(segments).map_err(|e| MetaError::Corrupt(e.to_string()))?),
             )
         }
     };
@@ -463,24 +495,11 @@ async fn put_object(
         .bind(object.parts_count.map(i64::from))
         .execute(&mut *conn)
         .await?;
-    let (added, old_size) = match &current {
-        Some((size, _, blobs)) => {
-            for blob in blobs {
-                release_blob(conn, blob, now_ms).await?;
-            }
-            (0_i64, *size)
+    if let Some((_, _, blobs)) = &current {
+        for blob in blobs {
+            release_blob(conn, blob, now_ms).await?;
         }
-        None => (1, 0),
-    };
-    sqlx::query(
-        "UPDATE buckets SET object_count = object_count + $1, bytes_stored = bytes_stored + $2 \
-         WHERE name = $3",
-    )
-    .bind(added)
-    .bind(object.size - old_size)
-    .bind(&object.bucket)
-    .execute(&mut *conn)
-    .await?;
+    }
     Ok(MutationOutcome::Done)
 }
 
