@@ -35,6 +35,15 @@ wait_port 9300
 "$bench" --endpoint http://127.0.0.1:9300 --access-key $key --secret-key $secret --server-pid $pid --label cistern --scale "$scale"
 kill $pid; wait $pid || true
 echo
+echo "## cistern, one 4 GiB object (memory stays flat)"
+rm -rf "$work/cistern"
+CISTERN_ROOT_USER=$key CISTERN_ROOT_PASSWORD=$secret target/release/cistern serve \
+    --data-dir "$work/cistern" --s3-listen 127.0.0.1:9300 --web-listen 127.0.0.1:9301 --log-level warn &
+pid=$!
+wait_port 9300
+"$bench" --endpoint http://127.0.0.1:9300 --access-key $key --secret-key $secret --server-pid $pid --label cistern --big-gib 4
+kill $pid; wait $pid || true
+echo
 
 if [ -n "${S3S_FS:-}" ]; then
     echo "## s3s-fs"

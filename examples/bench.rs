@@ -29,6 +29,10 @@ struct Args {
     label: String,
     scale: f64,
     loopback: bool,
+    /// Run only cases whose name contains this (`PUT 4 KiB`, `GET`, ...).
+    only: Option<String>,
+    /// PUT and GET one object of this many GiB, then report the server's peak RSS.
+    big_gib: Option<u64>,
 }
 
 fn parse_args() -> Args {
@@ -40,6 +44,8 @@ fn parse_args() -> Args {
         label: "cistern".into(),
         scale: 1.0,
         loopback: false,
+        only: None,
+        big_gib: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -55,6 +61,8 @@ fn parse_args() -> Args {
             "--server-pid" => args.server_pid = value.parse().ok(),
             "--label" => args.label = value,
             "--scale" => args.scale = value.parse().unwrap_or(1.0),
+            "--only" => args.only = Some(value),
+            "--big-gib" => args.big_gib = value.parse().ok(),
             other => {
                 eprintln!("unknown flag {other}");
                 std::process::exit(2);
@@ -177,6 +185,15 @@ async fn run_case(
     concurrency: usize,
     ops: usize,
 ) {
+    let name = match kind {
+        Kind::Put => "PUT",
+        Kind::Get => "GET",
+    };
+    let size_label = if size >= MIB { format!("{} MiB", size / MIB) } else { format!("{} KiB", size / 1024) };
+    let case = format!("{name} {size_label}");
+    if args.only.as_ref().is_some_and(|only| !case.contains(only.as_str())) {
+        return;
+    }
     let body = Bytes::from((0..size).map(|i| (i % 251) as u8).collect::<Vec<u8>>());
     let cpu_before = cpu_seconds(args.server_pid);
     let started = Instant::now();
@@ -254,6 +271,39 @@ async fn loopback() {
     println!("loopback TCP, one stream: {:.0} MiB/s", read as f64 / MIB as f64 / secs);
 }
 
+/// One PUT and one GET of a large object streamed from a sparse file: the
+/// server's memory must not grow with the object.
+async fn big_object(client: &Client, args: &Args, gib: u64) {
+    let size = gib * 1024 * MIB as u64;
+    let dir = std::env::temp_dir().join(format!("cistern-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("big.bin");
+    std::fs::File::create(&path).and_then(|f| f.set_len(size)).expect("sparse file");
+    let rss_before = peak_rss_mib(args.server_pid);
+    let started = Instant::now();
+    let body = ByteStream::from_path(&path).await.expect("body");
+    client.put_object().bucket("bench").key("big").body(body).send().await.expect("put big");
+    let put_secs = started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    let mut stream = client.get_object().bucket("bench").key("big").send().await.expect("get big").body;
+    let mut read = 0u64;
+    while let Some(chunk) = stream.next().await {
+        read += chunk.expect("chunk").len() as u64;
+    }
+    assert_eq!(read, size);
+    let get_secs = started.elapsed().as_secs_f64();
+    let _ = std::fs::remove_dir_all(&dir);
+    let mib = size as f64 / MIB as f64;
+    println!(
+        "{}: {gib} GiB object: PUT {:.0} MiB/s, GET {:.0} MiB/s; server peak RSS {:.0} MiB before, {:.0} MiB after",
+        args.label,
+        mib / put_secs,
+        mib / get_secs,
+        rss_before,
+        peak_rss_mib(args.server_pid)
+    );
+}
+
 #[tokio::main]
 async fn main() {
     let args = parse_args();
@@ -276,6 +326,10 @@ async fn main() {
         .build();
     let client = Client::from_conf(config);
     let _ = client.create_bucket().bucket("bench").send().await;
+    if let Some(gib) = args.big_gib {
+        big_object(&client, &args, gib).await;
+        return;
+    }
     let n = |base: usize| ((base as f64 * args.scale) as usize).max(8);
     println!(
         "| server | case | concurrency | ops | ops/s | MiB/s | p50 ms | p99 ms | server CPU ms/op | server CPU ms/MiB |"
