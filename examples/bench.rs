@@ -189,9 +189,17 @@ async fn run_case(
         Kind::Put => "PUT",
         Kind::Get => "GET",
     };
-    let size_label = if size >= MIB { format!("{} MiB", size / MIB) } else { format!("{} KiB", size / 1024) };
+    let size_label = if size >= MIB {
+        format!("{} MiB", size / MIB)
+    } else {
+        format!("{} KiB", size / 1024)
+    };
     let case = format!("{name} {size_label}");
-    if args.only.as_ref().is_some_and(|only| !case.contains(only.as_str())) {
+    if args
+        .only
+        .as_ref()
+        .is_some_and(|only| !case.contains(only.as_str()))
+    {
         return;
     }
     let body = Bytes::from((0..size).map(|i| (i % 251) as u8).collect::<Vec<u8>>());
@@ -243,7 +251,9 @@ async fn run_case(
 /// The machine's loopback TCP throughput with one stream, for comparison.
 async fn loopback() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let total: usize = 4096 * MIB;
     let reader = tokio::spawn(async move {
@@ -268,7 +278,10 @@ async fn loopback() {
     drop(socket);
     let read = reader.await.expect("reader");
     let secs = started.elapsed().as_secs_f64();
-    println!("loopback TCP, one stream: {:.0} MiB/s", read as f64 / MIB as f64 / secs);
+    println!(
+        "loopback TCP, one stream: {:.0} MiB/s",
+        read as f64 / MIB as f64 / secs
+    );
 }
 
 /// One PUT and one GET of a large object streamed from a sparse file: the
@@ -278,14 +291,30 @@ async fn big_object(client: &Client, args: &Args, gib: u64) {
     let dir = std::env::temp_dir().join(format!("cistern-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let path = dir.join("big.bin");
-    std::fs::File::create(&path).and_then(|f| f.set_len(size)).expect("sparse file");
+    std::fs::File::create(&path)
+        .and_then(|f| f.set_len(size))
+        .expect("sparse file");
     let rss_before = peak_rss_mib(args.server_pid);
     let started = Instant::now();
     let body = ByteStream::from_path(&path).await.expect("body");
-    client.put_object().bucket("bench").key("big").body(body).send().await.expect("put big");
+    client
+        .put_object()
+        .bucket("bench")
+        .key("big")
+        .body(body)
+        .send()
+        .await
+        .expect("put big");
     let put_secs = started.elapsed().as_secs_f64();
     let started = Instant::now();
-    let mut stream = client.get_object().bucket("bench").key("big").send().await.expect("get big").body;
+    let mut stream = client
+        .get_object()
+        .bucket("bench")
+        .key("big")
+        .send()
+        .await
+        .expect("get big")
+        .body;
     let mut read = 0u64;
     while let Some(chunk) = stream.next().await {
         read += chunk.expect("chunk").len() as u64;

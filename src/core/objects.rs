@@ -340,7 +340,10 @@ impl Store {
     ) -> CoreResult<ObjectRecord> {
         // Refuse early rather than store a large body for nothing; a small
         // one is checked by its commit.
-        if body.declared_len.is_none_or(|n| n > self.settings.inline_threshold) {
+        if body
+            .declared_len
+            .is_none_or(|n| n > self.settings.inline_threshold)
+        {
             self.bucket(bucket).await?;
         }
         let stored = self.store_body(body, true).await?;

@@ -9,6 +9,7 @@
 
 mod queries;
 pub mod records;
+mod small_puts;
 mod writer;
 
 use std::path::Path;

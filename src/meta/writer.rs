@@ -14,6 +14,7 @@ use sqlx::{AnyConnection, AnyPool, Connection, Row};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use super::queries::{OBJECT_COLUMNS, encode_attrs, part_from_row};
+use super::small_puts;
 use super::{
     MetaError, MetaResult, ObjectAttrs, ObjectBody, ObjectRecord, PartRecord, UploadRecord,
     UserRecord,
@@ -199,18 +200,51 @@ async fn commit_batch(pool: &AnyPool, batch: Vec<Job>) {
 
 /// Applies the mutations in one transaction. `Err` means the transaction
 /// was rolled back because of a database error.
-async fn apply_together(pool: &AnyPool, batch: &[Job]) -> Result<Vec<MetaResult<MutationOutcome>>, sqlx::Error> {
+async fn apply_together(
+    pool: &AnyPool,
+    batch: &[Job],
+) -> Result<Vec<MetaResult<MutationOutcome>>, sqlx::Error> {
     let mut conn = pool.acquire().await?;
     let mut tx = conn.begin().await?;
     let mut results = Vec::with_capacity(batch.len());
-    for job in batch {
-        match apply(&mut tx, &job.mutation).await {
+    let mut next = 0;
+    while next < batch.len() {
+        let run = inline_run(&batch[next..]);
+        if run.len() > 1 {
+            match small_puts::put_inline_run(&mut tx, &run).await {
+                Ok(outcomes) => results.extend(outcomes),
+                Err(MetaError::Database(e)) => return Err(e),
+                Err(other) => return Err(sqlx::Error::Protocol(other.to_string())),
+            }
+            next += run.len();
+            continue;
+        }
+        match apply(&mut tx, &batch[next].mutation).await {
             Err(MetaError::Database(e)) => return Err(e),
             other => results.push(other),
         }
+        next += 1;
     }
     tx.commit().await?;
     Ok(results)
+}
+
+/// The leading run of inline PutObjects with distinct keys.
+fn inline_run(jobs: &[Job]) -> Vec<(&ObjectRecord, &PutCondition)> {
+    let mut run = Vec::new();
+    let mut keys = std::collections::HashSet::new();
+    for job in jobs.iter().take(small_puts::MAX_RUN) {
+        let Mutation::PutObject { object, condition } = &job.mutation else {
+            break;
+        };
+        if !matches!(object.body, ObjectBody::Inline(_))
+            || !keys.insert((&object.bucket, &object.key))
+        {
+            break;
+        }
+        run.push((object, condition));
+    }
+    run
 }
 
 fn fail_all(batch: Vec<Job>, error: &sqlx::Error) {
@@ -347,6 +381,18 @@ async fn require_bucket(conn: &mut AnyConnection, name: &str) -> MetaResult<()> 
     found.map(|_| ()).ok_or(MetaError::NoSuchBucket)
 }
 
+/// The blob ids of a `segments` column.
+pub(super) fn segment_blobs(segments: Option<String>) -> MetaResult<Vec<String>> {
+    match segments {
+        Some(text) => Ok(serde_json::from_str::<Vec<super::BlobSegment>>(&text)
+            .map_err(|e| MetaError::Corrupt(format!("segments: {e}")))?
+            .into_iter()
+            .map(|s| s.blob)
+            .collect()),
+        None => Ok(Vec::new()),
+    }
+}
+
 /// The current object's size, ETag and blobs, if there is one.
 async fn current_object(
     conn: &mut AnyConnection,
@@ -360,21 +406,17 @@ async fn current_object(
             .fetch_optional(&mut *conn)
             .await?;
     let Some(row) = row else { return Ok(None) };
-    let segments: Option<String> = row.try_get("segments")?;
-    let blobs = match segments {
-        Some(text) => serde_json::from_str::<Vec<super::BlobSegment>>(&text)
-            .map_err(|e| MetaError::Corrupt(format!("segments: {e}")))?
-            .into_iter()
-            .map(|s| s.blob)
-            .collect(),
-        None => Vec::new(),
-    };
+    let blobs = segment_blobs(row.try_get("segments")?)?;
     Ok(Some((row.try_get("size")?, row.try_get("etag")?, blobs)))
 }
 
 /// Drops one reference to a blob; a blob nobody references goes to the trash
 /// for the sweeper, after this transaction commits.
-async fn release_blob(conn: &mut AnyConnection, blob: &str, now_ms: i64) -> MetaResult<()> {
+pub(super) async fn release_blob(
+    conn: &mut AnyConnection,
+    blob: &str,
+    now_ms: i64,
+) -> MetaResult<()> {
     sqlx::query("UPDATE blobs SET refs = refs - 1 WHERE id = $1")
         .bind(blob)
         .execute(&mut *conn)
@@ -405,7 +447,7 @@ async fn add_blob(conn: &mut AnyConnection, blob: &str, size: i64, now_ms: i64) 
     Ok(())
 }
 
-fn check_condition(
+pub(super) fn check_condition(
     condition: &PutCondition,
     current: Option<&(i64, String, Vec<String>)>,
 ) -> MetaResult<()> {
@@ -472,7 +514,10 @@ async fn put_object(
             }
             (
                 None,
-                Some(serde_json::to_string(segments).map_err(|e| MetaError::Corrupt(e.to_string()))?),
+                Some(
+                    serde_json::to_string(segments)
+                        .map_err(|e| MetaError::Corrupt(e.to_string()))?,
+                ),
             )
         }
     };

@@ -579,3 +579,65 @@ async fn digests_are_verified_and_a_mismatch_stores_nothing() {
         .expect("good md5");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn concurrent_small_puts_keep_their_own_outcomes() {
+    let (app, s3) = app_with_bucket().await;
+    put_bytes(&s3, "bkt", "taken", b"first".to_vec()).await;
+    // Enough concurrent writes that the group-commit writer batches them:
+    // fresh keys, repeated keys, create-only on a taken key, and a bucket
+    // that does not exist, all at once.
+    let requests = (0..96).map(|i| {
+        let s3 = s3.clone();
+        async move {
+            let (bucket, key, create_only) = match i % 4 {
+                0 => ("bkt", format!("fresh-{i}"), false),
+                1 => ("bkt", "same".to_owned(), false),
+                2 => ("bkt", "taken".to_owned(), true),
+                _ => ("nobucket", format!("k-{i}"), false),
+            };
+            let mut put = s3
+                .put_object()
+                .bucket(bucket)
+                .key(&key)
+                .body(format!("v{i}").into_bytes().into());
+            if create_only {
+                put = put.if_none_match("*");
+            }
+            (
+                i,
+                put.send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.into_service_error().meta().code().map(str::to_owned)),
+            )
+        }
+    });
+    let outcomes = futures::future::join_all(requests).await;
+    for (i, outcome) in outcomes {
+        match i % 4 {
+            0 | 1 => assert!(outcome.is_ok(), "{i}: {outcome:?}"),
+            2 => assert!(
+                outcome.is_err(),
+                "{i}: create-only on a taken key must fail"
+            ),
+            _ => assert_eq!(outcome, Err(Some("NoSuchBucket".to_owned())), "{i}"),
+        }
+    }
+    assert_eq!(get_bytes(&s3, "bkt", "taken").await, b"first");
+    let same = String::from_utf8(get_bytes(&s3, "bkt", "same").await).expect("utf8");
+    assert!(same.starts_with('v'));
+    let listed = s3
+        .list_objects_v2()
+        .bucket("bkt")
+        .send()
+        .await
+        .expect("list");
+    assert_eq!(listed.key_count(), Some(24 + 2));
+    let bucket = app.store.bucket("bkt").await.expect("bucket");
+    assert_eq!(
+        bucket.object_count, 26,
+        "the bucket counters follow the batch"
+    );
+    app.stop().await;
+}
