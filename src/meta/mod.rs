@@ -126,12 +126,12 @@ impl MetaStore {
             Dialect::Sqlite => SQLITE_MIGRATOR.run(&pool).await?,
             Dialect::Postgres => POSTGRES_MIGRATOR.run(&pool).await?,
         }
-        let writers = match dialect {
-            // SQLite has one writer at a time anyway; batching is what helps.
-            Dialect::Sqlite => 1,
-            Dialect::Postgres => 4,
-        };
-        let writer = Writer::start(pool.clone(), writers);
+        // One writer per node: SQLite has one writer at a time anyway, and on
+        // PostgreSQL a single writer keeps read-then-write mutations (bucket
+        // counters, overwrites) exact under READ COMMITTED. Several nodes on
+        // one database will need per-key locking; batching is what gives
+        // the speed.
+        let writer = Writer::start(pool.clone(), 1);
         Ok(Self {
             pool,
             dialect,
