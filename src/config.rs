@@ -93,7 +93,8 @@ pub struct ServeArgs {
     #[arg(long, env = "CISTERN_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
     pub shutdown_grace_secs: u64,
 
-    /// Seconds an unreferenced blob must be old before the sweeper removes it.
+    /// Seconds an unreferenced blob must be old before the sweeper removes it;
+    /// keep it longer than the slowest upload takes.
     #[arg(long, env = "CISTERN_ORPHAN_GRACE_SECS", default_value_t = 3600)]
     pub orphan_grace_secs: u64,
 
@@ -101,8 +102,9 @@ pub struct ServeArgs {
     #[arg(long, env = "CISTERN_ORPHAN_SCAN_SECS", default_value_t = 3600)]
     pub orphan_scan_secs: u64,
 
-    /// Seconds a released blob is kept so that reads already under way finish.
-    #[arg(long, env = "CISTERN_TRASH_DELAY_SECS", default_value_t = 30)]
+    /// Seconds a released (overwritten or deleted) blob is kept so that
+    /// downloads already under way can finish.
+    #[arg(long, env = "CISTERN_TRASH_DELAY_SECS", default_value_t = 900)]
     pub trash_delay_secs: u64,
 }
 

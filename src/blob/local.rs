@@ -160,9 +160,14 @@ impl BlobStore for LocalBlobs {
                 }
                 for entry in std::fs::read_dir(shard.path())? {
                     let entry = entry?;
+                    let name = entry.file_name();
+                    let Some(name) = name.to_str() else { continue };
+                    if name.len() < 2 || !name.bytes().all(|b| b.is_ascii_hexdigit()) {
+                        continue; // not a blob of ours
+                    }
                     let modified = entry.metadata()?.modified()?;
                     if modified < cutoff {
-                        found.push(entry.file_name().to_string_lossy().into_owned());
+                        found.push(name.to_owned());
                     }
                 }
             }

@@ -1,6 +1,9 @@
 //! Blobs in an `object_store` backend, for clusters: every Cistern node
 //! points at the same bucket. `s3://bucket/prefix` reads the usual `AWS_*`
 //! variables (endpoint, keys, region; `AWS_ALLOW_HTTP=true` for plain HTTP).
+//! A write cut off by a client disconnect cannot abort its backend upload
+//! from `Drop`; give the backend bucket a lifecycle rule that aborts
+//! incomplete multipart uploads.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -71,6 +74,7 @@ impl BlobStore for RemoteBlobs {
                 }
             };
             if let Err(e) = writer.wait_for_capacity(4).await {
+                let _ = writer.abort().await;
                 return Err(backend(e));
             }
             written += chunk.len() as u64;

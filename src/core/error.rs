@@ -73,6 +73,7 @@ impl From<MetaError> for CoreError {
             MetaError::EntityTooSmall(n) => Self::EntityTooSmall(n),
             MetaError::SourceChanged => Self::PreconditionFailed,
             MetaError::WriterStopped => Self::Unavailable("metadata writer stopped".into()),
+            e @ MetaError::CommitUncertain(_) => Self::Unavailable(e.to_string()),
             e @ (MetaError::Database(_) | MetaError::Migrate(_) | MetaError::Corrupt(_)) => {
                 Self::Internal(e.to_string())
             }

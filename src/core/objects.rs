@@ -51,6 +51,9 @@ pub struct Store {
     credentials_cache: Arc<std::sync::RwLock<std::collections::HashMap<String, CachedCredentials>>>,
 }
 
+/// The id of the admin created from `CISTERN_ROOT_USER`.
+pub const ROOT_USER_ID: &str = "root";
+
 /// How long a looked-up key is trusted without asking the database again.
 /// Changes made on this node clear the cache at once; this bounds how long
 /// another node's change takes to be seen.
@@ -133,6 +136,9 @@ pub enum ByteRange {
 impl ByteRange {
     /// The half-open byte span this range selects, or `InvalidRange`.
     pub fn resolve(self, size: u64) -> CoreResult<(u64, u64)> {
+        if size == 0 {
+            return Err(CoreError::InvalidRange);
+        }
         match self {
             Self::From { first, last } => {
                 if first >= size {
@@ -371,7 +377,11 @@ impl Store {
             })
             .await;
         if let Err(e) = result {
-            self.discard(&object.body).await;
+            // After a database error the commit may have happened; the
+            // orphan sweep removes the blob if it did not.
+            if e.is_refusal() {
+                self.discard(&object.body).await;
+            }
             return Err(e.into());
         }
         self.sweep.notify_one();
@@ -505,24 +515,29 @@ impl Store {
                     let to = end.min(seg_end) - seg_start;
                     pieces.push((segment.blob.clone(), from, to - from));
                 }
-                let mut pieces = pieces.into_iter();
-                let Some((first_blob, from, len)) = pieces.next() else {
-                    return Ok(Box::pin(futures::stream::empty()));
-                };
-                let first = self.blobs.read(&first_blob, from, len).await?;
+                // Open the first blobs now: a missing blob is then an error
+                // rather than a cut stream, and an open file outlives the
+                // deletion of a blob released while the download runs.
+                const EAGER: usize = 16;
+                let mut opened = Vec::new();
+                for (blob, from, len) in pieces.iter().take(EAGER) {
+                    opened.push(Ok::<_, std::io::Error>(
+                        self.blobs.read(blob, *from, *len).await?,
+                    ));
+                }
                 let blobs = self.blobs.clone();
-                let rest = futures::stream::iter(pieces)
-                    .then(move |(blob, from, len)| {
-                        let blobs = blobs.clone();
-                        async move {
-                            blobs
-                                .read(&blob, from, len)
-                                .await
-                                .map_err(|e| std::io::Error::other(e.to_string()))
-                        }
-                    })
-                    .try_flatten();
-                Ok(Box::pin(first.chain(rest)))
+                let later = pieces.into_iter().skip(EAGER);
+                let lazy = futures::stream::iter(later).then(move |(blob, from, len)| {
+                    let blobs = blobs.clone();
+                    async move {
+                        blobs
+                            .read(&blob, from, len)
+                            .await
+                            .map_err(|e| std::io::Error::other(e.to_string()))
+                    }
+                });
+                let all = futures::stream::iter(opened).chain(lazy).try_flatten();
+                Ok(Box::pin(all))
             }
         }
     }
@@ -564,7 +579,9 @@ impl Store {
                 if let Some(common) = &rolled
                     && last_prefix.as_deref() == Some(common.as_str())
                 {
-                    continue;
+                    // Resumed inside a prefix already returned: jump past it.
+                    cursor = format!("{common}\u{10FFFF}");
+                    continue 'fetch;
                 }
                 if emitted == max_keys {
                     page.truncated = true;
@@ -680,7 +697,9 @@ impl Store {
             })
             .await;
         if let Err(e) = result {
-            self.discard(&stored.body).await;
+            if e.is_refusal() {
+                self.discard(&stored.body).await;
+            }
             return Err(e.into());
         }
         self.sweep.notify_one();
@@ -789,7 +808,7 @@ impl Store {
             .meta
             .list_uploads(bucket, prefix, key_marker, upload_id_marker, max as i64 + 1)
             .await?;
-        let truncated = uploads.len() > max;
+        let truncated = max > 0 && uploads.len() > max;
         uploads.truncate(max);
         Ok((uploads, truncated))
     }
@@ -841,7 +860,9 @@ impl Store {
         self.meta
             .apply(Mutation::EnsureUser {
                 user: crate::meta::UserRecord {
-                    id: uuid::Uuid::new_v4().simple().to_string(),
+                    // One fixed identity: renaming the root user moves it
+                    // instead of leaving the old name an admin.
+                    id: ROOT_USER_ID.to_owned(),
                     name: name.to_owned(),
                     role: "admin".to_owned(),
                 },

@@ -1,7 +1,9 @@
 //! The sweeper reclaims blob space. It deletes blobs that committed changes
 //! released (overwrites, deletes, aborted uploads) once they have sat in the
 //! trash for `trash_delay`, so that reads which started before the change
-//! can finish; and it deletes orphans, blobs that no row references and that
+//! can finish (a GET opens its first 16 blobs at once, and an open file
+//! outlives its deletion; later segments of a large multipart object are
+//! opened as the stream reaches them); and it deletes orphans, blobs that no row references and that
 //! are older than `orphan_grace` (left by writes interrupted before their
 //! commit, for example by a crash).
 
@@ -19,7 +21,7 @@ pub struct SweepSettings {
 impl Default for SweepSettings {
     fn default() -> Self {
         Self {
-            trash_delay: Duration::from_secs(30),
+            trash_delay: Duration::from_secs(900),
             orphan_grace: Duration::from_secs(3600),
             orphan_interval: Duration::from_secs(3600),
         }
@@ -44,7 +46,12 @@ impl Store {
                 return Ok(removed);
             }
             for id in &batch {
-                self.blobs.delete(id).await?;
+                // A blob that cannot be removed now stays in the trash for
+                // the next pass instead of stopping this one.
+                if let Err(e) = self.blobs.delete(id).await {
+                    tracing::warn!(blob = %id, error = %e, "could not delete a released blob");
+                    return Ok(removed);
+                }
             }
             self.meta.forget_trashed(&batch).await?;
             removed += batch.len();
@@ -58,10 +65,14 @@ impl Store {
         let candidates = self.blobs.list_before(cutoff).await?;
         let mut removed = 0;
         for chunk in candidates.chunks(500) {
-            let live = self.meta.live_blobs(chunk).await?;
-            for id in chunk.iter().filter(|id| !live.contains(id)) {
-                self.blobs.delete(id).await?;
-                removed += 1;
+            let known = self.meta.known_blobs(chunk).await?;
+            for id in chunk.iter().filter(|id| !known.contains(id)) {
+                match self.blobs.delete(id).await {
+                    Ok(()) => removed += 1,
+                    Err(e) => {
+                        tracing::warn!(blob = %id, error = %e, "could not delete an orphan blob")
+                    }
+                }
             }
         }
         Ok(removed)

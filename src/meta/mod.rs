@@ -55,10 +55,28 @@ pub enum MetaError {
     WriterStopped,
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// COMMIT failed in a way that may have committed anyway.
+    #[error("commit outcome unknown: {0}")]
+    CommitUncertain(String),
     #[error("migration error: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("corrupt row: {0}")]
     Corrupt(String),
+}
+
+impl MetaError {
+    /// True when the mutation was refused by a rule before it wrote
+    /// anything, so the caller knows nothing of it was committed.
+    pub fn is_refusal(&self) -> bool {
+        !matches!(
+            self,
+            Self::Database(_)
+                | Self::Migrate(_)
+                | Self::Corrupt(_)
+                | Self::CommitUncertain(_)
+                | Self::WriterStopped
+        )
+    }
 }
 
 pub type MetaResult<T> = Result<T, MetaError>;

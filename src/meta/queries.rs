@@ -198,8 +198,9 @@ impl MetaStore {
         row.as_ref().map(upload_from_row).transpose()
     }
 
-    /// Uploads in progress in a bucket, ordered by key then initiation time,
-    /// after the (`key_marker`, `upload_id_marker`) position.
+    /// Uploads in progress in a bucket, ordered by key then upload id, after
+    /// the (`key_marker`, `upload_id_marker`) position; without an upload id
+    /// marker, after every upload of `key_marker`.
     pub async fn list_uploads(
         &self,
         bucket: &str,
@@ -210,7 +211,7 @@ impl MetaStore {
     ) -> MetaResult<Vec<UploadRecord>> {
         let rows = sqlx::query(
             "SELECT * FROM uploads WHERE bucket = $1 AND key >= $2 \
-             AND (key > $3 OR (key = $3 AND upload_id > $4)) \
+             AND (key > $3 OR (key = $3 AND $4 <> '' AND upload_id > $4)) \
              ORDER BY key, upload_id LIMIT $5",
         )
         .bind(bucket)
@@ -249,14 +250,16 @@ impl MetaStore {
         rows.iter().map(part_from_row).collect()
     }
 
-    /// Which of these blob ids are still referenced.
-    pub async fn live_blobs(&self, ids: &[String]) -> MetaResult<Vec<String>> {
+    /// Which of these blob ids the metadata knows: referenced, or released
+    /// and waiting out the trash delay (which the trash sweep handles).
+    pub async fn known_blobs(&self, ids: &[String]) -> MetaResult<Vec<String>> {
         let mut live = Vec::new();
         for chunk in ids.chunks(200) {
             let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let list = placeholders.join(",");
             let sql = format!(
-                "SELECT id FROM blobs WHERE id IN ({})",
-                placeholders.join(",")
+                "SELECT id FROM blobs WHERE id IN ({list}) \
+                 UNION SELECT id FROM blob_trash WHERE id IN ({list})"
             );
             let mut query = sqlx::query(&sql);
             for id in chunk {

@@ -184,13 +184,17 @@ async fn commit_batch(pool: &AnyPool, batch: Vec<Job>) {
                 let _ = job.reply.send(result);
             }
         }
-        Err(e) if batch.len() == 1 => fail_all(batch, &e),
-        Err(e) => {
+        // A failed COMMIT may still have committed (a lost connection): do
+        // not replay, and report the outcome as unknown.
+        Err(BatchError::Commit(e)) => fail_all(batch, &e, true),
+        Err(BatchError::Statement(e)) if batch.len() == 1 => fail_all(batch, &e, false),
+        Err(BatchError::Statement(e)) => {
             tracing::warn!(error = %e, size = batch.len(), "batch failed; replaying its mutations one by one");
             for job in batch {
                 let result = match apply_together(pool, std::slice::from_ref(&job)).await {
                     Ok(mut results) => results.pop().unwrap_or(Err(MetaError::WriterStopped)),
-                    Err(e) => Err(MetaError::Database(e)),
+                    Err(BatchError::Statement(e)) => Err(MetaError::Database(e)),
+                    Err(BatchError::Commit(e)) => Err(MetaError::CommitUncertain(e.to_string())),
                 };
                 let _ = job.reply.send(result);
             }
@@ -198,12 +202,25 @@ async fn commit_batch(pool: &AnyPool, batch: Vec<Job>) {
     }
 }
 
-/// Applies the mutations in one transaction. `Err` means the transaction
-/// was rolled back because of a database error.
+/// Why a batch transaction failed.
+enum BatchError {
+    /// A statement failed; the transaction was rolled back.
+    Statement(sqlx::Error),
+    /// COMMIT itself failed; the transaction may or may not have committed.
+    Commit(sqlx::Error),
+}
+
+impl From<sqlx::Error> for BatchError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Statement(e)
+    }
+}
+
+/// Applies the mutations in one transaction.
 async fn apply_together(
     pool: &AnyPool,
     batch: &[Job],
-) -> Result<Vec<MetaResult<MutationOutcome>>, sqlx::Error> {
+) -> Result<Vec<MetaResult<MutationOutcome>>, BatchError> {
     let mut conn = pool.acquire().await?;
     let mut tx = conn.begin().await?;
     let mut results = Vec::with_capacity(batch.len());
@@ -213,19 +230,19 @@ async fn apply_together(
         if run.len() > 1 {
             match small_puts::put_inline_run(&mut tx, &run).await {
                 Ok(outcomes) => results.extend(outcomes),
-                Err(MetaError::Database(e)) => return Err(e),
-                Err(other) => return Err(sqlx::Error::Protocol(other.to_string())),
+                Err(MetaError::Database(e)) => return Err(e.into()),
+                Err(other) => return Err(sqlx::Error::Protocol(other.to_string()).into()),
             }
             next += run.len();
             continue;
         }
         match apply(&mut tx, &batch[next].mutation).await {
-            Err(MetaError::Database(e)) => return Err(e),
+            Err(MetaError::Database(e)) => return Err(e.into()),
             other => results.push(other),
         }
         next += 1;
     }
-    tx.commit().await?;
+    tx.commit().await.map_err(BatchError::Commit)?;
     Ok(results)
 }
 
@@ -247,14 +264,15 @@ fn inline_run(jobs: &[Job]) -> Vec<(&ObjectRecord, &PutCondition)> {
     run
 }
 
-fn fail_all(batch: Vec<Job>, error: &sqlx::Error) {
-    tracing::error!(%error, "metadata commit failed");
+fn fail_all(batch: Vec<Job>, error: &sqlx::Error, uncertain: bool) {
+    tracing::error!(%error, uncertain, "metadata commit failed");
     for job in batch {
-        let _ = job
-            .reply
-            .send(Err(MetaError::Database(sqlx::Error::Protocol(format!(
-                "commit failed: {error}"
-            )))));
+        let reply = if uncertain {
+            MetaError::CommitUncertain(error.to_string())
+        } else {
+            MetaError::Database(sqlx::Error::Protocol(format!("commit failed: {error}")))
+        };
+        let _ = job.reply.send(Err(reply));
     }
 }
 
@@ -301,7 +319,7 @@ async fn ensure_user(
 ) -> MetaResult<MutationOutcome> {
     sqlx::query(
         "INSERT INTO users (id, name, role, created_ms) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (name) DO UPDATE SET role = excluded.role",
+         ON CONFLICT (id) DO UPDATE SET name = excluded.name, role = excluded.role",
     )
     .bind(&user.id)
     .bind(&user.name)
@@ -309,11 +327,13 @@ async fn ensure_user(
     .bind(now_ms)
     .execute(&mut *conn)
     .await?;
-    let id: String = sqlx::query("SELECT id FROM users WHERE name = $1")
-        .bind(&user.name)
-        .fetch_one(&mut *conn)
-        .await?
-        .try_get("id")?;
+    let id = user.id.clone();
+    // The user's previous keys (an old name or password) stop working.
+    sqlx::query("DELETE FROM access_keys WHERE user_id = $1 AND access_key <> $2")
+        .bind(&id)
+        .bind(access_key)
+        .execute(&mut *conn)
+        .await?;
     sqlx::query(
         "INSERT INTO access_keys (access_key, secret, user_id, created_ms) VALUES ($1, $2, $3, $4) \
          ON CONFLICT (access_key) DO UPDATE SET secret = excluded.secret, user_id = excluded.user_id",
@@ -455,6 +475,7 @@ pub(super) fn check_condition(
         (PutCondition::Always, _) => Ok(()),
         (PutCondition::IfAbsent, None) => Ok(()),
         (PutCondition::IfEtag(want), Some((_, etag, _))) if want == etag => Ok(()),
+        (PutCondition::IfEtag(_), None) => Err(MetaError::NoSuchKey),
         _ => Err(MetaError::PreconditionFailed),
     }
 }
@@ -504,10 +525,18 @@ async fn put_object(
                 match refs {
                     BlobRefs::Fresh => add_blob(conn, &segment.blob, segment.len, now_ms).await?,
                     BlobRefs::Share => {
-                        sqlx::query("UPDATE blobs SET refs = refs + 1 WHERE id = $1")
+                        let shared = sqlx::query("UPDATE blobs SET refs = refs + 1 WHERE id = $1")
                             .bind(&segment.blob)
                             .execute(&mut *conn)
                             .await?;
+                        if shared.rows_affected() != 1 {
+                            // Checked above in this transaction, so only a
+                            // concurrent writer can get here: abort it all.
+                            return Err(MetaError::Corrupt(format!(
+                                "blob {} vanished during a copy",
+                                segment.blob
+                            )));
+                        }
                     }
                     BlobRefs::Adopt => {}
                 }
@@ -541,7 +570,11 @@ async fn put_object(
         .execute(&mut *conn)
         .await?;
     if let Some((_, _, blobs)) = &current {
-        for blob in blobs {
+        let kept: Vec<&str> = match &object.body {
+            ObjectBody::Blobs(segments) => segments.iter().map(|s| s.blob.as_str()).collect(),
+            ObjectBody::Inline(_) => Vec::new(),
+        };
+        for blob in blobs.iter().filter(|b| !kept.contains(&b.as_str())) {
             release_blob(conn, blob, now_ms).await?;
         }
     }

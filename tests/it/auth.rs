@@ -84,3 +84,30 @@ async fn responses_carry_a_request_id() {
     assert_eq!(id.len(), 16);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn renaming_the_root_user_retires_the_old_key() {
+    let app = spawn_app().await;
+    app.client()
+        .create_bucket()
+        .bucket("kept")
+        .send()
+        .await
+        .expect("create");
+    app.store
+        .ensure_admin("newroot", "new-root-password")
+        .await
+        .expect("rename root");
+    assert_eq!(
+        error_code(app.client().list_buckets().send().await),
+        "InvalidAccessKeyId"
+    );
+    let renamed = client_for(&app.s3_url(), "newroot", "new-root-password", None);
+    let buckets = renamed.list_buckets().send().await.expect("list");
+    assert_eq!(
+        buckets.buckets().len(),
+        1,
+        "the buckets stay with the root user"
+    );
+    app.stop().await;
+}

@@ -103,6 +103,29 @@ async fn multipart_upload_completes_with_s3_etag() {
     assert_eq!(uploads.uploads().len(), 1);
     assert_eq!(uploads.uploads()[0].upload_id(), Some(upload.as_str()));
 
+    // A key marker lists only uploads of later keys.
+    let other = start(&s3, "zeta").await;
+    let after = s3
+        .list_multipart_uploads()
+        .bucket("mpu")
+        .key_marker("movie.mp4")
+        .send()
+        .await
+        .expect("list");
+    let ids: Vec<_> = after
+        .uploads()
+        .iter()
+        .filter_map(|u| u.upload_id())
+        .collect();
+    assert_eq!(ids, [other.as_str()]);
+    s3.abort_multipart_upload()
+        .bucket("mpu")
+        .key("zeta")
+        .upload_id(&other)
+        .send()
+        .await
+        .expect("abort");
+
     let done = s3
         .complete_multipart_upload()
         .bucket("mpu")

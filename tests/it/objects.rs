@@ -110,6 +110,28 @@ async fn overwrite_replaces_and_create_only_refuses() {
         .send()
         .await
         .expect("create-only on a new key");
+
+    let put = |key: &str, if_match: &str| {
+        s3.put_object()
+            .bucket("bkt")
+            .key(key)
+            .if_match(if_match)
+            .body(b"cas".to_vec().into())
+            .send()
+    };
+    let current = s3
+        .head_object()
+        .bucket("bkt")
+        .key("k")
+        .send()
+        .await
+        .expect("head");
+    assert_eq!(error_status(put("k", "\"0000\"").await), 412);
+    put("k", current.e_tag().expect("etag"))
+        .await
+        .expect("compare-and-swap with the current ETag");
+    assert_eq!(get_bytes(&s3, "bkt", "k").await, b"cas");
+    assert_eq!(error_code(put("absent", "\"0000\"").await), "NoSuchKey");
     app.stop().await;
 }
 
@@ -140,6 +162,15 @@ async fn ranges_follow_rfc_and_s3() {
         );
         assert_eq!(body_bytes(got).await, expect, "{range}");
     }
+    put_bytes(&s3, "bkt", "empty", Vec::new()).await;
+    let on_empty = s3
+        .get_object()
+        .bucket("bkt")
+        .key("empty")
+        .range("bytes=-5")
+        .send()
+        .await;
+    assert_eq!(error_status(on_empty), 416);
     let unsatisfiable = s3
         .get_object()
         .bucket("bkt")
