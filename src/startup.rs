@@ -18,7 +18,7 @@ use crate::core::Store;
 use crate::core::objects::StoreSettings;
 use crate::core::sweeper::SweepSettings;
 use crate::s3::CisternS3;
-use crate::s3::auth::{KeyAuth, SignedOnly};
+use crate::s3::auth::{BucketPolicy, KeyAuth};
 use crate::s3::server::{S3Front, serve};
 use crate::web::{WebState, router};
 
@@ -119,7 +119,9 @@ impl Server {
         builder.set_auth(KeyAuth {
             store: store.clone(),
         });
-        builder.set_access(SignedOnly);
+        builder.set_access(BucketPolicy {
+            store: store.clone(),
+        });
         let s3_service = S3Front {
             inner: builder.build(),
         };

@@ -48,6 +48,18 @@ pub enum CoreError {
     IncompleteBody,
     #[error("access denied")]
     AccessDenied,
+    #[error("no such user")]
+    NoSuchUser,
+    #[error("a user with that name already exists")]
+    UserExists,
+    #[error("the user still owns buckets; delete or hand them over first")]
+    UserOwnsBuckets,
+    #[error("the user name or password is wrong")]
+    BadLogin,
+    #[error("the account {0} is disabled")]
+    AccountDisabled(String),
+    #[error("no such access key")]
+    NoSuchAccessKey,
     #[error("the body could not be read: {0}")]
     BodyRead(String),
     #[error("storage unavailable: {0}")]
@@ -72,6 +84,9 @@ impl From<MetaError> for CoreError {
             MetaError::InvalidPartOrder => Self::InvalidPartOrder,
             MetaError::EntityTooSmall(n) => Self::EntityTooSmall(n),
             MetaError::SourceChanged => Self::PreconditionFailed,
+            MetaError::NoSuchUser => Self::NoSuchUser,
+            MetaError::UserExists => Self::UserExists,
+            MetaError::UserOwnsBuckets => Self::UserOwnsBuckets,
             MetaError::WriterStopped => Self::Unavailable("metadata writer stopped".into()),
             e @ MetaError::CommitUncertain(_) => Self::Unavailable(e.to_string()),
             e @ (MetaError::Database(_) | MetaError::Migrate(_) | MetaError::Corrupt(_)) => {

@@ -3,6 +3,7 @@
 //! conditions; it decides, streams bytes into blobs, verifies digests, and
 //! commits metadata. It never sees an HTTP type and never writes SQL.
 
+pub mod accounts;
 pub mod digest;
 pub mod error;
 pub mod names;
@@ -18,7 +19,12 @@ pub struct Principal {
     pub user_id: String,
     pub name: String,
     pub role: String,
+    /// The key that signed the request (empty for password logins).
     pub access_key: String,
+    /// The key may only read.
+    pub read_only: bool,
+    /// The key is limited to these buckets.
+    pub key_buckets: Option<Vec<String>>,
 }
 
 /// Unix time in milliseconds.

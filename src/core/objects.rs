@@ -48,22 +48,7 @@ pub struct Store {
     pub(super) sweep: Arc<Notify>,
     /// Recently used credentials, so that signed requests do not each cost
     /// a database round trip.
-    credentials_cache: Arc<std::sync::RwLock<std::collections::HashMap<String, CachedCredentials>>>,
-}
-
-/// The id of the admin created from `CISTERN_ROOT_USER`.
-pub const ROOT_USER_ID: &str = "root";
-
-/// How long a looked-up key is trusted without asking the database again.
-/// Changes made on this node clear the cache at once; this bounds how long
-/// another node's change takes to be seen.
-const CREDENTIALS_TTL: std::time::Duration = std::time::Duration::from_secs(5);
-
-#[derive(Clone)]
-struct CachedCredentials {
-    fetched: std::time::Instant,
-    principal: Principal,
-    secret: String,
+    pub(super) credentials_cache: super::accounts::CredentialsCache,
 }
 
 /// An ETag condition: `*` or a list of ETags (without quotes).
@@ -203,7 +188,7 @@ impl Store {
             blobs,
             settings,
             sweep: Arc::new(Notify::new()),
-            credentials_cache: Arc::default(),
+            credentials_cache: super::accounts::CredentialsCache::default(),
         }
     }
 
@@ -811,72 +796,6 @@ impl Store {
         let truncated = max > 0 && uploads.len() > max;
         uploads.truncate(max);
         Ok((uploads, truncated))
-    }
-
-    // ---- accounts ------------------------------------------------------
-
-    /// The principal and secret behind an access key.
-    pub async fn credentials(&self, access_key: &str) -> CoreResult<Option<(Principal, String)>> {
-        if let Ok(cache) = self.credentials_cache.read()
-            && let Some(hit) = cache.get(access_key)
-            && hit.fetched.elapsed() < CREDENTIALS_TTL
-        {
-            return Ok(Some((hit.principal.clone(), hit.secret.clone())));
-        }
-        let Some((user, secret)) = self.meta.user_by_access_key(access_key).await? else {
-            return Ok(None);
-        };
-        let principal = Principal {
-            user_id: user.id,
-            name: user.name,
-            role: user.role,
-            access_key: access_key.to_owned(),
-        };
-        if let Ok(mut cache) = self.credentials_cache.write() {
-            if cache.len() > 10_000 {
-                cache.clear();
-            }
-            cache.insert(
-                access_key.to_owned(),
-                CachedCredentials {
-                    fetched: std::time::Instant::now(),
-                    principal: principal.clone(),
-                    secret: secret.clone(),
-                },
-            );
-        }
-        Ok(Some((principal, secret)))
-    }
-
-    fn forget_credentials(&self) {
-        if let Ok(mut cache) = self.credentials_cache.write() {
-            cache.clear();
-        }
-    }
-
-    /// Creates or updates an admin whose name and password are also an S3
-    /// access key and secret.
-    pub async fn ensure_admin(&self, name: &str, password: &str) -> CoreResult<()> {
-        self.meta
-            .apply(Mutation::EnsureUser {
-                user: crate::meta::UserRecord {
-                    // One fixed identity: renaming the root user moves it
-                    // instead of leaving the old name an admin.
-                    id: ROOT_USER_ID.to_owned(),
-                    name: name.to_owned(),
-                    role: "admin".to_owned(),
-                },
-                access_key: name.to_owned(),
-                secret: password.to_owned(),
-                now_ms: now_ms(),
-            })
-            .await?;
-        self.forget_credentials();
-        Ok(())
-    }
-
-    pub async fn user_count(&self) -> CoreResult<i64> {
-        Ok(self.meta.count_users().await?)
     }
 }
 

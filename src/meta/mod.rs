@@ -7,6 +7,7 @@
 //! group-commit [`writer`], which applies many of them in one transaction so
 //! that small PUTs share one fsync.
 
+pub mod accounts;
 mod queries;
 pub mod records;
 mod small_puts;
@@ -20,6 +21,7 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
+pub use self::accounts::{AccountRecord, GrantLevel, KeyGrant, KeyRecord};
 pub use self::records::*;
 use self::writer::Writer;
 pub use self::writer::{Mutation, MutationOutcome, PutCondition};
@@ -51,6 +53,12 @@ pub enum MetaError {
     EntityTooSmall(i32),
     #[error("the source object changed during the copy")]
     SourceChanged,
+    #[error("no such user")]
+    NoSuchUser,
+    #[error("a user with that name exists")]
+    UserExists,
+    #[error("the user still owns buckets")]
+    UserOwnsBuckets,
     #[error("the metadata writer has stopped")]
     WriterStopped,
     #[error("database error: {0}")]

@@ -6,8 +6,12 @@ use sqlx::any::AnyRow;
 
 use super::{
     BucketRecord, MetaError, MetaResult, MetaStore, ObjectAttrs, ObjectBody, ObjectRecord,
-    ObjectSummary, PartRecord, UploadRecord, UserRecord,
+    ObjectSummary, PartRecord, UploadRecord,
 };
+
+/// Columns are always named: `SELECT *` would pull in boolean columns,
+/// which the `Any` driver cannot decode from SQLite.
+const BUCKET_COLUMNS: &str = "name, owner_id, created_ms, object_count, bytes_stored";
 
 pub(super) const OBJECT_COLUMNS: &str =
     "bucket, key, size, etag, last_modified_ms, attrs, inline_data, segments, parts_count";
@@ -84,30 +88,6 @@ pub struct StoredTotals {
 }
 
 impl MetaStore {
-    pub async fn user_by_access_key(
-        &self,
-        access_key: &str,
-    ) -> MetaResult<Option<(UserRecord, String)>> {
-        let row = sqlx::query(
-            "SELECT u.id, u.name, u.role, k.secret FROM access_keys k \
-             JOIN users u ON u.id = k.user_id WHERE k.access_key = $1",
-        )
-        .bind(access_key)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(|row| -> MetaResult<_> {
-            Ok((
-                UserRecord {
-                    id: row.try_get("id")?,
-                    name: row.try_get("name")?,
-                    role: row.try_get("role")?,
-                },
-                row.try_get("secret")?,
-            ))
-        })
-        .transpose()
-    }
-
     pub async fn count_users(&self) -> MetaResult<i64> {
         let row = sqlx::query("SELECT COUNT(*) AS n FROM users")
             .fetch_one(&self.pool)
@@ -116,17 +96,21 @@ impl MetaStore {
     }
 
     pub async fn bucket(&self, name: &str) -> MetaResult<Option<BucketRecord>> {
-        let row = sqlx::query("SELECT * FROM buckets WHERE name = $1")
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {BUCKET_COLUMNS} FROM buckets WHERE name = $1"
+        ))
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
         row.as_ref().map(bucket_from_row).transpose()
     }
 
     pub async fn buckets(&self) -> MetaResult<Vec<BucketRecord>> {
-        let rows = sqlx::query("SELECT * FROM buckets ORDER BY name")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {BUCKET_COLUMNS} FROM buckets ORDER BY name"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(bucket_from_row).collect()
     }
 

@@ -13,6 +13,7 @@ use sqlx::{AnyConnection, AnyPool, Connection, Row};
 
 use tokio::sync::{Mutex, mpsc, oneshot};
 
+use super::accounts::{self, AccountRecord, GrantLevel, KeyRecord};
 use super::queries::{OBJECT_COLUMNS, encode_attrs, part_from_row};
 use super::small_puts;
 use super::{
@@ -51,6 +52,7 @@ pub enum Mutation {
         user: UserRecord,
         access_key: String,
         secret: String,
+        password_hash: String,
         now_ms: i64,
     },
     CreateBucket {
@@ -92,6 +94,38 @@ pub enum Mutation {
     },
     AbortUpload {
         upload_id: String,
+    },
+    CreateUser {
+        account: AccountRecord,
+    },
+    SetUserDisabled {
+        user_id: String,
+        disabled_ms: Option<i64>,
+    },
+    SetPassword {
+        user_id: String,
+        password_hash: String,
+    },
+    DeleteUser {
+        user_id: String,
+    },
+    CreateKey {
+        key: KeyRecord,
+        secret: String,
+    },
+    DeleteKey {
+        access_key: String,
+        user_id: String,
+    },
+    SetPublicRead {
+        bucket: String,
+        public_read: bool,
+    },
+    /// Shares a bucket with a user (`None` takes the grant back).
+    SetGrant {
+        bucket: String,
+        user_id: String,
+        level: Option<GrantLevel>,
     },
 }
 
@@ -282,8 +316,9 @@ async fn apply(conn: &mut AnyConnection, mutation: &Mutation) -> MetaResult<Muta
             user,
             access_key,
             secret,
+            password_hash,
             now_ms,
-        } => ensure_user(conn, user, access_key, secret, *now_ms).await,
+        } => ensure_user(conn, user, access_key, secret, password_hash, *now_ms).await,
         Mutation::CreateBucket {
             name,
             owner_id,
@@ -307,6 +342,30 @@ async fn apply(conn: &mut AnyConnection, mutation: &Mutation) -> MetaResult<Muta
             condition,
         } => complete_upload(conn, upload_id, parts, *min_part_size, *now_ms, condition).await,
         Mutation::AbortUpload { upload_id } => abort_upload(conn, upload_id).await,
+        Mutation::CreateUser { account } => accounts::create_user(conn, account).await,
+        Mutation::SetUserDisabled {
+            user_id,
+            disabled_ms,
+        } => accounts::set_disabled(conn, user_id, *disabled_ms).await,
+        Mutation::SetPassword {
+            user_id,
+            password_hash,
+        } => accounts::set_password(conn, user_id, password_hash).await,
+        Mutation::DeleteUser { user_id } => accounts::delete_user(conn, user_id).await,
+        Mutation::CreateKey { key, secret } => accounts::create_key(conn, key, secret).await,
+        Mutation::DeleteKey {
+            access_key,
+            user_id,
+        } => accounts::delete_key(conn, access_key, user_id).await,
+        Mutation::SetPublicRead {
+            bucket,
+            public_read,
+        } => accounts::set_public_read(conn, bucket, *public_read).await,
+        Mutation::SetGrant {
+            bucket,
+            user_id,
+            level,
+        } => accounts::set_grant(conn, bucket, user_id, *level).await,
     }
 }
 
@@ -315,16 +374,19 @@ async fn ensure_user(
     user: &UserRecord,
     access_key: &str,
     secret: &str,
+    password_hash: &str,
     now_ms: i64,
 ) -> MetaResult<MutationOutcome> {
     sqlx::query(
-        "INSERT INTO users (id, name, role, created_ms) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (id) DO UPDATE SET name = excluded.name, role = excluded.role",
+        "INSERT INTO users (id, name, role, created_ms, password_hash) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (id) DO UPDATE SET name = excluded.name, role = excluded.role, \
+         password_hash = excluded.password_hash, disabled_ms = NULL",
     )
     .bind(&user.id)
     .bind(&user.name)
     .bind(&user.role)
     .bind(now_ms)
+    .bind(password_hash)
     .execute(&mut *conn)
     .await?;
     let id = user.id.clone();

@@ -1,5 +1,7 @@
 //! Who may talk to the S3 port: SigV4 secrets come from the access keys in
-//! the metadata store, and anonymous requests are refused.
+//! the metadata store, and every request is checked against the bucket's
+//! owner, grants and public-read flag before its body is read. Anonymous
+//! requests may only read public-read buckets.
 
 use std::sync::{Arc, OnceLock};
 
@@ -8,8 +10,11 @@ use s3s::access::{S3Access, S3AccessContext};
 use s3s::auth::{S3Auth, SecretKey};
 use s3s::s3_error;
 
+use s3s::path::S3Path;
+
 use super::error::to_s3;
-use crate::core::{Principal, Store};
+use crate::core::accounts::Access;
+use crate::core::{CoreError, Principal, Store};
 
 pub struct KeyAuth {
     pub store: Store,
@@ -33,27 +38,112 @@ impl S3Auth for KeyAuth {
 #[derive(Clone, Default)]
 pub struct OperationName(pub Arc<OnceLock<String>>);
 
-pub struct SignedOnly;
+/// Decides each request before its body is read: the caller's key, its
+/// limits, and the bucket's owner, grants and public-read flag.
+pub struct BucketPolicy {
+    pub store: Store,
+}
 
-#[async_trait::async_trait]
-impl S3Access for SignedOnly {
-    async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
-        let name = cx.s3_op().name().to_owned();
-        if let Some(slot) = cx.extensions_mut().get::<OperationName>() {
-            let _ = slot.0.set(name);
-        }
-        match cx.credentials() {
-            Some(_) => Ok(()),
-            None => Err(s3_error!(
-                AccessDenied,
-                "Anonymous access is not allowed; sign the request"
-            )),
+/// What an S3 operation does to its bucket.
+fn access_of(operation: &str) -> Access {
+    match operation {
+        "GetObject"
+        | "HeadObject"
+        | "ListObjects"
+        | "ListObjectsV2"
+        | "HeadBucket"
+        | "GetBucketLocation"
+        | "ListParts"
+        | "ListMultipartUploads" => Access::Read,
+        "PutObject"
+        | "DeleteObject"
+        | "DeleteObjects"
+        | "CopyObject"
+        | "CreateMultipartUpload"
+        | "UploadPart"
+        | "UploadPartCopy"
+        | "CompleteMultipartUpload"
+        | "AbortMultipartUpload" => Access::Write,
+        _ => Access::Manage,
+    }
+}
+
+/// The bucket named by an `x-amz-copy-source` header.
+fn copy_source_bucket(headers: &http::HeaderMap) -> Option<String> {
+    let raw = headers.get("x-amz-copy-source")?.to_str().ok()?;
+    let decoded = percent_encoding::percent_decode_str(raw)
+        .decode_utf8()
+        .ok()?;
+    let path = decoded.trim_start_matches('/');
+    Some(path.split('/').next().unwrap_or_default().to_owned())
+}
+
+impl BucketPolicy {
+    async fn allow(&self, who: Option<&Principal>, bucket: &str, access: Access) -> S3Result<()> {
+        match self.store.authorize(who, bucket, access).await {
+            // A missing bucket is the handler's to report.
+            Ok(_) | Err(CoreError::NoSuchBucket) => Ok(()),
+            Err(e) => Err(to_s3(e)),
         }
     }
 }
 
-/// The principal behind a signed request.
+#[async_trait::async_trait]
+impl S3Access for BucketPolicy {
+    async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
+        let operation = cx.s3_op().name().to_owned();
+        if let Some(slot) = cx.extensions_mut().get::<OperationName>() {
+            let _ = slot.0.set(operation.clone());
+        }
+        let who = match cx.credentials() {
+            Some(credentials) => match self
+                .store
+                .credentials(&credentials.access_key)
+                .await
+                .map_err(to_s3)?
+            {
+                Some((principal, _)) => Some(principal),
+                None => return Err(s3_error!(AccessDenied, "The access key is no longer valid")),
+            },
+            None => None,
+        };
+        let bucket = match cx.s3_path() {
+            S3Path::Root => None,
+            S3Path::Bucket { bucket } | S3Path::Object { bucket, .. } => Some(bucket.to_string()),
+        };
+        match (bucket, operation.as_str()) {
+            (_, "ListBuckets") | (None, _) | (_, "CreateBucket") => {
+                let Some(who) = &who else {
+                    return Err(s3_error!(
+                        AccessDenied,
+                        "Anonymous access is not allowed; sign the request"
+                    ));
+                };
+                if operation == "CreateBucket" && who.read_only {
+                    return Err(s3_error!(AccessDenied, "This access key is read-only"));
+                }
+            }
+            (Some(bucket), op) => {
+                self.allow(who.as_ref(), &bucket, access_of(op)).await?;
+                if matches!(op, "CopyObject" | "UploadPartCopy")
+                    && let Some(source) = copy_source_bucket(cx.headers())
+                {
+                    self.allow(who.as_ref(), &source, Access::Read).await?;
+                }
+            }
+        }
+        if let Some(who) = who {
+            cx.extensions_mut().insert(who);
+        }
+        Ok(())
+    }
+}
+
+/// The principal behind a signed request, as the access check found it.
 pub async fn principal<T>(store: &Store, req: &s3s::S3Request<T>) -> S3Result<Principal> {
+    if let Some(found) = req.extensions.get::<Principal>() {
+        return Ok(found.clone());
+    }
     let Some(credentials) = &req.credentials else {
         return Err(s3_error!(AccessDenied));
     };

@@ -13,10 +13,9 @@ pub async fn list_buckets(
     req: S3Request<ListBucketsInput>,
 ) -> S3Result<S3Response<ListBucketsOutput>> {
     let who = principal(&s3.store, &req).await?;
-    let buckets = s3.store.list_buckets().await.s3()?;
+    let buckets = s3.store.visible_buckets(&who).await.s3()?;
     let visible = buckets
         .into_iter()
-        .filter(|b| who.role == "admin" || b.owner_id == who.user_id)
         .filter(|b| {
             req.input
                 .prefix

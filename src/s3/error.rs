@@ -61,6 +61,14 @@ pub fn to_s3(error: CoreError) -> S3Error {
                 .into(),
         ),
         CoreError::AccessDenied => (C::AccessDenied, "Access Denied".into()),
+        // Account errors come from the JSON API; on this port they can only
+        // mean the caller may not act.
+        e @ (CoreError::NoSuchUser
+        | CoreError::UserExists
+        | CoreError::UserOwnsBuckets
+        | CoreError::BadLogin
+        | CoreError::AccountDisabled(_)
+        | CoreError::NoSuchAccessKey) => (C::AccessDenied, e.to_string()),
         CoreError::BodyRead(m) => body_failure(&m),
         CoreError::Unavailable(m) => {
             tracing::warn!(error = %m, "storage unavailable");

@@ -1,0 +1,413 @@
+//! Accounts and access: users with argon2id passwords, S3 access keys
+//! (optionally read-only or limited to some buckets), bucket ownership,
+//! public-read buckets and grants, and the one decision every front-end
+//! asks: may this principal do this to that bucket?
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use argon2::password_hash::SaltString;
+use argon2::password_hash::rand_core::OsRng;
+use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier};
+use base64::Engine;
+
+use super::{CoreError, CoreResult, Principal, Store, now_ms};
+use crate::meta::{AccountRecord, BucketRecord, GrantLevel, KeyRecord, Mutation};
+
+/// The id of the admin created from `CISTERN_ROOT_USER`.
+pub const ROOT_USER_ID: &str = "root";
+
+/// How long a looked-up key is trusted without asking the database again.
+/// Changes made on this node clear the cache at once; this bounds how long
+/// another node's change (a revoked key, a disabled user) takes to be seen.
+const CREDENTIALS_TTL: Duration = Duration::from_secs(5);
+
+#[derive(Clone)]
+pub(super) struct CachedCredentials {
+    fetched: Instant,
+    principal: Principal,
+    secret: String,
+}
+
+/// Recently used credentials, so that signed requests do not each cost a
+/// database round trip.
+pub(super) type CredentialsCache = Arc<RwLock<HashMap<String, CachedCredentials>>>;
+
+/// What a request wants to do to a bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Read objects and listings.
+    Read,
+    /// Create, change or delete objects.
+    Write,
+    /// Change the bucket itself (delete it, share it, make it public).
+    Manage,
+}
+
+fn hash_password(password: &str) -> CoreResult<String> {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| CoreError::Internal(format!("password hashing: {e}")))
+}
+
+fn password_matches(password: &str, hash: &str) -> bool {
+    PasswordHash::new(hash)
+        .map(|parsed| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok()
+        })
+        .unwrap_or(false)
+}
+
+/// Hashing is deliberately slow; keep it off the async workers.
+async fn hash_off_thread(password: String) -> CoreResult<String> {
+    tokio::task::spawn_blocking(move || hash_password(&password))
+        .await
+        .map_err(|e| CoreError::Internal(e.to_string()))?
+}
+
+pub fn validate_user_name(name: &str) -> CoreResult<()> {
+    let ok = (3..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(CoreError::InvalidArgument(
+            "name: 3 to 64 characters of a-z, 0-9, '.', '_' or '-'".into(),
+        ))
+    }
+}
+
+pub fn validate_password(password: &str) -> CoreResult<()> {
+    if password.len() < 8 || password.len() > 1024 {
+        return Err(CoreError::InvalidArgument(
+            "password: 8 to 1024 bytes".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn principal_of(account: &AccountRecord, key: Option<&KeyRecord>) -> Principal {
+    Principal {
+        user_id: account.id.clone(),
+        name: account.name.clone(),
+        role: account.role.clone(),
+        access_key: key.map(|k| k.access_key.clone()).unwrap_or_default(),
+        read_only: key.is_some_and(|k| k.read_only),
+        key_buckets: key.and_then(|k| k.buckets.clone()),
+    }
+}
+
+impl Store {
+    /// The principal and secret behind an access key; `None` for an unknown
+    /// key or a disabled user.
+    pub async fn credentials(&self, access_key: &str) -> CoreResult<Option<(Principal, String)>> {
+        if let Ok(cache) = self.credentials_cache.read()
+            && let Some(hit) = cache.get(access_key)
+            && hit.fetched.elapsed() < CREDENTIALS_TTL
+        {
+            return Ok(Some((hit.principal.clone(), hit.secret.clone())));
+        }
+        let Some(grant) = self.meta.key_grant(access_key).await? else {
+            return Ok(None);
+        };
+        if grant.user.disabled_ms.is_some() {
+            return Ok(None);
+        }
+        let principal = principal_of(&grant.user, Some(&grant.key));
+        if let Ok(mut cache) = self.credentials_cache.write() {
+            if cache.len() > 10_000 {
+                cache.clear();
+            }
+            cache.insert(
+                access_key.to_owned(),
+                CachedCredentials {
+                    fetched: Instant::now(),
+                    principal: principal.clone(),
+                    secret: grant.secret.clone(),
+                },
+            );
+        }
+        Ok(Some((principal, grant.secret)))
+    }
+
+    fn forget_credentials(&self) {
+        if let Ok(mut cache) = self.credentials_cache.write() {
+            cache.clear();
+        }
+    }
+
+    /// Applies an account mutation and drops cached credentials, so the
+    /// change holds from the next request on this node.
+    async fn change_accounts(&self, mutation: Mutation) -> CoreResult<()> {
+        let result = self.meta.apply(mutation).await;
+        self.forget_credentials();
+        result?;
+        Ok(())
+    }
+
+    /// Creates or updates the root admin, whose name and password are also
+    /// an S3 access key and secret.
+    pub async fn ensure_admin(&self, name: &str, password: &str) -> CoreResult<()> {
+        let password_hash = hash_off_thread(password.to_owned()).await?;
+        self.change_accounts(Mutation::EnsureUser {
+            user: crate::meta::UserRecord {
+                // One fixed identity: renaming the root user moves it
+                // instead of leaving the old name an admin.
+                id: ROOT_USER_ID.to_owned(),
+                name: name.to_owned(),
+                role: "admin".to_owned(),
+            },
+            access_key: name.to_owned(),
+            secret: password.to_owned(),
+            password_hash,
+            now_ms: now_ms(),
+        })
+        .await
+    }
+
+    pub async fn user_count(&self) -> CoreResult<i64> {
+        Ok(self.meta.count_users().await?)
+    }
+
+    /// Checks a name and password (HTTP Basic, login).
+    pub async fn login(&self, name: &str, password: &str) -> CoreResult<Principal> {
+        let account = self.meta.account_by_name(name).await?;
+        let password = password.to_owned();
+        let (account, hash) = match account {
+            Some(a) => {
+                let hash = a.password_hash.clone().unwrap_or_default();
+                (Some(a), hash)
+            }
+            // Spend the same time on unknown names as on wrong passwords.
+            None => (None, hash_off_thread("timing-equaliser".into()).await?),
+        };
+        let ok = tokio::task::spawn_blocking(move || password_matches(&password, &hash))
+            .await
+            .map_err(|e| CoreError::Internal(e.to_string()))?;
+        match account {
+            Some(a) if ok && a.disabled_ms.is_none() => Ok(principal_of(&a, None)),
+            Some(a) if ok => Err(CoreError::AccountDisabled(a.name)),
+            _ => Err(CoreError::BadLogin),
+        }
+    }
+
+    pub async fn create_user(
+        &self,
+        name: &str,
+        password: &str,
+        role: &str,
+    ) -> CoreResult<AccountRecord> {
+        validate_user_name(name)?;
+        validate_password(password)?;
+        if role != "admin" && role != "user" {
+            return Err(CoreError::InvalidArgument("role: 'admin' or 'user'".into()));
+        }
+        let account = AccountRecord {
+            id: uuid::Uuid::new_v4().simple().to_string(),
+            name: name.to_owned(),
+            role: role.to_owned(),
+            created_ms: now_ms(),
+            disabled_ms: None,
+            password_hash: Some(hash_off_thread(password.to_owned()).await?),
+        };
+        self.change_accounts(Mutation::CreateUser {
+            account: account.clone(),
+        })
+        .await?;
+        Ok(account)
+    }
+
+    pub async fn account(&self, name: &str) -> CoreResult<AccountRecord> {
+        self.meta
+            .account_by_name(name)
+            .await?
+            .ok_or(CoreError::NoSuchUser)
+    }
+
+    pub async fn accounts(&self) -> CoreResult<Vec<AccountRecord>> {
+        Ok(self.meta.accounts().await?)
+    }
+
+    pub async fn set_disabled(&self, name: &str, disabled: bool) -> CoreResult<()> {
+        let account = self.account(name).await?;
+        if account.id == ROOT_USER_ID && disabled {
+            return Err(CoreError::InvalidRequest(
+                "the root user cannot be disabled".into(),
+            ));
+        }
+        self.change_accounts(Mutation::SetUserDisabled {
+            user_id: account.id,
+            disabled_ms: disabled.then(now_ms),
+        })
+        .await
+    }
+
+    pub async fn set_password(&self, name: &str, password: &str) -> CoreResult<()> {
+        validate_password(password)?;
+        let account = self.account(name).await?;
+        let password_hash = hash_off_thread(password.to_owned()).await?;
+        self.change_accounts(Mutation::SetPassword {
+            user_id: account.id,
+            password_hash,
+        })
+        .await
+    }
+
+    pub async fn delete_user(&self, name: &str) -> CoreResult<()> {
+        let account = self.account(name).await?;
+        if account.id == ROOT_USER_ID {
+            return Err(CoreError::InvalidRequest(
+                "the root user cannot be deleted".into(),
+            ));
+        }
+        self.change_accounts(Mutation::DeleteUser {
+            user_id: account.id,
+        })
+        .await
+    }
+
+    /// A new access key for a user; the secret is returned once, here.
+    pub async fn create_key(
+        &self,
+        user_id: &str,
+        read_only: bool,
+        buckets: Option<Vec<String>>,
+    ) -> CoreResult<(KeyRecord, String)> {
+        let key = KeyRecord {
+            access_key: format!("CK{}", hex::encode_upper(rand::random::<[u8; 9]>())),
+            user_id: user_id.to_owned(),
+            created_ms: now_ms(),
+            read_only,
+            buckets,
+        };
+        let secret =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 30]>());
+        self.change_accounts(Mutation::CreateKey {
+            key: key.clone(),
+            secret: secret.clone(),
+        })
+        .await?;
+        Ok((key, secret))
+    }
+
+    pub async fn keys_of(&self, user_id: &str) -> CoreResult<Vec<KeyRecord>> {
+        Ok(self.meta.keys_of(user_id).await?)
+    }
+
+    pub async fn revoke_key(&self, user_id: &str, access_key: &str) -> CoreResult<()> {
+        self.change_accounts(Mutation::DeleteKey {
+            access_key: access_key.to_owned(),
+            user_id: user_id.to_owned(),
+        })
+        .await
+        .map_err(|e| match e {
+            CoreError::NoSuchKey => CoreError::NoSuchAccessKey,
+            other => other,
+        })
+    }
+
+    /// May `who` (`None`: anonymous) do `access` to `bucket`? Refusals and
+    /// buckets the caller may not see are both `AccessDenied`, except that a
+    /// bucket nobody has is `NoSuchBucket`.
+    pub async fn authorize(
+        &self,
+        who: Option<&Principal>,
+        bucket: &str,
+        access: Access,
+    ) -> CoreResult<BucketRecord> {
+        let record = self.bucket(bucket).await?;
+        let Some(who) = who else {
+            if access == Access::Read && self.meta.bucket_is_public(bucket).await? {
+                return Ok(record);
+            }
+            return Err(CoreError::AccessDenied);
+        };
+        if who.read_only && access != Access::Read {
+            return Err(CoreError::AccessDenied);
+        }
+        if who
+            .key_buckets
+            .as_ref()
+            .is_some_and(|b| !b.iter().any(|n| n == bucket))
+        {
+            return Err(CoreError::AccessDenied);
+        }
+        if who.role == "admin" || record.owner_id == who.user_id {
+            return Ok(record);
+        }
+        let allowed = match (self.meta.grant(bucket, &who.user_id).await?, access) {
+            (Some(GrantLevel::ReadWrite), Access::Read | Access::Write) => true,
+            (Some(GrantLevel::Read), Access::Read) => true,
+            (_, Access::Read) => self.meta.bucket_is_public(bucket).await?,
+            _ => false,
+        };
+        if allowed {
+            Ok(record)
+        } else {
+            Err(CoreError::AccessDenied)
+        }
+    }
+
+    pub async fn set_public_read(
+        &self,
+        who: &Principal,
+        bucket: &str,
+        public_read: bool,
+    ) -> CoreResult<()> {
+        self.authorize(Some(who), bucket, Access::Manage).await?;
+        self.meta
+            .apply(Mutation::SetPublicRead {
+                bucket: bucket.to_owned(),
+                public_read,
+            })
+            .await?;
+        Ok(())
+    }
+
+    pub async fn set_grant(
+        &self,
+        who: &Principal,
+        bucket: &str,
+        user: &str,
+        level: Option<GrantLevel>,
+    ) -> CoreResult<()> {
+        self.authorize(Some(who), bucket, Access::Manage).await?;
+        let account = self.account(user).await?;
+        self.meta
+            .apply(Mutation::SetGrant {
+                bucket: bucket.to_owned(),
+                user_id: account.id,
+                level,
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Buckets a principal may see: admins all, others their own, those
+    /// shared with them, and public ones they were given.
+    pub async fn visible_buckets(&self, who: &Principal) -> CoreResult<Vec<BucketRecord>> {
+        let all = self.meta.buckets().await?;
+        if who.role == "admin" {
+            return Ok(all);
+        }
+        let granted: Vec<String> = self
+            .meta
+            .grants_of(&who.user_id)
+            .await?
+            .into_iter()
+            .map(|(b, _)| b)
+            .collect();
+        Ok(all
+            .into_iter()
+            .filter(|b| b.owner_id == who.user_id || granted.contains(&b.name))
+            .filter(|b| who.key_buckets.as_ref().is_none_or(|k| k.contains(&b.name)))
+            .collect())
+    }
+}

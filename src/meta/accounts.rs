@@ -1,0 +1,367 @@
+//! Accounts, access keys and bucket sharing: the reads, and the writes the
+//! group-commit writer applies for the account mutations.
+
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+
+use super::{MetaError, MetaResult, MetaStore, MutationOutcome};
+
+/// A user with the fields access decisions need.
+#[derive(Debug, Clone)]
+pub struct AccountRecord {
+    pub id: String,
+    pub name: String,
+    pub role: String,
+    pub created_ms: i64,
+    pub disabled_ms: Option<i64>,
+    pub password_hash: Option<String>,
+}
+
+/// An access key as its owner may see it (never the secret).
+#[derive(Debug, Clone)]
+pub struct KeyRecord {
+    pub access_key: String,
+    pub user_id: String,
+    pub created_ms: i64,
+    pub read_only: bool,
+    /// Buckets the key is limited to; `None` means all the user may reach.
+    pub buckets: Option<Vec<String>>,
+}
+
+/// What a signature check and an access decision need about a key.
+#[derive(Debug, Clone)]
+pub struct KeyGrant {
+    pub key: KeyRecord,
+    pub secret: String,
+    pub user: AccountRecord,
+}
+
+/// How far a grant on a bucket reaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrantLevel {
+    Read,
+    ReadWrite,
+}
+
+impl GrantLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Read => "read",
+            Self::ReadWrite => "read-write",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "read" => Some(Self::Read),
+            "read-write" => Some(Self::ReadWrite),
+            _ => None,
+        }
+    }
+}
+
+fn account_from_row(row: &AnyRow) -> MetaResult<AccountRecord> {
+    Ok(AccountRecord {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        role: row.try_get("role")?,
+        created_ms: row.try_get("created_ms")?,
+        disabled_ms: row.try_get("disabled_ms")?,
+        password_hash: row.try_get("password_hash")?,
+    })
+}
+
+fn key_from_row(row: &AnyRow) -> MetaResult<KeyRecord> {
+    let buckets: Option<String> = row.try_get("buckets")?;
+    Ok(KeyRecord {
+        access_key: row.try_get("access_key")?,
+        user_id: row.try_get("user_id")?,
+        created_ms: row.try_get("key_created_ms")?,
+        read_only: row.try_get::<i64, _>("read_only")? != 0,
+        buckets: buckets
+            .map(|b| {
+                serde_json::from_str(&b)
+                    .map_err(|e| MetaError::Corrupt(format!("key buckets: {e}")))
+            })
+            .transpose()?,
+    })
+}
+
+const ACCOUNT_COLUMNS: &str = "u.id, u.name, u.role, u.created_ms, u.disabled_ms, u.password_hash";
+
+// Booleans are read as integers: SQLite has no boolean type for `Any` to decode.
+const KEY_COLUMNS: &str = "k.access_key, k.user_id, k.created_ms AS key_created_ms, \
+     CASE WHEN k.read_only THEN 1 ELSE 0 END AS read_only, k.buckets";
+
+impl MetaStore {
+    pub async fn key_grant(&self, access_key: &str) -> MetaResult<Option<KeyGrant>> {
+        let sql = format!(
+            "SELECT {KEY_COLUMNS}, k.secret, {ACCOUNT_COLUMNS} \
+             FROM access_keys k JOIN users u ON u.id = k.user_id WHERE k.access_key = $1"
+        );
+        let row = sqlx::query(&sql)
+            .bind(access_key)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| -> MetaResult<_> {
+            Ok(KeyGrant {
+                key: key_from_row(&row)?,
+                secret: row.try_get("secret")?,
+                user: account_from_row(&row)?,
+            })
+        })
+        .transpose()
+    }
+
+    pub async fn account_by_name(&self, name: &str) -> MetaResult<Option<AccountRecord>> {
+        let row = sqlx::query(&format!(
+            "SELECT {ACCOUNT_COLUMNS} FROM users u WHERE u.name = $1"
+        ))
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(account_from_row).transpose()
+    }
+
+    pub async fn accounts(&self) -> MetaResult<Vec<AccountRecord>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {ACCOUNT_COLUMNS} FROM users u ORDER BY u.name"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(account_from_row).collect()
+    }
+
+    pub async fn keys_of(&self, user_id: &str) -> MetaResult<Vec<KeyRecord>> {
+        let sql = format!(
+            "SELECT {KEY_COLUMNS} FROM access_keys k WHERE k.user_id = $1 ORDER BY k.created_ms"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(user_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(key_from_row).collect()
+    }
+
+    pub async fn grant(&self, bucket: &str, user_id: &str) -> MetaResult<Option<GrantLevel>> {
+        let row = sqlx::query("SELECT level FROM bucket_grants WHERE bucket = $1 AND user_id = $2")
+            .bind(bucket)
+            .bind(user_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row
+            .map(|r| r.try_get::<String, _>("level"))
+            .transpose()?
+            .and_then(|l| GrantLevel::parse(&l)))
+    }
+
+    /// Buckets shared with a user, with the level.
+    pub async fn grants_of(&self, user_id: &str) -> MetaResult<Vec<(String, GrantLevel)>> {
+        let rows = sqlx::query(
+            "SELECT bucket, level FROM bucket_grants WHERE user_id = $1 ORDER BY bucket",
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::new();
+        for row in rows {
+            let level: String = row.try_get("level")?;
+            if let Some(level) = GrantLevel::parse(&level) {
+                out.push((row.try_get("bucket")?, level));
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn bucket_is_public(&self, bucket: &str) -> MetaResult<bool> {
+        let row = sqlx::query("SELECT CASE WHEN public_read THEN 1 ELSE 0 END AS public_read FROM buckets WHERE name = $1")
+            .bind(bucket)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row
+            .map(|r| r.try_get::<i64, _>("public_read"))
+            .transpose()?
+            .unwrap_or(0)
+            != 0)
+    }
+}
+
+// ---- writes (called by the writer inside its transaction) ----------------
+
+pub(super) async fn create_user(
+    conn: &mut AnyConnection,
+    account: &AccountRecord,
+) -> MetaResult<MutationOutcome> {
+    let taken = sqlx::query("SELECT 1 AS x FROM users WHERE name = $1")
+        .bind(&account.name)
+        .fetch_optional(&mut *conn)
+        .await?;
+    if taken.is_some() {
+        return Err(MetaError::UserExists);
+    }
+    sqlx::query(
+        "INSERT INTO users (id, name, role, created_ms, password_hash) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(&account.id)
+    .bind(&account.name)
+    .bind(&account.role)
+    .bind(account.created_ms)
+    .bind(&account.password_hash)
+    .execute(&mut *conn)
+    .await?;
+    Ok(MutationOutcome::Done)
+}
+
+async fn require_user(conn: &mut AnyConnection, user_id: &str) -> MetaResult<()> {
+    let found = sqlx::query("SELECT 1 AS x FROM users WHERE id = $1")
+        .bind(user_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    found.map(|_| ()).ok_or(MetaError::NoSuchUser)
+}
+
+pub(super) async fn set_disabled(
+    conn: &mut AnyConnection,
+    user_id: &str,
+    disabled_ms: Option<i64>,
+) -> MetaResult<MutationOutcome> {
+    require_user(conn, user_id).await?;
+    sqlx::query("UPDATE users SET disabled_ms = $1 WHERE id = $2")
+        .bind(disabled_ms)
+        .bind(user_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(MutationOutcome::Done)
+}
+
+pub(super) async fn set_password(
+    conn: &mut AnyConnection,
+    user_id: &str,
+    password_hash: &str,
+) -> MetaResult<MutationOutcome> {
+    require_user(conn, user_id).await?;
+    sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+        .bind(password_hash)
+        .bind(user_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(MutationOutcome::Done)
+}
+
+/// Deletes a user who owns no bucket (their keys and grants go with them).
+pub(super) async fn delete_user(
+    conn: &mut AnyConnection,
+    user_id: &str,
+) -> MetaResult<MutationOutcome> {
+    require_user(conn, user_id).await?;
+    let owns = sqlx::query("SELECT 1 AS x FROM buckets WHERE owner_id = $1 LIMIT 1")
+        .bind(user_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    if owns.is_some() {
+        return Err(MetaError::UserOwnsBuckets);
+    }
+    for sql in [
+        "DELETE FROM access_keys WHERE user_id = $1",
+        "DELETE FROM bucket_grants WHERE user_id = $1",
+        "DELETE FROM users WHERE id = $1",
+    ] {
+        sqlx::query(sql).bind(user_id).execute(&mut *conn).await?;
+    }
+    Ok(MutationOutcome::Done)
+}
+
+pub(super) async fn create_key(
+    conn: &mut AnyConnection,
+    key: &KeyRecord,
+    secret: &str,
+) -> MetaResult<MutationOutcome> {
+    require_user(conn, &key.user_id).await?;
+    let buckets = key
+        .buckets
+        .as_ref()
+        .map(|b| serde_json::to_string(b).map_err(|e| MetaError::Corrupt(e.to_string())))
+        .transpose()?;
+    sqlx::query(
+        "INSERT INTO access_keys (access_key, secret, user_id, created_ms, read_only, buckets) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&key.access_key)
+    .bind(secret)
+    .bind(&key.user_id)
+    .bind(key.created_ms)
+    .bind(key.read_only)
+    .bind(buckets)
+    .execute(&mut *conn)
+    .await?;
+    Ok(MutationOutcome::Done)
+}
+
+pub(super) async fn delete_key(
+    conn: &mut AnyConnection,
+    access_key: &str,
+    user_id: &str,
+) -> MetaResult<MutationOutcome> {
+    let gone = sqlx::query("DELETE FROM access_keys WHERE access_key = $1 AND user_id = $2")
+        .bind(access_key)
+        .bind(user_id)
+        .execute(&mut *conn)
+        .await?;
+    if gone.rows_affected() == 0 {
+        return Err(MetaError::NoSuchKey);
+    }
+    Ok(MutationOutcome::Done)
+}
+
+pub(super) async fn set_public_read(
+    conn: &mut AnyConnection,
+    bucket: &str,
+    public_read: bool,
+) -> MetaResult<MutationOutcome> {
+    let done = sqlx::query("UPDATE buckets SET public_read = $1 WHERE name = $2")
+        .bind(public_read)
+        .bind(bucket)
+        .execute(&mut *conn)
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(MetaError::NoSuchBucket);
+    }
+    Ok(MutationOutcome::Done)
+}
+
+pub(super) async fn set_grant(
+    conn: &mut AnyConnection,
+    bucket: &str,
+    user_id: &str,
+    level: Option<GrantLevel>,
+) -> MetaResult<MutationOutcome> {
+    let exists = sqlx::query("SELECT 1 AS x FROM buckets WHERE name = $1")
+        .bind(bucket)
+        .fetch_optional(&mut *conn)
+        .await?;
+    if exists.is_none() {
+        return Err(MetaError::NoSuchBucket);
+    }
+    require_user(conn, user_id).await?;
+    match level {
+        Some(level) => {
+            sqlx::query(
+                "INSERT INTO bucket_grants (bucket, user_id, level) VALUES ($1, $2, $3) \
+                 ON CONFLICT (bucket, user_id) DO UPDATE SET level = excluded.level",
+            )
+            .bind(bucket)
+            .bind(user_id)
+            .bind(level.as_str())
+            .execute(&mut *conn)
+            .await?;
+        }
+        None => {
+            sqlx::query("DELETE FROM bucket_grants WHERE bucket = $1 AND user_id = $2")
+                .bind(bucket)
+                .bind(user_id)
+                .execute(&mut *conn)
+                .await?;
+        }
+    }
+    Ok(MutationOutcome::Done)
+}
