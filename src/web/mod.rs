@@ -1,5 +1,7 @@
-//! The web port: liveness and readiness probes, build version, and
-//! Prometheus metrics. (The JSON API and console will live here too.)
+//! The web port: liveness and readiness probes, build version, Prometheus
+//! metrics, and the JSON API ([`api`]).
+
+pub mod api;
 
 use axum::Router;
 use axum::extract::State;
@@ -23,6 +25,7 @@ pub fn router(state: WebState) -> Router {
         .route("/health/ready", get(ready))
         .route("/version", get(version))
         .route("/metrics", get(metrics_text))
+        .merge(api::router())
         .with_state(state)
 }
 

@@ -1,0 +1,215 @@
+//! `/api/v1/auth/me`, `/api/v1/users` (admins) and `/api/v1/keys`.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+
+use super::error::{ApiError, ApiResult};
+use super::{Caller, JsonBody, require_admin};
+use crate::meta::{AccountRecord, KeyRecord};
+use crate::web::WebState;
+
+#[derive(Serialize)]
+pub struct UserView {
+    pub name: String,
+    pub role: String,
+    pub created_ms: i64,
+    pub disabled: bool,
+}
+
+impl From<AccountRecord> for UserView {
+    fn from(a: AccountRecord) -> Self {
+        Self {
+            name: a.name,
+            role: a.role,
+            created_ms: a.created_ms,
+            disabled: a.disabled_ms.is_some(),
+        }
+    }
+}
+
+pub async fn me(State(state): State<WebState>, Caller(who): Caller) -> ApiResult<Json<UserView>> {
+    Ok(Json(state.store.account(&who.name).await?.into()))
+}
+
+pub async fn list_users(
+    State(state): State<WebState>,
+    Caller(who): Caller,
+) -> ApiResult<Json<Vec<UserView>>> {
+    require_admin(&who)?;
+    let users = state.store.accounts().await?;
+    Ok(Json(users.into_iter().map(UserView::from).collect()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
+    pub name: String,
+    pub password: String,
+    #[serde(default = "default_role")]
+    pub role: String,
+}
+
+fn default_role() -> String {
+    "user".to_owned()
+}
+
+pub async fn create_user(
+    State(state): State<WebState>,
+    Caller(who): Caller,
+    JsonBody(body): JsonBody<NewUser>,
+) -> ApiResult<(StatusCode, Json<UserView>)> {
+    require_admin(&who)?;
+    let account = state
+        .store
+        .create_user(&body.name, &body.password, &body.role)
+        .await?;
+    Ok((StatusCode::CREATED, Json(account.into())))
+}
+
+pub async fn delete_user(
+    State(state): State<WebState>,
+    Caller(who): Caller,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
+    require_admin(&who)?;
+    state.store.delete_user(&name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn disable_user(
+    State(state): State<WebState>,
+    Caller(who): Caller,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
+    require_admin(&who)?;
+    state.store.set_disabled(&name, true).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn enable_user(
+    State(state): State<WebState>,
+    Caller(who): Caller,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
+    require_admin(&who)?;
+    state.store.set_disabled(&name, false).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewPassword {
+    pub password: String,
+}
+
+/// Users change their own password; admins anyone's.
+pub async fn set_password(
+    State(state): State<WebState>,
+    Caller(who): Caller,
+    Path(name): Path<String>,
+    JsonBody(body): JsonBody<NewPassword>,
+) -> ApiResult<StatusCode> {
+    if who.name != name {
+        require_admin(&who)?;
+    }
+    state.store.set_password(&name, &body.password).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Serialize)]
+pub struct KeyView {
+    pub access_key: String,
+    pub created_ms: i64,
+    pub read_only: bool,
+    pub buckets: Option<Vec<String>>,
+    /// Present only in the answer that creates the key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret_key: Option<String>,
+}
+
+impl KeyView {
+    fn new(key: KeyRecord, secret_key: Option<String>) -> Self {
+        Self {
+            access_key: key.access_key,
+            created_ms: key.created_ms,
+            read_only: key.read_only,
+            buckets: key.buckets,
+            secret_key,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct KeyOwner {
+    /// Admins may manage another user's keys.
+    pub user: Option<String>,
+}
+
+async fn key_owner_id(
+    state: &WebState,
+    who: &crate::core::Principal,
+    user: Option<&str>,
+) -> ApiResult<String> {
+    match user {
+        Some(name) if name != who.name => {
+            require_admin(who)?;
+            Ok(state.store.account(name).await?.id)
+        }
+        _ => Ok(who.user_id.clone()),
+    }
+}
+
+pub async fn list_keys(
+    State(state): State<WebState>,
+    Caller(who): Caller,
+    Query(owner): Query<KeyOwner>,
+) -> ApiResult<Json<Vec<KeyView>>> {
+    let user_id = key_owner_id(&state, &who, owner.user.as_deref()).await?;
+    let keys = state.store.keys_of(&user_id).await?;
+    Ok(Json(
+        keys.into_iter().map(|k| KeyView::new(k, None)).collect(),
+    ))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct NewKey {
+    #[serde(default)]
+    pub read_only: bool,
+    pub buckets: Option<Vec<String>>,
+    pub user: Option<String>,
+}
+
+pub async fn create_key(
+    State(state): State<WebState>,
+    Caller(who): Caller,
+    JsonBody(body): JsonBody<NewKey>,
+) -> ApiResult<(StatusCode, Json<KeyView>)> {
+    let user_id = key_owner_id(&state, &who, body.user.as_deref()).await?;
+    if let Some(buckets) = &body.buckets
+        && buckets.is_empty()
+    {
+        return Err(ApiError::bad_field(
+            "buckets",
+            "list at least one bucket, or leave it out",
+        ));
+    }
+    let (key, secret) = state
+        .store
+        .create_key(&user_id, body.read_only, body.buckets)
+        .await?;
+    Ok((StatusCode::CREATED, Json(KeyView::new(key, Some(secret)))))
+}
+
+pub async fn revoke_key(
+    State(state): State<WebState>,
+    Caller(who): Caller,
+    Path(key): Path<String>,
+    Query(owner): Query<KeyOwner>,
+) -> ApiResult<StatusCode> {
+    let user_id = key_owner_id(&state, &who, owner.user.as_deref()).await?;
+    state.store.revoke_key(&user_id, &key).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

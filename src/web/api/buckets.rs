@@ -1,0 +1,122 @@
+//! `/api/v1/buckets`: list, create, delete, public-read and grants.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+
+use super::error::{ApiError, ApiResult};
+use super::{Caller, JsonBody};
+use crate::core::accounts::Access;
+use crate::core::names::BucketName;
+use crate::meta::{BucketRecord, GrantLevel};
+use crate::web::WebState;
+
+#[derive(Serialize)]
+pub struct BucketView {
+    pub name: String,
+    pub owner_id: String,
+    pub created_ms: i64,
+    pub objects: i64,
+    pub bytes: i64,
+}
+
+impl From<BucketRecord> for BucketView {
+    fn from(b: BucketRecord) -> Self {
+        Self {
+            name: b.name,
+            owner_id: b.owner_id,
+            created_ms: b.created_ms,
+            objects: b.object_count,
+            bytes: b.bytes_stored,
+        }
+    }
+}
+
+pub async fn list(
+    State(state): State<WebState>,
+    Caller(who): Caller,
+) -> ApiResult<Json<Vec<BucketView>>> {
+    let buckets = state.store.visible_buckets(&who).await?;
+    Ok(Json(buckets.into_iter().map(BucketView::from).collect()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewBucket {
+    pub name: String,
+}
+
+pub async fn create(
+    State(state): State<WebState>,
+    Caller(who): Caller,
+    JsonBody(body): JsonBody<NewBucket>,
+) -> ApiResult<(StatusCode, Json<BucketView>)> {
+    let name = BucketName::parse(&body.name).map_err(|e| ApiError::bad_field("name", e))?;
+    state.store.create_bucket(&who, &name).await?;
+    let record = state.store.bucket(name.as_str()).await?;
+    Ok((StatusCode::CREATED, Json(record.into())))
+}
+
+pub async fn remove(
+    State(state): State<WebState>,
+    Caller(who): Caller,
+    Path(bucket): Path<String>,
+) -> ApiResult<StatusCode> {
+    state
+        .store
+        .authorize(Some(&who), &bucket, Access::Manage)
+        .await?;
+    state.store.delete_bucket(&bucket).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublicRead {
+    pub public_read: bool,
+}
+
+pub async fn set_public(
+    State(state): State<WebState>,
+    Caller(who): Caller,
+    Path(bucket): Path<String>,
+    JsonBody(body): JsonBody<PublicRead>,
+) -> ApiResult<StatusCode> {
+    state
+        .store
+        .set_public_read(&who, &bucket, body.public_read)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Grant {
+    /// `read` or `read-write`.
+    pub level: String,
+}
+
+pub async fn grant(
+    State(state): State<WebState>,
+    Caller(who): Caller,
+    Path((bucket, user)): Path<(String, String)>,
+    JsonBody(body): JsonBody<Grant>,
+) -> ApiResult<StatusCode> {
+    let level = GrantLevel::parse(&body.level)
+        .ok_or_else(|| ApiError::bad_field("level", "'read' or 'read-write'"))?;
+    state
+        .store
+        .set_grant(&who, &bucket, &user, Some(level))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn revoke_grant(
+    State(state): State<WebState>,
+    Caller(who): Caller,
+    Path((bucket, user)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    state.store.set_grant(&who, &bucket, &user, None).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,119 @@
+//! Service-layer errors as JSON API errors, in one exhaustive match:
+//! `{"error": {"code", "message", "request_id"}}` with the fitting status.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::core::CoreError;
+
+tokio::task_local! {
+    /// The id of the request being served, for error bodies and logs.
+    pub static REQUEST_ID: String;
+}
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn unauthorized() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "sign in with HTTP Basic (name and password)",
+        )
+    }
+
+    pub fn bad_field(field: &str, why: impl std::fmt::Display) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+            format!("{field}: {why}"),
+        )
+    }
+}
+
+impl From<CoreError> for ApiError {
+    fn from(e: CoreError) -> Self {
+        use StatusCode as S;
+        let message = match &e {
+            CoreError::InvalidArgument(m) | CoreError::InvalidRequest(m) => m.clone(),
+            other => other.to_string(),
+        };
+        let (status, code) = match e {
+            CoreError::NoSuchBucket => (S::NOT_FOUND, "no_such_bucket"),
+            CoreError::NoSuchKey => (S::NOT_FOUND, "no_such_key"),
+            CoreError::NoSuchUpload => (S::NOT_FOUND, "no_such_upload"),
+            CoreError::NoSuchUser => (S::NOT_FOUND, "no_such_user"),
+            CoreError::NoSuchAccessKey => (S::NOT_FOUND, "no_such_access_key"),
+            CoreError::BucketNotEmpty => (S::CONFLICT, "bucket_not_empty"),
+            CoreError::BucketAlreadyOwnedByYou | CoreError::BucketAlreadyExists => {
+                (S::CONFLICT, "bucket_exists")
+            }
+            CoreError::UserExists => (S::CONFLICT, "user_exists"),
+            CoreError::UserOwnsBuckets => (S::CONFLICT, "user_owns_buckets"),
+            CoreError::InvalidBucketName(_) => (S::BAD_REQUEST, "invalid_bucket_name"),
+            CoreError::KeyTooLong => (S::BAD_REQUEST, "key_too_long"),
+            CoreError::InvalidArgument(_) | CoreError::InvalidRequest(_) => {
+                (S::BAD_REQUEST, "invalid_request")
+            }
+            CoreError::InvalidPart(_)
+            | CoreError::InvalidPartOrder
+            | CoreError::EntityTooSmall(_) => (S::BAD_REQUEST, "invalid_part"),
+            CoreError::BadDigest(_) | CoreError::InvalidDigest(_) => (S::BAD_REQUEST, "bad_digest"),
+            CoreError::IncompleteBody | CoreError::BodyRead(_) => {
+                (S::BAD_REQUEST, "incomplete_body")
+            }
+            CoreError::PreconditionFailed => (S::PRECONDITION_FAILED, "precondition_failed"),
+            CoreError::NotModified => (S::NOT_MODIFIED, "not_modified"),
+            CoreError::InvalidRange => (S::RANGE_NOT_SATISFIABLE, "invalid_range"),
+            CoreError::EntityTooLarge => (S::PAYLOAD_TOO_LARGE, "too_large"),
+            CoreError::AccessDenied => (S::FORBIDDEN, "access_denied"),
+            CoreError::AccountDisabled(_) => (S::FORBIDDEN, "account_disabled"),
+            CoreError::BadLogin => (S::UNAUTHORIZED, "bad_login"),
+            CoreError::Unavailable(m) => {
+                tracing::warn!(error = %m, "storage unavailable");
+                return Self::new(
+                    S::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "storage is unavailable; retry later",
+                );
+            }
+            CoreError::Internal(m) => {
+                tracing::error!(error = %m, "internal error");
+                return Self::new(S::INTERNAL_SERVER_ERROR, "internal", "internal error");
+            }
+        };
+        Self::new(status, code, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let request_id = REQUEST_ID.try_with(Clone::clone).unwrap_or_default();
+        let body = json!({"error": {"code": self.code, "message": self.message, "request_id": request_id}});
+        let mut response = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                "www-authenticate",
+                axum::http::HeaderValue::from_static("Basic realm=\"cistern\""),
+            );
+        }
+        response
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,115 @@
+//! The JSON API at `/api/v1`: every call is authenticated (HTTP Basic for
+//! now), answers JSON, and reports errors as
+//! `{"error": {"code", "message", "request_id"}}`. One file per resource.
+
+mod accounts;
+mod buckets;
+pub mod error;
+
+use axum::Router;
+use axum::extract::{FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::routing::{delete, get, post, put};
+use base64::Engine;
+
+use self::error::{ApiError, REQUEST_ID};
+use super::WebState;
+use crate::core::Principal;
+
+pub fn router() -> Router<WebState> {
+    Router::new()
+        .route("/api/v1/auth/me", get(accounts::me))
+        .route(
+            "/api/v1/users",
+            get(accounts::list_users).post(accounts::create_user),
+        )
+        .route("/api/v1/users/{name}", delete(accounts::delete_user))
+        .route("/api/v1/users/{name}/disable", post(accounts::disable_user))
+        .route("/api/v1/users/{name}/enable", post(accounts::enable_user))
+        .route("/api/v1/users/{name}/password", put(accounts::set_password))
+        .route(
+            "/api/v1/keys",
+            get(accounts::list_keys).post(accounts::create_key),
+        )
+        .route("/api/v1/keys/{key}", delete(accounts::revoke_key))
+        .route("/api/v1/buckets", get(buckets::list).post(buckets::create))
+        .route("/api/v1/buckets/{bucket}", delete(buckets::remove))
+        .route("/api/v1/buckets/{bucket}/public", put(buckets::set_public))
+        .route(
+            "/api/v1/buckets/{bucket}/grants/{user}",
+            put(buckets::grant).delete(buckets::revoke_grant),
+        )
+        .layer(axum::middleware::from_fn(with_request_id))
+}
+
+/// Gives each API request an id (the `x-request-id` header and error bodies).
+async fn with_request_id(request: Request, next: Next) -> Response {
+    let id = crate::s3::server::new_request_id();
+    let mut response = REQUEST_ID.scope(id.clone(), next.run(request)).await;
+    if let Ok(value) = axum::http::HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    response
+}
+
+/// The authenticated caller of an API request.
+pub struct Caller(pub Principal);
+
+impl FromRequestParts<WebState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &WebState) -> Result<Self, ApiError> {
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(ApiError::unauthorized)?;
+        let encoded = header
+            .strip_prefix("Basic ")
+            .ok_or_else(ApiError::unauthorized)?;
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(encoded.trim())
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .ok_or_else(ApiError::unauthorized)?;
+        let (name, password) = decoded.split_once(':').ok_or_else(ApiError::unauthorized)?;
+        Ok(Caller(state.store.login(name, password).await?))
+    }
+}
+
+/// Refuses callers who are not admins.
+pub fn require_admin(caller: &Principal) -> Result<(), ApiError> {
+    if caller.role == "admin" {
+        Ok(())
+    } else {
+        Err(ApiError::from(crate::core::CoreError::AccessDenied))
+    }
+}
+
+/// A JSON body whose errors name the field that is wrong.
+pub struct JsonBody<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned> axum::extract::FromRequest<WebState> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &WebState) -> Result<Self, ApiError> {
+        let bytes = axum::body::Bytes::from_request(request, state)
+            .await
+            .map_err(|e| {
+                ApiError::new(
+                    axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                    "too_large",
+                    e.body_text(),
+                )
+            })?;
+        serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| {
+            ApiError::new(
+                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_json",
+                e.to_string(),
+            )
+        })
+    }
+}

@@ -1,0 +1,411 @@
+//! Accounts, keys and bucket sharing through the JSON API, and what they
+//! allow on the S3 port.
+
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+struct Api {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Api {
+    fn new(app: &TestApp) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            base: app.web_url("/api/v1"),
+        }
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        who: (&str, &str),
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .basic_auth(who.0, Some(who.1));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("api call");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("body");
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, path: &str, who: (&str, &str)) -> (u16, Value) {
+        self.call(reqwest::Method::GET, path, who, None).await
+    }
+
+    async fn delete(&self, path: &str, who: (&str, &str)) -> (u16, Value) {
+        self.call(reqwest::Method::DELETE, path, who, None).await
+    }
+
+    async fn post(&self, path: &str, who: (&str, &str), body: Value) -> (u16, Value) {
+        self.call(reqwest::Method::POST, path, who, Some(body))
+            .await
+    }
+
+    async fn put(&self, path: &str, who: (&str, &str), body: Value) -> (u16, Value) {
+        self.call(reqwest::Method::PUT, path, who, Some(body)).await
+    }
+
+    async fn key_for(&self, who: (&str, &str), body: Value) -> (String, String) {
+        let (status, key) = self
+            .call(reqwest::Method::POST, "/keys", who, Some(body))
+            .await;
+        assert_eq!(status, 201, "{key}");
+        (
+            key["access_key"].as_str().expect("key").to_owned(),
+            key["secret_key"].as_str().expect("secret").to_owned(),
+        )
+    }
+}
+
+const ROOT: (&str, &str) = (ROOT_USER, ROOT_PASSWORD);
+const ALICE: (&str, &str) = ("alice", "alice-password");
+const BOB: (&str, &str) = ("bob", "bob-password-1");
+
+async fn with_users() -> (TestApp, Api) {
+    let app = spawn_app().await;
+    let api = Api::new(&app);
+    for (name, password) in [ALICE, BOB] {
+        let (status, body) = api
+            .post("/users", ROOT, json!({"name": name, "password": password}))
+            .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    (app, api)
+}
+
+#[tokio::test]
+async fn users_are_managed_by_admins_and_errors_are_json() {
+    let (app, api) = with_users().await;
+    let (status, me) = api.get("/auth/me", ALICE).await;
+    assert_eq!(
+        (status, me["name"].as_str(), me["role"].as_str()),
+        (200, Some("alice"), Some("user"))
+    );
+
+    let (status, error) = api.get("/users", ALICE).await;
+    assert_eq!(status, 403);
+    assert_eq!(error["error"]["code"], "access_denied");
+    assert!(
+        error["error"]["request_id"]
+            .as_str()
+            .is_some_and(|id| id.len() == 16)
+    );
+
+    let (status, _) = api
+        .call(
+            reqwest::Method::GET,
+            "/auth/me",
+            ("alice", "wrong-password"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 401);
+    let (status, error) = api
+        .post(
+            "/users",
+            ROOT,
+            json!({"name": "alice", "password": "another-one"}),
+        )
+        .await;
+    assert_eq!(
+        (status, error["error"]["code"].as_str()),
+        (409, Some("user_exists"))
+    );
+    let (status, error) = api.post("/users", ROOT, json!({"name": "carol"})).await;
+    assert_eq!(status, 422);
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("password")),
+        "{error}"
+    );
+    let (status, error) = api
+        .post(
+            "/users",
+            ROOT,
+            json!({"name": "x", "password": "long-enough"}),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("name")),
+        "{error}"
+    );
+
+    let (status, users) = api.get("/users", ROOT).await;
+    assert_eq!(status, 200);
+    assert_eq!(users.as_array().map(Vec::len), Some(3));
+    let (status, _) = api.delete("/users/bob", ROOT).await;
+    assert_eq!(status, 204);
+    let (status, _) = api.get("/auth/me", BOB).await;
+    assert_eq!(status, 401);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn other_users_buckets_are_untouchable_until_shared() {
+    let (app, api) = with_users().await;
+    let (alice_key, alice_secret) = api.key_for(ALICE, json!({})).await;
+    let (bob_key, bob_secret) = api.key_for(BOB, json!({})).await;
+    let alice = client_for(&app.s3_url(), &alice_key, &alice_secret, None);
+    let bob = client_for(&app.s3_url(), &bob_key, &bob_secret, None);
+
+    alice
+        .create_bucket()
+        .bucket("alice-data")
+        .send()
+        .await
+        .expect("create");
+    put_bytes(&alice, "alice-data", "note.txt", b"private".to_vec()).await;
+
+    assert!(
+        bob.list_buckets()
+            .send()
+            .await
+            .expect("list")
+            .buckets()
+            .is_empty()
+    );
+    assert_eq!(
+        error_code(
+            bob.get_object()
+                .bucket("alice-data")
+                .key("note.txt")
+                .send()
+                .await
+        ),
+        "AccessDenied"
+    );
+    assert_eq!(
+        error_code(bob.list_objects_v2().bucket("alice-data").send().await),
+        "AccessDenied"
+    );
+    let overwrite = bob
+        .put_object()
+        .bucket("alice-data")
+        .key("note.txt")
+        .body(b"mine".to_vec().into())
+        .send()
+        .await;
+    assert_eq!(error_code(overwrite), "AccessDenied");
+    assert_eq!(
+        error_code(bob.delete_bucket().bucket("alice-data").send().await),
+        "AccessDenied"
+    );
+    let copy_out = bob
+        .copy_object()
+        .bucket("alice-data")
+        .key("x")
+        .copy_source("alice-data/note.txt")
+        .send()
+        .await;
+    assert_eq!(error_code(copy_out), "AccessDenied");
+    let (status, _) = api.delete("/buckets/alice-data", BOB).await;
+    assert_eq!(status, 403);
+    assert_eq!(
+        get_bytes(&alice, "alice-data", "note.txt").await,
+        b"private",
+        "nothing changed"
+    );
+
+    let (status, _) = api
+        .put(
+            "/buckets/alice-data/grants/bob",
+            ALICE,
+            json!({"level": "read"}),
+        )
+        .await;
+    assert_eq!(status, 204);
+    assert_eq!(get_bytes(&bob, "alice-data", "note.txt").await, b"private");
+    let still_no = bob
+        .put_object()
+        .bucket("alice-data")
+        .key("b")
+        .body(b"x".to_vec().into())
+        .send()
+        .await;
+    assert_eq!(error_code(still_no), "AccessDenied");
+    let (status, _) = api
+        .put(
+            "/buckets/alice-data/grants/bob",
+            ALICE,
+            json!({"level": "read-write"}),
+        )
+        .await;
+    assert_eq!(status, 204);
+    put_bytes(&bob, "alice-data", "from-bob", b"hi".to_vec()).await;
+    let (status, _) = api.delete("/buckets/alice-data/grants/bob", ALICE).await;
+    assert_eq!(status, 204);
+    assert_eq!(
+        error_code(
+            bob.get_object()
+                .bucket("alice-data")
+                .key("note.txt")
+                .send()
+                .await
+        ),
+        "AccessDenied"
+    );
+
+    // Only the owner may share: a grantee cannot hand the bucket on.
+    let (status, _) = api
+        .put(
+            "/buckets/alice-data/public",
+            BOB,
+            json!({"public_read": true}),
+        )
+        .await;
+    assert_eq!(status, 403);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn public_read_buckets_serve_anonymous_reads_only() {
+    let (app, api) = with_users().await;
+    let (key, secret) = api.key_for(ALICE, json!({})).await;
+    let alice = client_for(&app.s3_url(), &key, &secret, None);
+    alice
+        .create_bucket()
+        .bucket("site")
+        .send()
+        .await
+        .expect("create");
+    put_bytes(&alice, "site", "index.html", b"<h1>hi</h1>".to_vec()).await;
+    let url = format!("{}/site/index.html", app.s3_url());
+    assert_eq!(reqwest::get(&url).await.expect("get").status(), 403);
+
+    let (status, _) = api
+        .put("/buckets/site/public", ALICE, json!({"public_read": true}))
+        .await;
+    assert_eq!(status, 204);
+    let response = reqwest::get(&url).await.expect("get");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.expect("text"), "<h1>hi</h1>");
+    let anonymous_put = reqwest::Client::new()
+        .put(&url)
+        .body("defaced")
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(anonymous_put.status(), 403);
+    assert_eq!(
+        get_bytes(&alice, "site", "index.html").await,
+        b"<h1>hi</h1>"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn limited_revoked_and_disabled_keys_are_refused() {
+    let (app, api) = with_users().await;
+    let (full_key, full_secret) = api.key_for(ALICE, json!({})).await;
+    let full = client_for(&app.s3_url(), &full_key, &full_secret, None);
+    for bucket in ["one-bucket", "two-bucket"] {
+        full.create_bucket()
+            .bucket(bucket)
+            .send()
+            .await
+            .expect("create");
+    }
+
+    let (ro_key, ro_secret) = api.key_for(ALICE, json!({"read_only": true})).await;
+    let read_only = client_for(&app.s3_url(), &ro_key, &ro_secret, None);
+    read_only
+        .list_objects_v2()
+        .bucket("one-bucket")
+        .send()
+        .await
+        .expect("read-only key reads");
+    let write = read_only
+        .put_object()
+        .bucket("one-bucket")
+        .key("k")
+        .body(b"x".to_vec().into())
+        .send()
+        .await;
+    assert_eq!(error_code(write), "AccessDenied");
+    assert_eq!(
+        error_code(
+            read_only
+                .create_bucket()
+                .bucket("three-bucket")
+                .send()
+                .await
+        ),
+        "AccessDenied"
+    );
+
+    let (one_key, one_secret) = api.key_for(ALICE, json!({"buckets": ["one-bucket"]})).await;
+    let limited = client_for(&app.s3_url(), &one_key, &one_secret, None);
+    put_bytes(&limited, "one-bucket", "k", b"x".to_vec()).await;
+    let elsewhere = limited
+        .put_object()
+        .bucket("two-bucket")
+        .key("k")
+        .body(b"x".to_vec().into())
+        .send()
+        .await;
+    assert_eq!(error_code(elsewhere), "AccessDenied");
+    let names: Vec<_> = limited
+        .list_buckets()
+        .send()
+        .await
+        .expect("list")
+        .buckets()
+        .iter()
+        .filter_map(|b| b.name().map(str::to_owned))
+        .collect();
+    assert_eq!(names, ["one-bucket"]);
+
+    let (status, keys) = api.get("/keys", ALICE).await;
+    assert_eq!(status, 200);
+    assert_eq!(keys.as_array().map(Vec::len), Some(3));
+    assert!(
+        keys.as_array()
+            .is_some_and(|k| k.iter().all(|k| k.get("secret_key").is_none())),
+        "secrets are shown once"
+    );
+
+    let (status, _) = api.delete(&format!("/keys/{full_key}"), ALICE).await;
+    assert_eq!(status, 204);
+    assert_eq!(
+        error_code(full.list_buckets().send().await),
+        "InvalidAccessKeyId"
+    );
+    let (status, _) = api.delete(&format!("/keys/{one_key}"), BOB).await;
+    assert_eq!(status, 404, "bob cannot revoke alice's key");
+
+    let (status, _) = api.post("/users/alice/disable", ROOT, json!({})).await;
+    assert_eq!(status, 204);
+    assert_eq!(
+        error_code(limited.list_buckets().send().await),
+        "InvalidAccessKeyId"
+    );
+    let (status, error) = api.get("/auth/me", ALICE).await;
+    assert_eq!(
+        (status, error["error"]["code"].as_str()),
+        (403, Some("account_disabled"))
+    );
+    let (status, _) = api.post("/users/alice/enable", ROOT, json!({})).await;
+    assert_eq!(status, 204);
+    limited.list_buckets().send().await.expect("enabled again");
+
+    let (status, error) = api.delete("/users/alice", ROOT).await;
+    assert_eq!(
+        (status, error["error"]["code"].as_str()),
+        (409, Some("user_owns_buckets"))
+    );
+    app.stop().await;
+}
