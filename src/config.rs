@@ -73,6 +73,15 @@ pub struct ServeArgs {
     #[arg(long, env = "CISTERN_REGION", default_value = "us-east-1")]
     pub region: String,
 
+    /// Let anyone create an account with POST /api/v1/auth/signup (admins
+    /// can always create users).
+    #[arg(long, env = "CISTERN_ALLOW_SIGNUP")]
+    pub allow_signup: bool,
+
+    /// Seconds a login session lasts.
+    #[arg(long, env = "CISTERN_SESSION_TTL_SECS", default_value_t = 86400)]
+    pub session_ttl_secs: u64,
+
     /// Log format.
     #[arg(long, env = "CISTERN_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -185,7 +194,12 @@ pub fn parse_from(argv: Vec<String>) -> Result<Cli, ConfigError> {
             toml::Value::String(s) => s,
             toml::Value::Integer(i) => i.to_string(),
             toml::Value::Float(f) => f.to_string(),
-            toml::Value::Boolean(b) => b.to_string(),
+            // Switches take no value: present means on.
+            toml::Value::Boolean(true) => {
+                argv.push(format!("--{}", key.replace('_', "-")));
+                continue;
+            }
+            toml::Value::Boolean(false) => continue,
             _ => return Err(ConfigError::BadValue { path, key }),
         };
         argv.push(format!("--{}={text}", key.replace('_', "-")));

@@ -20,7 +20,7 @@ use crate::core::sweeper::SweepSettings;
 use crate::s3::CisternS3;
 use crate::s3::auth::{BucketPolicy, KeyAuth};
 use crate::s3::server::{S3Front, serve};
-use crate::web::{WebState, router};
+use crate::web::{ApiSettings, WebState, router};
 
 /// A server with its stores open and its listeners bound.
 pub struct Server {
@@ -128,6 +128,10 @@ impl Server {
         let web_service = TowerToHyperService::new(router(WebState {
             store: store.clone(),
             metrics: crate::telemetry::metrics(),
+            api: ApiSettings {
+                allow_signup: settings.allow_signup,
+                session_ttl: Duration::from_secs(settings.session_ttl_secs),
+            },
         }));
 
         let s3_task = tokio::spawn(serve(

@@ -93,7 +93,7 @@ pub fn validate_password(password: &str) -> CoreResult<()> {
     Ok(())
 }
 
-fn principal_of(account: &AccountRecord, key: Option<&KeyRecord>) -> Principal {
+pub(super) fn principal_of(account: &AccountRecord, key: Option<&KeyRecord>) -> Principal {
     Principal {
         user_id: account.id.clone(),
         name: account.name.clone(),
@@ -101,6 +101,7 @@ fn principal_of(account: &AccountRecord, key: Option<&KeyRecord>) -> Principal {
         access_key: key.map(|k| k.access_key.clone()).unwrap_or_default(),
         read_only: key.is_some_and(|k| k.read_only),
         key_buckets: key.and_then(|k| k.buckets.clone()),
+        session: None,
     }
 }
 

@@ -60,6 +60,12 @@ pub enum CoreError {
     AccountDisabled(String),
     #[error("no such access key")]
     NoSuchAccessKey,
+    #[error("the session is invalid, expired or logged out")]
+    BadSession,
+    #[error("too many failed logins; retry in {0} s")]
+    TooManyAttempts(u64),
+    #[error("sign-up is disabled on this server")]
+    SignupDisabled,
     #[error("the body could not be read: {0}")]
     BodyRead(String),
     #[error("storage unavailable: {0}")]

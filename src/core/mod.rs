@@ -8,6 +8,7 @@ pub mod digest;
 pub mod error;
 pub mod names;
 pub mod objects;
+pub mod sessions;
 pub mod sweeper;
 
 pub use self::error::{CoreError, CoreResult};
@@ -25,6 +26,8 @@ pub struct Principal {
     pub read_only: bool,
     /// The key is limited to these buckets.
     pub key_buckets: Option<Vec<String>>,
+    /// Hash of the session token the request came with, if any.
+    pub session: Option<String>,
 }
 
 /// Unix time in milliseconds.

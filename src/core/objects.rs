@@ -49,6 +49,8 @@ pub struct Store {
     /// Recently used credentials, so that signed requests do not each cost
     /// a database round trip.
     pub(super) credentials_cache: super::accounts::CredentialsCache,
+    /// Slows down repeated failed logins.
+    pub(super) throttle: Arc<super::sessions::LoginThrottle>,
 }
 
 /// An ETag condition: `*` or a list of ETags (without quotes).
@@ -189,6 +191,7 @@ impl Store {
             settings,
             sweep: Arc::new(Notify::new()),
             credentials_cache: super::accounts::CredentialsCache::default(),
+            throttle: Arc::default(),
         }
     }
 

@@ -365,3 +365,64 @@ pub(super) async fn set_grant(
     }
     Ok(MutationOutcome::Done)
 }
+
+// ---- sessions --------------------------------------------------------------
+
+impl MetaStore {
+    /// The account behind a live (unexpired, unrevoked) session.
+    pub async fn session_account(
+        &self,
+        token_hash: &str,
+        now_ms: i64,
+    ) -> MetaResult<Option<AccountRecord>> {
+        let sql = format!(
+            "SELECT {ACCOUNT_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id \
+             WHERE s.token_hash = $1 AND s.revoked_ms IS NULL AND s.expires_ms > $2"
+        );
+        let row = sqlx::query(&sql)
+            .bind(token_hash)
+            .bind(now_ms)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(account_from_row).transpose()
+    }
+}
+
+pub(super) async fn create_session(
+    conn: &mut AnyConnection,
+    token_hash: &str,
+    user_id: &str,
+    created_ms: i64,
+    expires_ms: i64,
+) -> MetaResult<MutationOutcome> {
+    require_user(conn, user_id).await?;
+    sqlx::query("INSERT INTO sessions (token_hash, user_id, created_ms, expires_ms) VALUES ($1, $2, $3, $4)")
+        .bind(token_hash)
+        .bind(user_id)
+        .bind(created_ms)
+        .bind(expires_ms)
+        .execute(&mut *conn)
+        .await?;
+    Ok(MutationOutcome::Done)
+}
+
+/// Revokes one session, or every session of a user but `keep`.
+pub(super) async fn revoke_sessions(
+    conn: &mut AnyConnection,
+    user_id: &str,
+    only: Option<&str>,
+    keep: Option<&str>,
+    now_ms: i64,
+) -> MetaResult<MutationOutcome> {
+    sqlx::query(
+        "UPDATE sessions SET revoked_ms = $1 WHERE user_id = $2 AND revoked_ms IS NULL \
+         AND ($3 = '' OR token_hash = $3) AND token_hash <> $4",
+    )
+    .bind(now_ms)
+    .bind(user_id)
+    .bind(only.unwrap_or(""))
+    .bind(keep.unwrap_or(""))
+    .execute(&mut *conn)
+    .await?;
+    Ok(MutationOutcome::Done)
+}

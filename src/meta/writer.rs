@@ -121,6 +121,19 @@ pub enum Mutation {
         bucket: String,
         public_read: bool,
     },
+    CreateSession {
+        token_hash: String,
+        user_id: String,
+        created_ms: i64,
+        expires_ms: i64,
+    },
+    /// Revokes the session `only` (or all of the user's), except `keep`.
+    RevokeSessions {
+        user_id: String,
+        only: Option<String>,
+        keep: Option<String>,
+        now_ms: i64,
+    },
     /// Shares a bucket with a user (`None` takes the grant back).
     SetGrant {
         bucket: String,
@@ -366,6 +379,21 @@ async fn apply(conn: &mut AnyConnection, mutation: &Mutation) -> MetaResult<Muta
             user_id,
             level,
         } => accounts::set_grant(conn, bucket, user_id, *level).await,
+        Mutation::CreateSession {
+            token_hash,
+            user_id,
+            created_ms,
+            expires_ms,
+        } => accounts::create_session(conn, token_hash, user_id, *created_ms, *expires_ms).await,
+        Mutation::RevokeSessions {
+            user_id,
+            only,
+            keep,
+            now_ms,
+        } => {
+            accounts::revoke_sessions(conn, user_id, only.as_deref(), keep.as_deref(), *now_ms)
+                .await
+        }
     }
 }
 

@@ -68,7 +68,10 @@ pub fn to_s3(error: CoreError) -> S3Error {
         | CoreError::UserOwnsBuckets
         | CoreError::BadLogin
         | CoreError::AccountDisabled(_)
-        | CoreError::NoSuchAccessKey) => (C::AccessDenied, e.to_string()),
+        | CoreError::NoSuchAccessKey
+        | CoreError::BadSession
+        | CoreError::SignupDisabled) => (C::AccessDenied, e.to_string()),
+        e @ CoreError::TooManyAttempts(_) => (C::SlowDown, e.to_string()),
         CoreError::BodyRead(m) => body_failure(&m),
         CoreError::Unavailable(m) => {
             tracing::warn!(error = %m, "storage unavailable");

@@ -52,7 +52,12 @@ pub async fn serve<S, B>(
         if let Err(e) = socket.set_nodelay(true) {
             tracing::debug!(error = %e, %peer, "could not set TCP_NODELAY");
         }
-        let connection = builder.serve_connection(TokioIo::new(socket), service.clone());
+        let per_connection = service.clone();
+        let tagged = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+            request.extensions_mut().insert(PeerAddr(peer));
+            per_connection.call(request)
+        });
+        let connection = builder.serve_connection(TokioIo::new(socket), tagged);
         let connection = graceful.watch(connection.into_owned());
         tokio::spawn(async move {
             if let Err(e) = connection.await {
@@ -68,6 +73,10 @@ pub async fn serve<S, B>(
         }
     }
 }
+
+/// The client address of a connection, in each request's extensions.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub std::net::SocketAddr);
 
 /// A fresh request id: 16 hex digits, like S3's.
 pub fn new_request_id() -> String {

@@ -17,6 +17,16 @@ use crate::core::Store;
 pub struct WebState {
     pub store: Store,
     pub metrics: PrometheusHandle,
+    pub api: ApiSettings,
+}
+
+/// Settings of the JSON API.
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
+    /// Whether anyone may create an account with `POST /api/v1/auth/signup`.
+    pub allow_signup: bool,
+    /// How long a login session lasts.
+    pub session_ttl: std::time::Duration,
 }
 
 pub fn router(state: WebState) -> Router {

@@ -409,3 +409,153 @@ async fn limited_revoked_and_disabled_keys_are_refused() {
     );
     app.stop().await;
 }
+
+async fn login(api: &Api, who: (&str, &str)) -> (u16, Value) {
+    let body = json!({"name": who.0, "password": who.1});
+    let response = api
+        .http
+        .post(format!("{}/auth/login", api.base))
+        .json(&body)
+        .send()
+        .await
+        .expect("login");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn with_token(
+    api: &Api,
+    method: reqwest::Method,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+) -> u16 {
+    let mut request = api
+        .http
+        .request(method, format!("{}{path}", api.base))
+        .bearer_auth(token);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    request.send().await.expect("call").status().as_u16()
+}
+
+#[tokio::test]
+async fn sessions_end_on_logout_and_on_password_change() {
+    let (app, api) = with_users().await;
+    let (status, first) = login(&api, ALICE).await;
+    assert_eq!(status, 200, "{first}");
+    let first = first["token"].as_str().expect("token").to_owned();
+    let second = login(&api, ALICE).await.1["token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    assert_eq!(
+        with_token(&api, reqwest::Method::GET, "/auth/me", &first, None).await,
+        200
+    );
+
+    let change = Some(json!({"password": "alice-new-password"}));
+    assert_eq!(
+        with_token(
+            &api,
+            reqwest::Method::PUT,
+            "/users/alice/password",
+            &first,
+            change
+        )
+        .await,
+        204
+    );
+    assert_eq!(
+        with_token(&api, reqwest::Method::GET, "/auth/me", &first, None).await,
+        200,
+        "the caller's session stays"
+    );
+    assert_eq!(
+        with_token(&api, reqwest::Method::GET, "/auth/me", &second, None).await,
+        401,
+        "other sessions end"
+    );
+    assert_eq!(
+        api.get("/auth/me", ALICE).await.0,
+        401,
+        "the old password is gone"
+    );
+
+    assert_eq!(
+        with_token(&api, reqwest::Method::POST, "/auth/logout", &first, None).await,
+        204
+    );
+    assert_eq!(
+        with_token(&api, reqwest::Method::GET, "/auth/me", &first, None).await,
+        401
+    );
+    assert_eq!(
+        with_token(&api, reqwest::Method::GET, "/auth/me", "cs_forged", None).await,
+        401
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn failed_logins_slow_down_and_signup_is_off_by_default() {
+    let (app, api) = with_users().await;
+    let mut statuses = Vec::new();
+    for _ in 0..7 {
+        statuses.push(login(&api, ("bob", "not-his-password")).await.0);
+    }
+    assert_eq!(
+        &statuses[..5],
+        [401; 5],
+        "the first failures are answered at once"
+    );
+    assert!(statuses[5..].contains(&429), "{statuses:?}");
+    let response = api
+        .http
+        .post(format!("{}/auth/login", api.base))
+        .json(&json!({"name": "bob", "password": BOB.1}))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(
+        response.status(),
+        429,
+        "even the right password waits its turn"
+    );
+    let retry: u64 = response.headers()["retry-after"]
+        .to_str()
+        .expect("header")
+        .parse()
+        .expect("secs");
+    assert!((1..=60).contains(&retry), "the wait is bounded: {retry}");
+    assert_eq!(
+        login(&api, ALICE).await.0,
+        429,
+        "the address that failed is slowed for every name"
+    );
+
+    let signup = api
+        .http
+        .post(format!("{}/auth/signup", api.base))
+        .json(&json!({"name": "mallory", "password": "mallory-pass"}))
+        .send()
+        .await
+        .expect("signup");
+    assert_eq!(signup.status(), 403);
+    app.stop().await;
+
+    let app = spawn_app_with(&["--allow-signup"]).await;
+    let api = Api::new(&app);
+    let signup = api
+        .http
+        .post(format!("{}/auth/signup", api.base))
+        .json(&json!({"name": "mallory", "password": "mallory-pass"}))
+        .send()
+        .await
+        .expect("signup");
+    assert_eq!(signup.status(), 201);
+    let (status, me) = api.get("/auth/me", ("mallory", "mallory-pass")).await;
+    assert_eq!((status, me["role"].as_str()), (200, Some("user")));
+    app.stop().await;
+}

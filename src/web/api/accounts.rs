@@ -115,6 +115,12 @@ pub async fn set_password(
         require_admin(&who)?;
     }
     state.store.set_password(&name, &body.password).await?;
+    // Every other session of that user ends; the caller's own stays.
+    let account = state.store.account(&name).await?;
+    state
+        .store
+        .revoke_other_sessions(&account.id, who.session.as_deref())
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

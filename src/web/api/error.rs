@@ -18,6 +18,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Seconds for a `Retry-After` header (429).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -26,6 +28,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -33,7 +36,7 @@ impl ApiError {
         Self::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
-            "sign in with HTTP Basic (name and password)",
+            "authenticate with HTTP Basic (name and password) or a Bearer session token",
         )
     }
 
@@ -84,6 +87,13 @@ impl From<CoreError> for ApiError {
             CoreError::AccessDenied => (S::FORBIDDEN, "access_denied"),
             CoreError::AccountDisabled(_) => (S::FORBIDDEN, "account_disabled"),
             CoreError::BadLogin => (S::UNAUTHORIZED, "bad_login"),
+            CoreError::BadSession => (S::UNAUTHORIZED, "bad_session"),
+            CoreError::SignupDisabled => (S::FORBIDDEN, "signup_disabled"),
+            CoreError::TooManyAttempts(secs) => {
+                let mut error = Self::new(S::TOO_MANY_REQUESTS, "too_many_attempts", message);
+                error.retry_after = Some(secs);
+                return error;
+            }
             CoreError::Unavailable(m) => {
                 tracing::warn!(error = %m, "storage unavailable");
                 return Self::new(
@@ -106,6 +116,11 @@ impl IntoResponse for ApiError {
         let request_id = REQUEST_ID.try_with(Clone::clone).unwrap_or_default();
         let body = json!({"error": {"code": self.code, "message": self.message, "request_id": request_id}});
         let mut response = (self.status, Json(body)).into_response();
+        if let Some(secs) = self.retry_after
+            && let Ok(value) = axum::http::HeaderValue::from_str(&secs.to_string())
+        {
+            response.headers_mut().insert("retry-after", value);
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 "www-authenticate",

@@ -5,6 +5,7 @@
 mod accounts;
 mod buckets;
 pub mod error;
+mod sessions;
 
 use axum::Router;
 use axum::extract::{FromRequestParts, Request};
@@ -17,10 +18,14 @@ use base64::Engine;
 use self::error::{ApiError, REQUEST_ID};
 use super::WebState;
 use crate::core::Principal;
+use crate::s3::server::PeerAddr;
 
 pub fn router() -> Router<WebState> {
     Router::new()
         .route("/api/v1/auth/me", get(accounts::me))
+        .route("/api/v1/auth/login", post(sessions::login))
+        .route("/api/v1/auth/logout", post(sessions::logout))
+        .route("/api/v1/auth/signup", post(sessions::signup))
         .route(
             "/api/v1/users",
             get(accounts::list_users).post(accounts::create_user),
@@ -66,6 +71,9 @@ impl FromRequestParts<WebState> for Caller {
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .ok_or_else(ApiError::unauthorized)?;
+        if let Some(token) = header.strip_prefix("Bearer ") {
+            return Ok(Caller(state.store.session_principal(token.trim()).await?));
+        }
         let encoded = header
             .strip_prefix("Basic ")
             .ok_or_else(ApiError::unauthorized)?;
@@ -75,8 +83,17 @@ impl FromRequestParts<WebState> for Caller {
             .and_then(|b| String::from_utf8(b).ok())
             .ok_or_else(ApiError::unauthorized)?;
         let (name, password) = decoded.split_once(':').ok_or_else(ApiError::unauthorized)?;
-        Ok(Caller(state.store.login(name, password).await?))
+        let principal = state
+            .store
+            .login_from(name, password, peer_ip(parts))
+            .await?;
+        Ok(Caller(principal))
     }
+}
+
+/// The client's address, as the accept loop recorded it.
+pub fn peer_ip(parts: &Parts) -> Option<std::net::IpAddr> {
+    parts.extensions.get::<PeerAddr>().map(|p| p.0.ip())
 }
 
 /// Refuses callers who are not admins.
