@@ -82,6 +82,14 @@ pub struct ServeArgs {
     #[arg(long, env = "CISTERN_SESSION_TTL_SECS", default_value_t = 86400)]
     pub session_ttl_secs: u64,
 
+    /// Record no audit log (for measuring its cost; not for production).
+    #[arg(long, env = "CISTERN_DISABLE_AUDIT")]
+    pub disable_audit: bool,
+
+    /// Days audit records and daily usage rows are kept.
+    #[arg(long, env = "CISTERN_AUDIT_RETENTION_DAYS", default_value_t = 90)]
+    pub audit_retention_days: u64,
+
     /// Log format.
     #[arg(long, env = "CISTERN_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::ServeArgs;
 use crate::core::Store;
+use crate::core::audit::AuditLog;
 use crate::core::objects::StoreSettings;
 use crate::core::sweeper::SweepSettings;
 use crate::s3::CisternS3;
@@ -112,6 +113,14 @@ impl Server {
         let stop = CancellationToken::new();
         let drain = Duration::from_secs(settings.shutdown_grace_secs);
 
+        let audit = if settings.disable_audit {
+            AuditLog::disabled()
+        } else {
+            AuditLog::start(
+                store.clone(),
+                Duration::from_secs(settings.audit_retention_days.saturating_mul(86_400)),
+            )
+        };
         let mut builder = S3ServiceBuilder::new(CisternS3 {
             store: store.clone(),
             region: settings.region.clone(),
@@ -124,10 +133,12 @@ impl Server {
         });
         let s3_service = S3Front {
             inner: builder.build(),
+            audit: audit.clone(),
         };
         let web_service = TowerToHyperService::new(router(WebState {
             store: store.clone(),
             metrics: crate::telemetry::metrics(),
+            audit: audit.clone(),
             api: ApiSettings {
                 allow_signup: settings.allow_signup,
                 session_ttl: Duration::from_secs(settings.session_ttl_secs),
@@ -167,6 +178,8 @@ impl Server {
         let _ = s3_task.await;
         let _ = web_task.await;
         let _ = sweeper.await;
+        // Requests are done: commit their audit records, then the rest.
+        audit.flush().await;
         store.meta().close().await;
         tracing::info!("stopped");
         Ok(())

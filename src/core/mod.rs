@@ -4,6 +4,7 @@
 //! commits metadata. It never sees an HTTP type and never writes SQL.
 
 pub mod accounts;
+pub mod audit;
 pub mod digest;
 pub mod error;
 pub mod names;

@@ -8,6 +8,7 @@
 //! that small PUTs share one fsync.
 
 pub mod accounts;
+pub mod audit;
 mod queries;
 pub mod records;
 mod small_puts;
@@ -22,6 +23,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
 pub use self::accounts::{AccountRecord, GrantLevel, KeyGrant, KeyRecord};
+pub use self::audit::{AuditFilter, AuditRecord, UsageRow};
 pub use self::records::*;
 use self::writer::Writer;
 pub use self::writer::{Mutation, MutationOutcome, PutCondition};

@@ -134,6 +134,14 @@ pub enum Mutation {
         keep: Option<String>,
         now_ms: i64,
     },
+    /// Appends audit records and adds their traffic to the daily usage.
+    AppendAudit {
+        records: Vec<super::AuditRecord>,
+    },
+    /// Drops audit and usage rows older than this.
+    ExpireAudit {
+        before_ms: i64,
+    },
     /// Shares a bucket with a user (`None` takes the grant back).
     SetGrant {
         bucket: String,
@@ -379,6 +387,8 @@ async fn apply(conn: &mut AnyConnection, mutation: &Mutation) -> MetaResult<Muta
             user_id,
             level,
         } => accounts::set_grant(conn, bucket, user_id, *level).await,
+        Mutation::AppendAudit { records } => super::audit::append(conn, records).await,
+        Mutation::ExpireAudit { before_ms } => super::audit::expire(conn, *before_ms).await,
         Mutation::CreateSession {
             token_hash,
             user_id,

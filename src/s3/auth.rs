@@ -3,7 +3,7 @@
 //! owner, grants and public-read flag before its body is read. Anonymous
 //! requests may only read public-read buckets.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use s3s::S3Result;
 use s3s::access::{S3Access, S3AccessContext};
@@ -33,10 +33,18 @@ impl S3Auth for KeyAuth {
     }
 }
 
-/// Filled with the S3 operation name once s3s has routed the request, so
-/// the HTTP layer can label metrics and logs with it.
+/// What the access check learned about a request (operation, caller,
+/// bucket, key), for the HTTP layer's metrics, logs and audit record.
 #[derive(Clone, Default)]
-pub struct OperationName(pub Arc<OnceLock<String>>);
+pub struct RequestFacts(pub Arc<Mutex<Facts>>);
+
+#[derive(Default)]
+pub struct Facts {
+    pub operation: Option<String>,
+    pub principal: Option<Principal>,
+    pub bucket: Option<String>,
+    pub key: Option<String>,
+}
 
 /// Decides each request before its body is read: the caller's key, its
 /// limits, and the bucket's owner, grants and public-read flag.
@@ -92,8 +100,17 @@ impl BucketPolicy {
 impl S3Access for BucketPolicy {
     async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
         let operation = cx.s3_op().name().to_owned();
-        if let Some(slot) = cx.extensions_mut().get::<OperationName>() {
-            let _ = slot.0.set(operation.clone());
+        let facts = cx.extensions_mut().get::<RequestFacts>().cloned();
+        if let Some(facts) = &facts
+            && let Ok(mut facts) = facts.0.lock()
+        {
+            facts.operation = Some(operation.clone());
+            if let S3Path::Bucket { bucket } | S3Path::Object { bucket, .. } = cx.s3_path() {
+                facts.bucket = Some(bucket.to_string());
+            }
+            if let S3Path::Object { key, .. } = cx.s3_path() {
+                facts.key = Some(key.to_string());
+            }
         }
         let who = match cx.credentials() {
             Some(credentials) => match self
@@ -133,6 +150,11 @@ impl S3Access for BucketPolicy {
             }
         }
         if let Some(who) = who {
+            if let Some(facts) = &facts
+                && let Ok(mut facts) = facts.0.lock()
+            {
+                facts.principal = Some(who.clone());
+            }
             cx.extensions_mut().insert(who);
         }
         Ok(())

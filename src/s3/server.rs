@@ -16,7 +16,9 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tracing::Instrument;
 
-use super::auth::OperationName;
+use super::auth::RequestFacts;
+use crate::core::audit::AuditLog;
+use crate::meta::AuditRecord;
 
 /// Accepts connections until `shutdown` resolves, then lets in-flight
 /// requests finish for up to `drain` before returning.
@@ -92,10 +94,38 @@ fn declared_length(headers: &http::HeaderMap, names: &[&str]) -> u64 {
         .unwrap_or(0)
 }
 
-/// The S3 service with request ids, a log span and metrics around it.
+/// The S3 service with request ids, a log span, metrics and the audit
+/// record around it.
 #[derive(Clone)]
 pub struct S3Front {
     pub inner: s3s::service::S3Service,
+    pub audit: AuditLog,
+}
+
+/// The access key a request claims (SigV4 header or presigned query), even
+/// when its signature turns out wrong: failed attempts are audited too.
+fn claimed_access_key<B>(req: &Request<B>) -> Option<String> {
+    let from_header = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split("Credential=").nth(1));
+    let from_query = req.uri().query().and_then(|q| {
+        q.split('&')
+            .find_map(|pair| pair.strip_prefix("X-Amz-Credential="))
+    });
+    let credential = from_header.or(from_query)?;
+    let decoded = percent_encoding::percent_decode_str(credential)
+        .decode_utf8()
+        .ok()?;
+    decoded.split('/').next().map(str::to_owned)
+}
+
+fn header_text<B>(req: &Request<B>, name: &str) -> Option<String> {
+    req.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
 }
 
 impl Service<Request<Incoming>> for S3Front {
@@ -106,9 +136,16 @@ impl Service<Request<Incoming>> for S3Front {
 
     fn call(&self, mut req: Request<Incoming>) -> Self::Future {
         let inner = self.inner.clone();
+        let audit = self.audit.clone();
         let request_id = new_request_id();
-        let operation = OperationName::default();
-        req.extensions_mut().insert(operation.clone());
+        let facts = RequestFacts::default();
+        req.extensions_mut().insert(facts.clone());
+        let claimed_key = claimed_access_key(&req);
+        let user_agent = header_text(&req, "user-agent");
+        let source = req
+            .extensions()
+            .get::<PeerAddr>()
+            .map(|p| p.0.ip().to_string());
         let bytes_in = declared_length(
             req.headers(),
             &["x-amz-decoded-content-length", "content-length"],
@@ -133,8 +170,14 @@ impl Service<Request<Incoming>> for S3Front {
                     response.headers_mut().insert("x-amz-id-2", value);
                 }
                 let status = response.status().as_u16();
-                let op = operation.0.get().map(String::as_str).unwrap_or("Unknown").to_owned();
-                let bytes_out = declared_length(response.headers(), &["content-length"]);
+                let facts = facts.0.lock().map(|mut f| std::mem::take(&mut *f)).unwrap_or_default();
+                let op = facts.operation.clone().unwrap_or_else(|| "Unknown".to_owned());
+                // A HEAD answer announces a length but sends no body.
+                let bytes_out = if method == http::Method::HEAD {
+                    0
+                } else {
+                    declared_length(response.headers(), &["content-length"])
+                };
                 let elapsed = started.elapsed();
                 metrics::counter!("cistern_s3_requests_total", "operation" => op.clone(), "status" => status.to_string())
                     .increment(1);
@@ -142,6 +185,28 @@ impl Service<Request<Incoming>> for S3Front {
                     .record(elapsed.as_secs_f64());
                 metrics::counter!("cistern_s3_bytes_received_total").increment(bytes_in);
                 metrics::counter!("cistern_s3_bytes_sent_total").increment(bytes_out);
+                // Traffic counts only when the request succeeded.
+                let ok = (200..300).contains(&status);
+                audit.record(AuditRecord {
+                    id: 0,
+                    time_ms: crate::core::now_ms(),
+                    request_id: request_id.clone(),
+                    actor_id: facts.principal.as_ref().map(|p| p.user_id.clone()),
+                    actor: match (&facts.principal, &claimed_key) {
+                        (Some(p), _) => p.name.clone(),
+                        (None, Some(_)) => "unauthenticated".to_owned(),
+                        (None, None) => "anonymous".to_owned(),
+                    },
+                    access_key: claimed_key,
+                    source,
+                    action: format!("s3:{op}"),
+                    bucket: facts.bucket,
+                    key: facts.key,
+                    status,
+                    bytes_in: if ok { bytes_in } else { 0 },
+                    bytes_out: if ok { bytes_out } else { 0 },
+                    user_agent,
+                });
                 if status >= 500 {
                     tracing::warn!(%method, %path, operation = %op, status, ?elapsed, "request failed");
                 } else {

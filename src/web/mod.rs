@@ -17,6 +17,7 @@ use crate::core::Store;
 pub struct WebState {
     pub store: Store,
     pub metrics: PrometheusHandle,
+    pub audit: crate::core::audit::AuditLog,
     pub api: ApiSettings,
 }
 
@@ -35,7 +36,7 @@ pub fn router(state: WebState) -> Router {
         .route("/health/ready", get(ready))
         .route("/version", get(version))
         .route("/metrics", get(metrics_text))
-        .merge(api::router())
+        .merge(api::router(state.clone()))
         .with_state(state)
 }
 

@@ -3,12 +3,15 @@
 //! `{"error": {"code", "message", "request_id"}}`. One file per resource.
 
 mod accounts;
+mod audit;
 mod buckets;
 pub mod error;
 mod sessions;
 
 use axum::Router;
-use axum::extract::{FromRequestParts, Request};
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{FromRequestParts, MatchedPath, Request, State};
 use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::Response;
@@ -20,7 +23,7 @@ use super::WebState;
 use crate::core::Principal;
 use crate::s3::server::PeerAddr;
 
-pub fn router() -> Router<WebState> {
+pub fn router(state: WebState) -> Router<WebState> {
     Router::new()
         .route("/api/v1/auth/me", get(accounts::me))
         .route("/api/v1/auth/login", post(sessions::login))
@@ -46,16 +49,89 @@ pub fn router() -> Router<WebState> {
             "/api/v1/buckets/{bucket}/grants/{user}",
             put(buckets::grant).delete(buckets::revoke_grant),
         )
-        .layer(axum::middleware::from_fn(with_request_id))
+        .route("/api/v1/audit", get(audit::query))
+        .route("/api/v1/usage", get(audit::own_usage))
+        .route("/api/v1/admin/usage", get(audit::all_usage))
+        .layer(axum::middleware::from_fn_with_state(state, with_request_id))
 }
 
-/// Gives each API request an id (the `x-request-id` header and error bodies).
-async fn with_request_id(request: Request, next: Next) -> Response {
+/// Who an API request turned out to be, filled in by the extractors.
+#[derive(Clone, Default)]
+pub struct ApiActor(Arc<Mutex<(Option<Principal>, Option<String>)>>);
+
+impl ApiActor {
+    fn set(parts: &Parts, principal: Option<&Principal>, claimed: Option<&str>) {
+        if let Some(actor) = parts.extensions.get::<ApiActor>()
+            && let Ok(mut slot) = actor.0.lock()
+        {
+            slot.0 = principal.cloned();
+            slot.1 = claimed.map(str::to_owned);
+        }
+    }
+}
+
+fn length(headers: &axum::http::HeaderMap) -> u64 {
+    headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Gives each API request an id (the `x-request-id` header and error
+/// bodies) and an audit record.
+async fn with_request_id(
+    State(state): State<WebState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let id = crate::s3::server::new_request_id();
+    let actor = ApiActor::default();
+    request.extensions_mut().insert(actor.clone());
+    let action = format!(
+        "api:{} {}",
+        request.method(),
+        request.extensions().get::<MatchedPath>().map_or_else(
+            || request.uri().path().to_owned(),
+            |p| p.as_str().to_owned()
+        )
+    );
+    let source = request
+        .extensions()
+        .get::<PeerAddr>()
+        .map(|p| p.0.ip().to_string());
+    let user_agent = request
+        .headers()
+        .get(axum::http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let bytes_in = length(request.headers());
     let mut response = REQUEST_ID.scope(id.clone(), next.run(request)).await;
     if let Ok(value) = axum::http::HeaderValue::from_str(&id) {
         response.headers_mut().insert("x-request-id", value);
     }
+    let (principal, claimed) = actor.0.lock().map(|s| s.clone()).unwrap_or_default();
+    let ok = response.status().is_success();
+    state.audit.record(crate::meta::AuditRecord {
+        id: 0,
+        time_ms: crate::core::now_ms(),
+        request_id: id,
+        actor_id: principal.as_ref().map(|p| p.user_id.clone()),
+        actor: principal
+            .as_ref()
+            .map(|p| p.name.clone())
+            .or(claimed)
+            .unwrap_or_else(|| "anonymous".to_owned()),
+        access_key: None,
+        source,
+        action,
+        bucket: None,
+        key: None,
+        status: response.status().as_u16(),
+        bytes_in: if ok { bytes_in } else { 0 },
+        bytes_out: if ok { length(response.headers()) } else { 0 },
+        user_agent,
+    });
     response
 }
 
@@ -72,7 +148,9 @@ impl FromRequestParts<WebState> for Caller {
             .and_then(|v| v.to_str().ok())
             .ok_or_else(ApiError::unauthorized)?;
         if let Some(token) = header.strip_prefix("Bearer ") {
-            return Ok(Caller(state.store.session_principal(token.trim()).await?));
+            let principal = state.store.session_principal(token.trim()).await?;
+            ApiActor::set(parts, Some(&principal), None);
+            return Ok(Caller(principal));
         }
         let encoded = header
             .strip_prefix("Basic ")
@@ -83,10 +161,12 @@ impl FromRequestParts<WebState> for Caller {
             .and_then(|b| String::from_utf8(b).ok())
             .ok_or_else(ApiError::unauthorized)?;
         let (name, password) = decoded.split_once(':').ok_or_else(ApiError::unauthorized)?;
+        ApiActor::set(parts, None, Some(name));
         let principal = state
             .store
             .login_from(name, password, peer_ip(parts))
             .await?;
+        ApiActor::set(parts, Some(&principal), None);
         Ok(Caller(principal))
     }
 }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::accounts::UserView;
 use super::error::ApiResult;
-use super::{Caller, JsonBody, peer_ip};
+use super::{ApiActor, Caller, JsonBody, peer_ip};
 use crate::core::CoreError;
 use crate::web::WebState;
 
@@ -31,10 +31,12 @@ pub async fn login(
     parts: Parts,
     JsonBody(body): JsonBody<Credentials>,
 ) -> ApiResult<Json<SessionView>> {
+    ApiActor::set(&parts, None, Some(&body.name));
     let who = state
         .store
         .login_from(&body.name, &body.password, peer_ip(&parts))
         .await?;
+    ApiActor::set(&parts, Some(&who), None);
     let session = state
         .store
         .open_session(&who, state.api.session_ttl)

@@ -1,0 +1,116 @@
+//! The audit pipeline. Front-ends hand every finished request to
+//! [`AuditLog::record`], which never waits: records go through a bounded
+//! queue to one task that appends them in batches (every 200 ms or 1,000
+//! records) through the group-commit writer, together with the day's usage
+//! counters. A clean shutdown flushes the queue; a crash loses at most what
+//! was queued and not yet committed (about the last 200 ms). Rows older than
+//! the retention are deleted hourly.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Store, now_ms};
+use crate::meta::{AuditRecord, Mutation};
+
+const QUEUE: usize = 100_000;
+const BATCH: usize = 1_000;
+const INTERVAL: Duration = Duration::from_millis(200);
+
+enum Message {
+    Record(Box<AuditRecord>),
+    Flush(oneshot::Sender<()>),
+}
+
+/// Handle for recording; cheap to clone. A disabled log records nothing.
+#[derive(Clone)]
+pub struct AuditLog {
+    queue: Option<mpsc::Sender<Message>>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl AuditLog {
+    pub fn disabled() -> Self {
+        Self {
+            queue: None,
+            dropped: Arc::default(),
+        }
+    }
+
+    /// Starts the writer task; `retention` bounds how long rows are kept.
+    pub fn start(store: Store, retention: Duration) -> Self {
+        let (queue, receiver) = mpsc::channel(QUEUE);
+        tokio::spawn(run(store, receiver, retention));
+        Self {
+            queue: Some(queue),
+            dropped: Arc::default(),
+        }
+    }
+
+    pub fn record(&self, record: AuditRecord) {
+        let Some(queue) = &self.queue else { return };
+        if queue.try_send(Message::Record(Box::new(record))).is_err() {
+            // Never slow a request down for its audit record; count the loss.
+            let lost = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            metrics::counter!("cistern_audit_dropped_total").increment(1);
+            if lost.is_power_of_two() {
+                tracing::warn!(lost, "audit queue full; records dropped");
+            }
+        }
+    }
+
+    /// Waits until everything recorded so far is committed.
+    pub async fn flush(&self) {
+        let Some(queue) = &self.queue else { return };
+        let (done, wait) = oneshot::channel();
+        if queue.send(Message::Flush(done)).await.is_ok() {
+            let _ = wait.await;
+        }
+    }
+}
+
+async fn write(store: &Store, batch: &mut Vec<AuditRecord>) {
+    if batch.is_empty() {
+        return;
+    }
+    let records = std::mem::take(batch);
+    let count = records.len();
+    if let Err(e) = store.meta.apply(Mutation::AppendAudit { records }).await {
+        tracing::error!(error = %e, count, "could not write audit records");
+    }
+}
+
+async fn run(store: Store, mut receiver: mpsc::Receiver<Message>, retention: Duration) {
+    let mut batch = Vec::with_capacity(BATCH);
+    let mut tick = tokio::time::interval(INTERVAL);
+    let mut expiry = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tokio::select! {
+            message = receiver.recv() => match message {
+                Some(Message::Record(record)) => {
+                    batch.push(*record);
+                    if batch.len() >= BATCH {
+                        write(&store, &mut batch).await;
+                    }
+                }
+                Some(Message::Flush(done)) => {
+                    write(&store, &mut batch).await;
+                    let _ = done.send(());
+                }
+                None => {
+                    write(&store, &mut batch).await;
+                    return;
+                }
+            },
+            _ = tick.tick() => write(&store, &mut batch).await,
+            _ = expiry.tick() => {
+                let before_ms = now_ms() - retention.as_millis() as i64;
+                if let Err(e) = store.meta.apply(Mutation::ExpireAudit { before_ms }).await {
+                    tracing::warn!(error = %e, "could not expire old audit records");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,217 @@
+//! The audit log and daily usage counters: batched appends (through the
+//! group-commit writer), filtered reads with a cursor, and retention.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use sqlx::{AnyConnection, Row};
+
+use super::{MetaResult, MetaStore, MutationOutcome};
+
+/// One request, as the audit log keeps it.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditRecord {
+    /// Assigned by the database; 0 before the append.
+    pub id: i64,
+    pub time_ms: i64,
+    pub request_id: String,
+    pub actor_id: Option<String>,
+    /// A user name, or `anonymous`.
+    pub actor: String,
+    pub access_key: Option<String>,
+    pub source: Option<String>,
+    pub action: String,
+    pub bucket: Option<String>,
+    pub key: Option<String>,
+    pub status: u16,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub user_agent: Option<String>,
+}
+
+/// Filters of an audit query; `None` means any.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub actor_id: Option<String>,
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    pub bucket: Option<String>,
+    pub status: Option<u16>,
+    pub from_ms: Option<i64>,
+    pub to_ms: Option<i64>,
+    /// Only records with a smaller id (the cursor of the previous page).
+    pub before_id: Option<i64>,
+}
+
+/// Traffic of one user on one bucket on one day.
+#[derive(Debug, Clone, Serialize)]
+pub struct UsageRow {
+    pub day: String,
+    pub user_id: String,
+    pub bucket: String,
+    pub bytes_in: i64,
+    pub bytes_out: i64,
+    pub requests: i64,
+}
+
+fn day_of(time_ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(time_ms)
+        .map(|t| t.format("%Y-%m-%d").to_string())
+        .unwrap_or_default()
+}
+
+pub(super) async fn append(
+    conn: &mut AnyConnection,
+    records: &[AuditRecord],
+) -> MetaResult<MutationOutcome> {
+    const COLUMNS: usize = 13;
+    for chunk in records.chunks(500) {
+        let rows: Vec<String> = (0..chunk.len())
+            .map(|r| {
+                let p: Vec<String> = (1..=COLUMNS)
+                    .map(|c| format!("${}", r * COLUMNS + c))
+                    .collect();
+                format!("({})", p.join(", "))
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO audit (time_ms, request_id, actor_id, actor, access_key, source, action, bucket, \
+             object_key, status, bytes_in, bytes_out, user_agent) VALUES {}",
+            rows.join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for r in chunk {
+            query = query
+                .bind(r.time_ms)
+                .bind(r.request_id.clone())
+                .bind(r.actor_id.clone())
+                .bind(r.actor.clone())
+                .bind(r.access_key.clone())
+                .bind(r.source.clone())
+                .bind(r.action.clone())
+                .bind(r.bucket.clone())
+                .bind(r.key.clone())
+                .bind(i64::from(r.status))
+                .bind(r.bytes_in as i64)
+                .bind(r.bytes_out as i64)
+                .bind(r.user_agent.clone());
+        }
+        query.execute(&mut *conn).await?;
+    }
+    // Usage by the requesting user; anonymous traffic has no user to bill.
+    let mut usage: BTreeMap<(String, String, String), (i64, i64, i64)> = BTreeMap::new();
+    for r in records {
+        let Some(user) = &r.actor_id else { continue };
+        let entry = usage
+            .entry((
+                day_of(r.time_ms),
+                user.clone(),
+                r.bucket.clone().unwrap_or_default(),
+            ))
+            .or_default();
+        entry.0 += r.bytes_in as i64;
+        entry.1 += r.bytes_out as i64;
+        entry.2 += 1;
+    }
+    for ((day, user, bucket), (bytes_in, bytes_out, requests)) in usage {
+        sqlx::query(
+            "INSERT INTO usage_daily (day, user_id, bucket, bytes_in, bytes_out, requests) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (day, user_id, bucket) DO UPDATE SET \
+             bytes_in = usage_daily.bytes_in + excluded.bytes_in, \
+             bytes_out = usage_daily.bytes_out + excluded.bytes_out, \
+             requests = usage_daily.requests + excluded.requests",
+        )
+        .bind(day)
+        .bind(user)
+        .bind(bucket)
+        .bind(bytes_in)
+        .bind(bytes_out)
+        .bind(requests)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(MutationOutcome::Done)
+}
+
+pub(super) async fn expire(
+    conn: &mut AnyConnection,
+    before_ms: i64,
+) -> MetaResult<MutationOutcome> {
+    sqlx::query("DELETE FROM audit WHERE time_ms < $1")
+        .bind(before_ms)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("DELETE FROM usage_daily WHERE day < $1")
+        .bind(day_of(before_ms))
+        .execute(&mut *conn)
+        .await?;
+    Ok(MutationOutcome::Done)
+}
+
+impl MetaStore {
+    /// Newest first, at most `limit`.
+    pub async fn audit(&self, filter: &AuditFilter, limit: i64) -> MetaResult<Vec<AuditRecord>> {
+        // Every filter is always bound; an unset one matches everything.
+        let rows = sqlx::query(
+            "SELECT id, time_ms, request_id, actor_id, actor, access_key, source, action, bucket, object_key, \
+             status, bytes_in, bytes_out, user_agent FROM audit \
+             WHERE ($1 = '' OR actor_id = $1) AND ($2 = '' OR actor = $2) AND ($3 = '' OR action = $3) \
+             AND ($4 = '' OR bucket = $4) AND ($5 = 0 OR status = $5) AND time_ms >= $6 AND time_ms <= $7 \
+             AND id < $8 ORDER BY id DESC LIMIT $9",
+        )
+        .bind(filter.actor_id.clone().unwrap_or_default())
+        .bind(filter.actor.clone().unwrap_or_default())
+        .bind(filter.action.clone().unwrap_or_default())
+        .bind(filter.bucket.clone().unwrap_or_default())
+        .bind(i64::from(filter.status.unwrap_or(0)))
+        .bind(filter.from_ms.unwrap_or(i64::MIN))
+        .bind(filter.to_ms.unwrap_or(i64::MAX))
+        .bind(filter.before_id.unwrap_or(i64::MAX))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(AuditRecord {
+                    id: row.try_get("id")?,
+                    time_ms: row.try_get("time_ms")?,
+                    request_id: row.try_get("request_id")?,
+                    actor_id: row.try_get("actor_id")?,
+                    actor: row.try_get("actor")?,
+                    access_key: row.try_get("access_key")?,
+                    source: row.try_get("source")?,
+                    action: row.try_get("action")?,
+                    bucket: row.try_get("bucket")?,
+                    key: row.try_get("object_key")?,
+                    status: row.try_get::<i64, _>("status")? as u16,
+                    bytes_in: row.try_get::<i64, _>("bytes_in")? as u64,
+                    bytes_out: row.try_get::<i64, _>("bytes_out")? as u64,
+                    user_agent: row.try_get("user_agent")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Daily traffic rows, for one user or (`None`) everyone.
+    pub async fn usage(&self, user_id: Option<&str>) -> MetaResult<Vec<UsageRow>> {
+        let rows = sqlx::query(
+            "SELECT day, user_id, bucket, bytes_in, bytes_out, requests FROM usage_daily \
+             WHERE ($1 = '' OR user_id = $1) ORDER BY day, user_id, bucket",
+        )
+        .bind(user_id.unwrap_or_default())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(UsageRow {
+                    day: row.try_get("day")?,
+                    user_id: row.try_get("user_id")?,
+                    bucket: row.try_get("bucket")?,
+                    bytes_in: row.try_get("bytes_in")?,
+                    bytes_out: row.try_get("bytes_out")?,
+                    requests: row.try_get("requests")?,
+                })
+            })
+            .collect()
+    }
+}
