@@ -412,3 +412,28 @@ impl Store {
             .collect())
     }
 }
+
+impl Store {
+    /// Sets or clears (`None`) a user's quota on bytes stored.
+    pub async fn set_user_quota(&self, name: &str, bytes: Option<i64>) -> CoreResult<()> {
+        let account = self.account(name).await?;
+        self.meta
+            .apply(Mutation::SetUserQuota {
+                user_id: account.id,
+                bytes,
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Sets or clears (`None`) a bucket's quota on bytes stored.
+    pub async fn set_bucket_quota(&self, bucket: &str, bytes: Option<i64>) -> CoreResult<()> {
+        self.meta
+            .apply(Mutation::SetBucketQuota {
+                bucket: bucket.to_owned(),
+                bytes,
+            })
+            .await?;
+        Ok(())
+    }
+}

@@ -66,6 +66,12 @@ pub enum CoreError {
     TooManyAttempts(u64),
     #[error("sign-up is disabled on this server")]
     SignupDisabled,
+    #[error("the {scope} quota of {quota} bytes would be exceeded ({used} bytes in use)")]
+    QuotaExceeded {
+        scope: &'static str,
+        quota: i64,
+        used: i64,
+    },
     #[error("the body could not be read: {0}")]
     BodyRead(String),
     #[error("storage unavailable: {0}")]
@@ -93,6 +99,9 @@ impl From<MetaError> for CoreError {
             MetaError::NoSuchUser => Self::NoSuchUser,
             MetaError::UserExists => Self::UserExists,
             MetaError::UserOwnsBuckets => Self::UserOwnsBuckets,
+            MetaError::QuotaExceeded { scope, quota, used } => {
+                Self::QuotaExceeded { scope, quota, used }
+            }
             MetaError::WriterStopped => Self::Unavailable("metadata writer stopped".into()),
             e @ MetaError::CommitUncertain(_) => Self::Unavailable(e.to_string()),
             e @ (MetaError::Database(_) | MetaError::Migrate(_) | MetaError::Corrupt(_)) => {

@@ -339,6 +339,7 @@ impl Store {
             .is_none_or(|n| n > self.settings.inline_threshold)
         {
             self.bucket(bucket).await?;
+            self.check_room(bucket, body.declared_len).await?;
         }
         let stored = self.store_body(body, true).await?;
         attrs.checksums = stored
@@ -656,8 +657,22 @@ impl Store {
     ) -> CoreResult<PartRecord> {
         Self::check_part_number(part_number)?;
         self.upload(bucket, key, upload_id).await?;
+        self.check_room(bucket, body.declared_len).await?;
         let stored = self.store_body(body, false).await?;
         self.commit_part(upload_id, part_number, stored).await
+    }
+
+    /// Refuses, before any byte is stored, an upload whose announced size
+    /// does not fit the bucket's or its owner's quota. (The commit checks
+    /// again, so concurrent uploads cannot overshoot together.)
+    async fn check_room(&self, bucket: &str, declared_len: Option<u64>) -> CoreResult<()> {
+        let Some(len) = declared_len else {
+            return Ok(());
+        };
+        match self.meta.quota_room(bucket).await? {
+            Some(room) if len as i64 > room.left() => Err(room.refuse().into()),
+            _ => Ok(()),
+        }
     }
 
     async fn commit_part(

@@ -10,6 +10,7 @@
 pub mod accounts;
 pub mod audit;
 mod queries;
+pub mod quota;
 pub mod records;
 mod small_puts;
 mod writer;
@@ -61,6 +62,12 @@ pub enum MetaError {
     UserExists,
     #[error("the user still owns buckets")]
     UserOwnsBuckets,
+    #[error("the {scope} quota of {quota} bytes would be exceeded ({used} bytes in use)")]
+    QuotaExceeded {
+        scope: &'static str,
+        quota: i64,
+        used: i64,
+    },
     #[error("the metadata writer has stopped")]
     WriterStopped,
     #[error("database error: {0}")]

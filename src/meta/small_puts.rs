@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use sqlx::{AnyConnection, Row};
 
 use super::queries::{OBJECT_COLUMNS, encode_attrs};
+use super::quota::{self, Room};
 use super::writer::{check_condition, release_blob, segment_blobs};
 use super::{MetaError, MetaResult, MutationOutcome, ObjectBody, ObjectRecord, PutCondition};
 
@@ -53,11 +54,27 @@ pub(super) async fn put_inline_run(
     let current = current_rows(conn, run).await?;
     let mut results: Vec<Option<MetaResult<MutationOutcome>>> = run.iter().map(|_| None).collect();
     let mut deltas: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
+    // Room left under quotas, per bucket, spent in order as objects are accepted.
+    let mut rooms: HashMap<&str, Option<Room>> = HashMap::new();
     for (i, (object, condition)) in run.iter().enumerate() {
         let existing = current.get(&(object.bucket.clone(), object.key.clone()));
         if let Err(e) = check_condition(condition, existing) {
             results[i] = Some(Err(e));
             continue;
+        }
+        if !rooms.contains_key(object.bucket.as_str()) {
+            let room = quota::room(conn, &object.bucket).await?;
+            rooms.insert(object.bucket.as_str(), room);
+        }
+        let growth = object.size - existing.map_or(0, |(size, _, _)| *size);
+        if let Some(Some(room)) = rooms.get_mut(object.bucket.as_str())
+            && growth > 0
+        {
+            if growth > room.left() {
+                results[i] = Some(Err(room.refuse()));
+                continue;
+            }
+            room.used += growth;
         }
         let delta = deltas.entry(object.bucket.as_str()).or_default();
         match existing {

@@ -142,6 +142,14 @@ pub enum Mutation {
     ExpireAudit {
         before_ms: i64,
     },
+    SetUserQuota {
+        user_id: String,
+        bytes: Option<i64>,
+    },
+    SetBucketQuota {
+        bucket: String,
+        bytes: Option<i64>,
+    },
     /// Shares a bucket with a user (`None` takes the grant back).
     SetGrant {
         bucket: String,
@@ -387,6 +395,12 @@ async fn apply(conn: &mut AnyConnection, mutation: &Mutation) -> MetaResult<Muta
             user_id,
             level,
         } => accounts::set_grant(conn, bucket, user_id, *level).await,
+        Mutation::SetUserQuota { user_id, bytes } => {
+            super::quota::set_user_quota(conn, user_id, *bytes).await
+        }
+        Mutation::SetBucketQuota { bucket, bytes } => {
+            super::quota::set_bucket_quota(conn, bucket, *bytes).await
+        }
         Mutation::AppendAudit { records } => super::audit::append(conn, records).await,
         Mutation::ExpireAudit { before_ms } => super::audit::expire(conn, *before_ms).await,
         Mutation::CreateSession {
@@ -604,6 +618,7 @@ async fn put_object(
         Some((size, _, _)) => (0_i64, *size),
         None => (1, 0),
     };
+    super::quota::check_growth(conn, &object.bucket, object.size - old_size).await?;
     // The first write doubles as the bucket check: no row, no bucket, and
     // nothing has been written yet.
     let counted = sqlx::query(

@@ -72,6 +72,11 @@ pub fn to_s3(error: CoreError) -> S3Error {
         | CoreError::BadSession
         | CoreError::SignupDisabled) => (C::AccessDenied, e.to_string()),
         e @ CoreError::TooManyAttempts(_) => (C::SlowDown, e.to_string()),
+        e @ CoreError::QuotaExceeded { .. } => {
+            let mut error = S3Error::with_message(C::Custom("QuotaExceeded".into()), e.to_string());
+            error.set_status_code(http::StatusCode::FORBIDDEN);
+            return error;
+        }
         CoreError::BodyRead(m) => body_failure(&m),
         CoreError::Unavailable(m) => {
             tracing::warn!(error = %m, "storage unavailable");

@@ -13,3 +13,4 @@ mod listing;
 mod multipart;
 mod objects;
 mod operations;
+mod quotas;

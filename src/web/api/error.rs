@@ -20,6 +20,8 @@ pub struct ApiError {
     pub message: String,
     /// Seconds for a `Retry-After` header (429).
     pub retry_after: Option<u64>,
+    /// Extra fields of the error object (a quota and its use).
+    pub details: Option<serde_json::Value>,
 }
 
 impl ApiError {
@@ -29,6 +31,7 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after: None,
+            details: None,
         }
     }
 
@@ -89,6 +92,11 @@ impl From<CoreError> for ApiError {
             CoreError::BadLogin => (S::UNAUTHORIZED, "bad_login"),
             CoreError::BadSession => (S::UNAUTHORIZED, "bad_session"),
             CoreError::SignupDisabled => (S::FORBIDDEN, "signup_disabled"),
+            CoreError::QuotaExceeded { scope, quota, used } => {
+                let mut error = Self::new(S::PAYLOAD_TOO_LARGE, "quota_exceeded", message);
+                error.details = Some(json!({"scope": scope, "quota": quota, "used": used}));
+                return error;
+            }
             CoreError::TooManyAttempts(secs) => {
                 let mut error = Self::new(S::TOO_MANY_REQUESTS, "too_many_attempts", message);
                 error.retry_after = Some(secs);
@@ -114,7 +122,14 @@ impl From<CoreError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let request_id = REQUEST_ID.try_with(Clone::clone).unwrap_or_default();
-        let body = json!({"error": {"code": self.code, "message": self.message, "request_id": request_id}});
+        let mut error =
+            json!({"code": self.code, "message": self.message, "request_id": request_id});
+        if let (Some(serde_json::Value::Object(extra)), Some(fields)) =
+            (self.details, error.as_object_mut())
+        {
+            fields.extend(extra);
+        }
+        let body = json!({ "error": error });
         let mut response = (self.status, Json(body)).into_response();
         if let Some(secs) = self.retry_after
             && let Ok(value) = axum::http::HeaderValue::from_str(&secs.to_string())

@@ -6,6 +6,7 @@ mod accounts;
 mod audit;
 mod buckets;
 pub mod error;
+mod quotas;
 mod sessions;
 
 use axum::Router;
@@ -49,6 +50,8 @@ pub fn router(state: WebState) -> Router<WebState> {
             "/api/v1/buckets/{bucket}/grants/{user}",
             put(buckets::grant).delete(buckets::revoke_grant),
         )
+        .route("/api/v1/admin/users/{name}/quota", put(quotas::user))
+        .route("/api/v1/admin/buckets/{bucket}/quota", put(quotas::bucket))
         .route("/api/v1/audit", get(audit::query))
         .route("/api/v1/usage", get(audit::own_usage))
         .route("/api/v1/admin/usage", get(audit::all_usage))
