@@ -90,6 +90,11 @@ pub struct ServeArgs {
     #[arg(long, env = "CISTERN_AUDIT_RETENTION_DAYS", default_value_t = 90)]
     pub audit_retention_days: u64,
 
+    /// URL of the S3 port as clients reach it (share links); default
+    /// http://<s3-listen>.
+    #[arg(long, env = "CISTERN_S3_PUBLIC_URL")]
+    pub s3_public_url: Option<String>,
+
     /// Log format.
     #[arg(long, env = "CISTERN_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,

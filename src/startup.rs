@@ -110,6 +110,7 @@ impl Server {
             web_listener,
             settings,
         } = self;
+        let s3_addr = s3_listener.local_addr().unwrap_or(settings.s3_listen);
         let stop = CancellationToken::new();
         let drain = Duration::from_secs(settings.shutdown_grace_secs);
 
@@ -142,6 +143,11 @@ impl Server {
             api: ApiSettings {
                 allow_signup: settings.allow_signup,
                 session_ttl: Duration::from_secs(settings.session_ttl_secs),
+                s3_public_url: settings
+                    .s3_public_url
+                    .clone()
+                    .unwrap_or_else(|| format!("http://{}", s3_addr)),
+                region: settings.region.clone(),
             },
         }));
 

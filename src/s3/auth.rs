@@ -112,6 +112,20 @@ impl S3Access for BucketPolicy {
                 facts.key = Some(key.to_string());
             }
         }
+        // Presigned URLs may live seven days at most, as on S3.
+        let expires = cx.uri().query().and_then(|q| {
+            q.split('&')
+                .find_map(|pair| pair.strip_prefix("X-Amz-Expires="))
+                .map(|v| v.parse::<u64>().unwrap_or(u64::MAX))
+        });
+        if expires.is_some_and(|secs| secs > crate::core::presign::MAX_EXPIRY_SECS) {
+            let mut error = s3s::S3Error::with_message(
+                s3s::S3ErrorCode::Custom("AuthorizationQueryParametersError".into()),
+                "X-Amz-Expires must be less than a week (in seconds); that is, the given X-Amz-Expires must be less than 604800 seconds",
+            );
+            error.set_status_code(http::StatusCode::BAD_REQUEST);
+            return Err(error);
+        }
         let who = match cx.credentials() {
             Some(credentials) => match self
                 .store

@@ -28,6 +28,10 @@ pub struct ApiSettings {
     pub allow_signup: bool,
     /// How long a login session lasts.
     pub session_ttl: std::time::Duration,
+    /// The S3 port's URL as clients reach it, for share links.
+    pub s3_public_url: String,
+    /// The region share links are signed for.
+    pub region: String,
 }
 
 pub fn router(state: WebState) -> Router {
@@ -77,6 +81,16 @@ async fn version() -> impl IntoResponse {
 }
 
 async fn metrics_text(State(state): State<WebState>) -> Response {
+    match state.store.list_buckets().await {
+        Ok(buckets) => {
+            for bucket in buckets {
+                let name = bucket.name;
+                metrics::gauge!("cistern_bucket_objects", "bucket" => name.clone()).set(bucket.object_count as f64);
+                metrics::gauge!("cistern_bucket_bytes", "bucket" => name).set(bucket.bytes_stored as f64);
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "could not read bucket figures for metrics"),
+    }
     match state.store.meta().stored_totals().await {
         Ok(totals) => {
             metrics::gauge!("cistern_objects_stored").set(totals.objects as f64);

@@ -68,12 +68,28 @@ pub async fn create_user(
     Ok((StatusCode::CREATED, Json(account.into())))
 }
 
+#[derive(Deserialize, Default)]
+pub struct DeleteOptions {
+    /// Delete the user's buckets and everything in them too.
+    #[serde(default)]
+    pub purge: bool,
+}
+
+/// Refuses (409) a user who still owns buckets unless `?purge=true`.
 pub async fn delete_user(
     State(state): State<WebState>,
     Caller(who): Caller,
     Path(name): Path<String>,
+    Query(options): Query<DeleteOptions>,
 ) -> ApiResult<StatusCode> {
     require_admin(&who)?;
+    if options.purge {
+        let account = state.store.account(&name).await?;
+        if account.id == crate::core::accounts::ROOT_USER_ID {
+            return Err(crate::core::CoreError::InvalidRequest("the root user cannot be deleted".into()).into());
+        }
+        state.store.purge_buckets_of(&account.id).await?;
+    }
     state.store.delete_user(&name).await?;
     Ok(StatusCode::NO_CONTENT)
 }

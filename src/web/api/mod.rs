@@ -5,6 +5,7 @@
 mod accounts;
 mod audit;
 mod buckets;
+mod objects;
 pub mod error;
 mod quotas;
 mod sessions;
@@ -52,9 +53,24 @@ pub fn router(state: WebState) -> Router<WebState> {
         )
         .route("/api/v1/admin/users/{name}/quota", put(quotas::user))
         .route("/api/v1/admin/buckets/{bucket}/quota", put(quotas::bucket))
+        .route(
+            "/api/v1/buckets/{bucket}/objects",
+            get(objects::list).post(objects::post_form),
+        )
+        .route(
+            "/api/v1/buckets/{bucket}/objects/{*key}",
+            get(objects::get)
+                .head(objects::get)
+                .put(objects::put_raw)
+                .delete(objects::delete),
+        )
+        .route("/api/v1/buckets/{bucket}/share", post(objects::share))
         .route("/api/v1/audit", get(audit::query))
         .route("/api/v1/usage", get(audit::own_usage))
         .route("/api/v1/admin/usage", get(audit::all_usage))
+        // Object bodies stream into storage, which enforces its own limit;
+        // JSON bodies keep axum's 2 MiB limit.
+        .layer(axum::extract::DefaultBodyLimit::disable())
         .layer(axum::middleware::from_fn_with_state(state, with_request_id))
 }
 
