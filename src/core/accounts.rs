@@ -443,19 +443,30 @@ impl Store {
     /// share link; made (read-only, limited to the bucket) if there is none.
     pub async fn share_key(&self, who: &Principal, bucket: &str) -> CoreResult<(String, String)> {
         for key in self.meta.keys_of(&who.user_id).await? {
-            let covers = key.buckets.as_ref().is_none_or(|b| b.iter().any(|n| n == bucket));
+            let covers = key
+                .buckets
+                .as_ref()
+                .is_none_or(|b| b.iter().any(|n| n == bucket));
             if covers && let Some(grant) = self.meta.key_grant(&key.access_key).await? {
                 return Ok((key.access_key, grant.secret));
             }
         }
-        let (key, secret) = self.create_key(&who.user_id, true, Some(vec![bucket.to_owned()])).await?;
+        let (key, secret) = self
+            .create_key(&who.user_id, true, Some(vec![bucket.to_owned()]))
+            .await?;
         Ok((key.access_key, secret))
     }
 
     /// Deletes a user's buckets with everything in them (the `purge` of
     /// a user deletion).
     pub async fn purge_buckets_of(&self, user_id: &str) -> CoreResult<()> {
-        for bucket in self.meta.buckets().await?.into_iter().filter(|b| b.owner_id == user_id) {
+        for bucket in self
+            .meta
+            .buckets()
+            .await?
+            .into_iter()
+            .filter(|b| b.owner_id == user_id)
+        {
             loop {
                 let page = self.list_objects(&bucket.name, "", None, "", 1000).await?;
                 for object in &page.objects {
@@ -466,9 +477,11 @@ impl Store {
                 }
             }
             loop {
-                let (uploads, truncated) = self.list_uploads(&bucket.name, "", "", "", 1000).await?;
+                let (uploads, truncated) =
+                    self.list_uploads(&bucket.name, "", "", "", 1000).await?;
                 for upload in &uploads {
-                    self.abort_upload(&bucket.name, &upload.key, &upload.upload_id).await?;
+                    self.abort_upload(&bucket.name, &upload.key, &upload.upload_id)
+                        .await?;
                 }
                 if !truncated {
                     break;

@@ -55,11 +55,19 @@ pub fn presign_get(request: &PresignRequest<'_>) -> String {
     let path = format!(
         "/{}/{}",
         encode(request.bucket),
-        request.key.split('/').map(encode).collect::<Vec<_>>().join("/")
+        request
+            .key
+            .split('/')
+            .map(encode)
+            .collect::<Vec<_>>()
+            .join("/")
     );
     let query = [
         ("X-Amz-Algorithm", "AWS4-HMAC-SHA256".to_owned()),
-        ("X-Amz-Credential", format!("{}/{scope}", request.access_key)),
+        (
+            "X-Amz-Credential",
+            format!("{}/{scope}", request.access_key),
+        ),
         ("X-Amz-Date", amz_date.clone()),
         ("X-Amz-Expires", request.expires_secs.to_string()),
         ("X-Amz-SignedHeaders", "host".to_owned()),

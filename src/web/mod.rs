@@ -85,8 +85,10 @@ async fn metrics_text(State(state): State<WebState>) -> Response {
         Ok(buckets) => {
             for bucket in buckets {
                 let name = bucket.name;
-                metrics::gauge!("cistern_bucket_objects", "bucket" => name.clone()).set(bucket.object_count as f64);
-                metrics::gauge!("cistern_bucket_bytes", "bucket" => name).set(bucket.bytes_stored as f64);
+                metrics::gauge!("cistern_bucket_objects", "bucket" => name.clone())
+                    .set(bucket.object_count as f64);
+                metrics::gauge!("cistern_bucket_bytes", "bucket" => name)
+                    .set(bucket.bytes_stored as f64);
             }
         }
         Err(e) => tracing::warn!(error = %e, "could not read bucket figures for metrics"),

@@ -5,6 +5,7 @@
 mod helpers;
 
 mod access;
+mod api_objects;
 mod audit;
 mod auth;
 mod buckets;

@@ -86,7 +86,10 @@ pub async fn delete_user(
     if options.purge {
         let account = state.store.account(&name).await?;
         if account.id == crate::core::accounts::ROOT_USER_ID {
-            return Err(crate::core::CoreError::InvalidRequest("the root user cannot be deleted".into()).into());
+            return Err(crate::core::CoreError::InvalidRequest(
+                "the root user cannot be deleted".into(),
+            )
+            .into());
         }
         state.store.purge_buckets_of(&account.id).await?;
     }

@@ -5,8 +5,8 @@
 mod accounts;
 mod audit;
 mod buckets;
-mod objects;
 pub mod error;
+mod objects;
 mod quotas;
 mod sessions;
 

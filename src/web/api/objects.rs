@@ -64,8 +64,16 @@ pub async fn put_raw(
     body: Body,
 ) -> ApiResult<(StatusCode, Json<ObjectView>)> {
     let key = object_key(&key)?;
-    state.store.authorize(Some(&who), &bucket, Access::Write).await?;
-    let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    state
+        .store
+        .authorize(Some(&who), &bucket, Access::Write)
+        .await?;
+    let text = |name: header::HeaderName| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
     let attrs = ObjectAttrs {
         content_type: text(header::CONTENT_TYPE),
         content_disposition: text(header::CONTENT_DISPOSITION),
@@ -73,10 +81,19 @@ pub async fn put_raw(
         ..ObjectAttrs::default()
     };
     let declared = text(header::CONTENT_LENGTH).and_then(|v| v.parse().ok());
-    let stream: ByteStream = Box::pin(body.into_data_stream().map(|r| r.map_err(std::io::Error::other)));
+    let stream: ByteStream = Box::pin(
+        body.into_data_stream()
+            .map(|r| r.map_err(std::io::Error::other)),
+    );
     let object = state
         .store
-        .put_object(&bucket, &key, attrs, plain_body(stream, declared), PutCondition::Always)
+        .put_object(
+            &bucket,
+            &key,
+            attrs,
+            plain_body(stream, declared),
+            PutCondition::Always,
+        )
         .await?;
     Ok((StatusCode::CREATED, Json((&object).into())))
 }
@@ -90,8 +107,12 @@ pub async fn post_form(
     Path(bucket): Path<String>,
     mut form: Multipart,
 ) -> ApiResult<(StatusCode, Json<Vec<ObjectView>>)> {
-    state.store.authorize(Some(&who), &bucket, Access::Write).await?;
-    let bad_form = |e: axum::extract::multipart::MultipartError| ApiError::bad_field("form", e.body_text());
+    state
+        .store
+        .authorize(Some(&who), &bucket, Access::Write)
+        .await?;
+    let bad_form =
+        |e: axum::extract::multipart::MultipartError| ApiError::bad_field("form", e.body_text());
     let mut stored = Vec::new();
     let (mut key, mut prefix) = (None::<String>, String::new());
     while let Some(mut field) = form.next_field().await.map_err(bad_form)? {
@@ -102,7 +123,12 @@ pub async fn post_form(
                 let name = match (key.take(), field.file_name()) {
                     (Some(key), _) => key,
                     (None, Some(file)) => format!("{prefix}{file}"),
-                    (None, None) => return Err(ApiError::bad_field("file", "give a file name or a key field first")),
+                    (None, None) => {
+                        return Err(ApiError::bad_field(
+                            "file",
+                            "give a file name or a key field first",
+                        ));
+                    }
                 };
                 let name = object_key(&name)?;
                 let attrs = ObjectAttrs {
@@ -111,11 +137,18 @@ pub async fn post_form(
                 };
                 // The field borrows the form, so feed the store through a
                 // small channel while both run side by side.
-                let (feed, chunks) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(8);
+                let (feed, chunks) =
+                    tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(8);
                 let mut chunks = chunks;
-                let stream: ByteStream = Box::pin(futures::stream::poll_fn(move |cx| chunks.poll_recv(cx)));
-                let upload =
-                    state.store.put_object(&bucket, &name, attrs, plain_body(stream, None), PutCondition::Always);
+                let stream: ByteStream =
+                    Box::pin(futures::stream::poll_fn(move |cx| chunks.poll_recv(cx)));
+                let upload = state.store.put_object(
+                    &bucket,
+                    &name,
+                    attrs,
+                    plain_body(stream, None),
+                    PutCondition::Always,
+                );
                 let pump = async move {
                     loop {
                         match field.chunk().await {
@@ -135,7 +168,12 @@ pub async fn post_form(
                 let (object, ()) = tokio::join!(upload, pump);
                 stored.push(ObjectView::from(&object?));
             }
-            other => return Err(ApiError::bad_field(other, "unknown form field (use key, prefix, file)")),
+            other => {
+                return Err(ApiError::bad_field(
+                    other,
+                    "unknown form field (use key, prefix, file)",
+                ));
+            }
         }
     }
     if stored.is_empty() {
@@ -148,16 +186,29 @@ fn parse_range(headers: &HeaderMap) -> ApiResult<Option<ByteRange>> {
     let Some(value) = headers.get(header::RANGE).and_then(|v| v.to_str().ok()) else {
         return Ok(None);
     };
-    let bad = || ApiError::bad_field("Range", "expected bytes=first-last, bytes=first- or bytes=-suffix");
+    let bad = || {
+        ApiError::bad_field(
+            "Range",
+            "expected bytes=first-last, bytes=first- or bytes=-suffix",
+        )
+    };
     let spec = value.strip_prefix("bytes=").ok_or_else(bad)?;
     let (first, last) = spec.split_once('-').ok_or_else(bad)?;
     let number = |s: &str| s.trim().parse::<u64>().map_err(|_| bad());
-    Ok(Some(match (first.trim().is_empty(), last.trim().is_empty()) {
-        (true, false) => ByteRange::Suffix(number(last)?),
-        (false, true) => ByteRange::From { first: number(first)?, last: None },
-        (false, false) => ByteRange::From { first: number(first)?, last: Some(number(last)?) },
-        (true, true) => return Err(bad()),
-    }))
+    Ok(Some(
+        match (first.trim().is_empty(), last.trim().is_empty()) {
+            (true, false) => ByteRange::Suffix(number(last)?),
+            (false, true) => ByteRange::From {
+                first: number(first)?,
+                last: None,
+            },
+            (false, false) => ByteRange::From {
+                first: number(first)?,
+                last: Some(number(last)?),
+            },
+            (true, true) => return Err(bad()),
+        },
+    ))
 }
 
 fn http_date(ms: i64) -> String {
@@ -174,7 +225,11 @@ fn object_headers(object: &ObjectRecord, headers: &mut HeaderMap) {
     };
     set(
         header::CONTENT_TYPE,
-        object.attrs.content_type.clone().unwrap_or_else(|| "application/octet-stream".to_owned()),
+        object
+            .attrs
+            .content_type
+            .clone()
+            .unwrap_or_else(|| "application/octet-stream".to_owned()),
     );
     let file = object.key.rsplit('/').next().unwrap_or(&object.key);
     let encoded = percent_encoding::utf8_percent_encode(file, percent_encoding::NON_ALPHANUMERIC);
@@ -202,9 +257,15 @@ pub async fn get(
     Path((bucket, key)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    state.store.authorize(Some(&who), &bucket, Access::Read).await?;
+    state
+        .store
+        .authorize(Some(&who), &bucket, Access::Read)
+        .await?;
     let range = parse_range(&headers)?;
-    let read = state.store.get_object(&bucket, &key, &ReadConditions::default(), range).await?;
+    let read = state
+        .store
+        .get_object(&bucket, &key, &ReadConditions::default(), range)
+        .await?;
     let size = read.object.size as u64;
     let mut response = if method == Method::HEAD {
         Response::new(Body::empty())
@@ -222,7 +283,9 @@ pub async fn get(
         }
         None => size,
     };
-    response.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(length));
     Ok(response)
 }
 
@@ -231,7 +294,10 @@ pub async fn delete(
     Caller(who): Caller,
     Path((bucket, key)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    state.store.authorize(Some(&who), &bucket, Access::Write).await?;
+    state
+        .store
+        .authorize(Some(&who), &bucket, Access::Write)
+        .await?;
     state.store.delete_object(&bucket, &key).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -268,7 +334,10 @@ pub async fn list(
     Path(bucket): Path<String>,
     Query(query): Query<ListQuery>,
 ) -> ApiResult<Json<ListView>> {
-    state.store.authorize(Some(&who), &bucket, Access::Read).await?;
+    state
+        .store
+        .authorize(Some(&who), &bucket, Access::Read)
+        .await?;
     let limit = query.limit.unwrap_or(1000);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::bad_field("limit", "1 to 1000"));
@@ -288,7 +357,10 @@ pub async fn list(
         .list_objects(&bucket, &prefix, query.delimiter.as_deref(), &after, limit)
         .await?;
     Ok(Json(ListView {
-        next_cursor: page.truncated.then(|| page.last.as_ref().map(|l| engine.encode(l))).flatten(),
+        next_cursor: page
+            .truncated
+            .then(|| page.last.as_ref().map(|l| engine.encode(l)))
+            .flatten(),
         objects: page
             .objects
             .into_iter()
@@ -326,9 +398,15 @@ pub async fn share(
     use crate::core::presign::{MAX_EXPIRY_SECS, PresignRequest, presign_get};
     let expires_secs = request.expires_secs.unwrap_or(3600);
     if !(1..=MAX_EXPIRY_SECS).contains(&expires_secs) {
-        return Err(ApiError::bad_field("expires_secs", format!("1 to {MAX_EXPIRY_SECS}")));
+        return Err(ApiError::bad_field(
+            "expires_secs",
+            format!("1 to {MAX_EXPIRY_SECS}"),
+        ));
     }
-    state.store.authorize(Some(&who), &bucket, Access::Read).await?;
+    state
+        .store
+        .authorize(Some(&who), &bucket, Access::Read)
+        .await?;
     state.store.head_object(&bucket, &request.key).await?;
     let (access_key, secret) = state.store.share_key(&who, &bucket).await?;
     let now = crate::core::now_ms();
