@@ -325,7 +325,7 @@ impl Store {
     ) -> CoreResult<BucketRecord> {
         let record = self.bucket(bucket).await?;
         let Some(who) = who else {
-            if access == Access::Read && self.meta.bucket_is_public(bucket).await? {
+            if access == Access::Read && record.public_read {
                 return Ok(record);
             }
             return Err(CoreError::AccessDenied);
@@ -346,7 +346,7 @@ impl Store {
         let allowed = match (self.meta.grant(bucket, &who.user_id).await?, access) {
             (Some(GrantLevel::ReadWrite), Access::Read | Access::Write) => true,
             (Some(GrantLevel::Read), Access::Read) => true,
-            (_, Access::Read) => self.meta.bucket_is_public(bucket).await?,
+            (_, Access::Read) => record.public_read,
             _ => false,
         };
         if allowed {

@@ -172,18 +172,6 @@ impl MetaStore {
         }
         Ok(out)
     }
-
-    pub async fn bucket_is_public(&self, bucket: &str) -> MetaResult<bool> {
-        let row = sqlx::query("SELECT CASE WHEN public_read THEN 1 ELSE 0 END AS public_read FROM buckets WHERE name = $1")
-            .bind(bucket)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row
-            .map(|r| r.try_get::<i64, _>("public_read"))
-            .transpose()?
-            .unwrap_or(0)
-            != 0)
-    }
 }
 
 // ---- writes (called by the writer inside its transaction) ----------------
@@ -302,15 +290,14 @@ pub(super) async fn delete_key(
     access_key: &str,
     user_id: &str,
 ) -> MetaResult<MutationOutcome> {
-    let gone = sqlx::query("DELETE FROM access_keys WHERE access_key = $1 AND user_id = $2")
-        .bind(access_key)
-        .bind(user_id)
-        .execute(&mut *conn)
-        .await?;
-    if gone.rows_affected() == 0 {
-        return Err(MetaError::NoSuchKey);
-    }
-    Ok(MutationOutcome::Done)
+    super::touched(
+        sqlx::query("DELETE FROM access_keys WHERE access_key = $1 AND user_id = $2")
+            .bind(access_key)
+            .bind(user_id)
+            .execute(&mut *conn)
+            .await?,
+        MetaError::NoSuchKey,
+    )
 }
 
 pub(super) async fn set_public_read(
@@ -318,15 +305,14 @@ pub(super) async fn set_public_read(
     bucket: &str,
     public_read: bool,
 ) -> MetaResult<MutationOutcome> {
-    let done = sqlx::query("UPDATE buckets SET public_read = $1 WHERE name = $2")
-        .bind(public_read)
-        .bind(bucket)
-        .execute(&mut *conn)
-        .await?;
-    if done.rows_affected() == 0 {
-        return Err(MetaError::NoSuchBucket);
-    }
-    Ok(MutationOutcome::Done)
+    super::touched(
+        sqlx::query("UPDATE buckets SET public_read = $1 WHERE name = $2")
+            .bind(public_read)
+            .bind(bucket)
+            .execute(&mut *conn)
+            .await?,
+        MetaError::NoSuchBucket,
+    )
 }
 
 pub(super) async fn set_grant(

@@ -98,6 +98,18 @@ impl MetaError {
 
 pub type MetaResult<T> = Result<T, MetaError>;
 
+/// Done when a write touched a row; `missing` when its target is not there.
+pub(crate) fn touched(
+    result: sqlx::any::AnyQueryResult,
+    missing: MetaError,
+) -> MetaResult<MutationOutcome> {
+    if result.rows_affected() == 0 {
+        Err(missing)
+    } else {
+        Ok(MutationOutcome::Done)
+    }
+}
+
 /// Which SQL engine the store talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {

@@ -11,7 +11,8 @@ use super::{
 
 /// Columns are always named: `SELECT *` would pull in boolean columns,
 /// which the `Any` driver cannot decode from SQLite.
-const BUCKET_COLUMNS: &str = "name, owner_id, created_ms, object_count, bytes_stored";
+const BUCKET_COLUMNS: &str = "name, owner_id, created_ms, object_count, bytes_stored, \
+     CASE WHEN public_read THEN 1 ELSE 0 END AS public_read";
 
 pub(super) const OBJECT_COLUMNS: &str =
     "bucket, key, size, etag, last_modified_ms, attrs, inline_data, segments, parts_count";
@@ -56,6 +57,7 @@ fn bucket_from_row(row: &AnyRow) -> MetaResult<BucketRecord> {
         created_ms: row.try_get("created_ms")?,
         object_count: row.try_get("object_count")?,
         bytes_stored: row.try_get("bytes_stored")?,
+        public_read: row.try_get::<i64, _>("public_read")? != 0,
     })
 }
 

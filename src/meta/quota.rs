@@ -87,15 +87,14 @@ pub(super) async fn set_user_quota(
     user_id: &str,
     bytes: Option<i64>,
 ) -> MetaResult<MutationOutcome> {
-    let done = sqlx::query("UPDATE users SET quota_bytes = $1 WHERE id = $2")
-        .bind(bytes)
-        .bind(user_id)
-        .execute(&mut *conn)
-        .await?;
-    if done.rows_affected() == 0 {
-        return Err(MetaError::NoSuchUser);
-    }
-    Ok(MutationOutcome::Done)
+    super::touched(
+        sqlx::query("UPDATE users SET quota_bytes = $1 WHERE id = $2")
+            .bind(bytes)
+            .bind(user_id)
+            .execute(&mut *conn)
+            .await?,
+        MetaError::NoSuchUser,
+    )
 }
 
 pub(super) async fn set_bucket_quota(
@@ -103,15 +102,14 @@ pub(super) async fn set_bucket_quota(
     bucket: &str,
     bytes: Option<i64>,
 ) -> MetaResult<MutationOutcome> {
-    let done = sqlx::query("UPDATE buckets SET quota_bytes = $1 WHERE name = $2")
-        .bind(bytes)
-        .bind(bucket)
-        .execute(&mut *conn)
-        .await?;
-    if done.rows_affected() == 0 {
-        return Err(MetaError::NoSuchBucket);
-    }
-    Ok(MutationOutcome::Done)
+    super::touched(
+        sqlx::query("UPDATE buckets SET quota_bytes = $1 WHERE name = $2")
+            .bind(bytes)
+            .bind(bucket)
+            .execute(&mut *conn)
+            .await?,
+        MetaError::NoSuchBucket,
+    )
 }
 
 impl MetaStore {

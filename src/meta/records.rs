@@ -19,6 +19,8 @@ pub struct BucketRecord {
     pub created_ms: i64,
     pub object_count: i64,
     pub bytes_stored: i64,
+    /// Anonymous clients may read it.
+    pub public_read: bool,
 }
 
 /// HTTP attributes stored with an object and returned on GET/HEAD.
