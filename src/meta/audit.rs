@@ -9,7 +9,7 @@ use sqlx::{AnyConnection, Row};
 use super::{MetaResult, MetaStore, MutationOutcome};
 
 /// One request, as the audit log keeps it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AuditRecord {
     /// Assigned by the database; 0 before the append.
     pub id: i64,
@@ -44,7 +44,7 @@ pub struct AuditFilter {
 }
 
 /// Traffic of one user on one bucket on one day.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct UsageRow {
     pub day: String,
     pub user_id: String,

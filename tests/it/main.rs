@@ -13,5 +13,6 @@ mod crash;
 mod listing;
 mod multipart;
 mod objects;
+mod openapi;
 mod operations;
 mod quotas;

@@ -43,6 +43,31 @@ async fn quotas_refuse_uploads_that_do_not_fit_even_concurrently() {
     );
     put_bytes(&s3, "capped", "fits", vec![0u8; 5_000]).await;
 
+    // The JSON API refuses with 413 and says which quota and how much is used.
+    let refused = reqwest::Client::new()
+        .put(app.web_url("/api/v1/buckets/capped/objects/more"))
+        .basic_auth(ROOT_USER, Some(ROOT_PASSWORD))
+        .body(vec![0u8; 10])
+        .send()
+        .await
+        .expect("api put");
+    assert_eq!(refused.status(), 413);
+    let body: serde_json::Value = refused.json().await.expect("json");
+    let error = &body["error"];
+    assert_eq!(error["code"], "quota_exceeded");
+    assert_eq!(error["scope"], "bucket");
+    assert_eq!(error["quota"], 5_000);
+    assert_eq!(error["used"], 5_000);
+    assert!(
+        error["request_id"]
+            .as_str()
+            .is_some_and(|id| !id.is_empty())
+    );
+    assert_eq!(
+        error_status(s3.head_object().bucket("capped").key("more").send().await),
+        404
+    );
+
     // The root user's own quota covers both buckets: 5,000 used, 10,000 allowed.
     set_quota(
         &app,

@@ -1,16 +1,16 @@
 //! `/api/v1/auth/me`, `/api/v1/users` (admins) and `/api/v1/keys`.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, ApiResult};
-use super::{Caller, JsonBody, require_admin};
+use super::{Caller, JsonBody, QueryArgs, require_admin};
 use crate::meta::{AccountRecord, KeyRecord};
 use crate::web::WebState;
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct UserView {
     pub name: String,
     pub role: String,
@@ -29,10 +29,12 @@ impl From<AccountRecord> for UserView {
     }
 }
 
+#[utoipa::path(get, path = "/api/v1/auth/me", tag = "accounts", responses((status = 200, description = "The caller", body = UserView)))]
 pub async fn me(State(state): State<WebState>, Caller(who): Caller) -> ApiResult<Json<UserView>> {
     Ok(Json(state.store.account(&who.name).await?.into()))
 }
 
+#[utoipa::path(get, path = "/api/v1/users", tag = "accounts", responses((status = 200, description = "Every user (admins only)", body = Vec<UserView>)))]
 pub async fn list_users(
     State(state): State<WebState>,
     Caller(who): Caller,
@@ -42,7 +44,7 @@ pub async fn list_users(
     Ok(Json(users.into_iter().map(UserView::from).collect()))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
     pub name: String,
@@ -55,6 +57,7 @@ fn default_role() -> String {
     "user".to_owned()
 }
 
+#[utoipa::path(post, path = "/api/v1/users", tag = "accounts", request_body = NewUser, responses((status = 201, description = "Created (admins only)", body = UserView)))]
 pub async fn create_user(
     State(state): State<WebState>,
     Caller(who): Caller,
@@ -68,19 +71,20 @@ pub async fn create_user(
     Ok((StatusCode::CREATED, Json(account.into())))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::IntoParams)]
 pub struct DeleteOptions {
     /// Delete the user's buckets and everything in them too.
     #[serde(default)]
     pub purge: bool,
 }
 
+#[utoipa::path(delete, path = "/api/v1/users/{name}", tag = "accounts", params(("name" = String, Path, description = "User name", example = "alice"), DeleteOptions), responses((status = 204, description = "Deleted")))]
 /// Refuses (409) a user who still owns buckets unless `?purge=true`.
 pub async fn delete_user(
     State(state): State<WebState>,
     Caller(who): Caller,
     Path(name): Path<String>,
-    Query(options): Query<DeleteOptions>,
+    QueryArgs(options): QueryArgs<DeleteOptions>,
 ) -> ApiResult<StatusCode> {
     require_admin(&who)?;
     if options.purge {
@@ -97,6 +101,7 @@ pub async fn delete_user(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(post, path = "/api/v1/users/{name}/disable", tag = "accounts", params(("name" = String, Path, description = "User name", example = "alice")), responses((status = 204, description = "Disabled; the user's keys and sessions stop working")))]
 pub async fn disable_user(
     State(state): State<WebState>,
     Caller(who): Caller,
@@ -107,6 +112,7 @@ pub async fn disable_user(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(post, path = "/api/v1/users/{name}/enable", tag = "accounts", params(("name" = String, Path, description = "User name", example = "alice")), responses((status = 204, description = "Enabled")))]
 pub async fn enable_user(
     State(state): State<WebState>,
     Caller(who): Caller,
@@ -117,12 +123,13 @@ pub async fn enable_user(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewPassword {
     pub password: String,
 }
 
+#[utoipa::path(put, path = "/api/v1/users/{name}/password", tag = "accounts", params(("name" = String, Path, description = "User name", example = "alice")), request_body = NewPassword, responses((status = 204, description = "Changed; the user's other sessions end")))]
 /// Users change their own password; admins anyone's.
 pub async fn set_password(
     State(state): State<WebState>,
@@ -143,7 +150,7 @@ pub async fn set_password(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct KeyView {
     pub access_key: String,
     pub created_ms: i64,
@@ -166,7 +173,7 @@ impl KeyView {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 pub struct KeyOwner {
     /// Admins may manage another user's keys.
     pub user: Option<String>,
@@ -186,10 +193,11 @@ async fn key_owner_id(
     }
 }
 
+#[utoipa::path(get, path = "/api/v1/keys", tag = "keys", params(KeyOwner), responses((status = 200, description = "Access keys (no secrets)", body = Vec<KeyView>)))]
 pub async fn list_keys(
     State(state): State<WebState>,
     Caller(who): Caller,
-    Query(owner): Query<KeyOwner>,
+    QueryArgs(owner): QueryArgs<KeyOwner>,
 ) -> ApiResult<Json<Vec<KeyView>>> {
     let user_id = key_owner_id(&state, &who, owner.user.as_deref()).await?;
     let keys = state.store.keys_of(&user_id).await?;
@@ -198,7 +206,7 @@ pub async fn list_keys(
     ))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewKey {
     #[serde(default)]
@@ -207,6 +215,7 @@ pub struct NewKey {
     pub user: Option<String>,
 }
 
+#[utoipa::path(post, path = "/api/v1/keys", tag = "keys", request_body = NewKey, responses((status = 201, description = "The key, with its secret shown this once", body = KeyView)))]
 pub async fn create_key(
     State(state): State<WebState>,
     Caller(who): Caller,
@@ -228,11 +237,12 @@ pub async fn create_key(
     Ok((StatusCode::CREATED, Json(KeyView::new(key, Some(secret)))))
 }
 
+#[utoipa::path(delete, path = "/api/v1/keys/{key}", tag = "keys", params(("key" = String, Path, description = "Access key id"), KeyOwner), responses((status = 204, description = "Revoked")))]
 pub async fn revoke_key(
     State(state): State<WebState>,
     Caller(who): Caller,
     Path(key): Path<String>,
-    Query(owner): Query<KeyOwner>,
+    QueryArgs(owner): QueryArgs<KeyOwner>,
 ) -> ApiResult<StatusCode> {
     let user_id = key_owner_id(&state, &who, owner.user.as_deref()).await?;
     state.store.revoke_key(&user_id, &key).await?;

@@ -5,18 +5,18 @@ use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, ApiResult};
-use super::{Caller, require_admin};
+use super::{Caller, QueryArgs, require_admin};
 use crate::core::Principal;
 use crate::meta::{AuditFilter, AuditRecord, UsageRow};
 use crate::web::WebState;
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     /// A user name, `anonymous` or `unauthenticated`.
@@ -36,7 +36,7 @@ pub struct AuditQuery {
     pub format: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct AuditPage {
     pub records: Vec<AuditRecord>,
     pub next_cursor: Option<i64>,
@@ -56,10 +56,11 @@ fn filter_for(who: &Principal, query: &AuditQuery) -> AuditFilter {
     }
 }
 
+#[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(AuditQuery), responses((status = 200, description = "One page, newest first; with format=ndjson every record, one per line", body = AuditPage)))]
 pub async fn query(
     State(state): State<WebState>,
     Caller(who): Caller,
-    Query(query): Query<AuditQuery>,
+    QueryArgs(query): QueryArgs<AuditQuery>,
 ) -> ApiResult<Response> {
     let limit = query.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
@@ -122,7 +123,7 @@ fn ndjson(state: WebState, filter: AuditFilter) -> Response {
         .into_response()
 }
 
-#[derive(Serialize, Default)]
+#[derive(Serialize, Default, utoipa::ToSchema)]
 pub struct Totals {
     pub objects: i64,
     pub bytes_stored: i64,
@@ -131,14 +132,14 @@ pub struct Totals {
     pub requests: i64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct BucketUsage {
     pub bucket: String,
     pub objects: i64,
     pub bytes_stored: i64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct OwnUsage {
     pub totals: Totals,
     pub buckets: Vec<BucketUsage>,
@@ -146,6 +147,7 @@ pub struct OwnUsage {
     pub daily: Vec<UsageRow>,
 }
 
+#[utoipa::path(get, path = "/api/v1/usage", tag = "usage", responses((status = 200, description = "The caller's usage", body = OwnUsage)))]
 pub async fn own_usage(
     State(state): State<WebState>,
     Caller(who): Caller,
@@ -184,24 +186,25 @@ pub async fn own_usage(
     }))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct UsageSort {
     /// `bytes_stored` (default), `objects`, `bytes_in`, `bytes_out`, `requests` or `user`.
     pub sort: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct UserUsage {
     pub user: String,
     #[serde(flatten)]
     pub totals: Totals,
 }
 
+#[utoipa::path(get, path = "/api/v1/admin/usage", tag = "usage", params(UsageSort), responses((status = 200, description = "Every user's usage (admins only)", body = Vec<UserUsage>)))]
 pub async fn all_usage(
     State(state): State<WebState>,
     Caller(who): Caller,
-    Query(sort): Query<UsageSort>,
+    QueryArgs(sort): QueryArgs<UsageSort>,
 ) -> ApiResult<Json<Vec<UserUsage>>> {
     require_admin(&who)?;
     let meta = state.store.meta();

@@ -12,7 +12,7 @@ use crate::core::names::BucketName;
 use crate::meta::{BucketRecord, GrantLevel};
 use crate::web::WebState;
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct BucketView {
     pub name: String,
     pub owner_id: String,
@@ -33,6 +33,7 @@ impl From<BucketRecord> for BucketView {
     }
 }
 
+#[utoipa::path(get, path = "/api/v1/buckets", tag = "buckets", responses((status = 200, description = "Own and granted buckets (admins: all)", body = Vec<BucketView>)))]
 pub async fn list(
     State(state): State<WebState>,
     Caller(who): Caller,
@@ -41,12 +42,13 @@ pub async fn list(
     Ok(Json(buckets.into_iter().map(BucketView::from).collect()))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewBucket {
     pub name: String,
 }
 
+#[utoipa::path(post, path = "/api/v1/buckets", tag = "buckets", request_body = NewBucket, responses((status = 201, description = "Created", body = BucketView)))]
 pub async fn create(
     State(state): State<WebState>,
     Caller(who): Caller,
@@ -58,6 +60,7 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(record.into())))
 }
 
+#[utoipa::path(delete, path = "/api/v1/buckets/{bucket}", tag = "buckets", params(("bucket" = String, Path, description = "Bucket name", example = "photos")), responses((status = 204, description = "Deleted (it must be empty)")))]
 pub async fn remove(
     State(state): State<WebState>,
     Caller(who): Caller,
@@ -71,12 +74,13 @@ pub async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PublicRead {
     pub public_read: bool,
 }
 
+#[utoipa::path(put, path = "/api/v1/buckets/{bucket}/public", tag = "buckets", params(("bucket" = String, Path, description = "Bucket name", example = "photos")), request_body = PublicRead, responses((status = 204, description = "Set")))]
 pub async fn set_public(
     State(state): State<WebState>,
     Caller(who): Caller,
@@ -90,13 +94,14 @@ pub async fn set_public(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Grant {
     /// `read` or `read-write`.
     pub level: String,
 }
 
+#[utoipa::path(put, path = "/api/v1/buckets/{bucket}/grants/{user}", tag = "buckets", params(("bucket" = String, Path, description = "Bucket name", example = "photos"), ("user" = String, Path, description = "User name", example = "alice")), request_body = Grant, responses((status = 204, description = "Granted")))]
 pub async fn grant(
     State(state): State<WebState>,
     Caller(who): Caller,
@@ -112,6 +117,7 @@ pub async fn grant(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(delete, path = "/api/v1/buckets/{bucket}/grants/{user}", tag = "buckets", params(("bucket" = String, Path, description = "Bucket name", example = "photos"), ("user" = String, Path, description = "User name", example = "alice")), responses((status = 204, description = "Revoked")))]
 pub async fn revoke_grant(
     State(state): State<WebState>,
     Caller(who): Caller,

@@ -4,7 +4,8 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::core::CoreError;
 
@@ -20,8 +21,40 @@ pub struct ApiError {
     pub message: String,
     /// Seconds for a `Retry-After` header (429).
     pub retry_after: Option<u64>,
-    /// Extra fields of the error object (a quota and its use).
-    pub details: Option<serde_json::Value>,
+    /// The quota a refused write would have exceeded, and its use.
+    pub quota: Option<QuotaDetail>,
+}
+
+/// The body of every error answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// A stable, machine-readable code such as `no_such_bucket`.
+    pub code: String,
+    pub message: String,
+    /// Also in the `x-request-id` header and the audit log.
+    pub request_id: String,
+    /// With `quota_exceeded`: `user` or `bucket`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// With `quota_exceeded`: the bytes allowed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quota: Option<i64>,
+    /// With `quota_exceeded`: the bytes stored now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub used: Option<i64>,
+}
+
+/// The quota a write would have exceeded (413 `quota_exceeded`).
+#[derive(Debug, Clone)]
+pub struct QuotaDetail {
+    pub scope: &'static str,
+    pub quota: i64,
+    pub used: i64,
 }
 
 impl ApiError {
@@ -31,7 +64,7 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after: None,
-            details: None,
+            quota: None,
         }
     }
 
@@ -94,7 +127,7 @@ impl From<CoreError> for ApiError {
             CoreError::SignupDisabled => (S::FORBIDDEN, "signup_disabled"),
             CoreError::QuotaExceeded { scope, quota, used } => {
                 let mut error = Self::new(S::PAYLOAD_TOO_LARGE, "quota_exceeded", message);
-                error.details = Some(json!({"scope": scope, "quota": quota, "used": used}));
+                error.quota = Some(QuotaDetail { scope, quota, used });
                 return error;
             }
             CoreError::TooManyAttempts(secs) => {
@@ -122,14 +155,16 @@ impl From<CoreError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let request_id = REQUEST_ID.try_with(Clone::clone).unwrap_or_default();
-        let mut error =
-            json!({"code": self.code, "message": self.message, "request_id": request_id});
-        if let (Some(serde_json::Value::Object(extra)), Some(fields)) =
-            (self.details, error.as_object_mut())
-        {
-            fields.extend(extra);
-        }
-        let body = json!({ "error": error });
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_owned(),
+                message: self.message,
+                request_id,
+                scope: self.quota.as_ref().map(|q| q.scope.to_owned()),
+                quota: self.quota.as_ref().map(|q| q.quota),
+                used: self.quota.as_ref().map(|q| q.used),
+            },
+        };
         let mut response = (self.status, Json(body)).into_response();
         if let Some(secs) = self.retry_after
             && let Ok(value) = axum::http::HeaderValue::from_str(&secs.to_string())

@@ -7,6 +7,7 @@ mod audit;
 mod buckets;
 pub mod error;
 mod objects;
+mod openapi;
 mod quotas;
 mod sessions;
 
@@ -17,46 +18,46 @@ use axum::extract::{FromRequestParts, MatchedPath, Request, State};
 use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::Response;
-use axum::routing::{delete, get, post, put};
+use axum::routing::get;
 use base64::Engine;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use self::error::{ApiError, REQUEST_ID};
 use super::WebState;
 use crate::core::Principal;
 use crate::s3::server::PeerAddr;
 
+/// The API's routes and the OpenAPI document that describes them, built
+/// from the same handler annotations so the two cannot drift apart.
 pub fn router(state: WebState) -> Router<WebState> {
-    Router::new()
-        .route("/api/v1/auth/me", get(accounts::me))
-        .route("/api/v1/auth/login", post(sessions::login))
-        .route("/api/v1/auth/logout", post(sessions::logout))
-        .route("/api/v1/auth/signup", post(sessions::signup))
-        .route(
-            "/api/v1/users",
-            get(accounts::list_users).post(accounts::create_user),
-        )
-        .route("/api/v1/users/{name}", delete(accounts::delete_user))
-        .route("/api/v1/users/{name}/disable", post(accounts::disable_user))
-        .route("/api/v1/users/{name}/enable", post(accounts::enable_user))
-        .route("/api/v1/users/{name}/password", put(accounts::set_password))
-        .route(
-            "/api/v1/keys",
-            get(accounts::list_keys).post(accounts::create_key),
-        )
-        .route("/api/v1/keys/{key}", delete(accounts::revoke_key))
-        .route("/api/v1/buckets", get(buckets::list).post(buckets::create))
-        .route("/api/v1/buckets/{bucket}", delete(buckets::remove))
-        .route("/api/v1/buckets/{bucket}/public", put(buckets::set_public))
-        .route(
-            "/api/v1/buckets/{bucket}/grants/{user}",
-            put(buckets::grant).delete(buckets::revoke_grant),
-        )
-        .route("/api/v1/admin/users/{name}/quota", put(quotas::user))
-        .route("/api/v1/admin/buckets/{bucket}/quota", put(quotas::bucket))
-        .route(
-            "/api/v1/buckets/{bucket}/objects",
-            get(objects::list).post(objects::post_form),
-        )
+    let (routes, document) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(accounts::me))
+        .routes(routes!(sessions::login))
+        .routes(routes!(sessions::logout))
+        .routes(routes!(sessions::signup))
+        .routes(routes!(accounts::list_users, accounts::create_user))
+        .routes(routes!(accounts::delete_user))
+        .routes(routes!(accounts::disable_user))
+        .routes(routes!(accounts::enable_user))
+        .routes(routes!(accounts::set_password))
+        .routes(routes!(accounts::list_keys, accounts::create_key))
+        .routes(routes!(accounts::revoke_key))
+        .routes(routes!(buckets::list, buckets::create))
+        .routes(routes!(buckets::remove))
+        .routes(routes!(buckets::set_public))
+        .routes(routes!(buckets::grant, buckets::revoke_grant))
+        .routes(routes!(quotas::user))
+        .routes(routes!(quotas::bucket))
+        .routes(routes!(objects::list, objects::post_form))
+        .routes(routes!(objects::share))
+        .routes(routes!(audit::query))
+        .routes(routes!(audit::own_usage))
+        .routes(routes!(audit::all_usage))
+        // OpenAPI has no multi-segment parameter, so the object routes are
+        // documented as `{key}` (in `openapi::ApiDoc`) and routed here with
+        // axum's catch-all, which lets keys contain slashes.
         .route(
             "/api/v1/buckets/{bucket}/objects/{*key}",
             get(objects::get)
@@ -64,12 +65,18 @@ pub fn router(state: WebState) -> Router<WebState> {
                 .put(objects::put_raw)
                 .delete(objects::delete),
         )
-        .route("/api/v1/buckets/{bucket}/share", post(objects::share))
-        .route("/api/v1/audit", get(audit::query))
-        .route("/api/v1/usage", get(audit::own_usage))
-        .route("/api/v1/admin/usage", get(audit::all_usage))
+        .split_for_parts();
+    let document = Arc::new(openapi::finish(document));
+    routes
+        .route(
+            "/api/v1/openapi.json",
+            get(move || {
+                let document = document.clone();
+                async move { axum::Json(document.as_ref().clone()) }
+            }),
+        )
         // Object bodies stream into storage, which enforces its own limit;
-        // JSON bodies keep axum's 2 MiB limit.
+        // JSON bodies are read through `JsonBody`, which has its own.
         .layer(axum::extract::DefaultBodyLimit::disable())
         .layer(axum::middleware::from_fn_with_state(state, with_request_id))
 }
@@ -204,20 +211,24 @@ pub fn require_admin(caller: &Principal) -> Result<(), ApiError> {
     }
 }
 
+/// The largest JSON request body accepted (object bodies are not JSON and
+/// stream without this limit).
+pub const JSON_BODY_LIMIT: usize = 1 << 20;
+
 /// A JSON body whose errors name the field that is wrong.
 pub struct JsonBody<T>(pub T);
 
 impl<T: serde::de::DeserializeOwned> axum::extract::FromRequest<WebState> for JsonBody<T> {
     type Rejection = ApiError;
 
-    async fn from_request(request: Request, state: &WebState) -> Result<Self, ApiError> {
-        let bytes = axum::body::Bytes::from_request(request, state)
+    async fn from_request(request: Request, _state: &WebState) -> Result<Self, ApiError> {
+        let bytes = axum::body::to_bytes(request.into_body(), JSON_BODY_LIMIT)
             .await
-            .map_err(|e| {
+            .map_err(|_| {
                 ApiError::new(
                     axum::http::StatusCode::PAYLOAD_TOO_LARGE,
                     "too_large",
-                    e.body_text(),
+                    format!("a JSON body may have at most {JSON_BODY_LIMIT} bytes"),
                 )
             })?;
         serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| {
@@ -227,5 +238,19 @@ impl<T: serde::de::DeserializeOwned> axum::extract::FromRequest<WebState> for Js
                 e.to_string(),
             )
         })
+    }
+}
+
+/// Query parameters whose errors are JSON and name the parameter.
+pub struct QueryArgs<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned> FromRequestParts<WebState> for QueryArgs<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &WebState) -> Result<Self, ApiError> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| QueryArgs(q.0))
+            .map_err(|e| ApiError::bad_field("query", e.body_text()))
     }
 }

@@ -4,7 +4,8 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Multipart, Path, Query, State};
+use axum::extract::multipart::MultipartRejection;
+use axum::extract::{Multipart, Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
 use base64::Engine;
@@ -12,7 +13,7 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, ApiResult};
-use super::{Caller, JsonBody};
+use super::{Caller, JsonBody, QueryArgs};
 use crate::blob::ByteStream;
 use crate::core::accounts::Access;
 use crate::core::names::ObjectKey;
@@ -20,7 +21,7 @@ use crate::core::objects::{ByteRange, IncomingBody, ReadConditions};
 use crate::meta::{ObjectAttrs, ObjectRecord, PutCondition};
 use crate::web::WebState;
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ObjectView {
     pub key: String,
     pub size: i64,
@@ -42,6 +43,20 @@ impl From<&ObjectRecord> for ObjectView {
     }
 }
 
+/// The form `POST .../objects` takes (documentation only: the handler
+/// reads the fields in order as they stream).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct UploadForm {
+    /// The key of the next `file` field.
+    key: Option<String>,
+    /// Prefix for keys taken from file names.
+    prefix: Option<String>,
+    /// A file; repeat the field for several.
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+}
+
 fn plain_body(stream: ByteStream, declared_len: Option<u64>) -> IncomingBody {
     IncomingBody {
         stream,
@@ -55,6 +70,7 @@ fn object_key(key: &str) -> ApiResult<ObjectKey> {
     ObjectKey::parse(key).map_err(|e| ApiError::bad_field("key", e))
 }
 
+#[utoipa::path(put, path = "/api/v1/buckets/{bucket}/objects/{key}", tag = "objects", params(("bucket" = String, Path, description = "Bucket name", example = "photos"), ("key" = String, Path, description = "Object key (may contain slashes)", example = "2026/cat.txt")), request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The object's bytes; Content-Type is kept"), responses((status = 201, description = "Stored", body = ObjectView)))]
 /// `PUT /api/v1/buckets/{bucket}/objects/{key}`: the body is the object.
 pub async fn put_raw(
     State(state): State<WebState>,
@@ -98,6 +114,7 @@ pub async fn put_raw(
     Ok((StatusCode::CREATED, Json((&object).into())))
 }
 
+#[utoipa::path(post, path = "/api/v1/buckets/{bucket}/objects", tag = "objects", params(("bucket" = String, Path, description = "Bucket name", example = "photos")), request_body(content = UploadForm, content_type = "multipart/form-data"), responses((status = 201, description = "Stored, one entry per file field", body = Vec<ObjectView>)))]
 /// `POST /api/v1/buckets/{bucket}/objects`: a multipart form; every `file`
 /// field becomes an object named by a preceding `key` field, or by
 /// `prefix` plus the file's name.
@@ -105,8 +122,9 @@ pub async fn post_form(
     State(state): State<WebState>,
     Caller(who): Caller,
     Path(bucket): Path<String>,
-    mut form: Multipart,
+    form: Result<Multipart, MultipartRejection>,
 ) -> ApiResult<(StatusCode, Json<Vec<ObjectView>>)> {
+    let mut form = form.map_err(|e| ApiError::bad_field("form", e.body_text()))?;
     state
         .store
         .authorize(Some(&who), &bucket, Access::Write)
@@ -249,6 +267,7 @@ fn object_headers(object: &ObjectRecord, headers: &mut HeaderMap) {
     }
 }
 
+#[utoipa::path(method(get, head), path = "/api/v1/buckets/{bucket}/objects/{key}", tag = "objects", params(("bucket" = String, Path, description = "Bucket name", example = "photos"), ("key" = String, Path, description = "Object key (may contain slashes)", example = "2026/cat.txt"), ("Range" = Option<String>, Header, description = "bytes=first-last, bytes=first- or bytes=-suffix")), responses((status = 200, description = "The object", content_type = "*/*", body = Vec<u8>), (status = 206, description = "The requested range", content_type = "*/*", body = Vec<u8>)))]
 /// `GET` and `HEAD` of one object, with `Range`.
 pub async fn get(
     State(state): State<WebState>,
@@ -289,6 +308,7 @@ pub async fn get(
     Ok(response)
 }
 
+#[utoipa::path(delete, path = "/api/v1/buckets/{bucket}/objects/{key}", tag = "objects", params(("bucket" = String, Path, description = "Bucket name", example = "photos"), ("key" = String, Path, description = "Object key (may contain slashes)", example = "2026/cat.txt")), responses((status = 204, description = "Deleted (also when it did not exist)")))]
 pub async fn delete(
     State(state): State<WebState>,
     Caller(who): Caller,
@@ -302,7 +322,7 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     pub prefix: Option<String>,
@@ -313,14 +333,14 @@ pub struct ListQuery {
     pub limit: Option<usize>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ListView {
     pub objects: Vec<ListedObject>,
     pub prefixes: Vec<String>,
     pub next_cursor: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ListedObject {
     pub key: String,
     pub size: i64,
@@ -328,11 +348,12 @@ pub struct ListedObject {
     pub last_modified_ms: i64,
 }
 
+#[utoipa::path(get, path = "/api/v1/buckets/{bucket}/objects", tag = "objects", params(("bucket" = String, Path, description = "Bucket name", example = "photos"), ListQuery), responses((status = 200, description = "One page", body = ListView)))]
 pub async fn list(
     State(state): State<WebState>,
     Caller(who): Caller,
     Path(bucket): Path<String>,
-    Query(query): Query<ListQuery>,
+    QueryArgs(query): QueryArgs<ListQuery>,
 ) -> ApiResult<Json<ListView>> {
     state
         .store
@@ -375,7 +396,7 @@ pub async fn list(
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ShareRequest {
     pub key: String,
@@ -383,12 +404,13 @@ pub struct ShareRequest {
     pub expires_secs: Option<u64>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ShareLink {
     pub url: String,
     pub expires_ms: i64,
 }
 
+#[utoipa::path(post, path = "/api/v1/buckets/{bucket}/share", tag = "objects", params(("bucket" = String, Path, description = "Bucket name", example = "photos")), request_body = ShareRequest, responses((status = 200, description = "A presigned GET URL on the S3 port", body = ShareLink)))]
 pub async fn share(
     State(state): State<WebState>,
     Caller(who): Caller,

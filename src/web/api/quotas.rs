@@ -8,7 +8,7 @@ use super::error::{ApiError, ApiResult};
 use super::{Caller, JsonBody, require_admin};
 use crate::web::WebState;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Quota {
     /// Bytes stored allowed; `null` removes the quota.
@@ -25,6 +25,7 @@ fn checked(quota: &Quota) -> ApiResult<Option<i64>> {
     }
 }
 
+#[utoipa::path(put, path = "/api/v1/admin/users/{name}/quota", tag = "quotas", params(("name" = String, Path, description = "User name", example = "alice")), request_body = Quota, responses((status = 204, description = "Set (admins only)")))]
 pub async fn user(
     State(state): State<WebState>,
     Caller(who): Caller,
@@ -36,6 +37,7 @@ pub async fn user(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(put, path = "/api/v1/admin/buckets/{bucket}/quota", tag = "quotas", params(("bucket" = String, Path, description = "Bucket name", example = "photos")), request_body = Quota, responses((status = 204, description = "Set (admins only)")))]
 pub async fn bucket(
     State(state): State<WebState>,
     Caller(who): Caller,

@@ -12,20 +12,21 @@ use super::{ApiActor, Caller, JsonBody, peer_ip};
 use crate::core::CoreError;
 use crate::web::WebState;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Credentials {
     pub name: String,
     pub password: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct SessionView {
     /// Send as `Authorization: Bearer <token>`.
     pub token: String,
     pub expires_ms: i64,
 }
 
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "sessions", request_body = Credentials, responses((status = 200, description = "A session", body = SessionView)))]
 pub async fn login(
     State(state): State<WebState>,
     parts: Parts,
@@ -47,11 +48,13 @@ pub async fn login(
     }))
 }
 
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "sessions", responses((status = 204, description = "The session token is revoked")))]
 pub async fn logout(State(state): State<WebState>, Caller(who): Caller) -> ApiResult<StatusCode> {
     state.store.close_session(&who).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(post, path = "/api/v1/auth/signup", tag = "sessions", request_body = Credentials, responses((status = 201, description = "Created, when the server allows sign-up", body = UserView)))]
 pub async fn signup(
     State(state): State<WebState>,
     JsonBody(body): JsonBody<Credentials>,
