@@ -65,7 +65,11 @@ pub(super) async fn append(
     records: &[AuditRecord],
 ) -> MetaResult<MutationOutcome> {
     const COLUMNS: usize = 13;
-    for chunk in records.chunks(500) {
+    // SQLite looks a `$n` parameter up by name with a linear scan, so
+    // binding costs grow with the square of a statement's parameters; short
+    // statements of a few fixed sizes are cheap to bind and stay prepared.
+    const ROWS_PER_STATEMENT: usize = 32;
+    for chunk in records.chunks(ROWS_PER_STATEMENT) {
         let rows: Vec<String> = (0..chunk.len())
             .map(|r| {
                 let p: Vec<String> = (1..=COLUMNS)

@@ -14,9 +14,10 @@ use super::quota::{self, Room};
 use super::writer::{check_condition, release_blob, segment_blobs};
 use super::{MetaError, MetaResult, MutationOutcome, ObjectBody, ObjectRecord, PutCondition};
 
-/// Largest run handled at once (9 parameters a row stays far below every
-/// engine's parameter limit).
-pub(super) const MAX_RUN: usize = 200;
+/// Largest run handled at once: 9 parameters a row stays far below every
+/// engine's parameter limit, and SQLite's by-name parameter lookup makes
+/// binding cost grow with the square of a statement's parameters.
+pub(super) const MAX_RUN: usize = 64;
 
 type Current = HashMap<(String, String), (i64, String, Vec<String>)>;
 
