@@ -64,6 +64,7 @@ impl Server {
                 ..StoreSettings::default()
             },
         );
+        store.follow_account_changes();
         let generated = ensure_root(&store, &settings).await?;
         let s3_listener = TcpListener::bind(settings.s3_listen)
             .await

@@ -19,8 +19,9 @@ use crate::meta::{AccountRecord, BucketRecord, GrantLevel, KeyRecord, Mutation};
 pub const ROOT_USER_ID: &str = "root";
 
 /// How long a looked-up key is trusted without asking the database again.
-/// Changes made on this node clear the cache at once; this bounds how long
-/// another node's change (a revoked key, a disabled user) takes to be seen.
+/// Changes clear the cache at once, on other nodes through a PostgreSQL
+/// notice; this bounds how long a change takes to be seen if that notice
+/// is lost.
 const CREDENTIALS_TTL: Duration = Duration::from_secs(5);
 
 #[derive(Clone)]
@@ -150,7 +151,22 @@ impl Store {
         let result = self.meta.apply(mutation).await;
         self.forget_credentials();
         result?;
+        if let Err(e) = self.meta.announce_account_change().await {
+            // Other nodes still drop the entry within CREDENTIALS_TTL.
+            tracing::warn!(error = %e, "could not tell other nodes about an account change");
+        }
         Ok(())
+    }
+
+    /// Drops cached credentials whenever another node changes accounts, so
+    /// a revocation there holds here from the next request.
+    pub fn follow_account_changes(&self) {
+        let cache = self.credentials_cache.clone();
+        self.meta.follow_account_changes(move || {
+            if let Ok(mut cache) = cache.write() {
+                cache.clear();
+            }
+        });
     }
 
     /// Creates or updates the root admin, whose name and password are also

@@ -9,6 +9,7 @@
 
 pub mod accounts;
 pub mod audit;
+mod notices;
 mod queries;
 pub mod quota;
 pub mod records;
@@ -123,6 +124,10 @@ pub struct MetaStore {
     pool: AnyPool,
     dialect: Dialect,
     writer: Arc<Writer>,
+    /// For the PostgreSQL listener of cross-node notices.
+    url: String,
+    /// Cancelled by `close`, which ends the listener.
+    closed: tokio_util::sync::CancellationToken,
 }
 
 static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -183,6 +188,8 @@ impl MetaStore {
             pool,
             dialect,
             writer: Arc::new(writer),
+            url,
+            closed: tokio_util::sync::CancellationToken::new(),
         })
     }
 
@@ -198,6 +205,7 @@ impl MetaStore {
 
     /// Waits for queued mutations to commit and closes the pool.
     pub async fn close(&self) {
+        self.closed.cancel();
         self.writer.shutdown().await;
         self.pool.close().await;
     }

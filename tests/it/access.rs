@@ -559,3 +559,60 @@ async fn failed_logins_slow_down_and_signup_is_off_by_default() {
     assert_eq!((status, me["role"].as_str()), (200, Some("user")));
     app.stop().await;
 }
+
+/// Two nodes on one PostgreSQL database: a key revoked and a user disabled
+/// through one node are refused by the other well before its credential
+/// cache would expire (5 s). SQLite serves a single node, so this runs in
+/// the suite's PostgreSQL pass (`CISTERN_TEST_DATABASE_URL`).
+#[tokio::test]
+async fn revocations_reach_other_nodes_at_once() {
+    let (node_a, api) = with_users().await;
+    let Some(database_url) = node_a.database_url.clone() else {
+        node_a.stop().await;
+        return;
+    };
+    let node_b = spawn_on(
+        tempfile::tempdir().expect("tempdir"),
+        Some(database_url),
+        &[],
+    )
+    .await;
+    let (key, secret) = api.key_for(ALICE, json!({})).await;
+    let on_b = client_for(&node_b.s3_url(), &key, &secret, None);
+    // Served once, so node B has the key cached.
+    on_b.list_buckets()
+        .send()
+        .await
+        .expect("key works on node B");
+    let (status, _) = api.delete(&format!("/keys/{key}"), ALICE).await;
+    assert_eq!(status, 204);
+    assert!(
+        refused_within(&on_b, 2).await,
+        "node B refuses the revoked key within 2 s"
+    );
+
+    let (key, secret) = api.key_for(BOB, json!({})).await;
+    let on_b = client_for(&node_b.s3_url(), &key, &secret, None);
+    on_b.list_buckets()
+        .send()
+        .await
+        .expect("key works on node B");
+    let (status, _) = api.post("/users/bob/disable", ROOT, json!({})).await;
+    assert_eq!(status, 204);
+    assert!(
+        refused_within(&on_b, 2).await,
+        "node B refuses the disabled user within 2 s"
+    );
+    node_b.stop().await;
+    node_a.stop().await;
+}
+
+async fn refused_within(s3: &aws_sdk_s3::Client, secs: u64) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < deadline {
+        if s3.list_buckets().send().await.is_err() {
+            return true;
+        }
+    }
+    false
+}

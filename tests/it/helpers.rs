@@ -17,7 +17,7 @@ pub struct TestApp {
     pub web_addr: SocketAddr,
     pub data_dir: tempfile::TempDir,
     pub store: cistern::core::Store,
-    database_url: Option<String>,
+    pub database_url: Option<String>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
