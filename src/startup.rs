@@ -141,6 +141,7 @@ impl Server {
             store: store.clone(),
             metrics: crate::telemetry::metrics(),
             audit: audit.clone(),
+            stopping: stop.clone(),
             api: ApiSettings {
                 allow_signup: settings.allow_signup,
                 session_ttl: Duration::from_secs(settings.session_ttl_secs),
@@ -178,6 +179,11 @@ impl Server {
                     .await
             }
         });
+        let sealer = tokio::spawn({
+            let stop = stop.clone();
+            let store = store.clone();
+            async move { stop.run_until_cancelled(store.run_sealer()).await }
+        });
 
         shutdown.await;
         tracing::info!("shutting down: no new connections, finishing requests in flight");
@@ -185,6 +191,7 @@ impl Server {
         let _ = s3_task.await;
         let _ = web_task.await;
         let _ = sweeper.await;
+        let _ = sealer.await;
         // Requests are done: commit their audit records, then the rest.
         audit.flush().await;
         store.meta().close().await;

@@ -72,6 +72,12 @@ pub enum CoreError {
         quota: i64,
         used: i64,
     },
+    /// A pool, member or group is not there.
+    #[error("no such {0}")]
+    NotFound(&'static str),
+    /// The change conflicts with the current state (the text says how).
+    #[error("{0}")]
+    Conflict(String),
     #[error("the body could not be read: {0}")]
     BodyRead(String),
     #[error("storage unavailable: {0}")]
@@ -102,6 +108,8 @@ impl From<MetaError> for CoreError {
             MetaError::QuotaExceeded { scope, quota, used } => {
                 Self::QuotaExceeded { scope, quota, used }
             }
+            MetaError::NotFound(what) => Self::NotFound(what),
+            MetaError::Conflict(m) => Self::Conflict(m),
             MetaError::WriterStopped => Self::Unavailable("metadata writer stopped".into()),
             e @ MetaError::CommitUncertain(_) => Self::Unavailable(e.to_string()),
             e @ (MetaError::Database(_) | MetaError::Migrate(_) | MetaError::Corrupt(_)) => {

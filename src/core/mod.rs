@@ -9,6 +9,7 @@ pub mod digest;
 pub mod error;
 pub mod names;
 pub mod objects;
+pub mod pools;
 pub mod presign;
 pub mod sessions;
 pub mod sweeper;

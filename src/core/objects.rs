@@ -49,6 +49,8 @@ pub struct Store {
     /// Recently used credentials, so that signed requests do not each cost
     /// a database round trip.
     pub(super) credentials_cache: super::accounts::CredentialsCache,
+    /// Woken when this node writes a pool event.
+    pub(super) pool_events: Arc<Notify>,
     /// Slows down repeated failed logins.
     pub(super) throttle: Arc<super::sessions::LoginThrottle>,
 }
@@ -178,9 +180,9 @@ pub struct ListPage {
 }
 
 /// Where the bytes of a new object or part ended up.
-struct StoredBody {
-    body: ObjectBody,
-    digests: BodyDigests,
+pub(super) struct StoredBody {
+    pub(super) body: ObjectBody,
+    pub(super) digests: BodyDigests,
 }
 
 impl Store {
@@ -191,6 +193,7 @@ impl Store {
             settings,
             sweep: Arc::new(Notify::new()),
             credentials_cache: super::accounts::CredentialsCache::default(),
+            pool_events: Arc::new(Notify::new()),
             throttle: Arc::default(),
         }
     }
@@ -238,7 +241,7 @@ impl Store {
     /// Streams a body either into memory (small) or into a new blob, hashing
     /// it on the way, and verifies it. Nothing is committed here; on error no
     /// blob is left referenced.
-    async fn store_body(
+    pub(super) async fn store_body(
         &self,
         incoming: IncomingBody,
         allow_inline: bool,
@@ -314,7 +317,7 @@ impl Store {
     }
 
     /// Best-effort removal of blobs that were written but never committed.
-    async fn discard(&self, body: &ObjectBody) {
+    pub(super) async fn discard(&self, body: &ObjectBody) {
         if let ObjectBody::Blobs(segments) = body {
             for segment in segments {
                 if let Err(e) = self.blobs.delete(&segment.blob).await {

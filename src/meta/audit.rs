@@ -70,18 +70,10 @@ pub(super) async fn append(
     // statements of a few fixed sizes are cheap to bind and stay prepared.
     const ROWS_PER_STATEMENT: usize = 32;
     for chunk in records.chunks(ROWS_PER_STATEMENT) {
-        let rows: Vec<String> = (0..chunk.len())
-            .map(|r| {
-                let p: Vec<String> = (1..=COLUMNS)
-                    .map(|c| format!("${}", r * COLUMNS + c))
-                    .collect();
-                format!("({})", p.join(", "))
-            })
-            .collect();
         let sql = format!(
             "INSERT INTO audit (time_ms, request_id, actor_id, actor, access_key, source, action, bucket, \
              object_key, status, bytes_in, bytes_out, user_agent) VALUES {}",
-            rows.join(", ")
+            super::value_rows(chunk.len(), COLUMNS)
         );
         let mut query = sqlx::query(&sql);
         for r in chunk {

@@ -10,6 +10,7 @@
 pub mod accounts;
 pub mod audit;
 mod notices;
+pub mod pools;
 mod queries;
 pub mod quota;
 pub mod records;
@@ -69,6 +70,12 @@ pub enum MetaError {
         quota: i64,
         used: i64,
     },
+    /// A pool, member or group (named by the text) is not there.
+    #[error("no such {0}")]
+    NotFound(&'static str),
+    /// The change conflicts with what is stored (the text says how).
+    #[error("{0}")]
+    Conflict(String),
     #[error("the metadata writer has stopped")]
     WriterStopped,
     #[error("database error: {0}")]
@@ -98,6 +105,22 @@ impl MetaError {
 }
 
 pub type MetaResult<T> = Result<T, MetaError>;
+
+/// `($1, $2, ...), ($n+1, ...)`: the VALUES of a multi-row INSERT.
+pub(crate) fn value_rows(rows: usize, columns: usize) -> String {
+    let mut sql = String::new();
+    for r in 0..rows {
+        sql.push_str(if r == 0 { "(" } else { ", (" });
+        for c in 1..=columns {
+            if c > 1 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!("${}", r * columns + c));
+        }
+        sql.push(')');
+    }
+    sql
+}
 
 /// Done when a write touched a row; `missing` when its target is not there.
 pub(crate) fn touched(

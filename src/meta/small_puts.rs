@@ -106,19 +106,13 @@ pub(super) async fn put_inline_run(
     }
     let accepted: Vec<usize> = (0..run.len()).filter(|i| results[*i].is_none()).collect();
     if !accepted.is_empty() {
-        let rows: Vec<String> = (0..accepted.len())
-            .map(|r| {
-                let p: Vec<String> = (1..=9).map(|c| format!("${}", r * 9 + c)).collect();
-                format!("({})", p.join(", "))
-            })
-            .collect();
         let sql = format!(
             "INSERT INTO objects ({OBJECT_COLUMNS}) VALUES {} \
              ON CONFLICT (bucket, key) DO UPDATE SET size = excluded.size, etag = excluded.etag, \
              last_modified_ms = excluded.last_modified_ms, attrs = excluded.attrs, \
              inline_data = excluded.inline_data, segments = excluded.segments, \
              parts_count = excluded.parts_count",
-            rows.join(", ")
+            super::value_rows(accepted.len(), 9)
         );
         let mut query = sqlx::query(&sql);
         for i in &accepted {

@@ -36,7 +36,7 @@ pub enum PutCondition {
 
 /// How an object's blob segments relate to existing blob rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum BlobRefs {
+pub(super) enum BlobRefs {
     /// Newly written blobs: insert them with one reference.
     Fresh,
     /// Blobs of another object (CopyObject): add a reference each.
@@ -150,6 +150,8 @@ pub enum Mutation {
         bucket: String,
         bytes: Option<i64>,
     },
+    /// A change to pools, their members, groups or contributions.
+    Pool(Box<super::pools::PoolMutation>),
     /// Shares a bucket with a user (`None` takes the grant back).
     SetGrant {
         bucket: String,
@@ -165,6 +167,7 @@ pub enum MutationOutcome {
     Deleted(bool),
     /// CompleteUpload: the object it created.
     Completed(Box<ObjectRecord>),
+    Pool(super::pools::PoolOutcome),
 }
 
 struct Job {
@@ -401,6 +404,7 @@ async fn apply(conn: &mut AnyConnection, mutation: &Mutation) -> MetaResult<Muta
         Mutation::SetBucketQuota { bucket, bytes } => {
             super::quota::set_bucket_quota(conn, bucket, *bytes).await
         }
+        Mutation::Pool(mutation) => super::pools::apply(conn, mutation).await,
         Mutation::AppendAudit { records } => super::audit::append(conn, records).await,
         Mutation::ExpireAudit { before_ms } => super::audit::expire(conn, *before_ms).await,
         Mutation::CreateSession {
@@ -461,7 +465,7 @@ async fn ensure_user(
     Ok(MutationOutcome::Done)
 }
 
-async fn create_bucket(
+pub(super) async fn create_bucket(
     conn: &mut AnyConnection,
     name: &str,
     owner_id: &str,
@@ -594,7 +598,7 @@ pub(super) fn check_condition(
     }
 }
 
-async fn put_object(
+pub(super) async fn put_object(
     conn: &mut AnyConnection,
     object: &ObjectRecord,
     condition: &PutCondition,

@@ -70,7 +70,9 @@ pub fn to_s3(error: CoreError) -> S3Error {
         | CoreError::AccountDisabled(_)
         | CoreError::NoSuchAccessKey
         | CoreError::BadSession
-        | CoreError::SignupDisabled) => (C::AccessDenied, e.to_string()),
+        | CoreError::SignupDisabled
+        | CoreError::NotFound(_)
+        | CoreError::Conflict(_)) => (C::AccessDenied, e.to_string()),
         e @ CoreError::TooManyAttempts(_) => (C::SlowDown, e.to_string()),
         e @ CoreError::QuotaExceeded { .. } => {
             let mut error = S3Error::with_message(C::Custom("QuotaExceeded".into()), e.to_string());

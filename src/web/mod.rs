@@ -19,6 +19,8 @@ pub struct WebState {
     pub metrics: PrometheusHandle,
     pub audit: crate::core::audit::AuditLog,
     pub api: ApiSettings,
+    /// Cancelled when the server stops, which ends open event streams.
+    pub stopping: tokio_util::sync::CancellationToken,
 }
 
 /// Settings of the JSON API.

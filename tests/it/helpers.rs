@@ -40,7 +40,7 @@ impl TestApp {
         self.stop_keeping_data().await;
     }
 
-    async fn stop_keeping_data(mut self) -> (tempfile::TempDir, Option<String>) {
+    pub async fn stop_keeping_data(mut self) -> (tempfile::TempDir, Option<String>) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }

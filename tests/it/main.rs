@@ -15,4 +15,5 @@ mod multipart;
 mod objects;
 mod openapi;
 mod operations;
+mod pools;
 mod quotas;

@@ -125,6 +125,11 @@ impl From<CoreError> for ApiError {
             CoreError::BadLogin => (S::UNAUTHORIZED, "bad_login"),
             CoreError::BadSession => (S::UNAUTHORIZED, "bad_session"),
             CoreError::SignupDisabled => (S::FORBIDDEN, "signup_disabled"),
+            CoreError::NotFound("pool") => (S::NOT_FOUND, "no_such_pool"),
+            CoreError::NotFound("member") => (S::NOT_FOUND, "no_such_member"),
+            CoreError::NotFound("group") => (S::NOT_FOUND, "no_such_group"),
+            CoreError::NotFound(_) => (S::NOT_FOUND, "not_found"),
+            CoreError::Conflict(_) => (S::CONFLICT, "conflict"),
             CoreError::QuotaExceeded { scope, quota, used } => {
                 let mut error = Self::new(S::PAYLOAD_TOO_LARGE, "quota_exceeded", message);
                 error.quota = Some(QuotaDetail { scope, quota, used });

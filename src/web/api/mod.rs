@@ -8,6 +8,7 @@ mod buckets;
 pub mod error;
 mod objects;
 mod openapi;
+mod pools;
 mod quotas;
 mod sessions;
 
@@ -55,6 +56,15 @@ pub fn router(state: WebState) -> Router<WebState> {
         .routes(routes!(audit::query))
         .routes(routes!(audit::own_usage))
         .routes(routes!(audit::all_usage))
+        .routes(routes!(pools::list, pools::create))
+        .routes(routes!(pools::show))
+        .routes(routes!(pools::members, pools::add_members))
+        .routes(routes!(pools::member_action))
+        .routes(routes!(pools::remove_member))
+        .routes(routes!(pools::contribute, pools::contributions))
+        .routes(routes!(pools::groups))
+        .routes(routes!(pools::seal))
+        .routes(routes!(pools::events))
         // OpenAPI has no multi-segment parameter, so the object routes are
         // documented as `{key}` (in `openapi::ApiDoc`) and routed here with
         // axum's catch-all, which lets keys contain slashes.

@@ -1,0 +1,631 @@
+//! Pool rules: who owns and who belongs to a pool, which window a file
+//! falls in, what a pool accepts (size, emptiness, type detected from the
+//! bytes), when groups seal, and the receipts members get. The metadata
+//! layer stores what these rules decide.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine;
+use bytes::Bytes;
+use futures::StreamExt;
+
+use super::accounts::ROOT_USER_ID;
+use super::digest::ChecksumAlgorithm;
+use super::objects::IncomingBody;
+use super::sessions::token_hash;
+use super::{CoreError, CoreResult, Principal, Store, now_ms};
+use crate::blob::ByteStream;
+use crate::meta::pools::{
+    ContributionRecord, GroupRecord, MemberRecord, NewContribution, NewMember, PoolEvent,
+    PoolMutation, PoolOutcome, PoolRecord,
+};
+use crate::meta::{Mutation, MutationOutcome, ObjectAttrs, ObjectRecord};
+
+/// Member roles.
+pub const ROLES: [&str; 3] = ["contributor", "listener", "processor"];
+
+/// Content types refused unless a pool says otherwise: programs.
+pub const DEFAULT_FORBIDDEN: [&str; 8] = [
+    "application/x-executable",
+    "application/vnd.microsoft.portable-executable",
+    "application/x-mach-binary",
+    "application/vnd.android.dex",
+    "application/java",
+    "application/wasm",
+    "application/x-shellscript",
+    "application/x-msdownload",
+];
+
+/// How far in the future a client timestamp may be (clocks drift).
+const FUTURE_TOLERANCE_MS: i64 = 5 * 60 * 1000;
+/// Bytes looked at to detect a file's type.
+const SNIFF_LEN: usize = 8192;
+/// Prefix of member tokens, so a bearer token says what it is.
+pub const MEMBER_TOKEN_PREFIX: &str = "cpm_";
+
+/// What a pool is created with; `None` takes the default.
+#[derive(Debug, Clone, Default)]
+pub struct PoolSpec {
+    pub name: String,
+    pub window_secs: i64,
+    pub grace_secs: Option<i64>,
+    pub max_file_size: Option<i64>,
+    pub allowed_types: Vec<String>,
+    pub forbidden_types: Option<Vec<String>>,
+    pub allow_empty: bool,
+    pub retention_days: Option<i64>,
+    pub webhook_url: Option<String>,
+    pub webhook_secret: Option<String>,
+}
+
+/// What a file sent to a pool became.
+#[derive(Debug, Clone)]
+pub enum Receipt {
+    Accepted(ContributionRecord),
+    /// Sent before: the first receipt's contribution.
+    Duplicate(ContributionRecord),
+    /// Not stored; `code` is stable, `message` explains.
+    Refused {
+        code: &'static str,
+        message: String,
+    },
+}
+
+/// The window `[start, end)` that contains `time_ms`.
+pub fn window_of(pool: &PoolRecord, time_ms: i64) -> (i64, i64) {
+    let width = pool.window_secs * 1000;
+    let start = pool.origin_ms + (time_ms - pool.origin_ms).div_euclid(width) * width;
+    (start, start + width)
+}
+
+fn invalid(field: &str, why: impl std::fmt::Display) -> CoreError {
+    CoreError::InvalidArgument(format!("{field}: {why}"))
+}
+
+/// Pool and member names: 1 to 56 of `a-z`, `0-9` and `-`, not starting or
+/// ending with `-` (a pool's bucket is `pool-<name>`).
+fn check_name(field: &str, name: &str) -> CoreResult<()> {
+    let ok = (1..=56).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(
+            field,
+            "1 to 56 of a-z, 0-9 and '-', not starting or ending with '-'",
+        ))
+    }
+}
+
+/// The content type of a file, from its first bytes.
+pub fn detect_type(head: &[u8]) -> String {
+    if head.starts_with(b"#!") {
+        return "application/x-shellscript".into();
+    }
+    if let Some(kind) = infer::get(head) {
+        return kind.mime_type().into();
+    }
+    // Text when the head is UTF-8, allowing a character cut at its end.
+    let text = match std::str::from_utf8(head) {
+        Ok(_) => true,
+        Err(e) => e.error_len().is_none() && head.len() >= SNIFF_LEN,
+    };
+    if text && !head.contains(&0) {
+        "text/plain".into()
+    } else {
+        "application/octet-stream".into()
+    }
+}
+
+fn type_matches(pattern: &str, mime: &str) -> bool {
+    match pattern.strip_suffix("/*") {
+        Some(family) => mime.split('/').next() == Some(family),
+        None => pattern == mime,
+    }
+}
+
+fn type_allowed(pool: &PoolRecord, mime: &str) -> bool {
+    !pool.forbidden_types.iter().any(|p| type_matches(p, mime))
+        && (pool.allowed_types.is_empty()
+            || pool.allowed_types.iter().any(|p| type_matches(p, mime)))
+}
+
+fn new_member_token() -> String {
+    format!(
+        "{MEMBER_TOKEN_PREFIX}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 24]>())
+    )
+}
+
+fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
+/// Counts a body's bytes and keeps its first ones, refusing it once it
+/// grows past the pool's limit.
+#[derive(Default)]
+struct BodyWatch {
+    head: Vec<u8>,
+    len: u64,
+    too_large: bool,
+}
+
+fn watched(stream: ByteStream, limit: u64, watch: Arc<Mutex<BodyWatch>>) -> ByteStream {
+    Box::pin(stream.map(move |chunk| {
+        let chunk: Bytes = chunk?;
+        let mut w = watch
+            .lock()
+            .map_err(|_| std::io::Error::other("poisoned"))?;
+        w.len += chunk.len() as u64;
+        if w.head.len() < SNIFF_LEN {
+            let take = (SNIFF_LEN - w.head.len()).min(chunk.len());
+            w.head.extend_from_slice(&chunk[..take]);
+        }
+        if w.len > limit {
+            w.too_large = true;
+            return Err(std::io::Error::other(
+                "the file is larger than the pool allows",
+            ));
+        }
+        Ok(chunk)
+    }))
+}
+
+impl Store {
+    async fn apply_pool(&self, mutation: PoolMutation) -> crate::meta::MetaResult<MutationOutcome> {
+        self.meta.apply(Mutation::Pool(Box::new(mutation))).await
+    }
+
+    /// Creates a pool owned by `who`, with a bucket of its own.
+    pub async fn create_pool(&self, who: &Principal, spec: PoolSpec) -> CoreResult<PoolRecord> {
+        check_name("name", &spec.name)?;
+        const MIN_WINDOW: i64 = 60;
+        const MAX_WINDOW: i64 = 30 * 24 * 3600;
+        if !(MIN_WINDOW..=MAX_WINDOW).contains(&spec.window_secs) {
+            return Err(invalid(
+                "window_secs",
+                format!("{MIN_WINDOW} (1 minute) to {MAX_WINDOW} (30 days)"),
+            ));
+        }
+        let grace_secs = spec
+            .grace_secs
+            .unwrap_or_else(|| (spec.window_secs / 4).min(3600));
+        if !(0..=3600).contains(&grace_secs) {
+            return Err(invalid("grace_secs", "0 to 3600 (1 hour)"));
+        }
+        let max_file_size = spec.max_file_size.unwrap_or(64 << 20);
+        if max_file_size < 1 || max_file_size as u64 > self.settings.max_object_size {
+            return Err(invalid(
+                "max_file_size",
+                format!("1 to {} bytes", self.settings.max_object_size),
+            ));
+        }
+        let retention_days = spec.retention_days.unwrap_or(30);
+        if !(1..=3650).contains(&retention_days) {
+            return Err(invalid("retention_days", "1 to 3650"));
+        }
+        for (field, list) in [
+            ("allowed_types", Some(&spec.allowed_types)),
+            ("forbidden_types", spec.forbidden_types.as_ref()),
+        ] {
+            for t in list.into_iter().flatten() {
+                if !t.contains('/') || t.len() > 127 {
+                    return Err(invalid(field, format!("{t:?} is not a content type")));
+                }
+            }
+        }
+        if let Some(url) = &spec.webhook_url {
+            let parsed = url::Url::parse(url).map_err(|e| invalid("webhook_url", e))?;
+            if !matches!(parsed.scheme(), "http" | "https") {
+                return Err(invalid("webhook_url", "http or https"));
+            }
+        }
+        let now = now_ms();
+        let pool = PoolRecord {
+            id: uuid::Uuid::now_v7().simple().to_string(),
+            bucket: format!("pool-{}", spec.name),
+            name: spec.name,
+            owner_id: who.user_id.clone(),
+            window_secs: spec.window_secs,
+            grace_secs,
+            origin_ms: 0,
+            max_file_size,
+            allowed_types: spec.allowed_types,
+            forbidden_types: spec
+                .forbidden_types
+                .unwrap_or_else(|| DEFAULT_FORBIDDEN.iter().map(|s| s.to_string()).collect()),
+            allow_empty: spec.allow_empty,
+            retention_days,
+            webhook_url: spec.webhook_url,
+            webhook_secret: spec.webhook_secret,
+            created_ms: now,
+        };
+        self.apply_pool(PoolMutation::Create { pool: pool.clone() })
+            .await?;
+        Ok(pool)
+    }
+
+    /// A pool its owner (or an admin) manages.
+    pub async fn owned_pool(&self, who: &Principal, name: &str) -> CoreResult<PoolRecord> {
+        let pool = self.meta.pool(name).await?;
+        if pool.owner_id == who.user_id || who.role == "admin" || who.user_id == ROOT_USER_ID {
+            Ok(pool)
+        } else {
+            // Someone else's pool is not even acknowledged.
+            Err(CoreError::NotFound("pool"))
+        }
+    }
+
+    /// Adds members; answers each with its token, shown only this once.
+    pub async fn add_members(
+        &self,
+        pool: &PoolRecord,
+        wanted: Vec<(String, String)>,
+    ) -> CoreResult<Vec<(MemberRecord, String)>> {
+        if wanted.is_empty() || wanted.len() > 10_000 {
+            return Err(invalid("count", "1 to 10000 members at a time"));
+        }
+        let now = now_ms();
+        let mut created = Vec::with_capacity(wanted.len());
+        let mut rows = Vec::with_capacity(wanted.len());
+        for (name, role) in wanted {
+            check_name("name", &name)?;
+            if !ROLES.contains(&role.as_str()) {
+                return Err(invalid("role", "contributor, listener or processor"));
+            }
+            let token = new_member_token();
+            let member = MemberRecord {
+                id: uuid::Uuid::now_v7().simple().to_string(),
+                pool_id: pool.id.clone(),
+                name,
+                role,
+                created_ms: now,
+                disabled_ms: None,
+            };
+            rows.push(NewMember {
+                member: member.clone(),
+                token_hash: token_hash(&token),
+            });
+            created.push((member, token));
+        }
+        self.apply_pool(PoolMutation::AddMembers {
+            pool_id: pool.id.clone(),
+            members: rows,
+        })
+        .await?;
+        Ok(created)
+    }
+
+    pub async fn set_member_disabled(
+        &self,
+        pool: &PoolRecord,
+        name: &str,
+        disabled: bool,
+    ) -> CoreResult<()> {
+        self.apply_pool(PoolMutation::SetMemberDisabled {
+            pool_id: pool.id.clone(),
+            name: name.to_owned(),
+            disabled_ms: disabled.then(now_ms),
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Gives a member a new token; the old one stops working at once.
+    pub async fn rekey_member(&self, pool: &PoolRecord, name: &str) -> CoreResult<String> {
+        let token = new_member_token();
+        self.apply_pool(PoolMutation::SetMemberToken {
+            pool_id: pool.id.clone(),
+            name: name.to_owned(),
+            token_hash: token_hash(&token),
+        })
+        .await?;
+        Ok(token)
+    }
+
+    pub async fn remove_member(&self, pool: &PoolRecord, name: &str) -> CoreResult<()> {
+        self.apply_pool(PoolMutation::RemoveMember {
+            pool_id: pool.id.clone(),
+            name: name.to_owned(),
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// The member behind a token, refused when unknown or disabled.
+    pub async fn pool_member(&self, token: &str) -> CoreResult<(MemberRecord, PoolRecord)> {
+        let (member, pool) = self
+            .meta
+            .member_by_token(&token_hash(token))
+            .await?
+            .ok_or(CoreError::BadSession)?;
+        if member.disabled_ms.is_some() {
+            return Err(CoreError::AccountDisabled(member.name));
+        }
+        Ok((member, pool))
+    }
+
+    /// Stores one file from a member. Rule violations become a refused
+    /// receipt; only failures of the server itself are errors.
+    pub async fn contribute(
+        &self,
+        pool: &PoolRecord,
+        member: &MemberRecord,
+        name: &str,
+        client_time_ms: i64,
+        stream: ByteStream,
+    ) -> CoreResult<Receipt> {
+        let refused = |code, message: String| Ok(Receipt::Refused { code, message });
+        if member.role != "contributor" {
+            return Err(CoreError::AccessDenied);
+        }
+        if name.is_empty() || name.len() > 255 || name.contains(['/', '\\', '\0']) {
+            return refused(
+                "bad_name",
+                "a file name has 1 to 255 bytes and no slashes".into(),
+            );
+        }
+        let now = now_ms();
+        if client_time_ms > now + FUTURE_TOLERANCE_MS {
+            return refused(
+                "in_future",
+                "the timestamp is more than 5 minutes in the future".into(),
+            );
+        }
+        let (start_ms, end_ms) = window_of(pool, client_time_ms);
+        let seal_at_ms = end_ms + pool.grace_secs * 1000;
+        if seal_at_ms <= now {
+            return refused(
+                "sealed",
+                format!("the group of {} is already sealed", rfc3339(start_ms)),
+            );
+        }
+        let watch = Arc::new(Mutex::new(BodyWatch::default()));
+        let body = IncomingBody {
+            stream: watched(stream, pool.max_file_size as u64, watch.clone()),
+            declared_len: None,
+            checksums: vec![ChecksumAlgorithm::Sha256],
+            verify: Box::new(|_| Ok(())),
+        };
+        let stored = match self.store_body(body, true).await {
+            Ok(stored) => stored,
+            Err(e) => {
+                if watch.lock().is_ok_and(|w| w.too_large) {
+                    return refused(
+                        "too_large",
+                        format!(
+                            "the pool accepts files of at most {} bytes",
+                            pool.max_file_size
+                        ),
+                    );
+                }
+                return Err(e);
+            }
+        };
+        let (head, size) = watch
+            .lock()
+            .map(|w| (w.head.clone(), w.len))
+            .unwrap_or_default();
+        let content_type = detect_type(&head);
+        let refusal = if size == 0 && !pool.allow_empty {
+            Some(("empty", "the pool does not accept empty files".to_owned()))
+        } else if !type_allowed(pool, &content_type) {
+            Some((
+                "forbidden_type",
+                format!("the pool does not accept {content_type}"),
+            ))
+        } else {
+            None
+        };
+        if let Some((code, message)) = refusal {
+            self.discard(&stored.body).await;
+            return refused(code, message);
+        }
+        let sha256 = stored
+            .digests
+            .checksum(ChecksumAlgorithm::Sha256)
+            .and_then(|b64| base64::engine::general_purpose::STANDARD.decode(b64).ok())
+            .map(hex::encode)
+            .ok_or_else(|| CoreError::Internal("no SHA-256 computed".into()))?;
+        let id = uuid::Uuid::now_v7().simple().to_string();
+        let object_key = format!("groups/{}/{}/{id}-{name}", rfc3339(start_ms), member.name);
+        let contribution = ContributionRecord {
+            id: id.clone(),
+            pool_id: pool.id.clone(),
+            member_id: member.id.clone(),
+            group_start_ms: start_ms,
+            client_time_ms,
+            name: name.to_owned(),
+            size: size as i64,
+            sha256: sha256.clone(),
+            content_type: content_type.clone(),
+            object_key: object_key.clone(),
+            created_ms: now,
+        };
+        let object = ObjectRecord {
+            bucket: pool.bucket.clone(),
+            key: object_key,
+            size: size as i64,
+            etag: stored.digests.md5_hex(),
+            last_modified_ms: now,
+            attrs: ObjectAttrs {
+                content_type: Some(content_type.clone()),
+                ..ObjectAttrs::default()
+            },
+            body: stored.body.clone(),
+            parts_count: None,
+        };
+        let event = PoolEvent {
+            id: 0,
+            pool_id: pool.id.clone(),
+            member_id: Some(member.id.clone()),
+            kind: "contribution.accepted".into(),
+            group_start_ms: Some(start_ms),
+            data: serde_json::json!({
+                "contribution": id,
+                "member": member.name,
+                "name": name,
+                "size": size,
+                "sha256": sha256,
+                "group": rfc3339(start_ms),
+            })
+            .to_string(),
+            time_ms: now,
+        };
+        let group = GroupRecord {
+            pool_id: pool.id.clone(),
+            start_ms,
+            end_ms,
+            seal_at_ms,
+            state: "open".into(),
+            files: 0,
+            bytes: 0,
+            attempts: 0,
+            lease_expires_ms: None,
+            result_key: None,
+            updated_ms: now,
+        };
+        let outcome = self
+            .apply_pool(PoolMutation::Contribute(Box::new(NewContribution {
+                object,
+                contribution,
+                group,
+                event,
+            })))
+            .await;
+        match outcome {
+            Ok(MutationOutcome::Pool(PoolOutcome::Contributed(c))) => {
+                self.pool_events.notify_waiters();
+                Ok(Receipt::Accepted(*c))
+            }
+            Ok(MutationOutcome::Pool(PoolOutcome::Duplicate(c))) => {
+                self.discard(&stored.body).await;
+                Ok(Receipt::Duplicate(*c))
+            }
+            Ok(_) => Err(CoreError::Internal("unexpected outcome".into())),
+            Err(e) if e.is_refusal() => {
+                self.discard(&stored.body).await;
+                match CoreError::from(e) {
+                    CoreError::Conflict(m) => refused("sealed", m),
+                    e @ CoreError::QuotaExceeded { .. } => refused("quota_exceeded", e.to_string()),
+                    other => Err(other),
+                }
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Seals every open group whose window and grace have passed.
+    pub async fn seal_due_groups(&self) -> CoreResult<u64> {
+        self.seal(None, None).await
+    }
+
+    /// Seals one open group before its time.
+    pub async fn seal_group(&self, pool: &PoolRecord, start_ms: i64) -> CoreResult<()> {
+        self.seal(Some(pool.id.clone()), Some(start_ms)).await?;
+        Ok(())
+    }
+
+    async fn seal(&self, pool_id: Option<String>, start_ms: Option<i64>) -> CoreResult<u64> {
+        let outcome = self
+            .apply_pool(PoolMutation::Seal {
+                pool_id,
+                start_ms,
+                now_ms: now_ms(),
+            })
+            .await?;
+        let sealed = match outcome {
+            MutationOutcome::Pool(PoolOutcome::Sealed(n)) => n,
+            _ => 0,
+        };
+        if sealed > 0 {
+            self.pool_events.notify_waiters();
+        }
+        Ok(sealed)
+    }
+
+    /// Notified whenever this node writes a pool event (events written by
+    /// other nodes are found by polling).
+    pub fn pool_event_signal(&self) -> Arc<tokio::sync::Notify> {
+        self.pool_events.clone()
+    }
+
+    /// Seals groups on time, forever: at each group's seal time, and after
+    /// a restart at once for those whose time passed while down.
+    pub async fn run_sealer(self) {
+        loop {
+            if let Err(e) = self.seal_due_groups().await {
+                tracing::warn!(error = %e, "sealing due groups failed");
+            }
+            let wait = match self.meta.next_seal_ms().await {
+                Ok(Some(at)) => (at - now_ms()).clamp(20, 1000) as u64,
+                _ => 1000,
+            };
+            tokio::time::sleep(Duration::from_millis(wait)).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(window_secs: i64) -> PoolRecord {
+        PoolRecord {
+            id: "p".into(),
+            name: "p".into(),
+            owner_id: "o".into(),
+            bucket: "pool-p".into(),
+            window_secs,
+            grace_secs: 0,
+            origin_ms: 0,
+            max_file_size: 1,
+            allowed_types: vec![],
+            forbidden_types: DEFAULT_FORBIDDEN.iter().map(|s| s.to_string()).collect(),
+            allow_empty: false,
+            retention_days: 30,
+            webhook_url: None,
+            webhook_secret: None,
+            created_ms: 0,
+        }
+    }
+
+    #[test]
+    fn windows_align_to_the_origin_also_before_it() {
+        let p = pool(60);
+        assert_eq!(window_of(&p, 0), (0, 60_000));
+        assert_eq!(window_of(&p, 59_999), (0, 60_000));
+        assert_eq!(window_of(&p, 60_000), (60_000, 120_000));
+        assert_eq!(window_of(&p, -1), (-60_000, 0));
+    }
+
+    #[test]
+    fn types_come_from_the_bytes() {
+        assert_eq!(detect_type(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR"), "image/png");
+        let mut elf = b"\x7fELF\x02\x01\x01".to_vec();
+        elf.resize(64, 0);
+        assert_eq!(detect_type(&elf), "application/x-executable");
+        assert_eq!(
+            detect_type(b"#!/bin/sh\necho hi\n"),
+            "application/x-shellscript"
+        );
+        assert_eq!(detect_type("plain text, ünïcode".as_bytes()), "text/plain");
+        assert_eq!(detect_type(&[0, 159, 146, 150]), "application/octet-stream");
+        let p = pool(60);
+        assert!(type_allowed(&p, "image/png"));
+        assert!(!type_allowed(&p, "application/x-executable"));
+        let only_images = PoolRecord {
+            allowed_types: vec!["image/*".into()],
+            ..p
+        };
+        assert!(type_allowed(&only_images, "image/jpeg"));
+        assert!(!type_allowed(&only_images, "text/plain"));
+    }
+}

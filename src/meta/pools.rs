@@ -1,0 +1,721 @@
+//! Pool rows: pools, members, time-window groups, contributions and the
+//! pool event log. Every change of state is one [`PoolMutation`] applied by
+//! the group-commit writer, and writes its events in the same transaction,
+//! so a follower of the event log never sees a change without its event or
+//! an event without its change.
+
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+
+use super::writer::{BlobRefs, create_bucket, put_object};
+use super::{MetaError, MetaResult, MetaStore, MutationOutcome, ObjectRecord, PutCondition};
+
+/// A pool and its rules.
+#[derive(Debug, Clone)]
+pub struct PoolRecord {
+    pub id: String,
+    pub name: String,
+    pub owner_id: String,
+    /// The bucket that holds the pool's files and results.
+    pub bucket: String,
+    pub window_secs: i64,
+    pub grace_secs: i64,
+    /// Windows are aligned to this instant (Unix ms).
+    pub origin_ms: i64,
+    pub max_file_size: i64,
+    /// Detected content types accepted; empty means any not forbidden.
+    /// A trailing `/*` matches a whole family (`image/*`).
+    pub allowed_types: Vec<String>,
+    pub forbidden_types: Vec<String>,
+    pub allow_empty: bool,
+    pub retention_days: i64,
+    pub webhook_url: Option<String>,
+    pub webhook_secret: Option<String>,
+    pub created_ms: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct MemberRecord {
+    pub id: String,
+    pub pool_id: String,
+    pub name: String,
+    /// `contributor`, `listener` or `processor`.
+    pub role: String,
+    pub created_ms: i64,
+    pub disabled_ms: Option<i64>,
+}
+
+/// One time window of a pool.
+#[derive(Debug, Clone)]
+pub struct GroupRecord {
+    pub pool_id: String,
+    pub start_ms: i64,
+    pub end_ms: i64,
+    /// When the window closes for late files too (end plus grace).
+    pub seal_at_ms: i64,
+    /// `open`, `sealed`, `processing`, `published` or `failed`.
+    pub state: String,
+    pub files: i64,
+    pub bytes: i64,
+    pub attempts: i64,
+    pub lease_expires_ms: Option<i64>,
+    pub result_key: Option<String>,
+    pub updated_ms: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct ContributionRecord {
+    pub id: String,
+    pub pool_id: String,
+    pub member_id: String,
+    pub group_start_ms: i64,
+    pub client_time_ms: i64,
+    pub name: String,
+    pub size: i64,
+    /// Hex.
+    pub sha256: String,
+    /// Detected from the bytes.
+    pub content_type: String,
+    pub object_key: String,
+    pub created_ms: i64,
+}
+
+/// One entry of the pool event log.
+#[derive(Debug, Clone)]
+pub struct PoolEvent {
+    /// Assigned by the database; 0 before the insert.
+    pub id: i64,
+    pub pool_id: String,
+    /// `None`: for everyone in the pool; otherwise for that member only.
+    pub member_id: Option<String>,
+    /// `contribution.accepted`, `group.sealed`, ...
+    pub kind: String,
+    pub group_start_ms: Option<i64>,
+    /// JSON text.
+    pub data: String,
+    pub time_ms: i64,
+}
+
+/// A new member and the hash of the token that authenticates it.
+#[derive(Debug, Clone)]
+pub struct NewMember {
+    pub member: MemberRecord,
+    pub token_hash: String,
+}
+
+/// A file to record: its object, its row, its group (created open if
+/// new) and its event.
+#[derive(Debug, Clone)]
+pub struct NewContribution {
+    pub object: ObjectRecord,
+    pub contribution: ContributionRecord,
+    pub group: GroupRecord,
+    pub event: PoolEvent,
+}
+
+/// Changes to pools, applied by the writer in one transaction each.
+#[derive(Debug, Clone)]
+pub enum PoolMutation {
+    /// Creates the pool and its bucket.
+    Create {
+        pool: PoolRecord,
+    },
+    /// Adds members; refused as a whole if a name is taken.
+    AddMembers {
+        pool_id: String,
+        members: Vec<NewMember>,
+    },
+    SetMemberDisabled {
+        pool_id: String,
+        name: String,
+        disabled_ms: Option<i64>,
+    },
+    SetMemberToken {
+        pool_id: String,
+        name: String,
+        token_hash: String,
+    },
+    RemoveMember {
+        pool_id: String,
+        name: String,
+    },
+    /// Stores a contribution's object, its row, its group's counters and
+    /// its event; a duplicate returns the earlier receipt and writes
+    /// nothing.
+    Contribute(Box<NewContribution>),
+    /// Seals open groups whose time has come (or one group, early).
+    Seal {
+        pool_id: Option<String>,
+        start_ms: Option<i64>,
+        now_ms: i64,
+    },
+}
+
+/// What a pool mutation produced, beyond "done".
+#[derive(Debug, Clone)]
+pub enum PoolOutcome {
+    Contributed(Box<ContributionRecord>),
+    /// The same file was contributed before: its first receipt.
+    Duplicate(Box<ContributionRecord>),
+    /// How many groups were sealed.
+    Sealed(u64),
+}
+
+pub(super) async fn apply(
+    conn: &mut AnyConnection,
+    mutation: &PoolMutation,
+) -> MetaResult<MutationOutcome> {
+    match mutation {
+        PoolMutation::Create { pool } => create_pool(conn, pool).await,
+        PoolMutation::AddMembers { pool_id, members } => add_members(conn, pool_id, members).await,
+        PoolMutation::SetMemberDisabled {
+            pool_id,
+            name,
+            disabled_ms,
+        } => {
+            let done = sqlx::query(
+                "UPDATE pool_members SET disabled_ms = $1 WHERE pool_id = $2 AND name = $3",
+            )
+            .bind(*disabled_ms)
+            .bind(pool_id)
+            .bind(name)
+            .execute(&mut *conn)
+            .await?;
+            super::touched(done, MetaError::NotFound("member"))
+        }
+        PoolMutation::SetMemberToken {
+            pool_id,
+            name,
+            token_hash,
+        } => {
+            let done = sqlx::query(
+                "UPDATE pool_members SET token_hash = $1 WHERE pool_id = $2 AND name = $3",
+            )
+            .bind(token_hash)
+            .bind(pool_id)
+            .bind(name)
+            .execute(&mut *conn)
+            .await?;
+            super::touched(done, MetaError::NotFound("member"))
+        }
+        PoolMutation::RemoveMember { pool_id, name } => {
+            let done = sqlx::query("DELETE FROM pool_members WHERE pool_id = $1 AND name = $2")
+                .bind(pool_id)
+                .bind(name)
+                .execute(&mut *conn)
+                .await?;
+            super::touched(done, MetaError::NotFound("member"))
+        }
+        PoolMutation::Contribute(new) => {
+            contribute(conn, &new.object, &new.contribution, &new.group, &new.event).await
+        }
+        PoolMutation::Seal {
+            pool_id,
+            start_ms,
+            now_ms,
+        } => seal(conn, pool_id.as_deref(), *start_ms, *now_ms).await,
+    }
+}
+
+async fn create_pool(conn: &mut AnyConnection, pool: &PoolRecord) -> MetaResult<MutationOutcome> {
+    let taken = sqlx::query("SELECT 1 AS x FROM pools WHERE name = $1")
+        .bind(&pool.name)
+        .fetch_optional(&mut *conn)
+        .await?;
+    if taken.is_some() {
+        return Err(MetaError::Conflict(format!(
+            "a pool named {:?} exists",
+            pool.name
+        )));
+    }
+    // Checks the bucket name before its first write.
+    create_bucket(conn, &pool.bucket, &pool.owner_id, pool.created_ms).await?;
+    let types = |t: &Vec<String>| serde_json::to_string(t).unwrap_or_else(|_| "[]".into());
+    sqlx::query(
+        "INSERT INTO pools (id, name, owner_id, bucket, window_secs, grace_secs, origin_ms, \
+         max_file_size, allowed_types, forbidden_types, allow_empty, retention_days, webhook_url, \
+         webhook_secret, created_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+    )
+    .bind(&pool.id)
+    .bind(&pool.name)
+    .bind(&pool.owner_id)
+    .bind(&pool.bucket)
+    .bind(pool.window_secs)
+    .bind(pool.grace_secs)
+    .bind(pool.origin_ms)
+    .bind(pool.max_file_size)
+    .bind(types(&pool.allowed_types))
+    .bind(types(&pool.forbidden_types))
+    .bind(i64::from(pool.allow_empty))
+    .bind(pool.retention_days)
+    .bind(pool.webhook_url.clone())
+    .bind(pool.webhook_secret.clone())
+    .bind(pool.created_ms)
+    .execute(&mut *conn)
+    .await?;
+    Ok(MutationOutcome::Done)
+}
+
+async fn add_members(
+    conn: &mut AnyConnection,
+    pool_id: &str,
+    members: &[NewMember],
+) -> MetaResult<MutationOutcome> {
+    let existing: std::collections::HashSet<String> =
+        sqlx::query("SELECT name FROM pool_members WHERE pool_id = $1")
+            .bind(pool_id)
+            .fetch_all(&mut *conn)
+            .await?
+            .iter()
+            .map(|row| row.try_get::<String, _>("name"))
+            .collect::<Result<_, _>>()?;
+    let mut names = std::collections::HashSet::new();
+    for new in members {
+        if existing.contains(&new.member.name) || !names.insert(new.member.name.as_str()) {
+            return Err(MetaError::Conflict(format!(
+                "a member named {:?} exists",
+                new.member.name
+            )));
+        }
+    }
+    // Short statements: SQLite binds `$n` by name, at a cost that grows
+    // with the square of a statement's parameters.
+    const COLUMNS: usize = 6;
+    for chunk in members.chunks(64) {
+        let sql = format!(
+            "INSERT INTO pool_members (id, pool_id, name, role, token_hash, created_ms) VALUES {}",
+            super::value_rows(chunk.len(), COLUMNS)
+        );
+        let mut query = sqlx::query(&sql);
+        for new in chunk {
+            query = query
+                .bind(new.member.id.clone())
+                .bind(pool_id.to_owned())
+                .bind(new.member.name.clone())
+                .bind(new.member.role.clone())
+                .bind(new.token_hash.clone())
+                .bind(new.member.created_ms);
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(MutationOutcome::Done)
+}
+
+async fn contribute(
+    conn: &mut AnyConnection,
+    object: &ObjectRecord,
+    c: &ContributionRecord,
+    group: &GroupRecord,
+    event: &PoolEvent,
+) -> MetaResult<MutationOutcome> {
+    let earlier = sqlx::query(&format!(
+        "SELECT {CONTRIBUTION_COLUMNS} FROM contributions WHERE pool_id = $1 AND member_id = $2 \
+         AND client_time_ms = $3 AND name = $4 AND sha256 = $5"
+    ))
+    .bind(&c.pool_id)
+    .bind(&c.member_id)
+    .bind(c.client_time_ms)
+    .bind(&c.name)
+    .bind(&c.sha256)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some(row) = earlier {
+        return Ok(MutationOutcome::Pool(PoolOutcome::Duplicate(Box::new(
+            contribution_from_row(&row)?,
+        ))));
+    }
+    let state = sqlx::query("SELECT state FROM pool_groups WHERE pool_id = $1 AND start_ms = $2")
+        .bind(&c.pool_id)
+        .bind(c.group_start_ms)
+        .fetch_optional(&mut *conn)
+        .await?;
+    if let Some(row) = state {
+        let state: String = row.try_get("state")?;
+        if state != "open" {
+            return Err(MetaError::Conflict(format!("the group is already {state}")));
+        }
+    } else if group.seal_at_ms <= event.time_ms {
+        return Err(MetaError::Conflict("the group is already sealed".into()));
+    }
+    // The object write checks the bucket and quotas before it writes.
+    put_object(conn, object, &PutCondition::Always, BlobRefs::Fresh).await?;
+    sqlx::query(&format!(
+        "INSERT INTO contributions ({CONTRIBUTION_COLUMNS}) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+    ))
+    .bind(&c.id)
+    .bind(&c.pool_id)
+    .bind(&c.member_id)
+    .bind(c.group_start_ms)
+    .bind(c.client_time_ms)
+    .bind(&c.name)
+    .bind(c.size)
+    .bind(&c.sha256)
+    .bind(&c.content_type)
+    .bind(&c.object_key)
+    .bind(c.created_ms)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "INSERT INTO pool_groups (pool_id, start_ms, end_ms, seal_at_ms, state, files, bytes, \
+         attempts, updated_ms) VALUES ($1, $2, $3, $4, 'open', 1, $5, 0, $6) \
+         ON CONFLICT (pool_id, start_ms) DO UPDATE SET files = pool_groups.files + 1, \
+         bytes = pool_groups.bytes + excluded.bytes, updated_ms = excluded.updated_ms",
+    )
+    .bind(&group.pool_id)
+    .bind(group.start_ms)
+    .bind(group.end_ms)
+    .bind(group.seal_at_ms)
+    .bind(c.size)
+    .bind(c.created_ms)
+    .execute(&mut *conn)
+    .await?;
+    insert_event(conn, event).await?;
+    Ok(MutationOutcome::Pool(PoolOutcome::Contributed(Box::new(
+        c.clone(),
+    ))))
+}
+
+/// Seals due open groups (or one group early) and writes a
+/// `group.sealed` event for each.
+async fn seal(
+    conn: &mut AnyConnection,
+    pool_id: Option<&str>,
+    start_ms: Option<i64>,
+    now_ms: i64,
+) -> MetaResult<MutationOutcome> {
+    let due = match (pool_id, start_ms) {
+        (Some(pool_id), Some(start_ms)) => {
+            let row = sqlx::query(&format!(
+                "SELECT {GROUP_COLUMNS} FROM pool_groups WHERE pool_id = $1 AND start_ms = $2"
+            ))
+            .bind(pool_id)
+            .bind(start_ms)
+            .fetch_optional(&mut *conn)
+            .await?
+            .ok_or(MetaError::NotFound("group"))?;
+            let group = group_from_row(&row)?;
+            if group.state != "open" {
+                return Err(MetaError::Conflict(format!(
+                    "the group is already {}",
+                    group.state
+                )));
+            }
+            vec![group]
+        }
+        _ => sqlx::query(&format!(
+            "SELECT {GROUP_COLUMNS} FROM pool_groups WHERE state = 'open' AND seal_at_ms <= $1 \
+             ORDER BY seal_at_ms LIMIT 500"
+        ))
+        .bind(now_ms)
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(group_from_row)
+        .collect::<MetaResult<_>>()?,
+    };
+    for group in &due {
+        sqlx::query(
+            "UPDATE pool_groups SET state = 'sealed', updated_ms = $1 \
+             WHERE pool_id = $2 AND start_ms = $3",
+        )
+        .bind(now_ms)
+        .bind(&group.pool_id)
+        .bind(group.start_ms)
+        .execute(&mut *conn)
+        .await?;
+        insert_event(
+            conn,
+            &PoolEvent {
+                id: 0,
+                pool_id: group.pool_id.clone(),
+                member_id: None,
+                kind: "group.sealed".into(),
+                group_start_ms: Some(group.start_ms),
+                data: serde_json::json!({
+                    "files": group.files,
+                    "bytes": group.bytes,
+                })
+                .to_string(),
+                time_ms: now_ms,
+            },
+        )
+        .await?;
+    }
+    Ok(MutationOutcome::Pool(PoolOutcome::Sealed(due.len() as u64)))
+}
+
+async fn insert_event(conn: &mut AnyConnection, event: &PoolEvent) -> MetaResult<()> {
+    sqlx::query(
+        "INSERT INTO pool_events (pool_id, member_id, kind, group_start_ms, data, time_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&event.pool_id)
+    .bind(event.member_id.clone())
+    .bind(&event.kind)
+    .bind(event.group_start_ms)
+    .bind(&event.data)
+    .bind(event.time_ms)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+const POOL_COLUMNS: &str = "id, name, owner_id, bucket, window_secs, grace_secs, origin_ms, \
+     max_file_size, allowed_types, forbidden_types, allow_empty, retention_days, webhook_url, \
+     webhook_secret, created_ms";
+const MEMBER_COLUMNS: &str = "id, pool_id, name, role, created_ms, disabled_ms";
+const GROUP_COLUMNS: &str = "pool_id, start_ms, end_ms, seal_at_ms, state, files, bytes, \
+     attempts, lease_expires_ms, result_key, updated_ms";
+const CONTRIBUTION_COLUMNS: &str = "id, pool_id, member_id, group_start_ms, client_time_ms, \
+     name, size, sha256, content_type, object_key, created_ms";
+const EVENT_COLUMNS: &str = "id, pool_id, member_id, kind, group_start_ms, data, time_ms";
+
+fn pool_from_row(row: &AnyRow) -> MetaResult<PoolRecord> {
+    let types = |column: &str| -> MetaResult<Vec<String>> {
+        let text: String = row.try_get(column)?;
+        serde_json::from_str(&text).map_err(|e| MetaError::Corrupt(e.to_string()))
+    };
+    Ok(PoolRecord {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        owner_id: row.try_get("owner_id")?,
+        bucket: row.try_get("bucket")?,
+        window_secs: row.try_get("window_secs")?,
+        grace_secs: row.try_get("grace_secs")?,
+        origin_ms: row.try_get("origin_ms")?,
+        max_file_size: row.try_get("max_file_size")?,
+        allowed_types: types("allowed_types")?,
+        forbidden_types: types("forbidden_types")?,
+        allow_empty: row.try_get::<i64, _>("allow_empty")? != 0,
+        retention_days: row.try_get("retention_days")?,
+        webhook_url: row.try_get("webhook_url")?,
+        webhook_secret: row.try_get("webhook_secret")?,
+        created_ms: row.try_get("created_ms")?,
+    })
+}
+
+fn member_from_row(row: &AnyRow) -> MetaResult<MemberRecord> {
+    Ok(MemberRecord {
+        id: row.try_get("id")?,
+        pool_id: row.try_get("pool_id")?,
+        name: row.try_get("name")?,
+        role: row.try_get("role")?,
+        created_ms: row.try_get("created_ms")?,
+        disabled_ms: row.try_get("disabled_ms")?,
+    })
+}
+
+fn group_from_row(row: &AnyRow) -> MetaResult<GroupRecord> {
+    Ok(GroupRecord {
+        pool_id: row.try_get("pool_id")?,
+        start_ms: row.try_get("start_ms")?,
+        end_ms: row.try_get("end_ms")?,
+        seal_at_ms: row.try_get("seal_at_ms")?,
+        state: row.try_get("state")?,
+        files: row.try_get("files")?,
+        bytes: row.try_get("bytes")?,
+        attempts: row.try_get("attempts")?,
+        lease_expires_ms: row.try_get("lease_expires_ms")?,
+        result_key: row.try_get("result_key")?,
+        updated_ms: row.try_get("updated_ms")?,
+    })
+}
+
+fn contribution_from_row(row: &AnyRow) -> MetaResult<ContributionRecord> {
+    Ok(ContributionRecord {
+        id: row.try_get("id")?,
+        pool_id: row.try_get("pool_id")?,
+        member_id: row.try_get("member_id")?,
+        group_start_ms: row.try_get("group_start_ms")?,
+        client_time_ms: row.try_get("client_time_ms")?,
+        name: row.try_get("name")?,
+        size: row.try_get("size")?,
+        sha256: row.try_get("sha256")?,
+        content_type: row.try_get("content_type")?,
+        object_key: row.try_get("object_key")?,
+        created_ms: row.try_get("created_ms")?,
+    })
+}
+
+fn event_from_row(row: &AnyRow) -> MetaResult<PoolEvent> {
+    Ok(PoolEvent {
+        id: row.try_get("id")?,
+        pool_id: row.try_get("pool_id")?,
+        member_id: row.try_get("member_id")?,
+        kind: row.try_get("kind")?,
+        group_start_ms: row.try_get("group_start_ms")?,
+        data: row.try_get("data")?,
+        time_ms: row.try_get("time_ms")?,
+    })
+}
+
+/// Which contributions a listing wants.
+#[derive(Debug, Clone, Default)]
+pub struct ContributionFilter {
+    pub member_id: Option<String>,
+    pub group_start_ms: Option<i64>,
+    /// Contributions with a larger id than this (the cursor).
+    pub after_id: Option<String>,
+}
+
+impl MetaStore {
+    pub async fn pool(&self, name: &str) -> MetaResult<PoolRecord> {
+        let row = sqlx::query(&format!("SELECT {POOL_COLUMNS} FROM pools WHERE name = $1"))
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(MetaError::NotFound("pool"))?;
+        pool_from_row(&row)
+    }
+
+    /// Pools owned by `owner_id`, or (`None`) every pool.
+    pub async fn pools(&self, owner_id: Option<&str>) -> MetaResult<Vec<PoolRecord>> {
+        sqlx::query(&format!(
+            "SELECT {POOL_COLUMNS} FROM pools WHERE ($1 = '' OR owner_id = $1) ORDER BY name"
+        ))
+        .bind(owner_id.unwrap_or_default())
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(pool_from_row)
+        .collect()
+    }
+
+    /// The member a token belongs to, with its pool.
+    pub async fn member_by_token(
+        &self,
+        token_hash: &str,
+    ) -> MetaResult<Option<(MemberRecord, PoolRecord)>> {
+        let Some(row) = sqlx::query(&format!(
+            "SELECT {MEMBER_COLUMNS} FROM pool_members WHERE token_hash = $1"
+        ))
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let member = member_from_row(&row)?;
+        let pool = sqlx::query(&format!("SELECT {POOL_COLUMNS} FROM pools WHERE id = $1"))
+            .bind(&member.pool_id)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(Some((member, pool_from_row(&pool)?)))
+    }
+
+    pub async fn members(&self, pool_id: &str) -> MetaResult<Vec<MemberRecord>> {
+        sqlx::query(&format!(
+            "SELECT {MEMBER_COLUMNS} FROM pool_members WHERE pool_id = $1 ORDER BY name"
+        ))
+        .bind(pool_id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(member_from_row)
+        .collect()
+    }
+
+    /// Groups of a pool, newest window first, optionally in one state.
+    pub async fn groups(&self, pool_id: &str, state: Option<&str>) -> MetaResult<Vec<GroupRecord>> {
+        sqlx::query(&format!(
+            "SELECT {GROUP_COLUMNS} FROM pool_groups WHERE pool_id = $1 AND ($2 = '' OR state = $2) \
+             ORDER BY start_ms DESC LIMIT 1000"
+        ))
+        .bind(pool_id)
+        .bind(state.unwrap_or_default())
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(group_from_row)
+        .collect()
+    }
+
+    pub async fn group(&self, pool_id: &str, start_ms: i64) -> MetaResult<GroupRecord> {
+        let row = sqlx::query(&format!(
+            "SELECT {GROUP_COLUMNS} FROM pool_groups WHERE pool_id = $1 AND start_ms = $2"
+        ))
+        .bind(pool_id)
+        .bind(start_ms)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(MetaError::NotFound("group"))?;
+        group_from_row(&row)
+    }
+
+    /// The seal time of the earliest open group, across all pools.
+    pub async fn next_seal_ms(&self) -> MetaResult<Option<i64>> {
+        let row = sqlx::query(
+            "SELECT seal_at_ms FROM pool_groups WHERE state = 'open' ORDER BY seal_at_ms LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(match row {
+            Some(row) => Some(row.try_get("seal_at_ms")?),
+            None => None,
+        })
+    }
+
+    /// A page of contributions in id order.
+    pub async fn contributions(
+        &self,
+        pool_id: &str,
+        filter: &ContributionFilter,
+        limit: i64,
+    ) -> MetaResult<Vec<ContributionRecord>> {
+        sqlx::query(&format!(
+            "SELECT {CONTRIBUTION_COLUMNS} FROM contributions WHERE pool_id = $1 \
+             AND ($2 = '' OR member_id = $2) AND ($3 = -1 OR group_start_ms = $3) AND id > $4 \
+             ORDER BY id LIMIT $5"
+        ))
+        .bind(pool_id)
+        .bind(filter.member_id.clone().unwrap_or_default())
+        .bind(filter.group_start_ms.unwrap_or(-1))
+        .bind(filter.after_id.clone().unwrap_or_default())
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(contribution_from_row)
+        .collect()
+    }
+
+    /// Contributions per member id.
+    pub async fn contribution_counts(&self, pool_id: &str) -> MetaResult<Vec<(String, i64)>> {
+        sqlx::query(
+            "SELECT member_id, COUNT(*) AS n FROM contributions WHERE pool_id = $1 \
+             GROUP BY member_id ORDER BY member_id",
+        )
+        .bind(pool_id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|row| Ok((row.try_get("member_id")?, row.try_get("n")?)))
+        .collect()
+    }
+
+    /// Events after `after_id` in id order: the pool-wide ones and, when
+    /// `member_id` is given, that member's own (`None`: every event).
+    pub async fn pool_events(
+        &self,
+        pool_id: &str,
+        member_id: Option<&str>,
+        after_id: i64,
+        limit: i64,
+    ) -> MetaResult<Vec<PoolEvent>> {
+        sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM pool_events WHERE pool_id = $1 AND id > $2 \
+             AND ($3 = '' OR member_id IS NULL OR member_id = $3) ORDER BY id LIMIT $4"
+        ))
+        .bind(pool_id)
+        .bind(after_id)
+        .bind(member_id.unwrap_or_default())
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(event_from_row)
+        .collect()
+    }
+}

@@ -1,0 +1,844 @@
+//! `/api/v1/pools` and `/api/v1/events`: pools and their members (for the
+//! owner), contributions (from members, with a receipt per file), groups,
+//! and the event stream as Server-Sent Events.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::multipart::MultipartRejection;
+use axum::extract::{FromRequestParts, Multipart, Path, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::{Stream, StreamExt};
+use serde::{Deserialize, Serialize};
+
+use super::error::{ApiError, ApiResult};
+use super::{ApiActor, Caller, JsonBody, QueryArgs};
+use crate::blob::ByteStream;
+use crate::core::pools::{MEMBER_TOKEN_PREFIX, PoolSpec, Receipt};
+use crate::core::{CoreError, Principal};
+use crate::meta::pools::{
+    ContributionFilter, ContributionRecord, GroupRecord, MemberRecord, PoolEvent, PoolRecord,
+};
+use crate::web::WebState;
+
+/// Who is calling a pool route: a member (by its token) or a user.
+pub enum PoolCaller {
+    Member(Box<(MemberRecord, PoolRecord)>),
+    User(Principal),
+}
+
+impl FromRequestParts<WebState> for PoolCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &WebState) -> Result<Self, ApiError> {
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| t.starts_with(MEMBER_TOKEN_PREFIX));
+        match token {
+            Some(token) => {
+                let (member, pool) = state.store.pool_member(token).await?;
+                ApiActor::set(parts, None, Some(&format!("{}/{}", pool.name, member.name)));
+                Ok(Self::Member(Box::new((member, pool))))
+            }
+            None => Ok(Self::User(
+                Caller::from_request_parts(parts, state).await?.0,
+            )),
+        }
+    }
+}
+
+impl PoolCaller {
+    /// The pool named in the path, if the caller may see it; and the
+    /// member, when the caller is one.
+    async fn pool(
+        self,
+        state: &WebState,
+        name: &str,
+    ) -> ApiResult<(PoolRecord, Option<MemberRecord>)> {
+        match self {
+            Self::Member(found) => {
+                let (member, pool) = *found;
+                if pool.name == name {
+                    Ok((pool, Some(member)))
+                } else {
+                    Err(CoreError::NotFound("pool").into())
+                }
+            }
+            Self::User(who) => Ok((state.store.owned_pool(&who, name).await?, None)),
+        }
+    }
+
+    /// Only the pool's owner or an admin.
+    async fn owner(self, state: &WebState, name: &str) -> ApiResult<PoolRecord> {
+        match self.pool(state, name).await? {
+            (pool, None) => Ok(pool),
+            (_, Some(_)) => Err(CoreError::AccessDenied.into()),
+        }
+    }
+}
+
+fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
+fn parse_time(field: &str, text: &str) -> ApiResult<i64> {
+    chrono::DateTime::parse_from_rfc3339(text.trim())
+        .map(|t| t.timestamp_millis())
+        .map_err(|e| ApiError::bad_field(field, format!("not an RFC 3339 time ({e})")))
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct PoolView {
+    pub name: String,
+    /// The bucket holding the pool's files, readable with any S3 tool.
+    pub bucket: String,
+    pub window_secs: i64,
+    pub grace_secs: i64,
+    pub max_file_size: i64,
+    pub allowed_types: Vec<String>,
+    pub forbidden_types: Vec<String>,
+    pub allow_empty: bool,
+    pub retention_days: i64,
+    pub webhook_url: Option<String>,
+    pub created_ms: i64,
+}
+
+impl From<PoolRecord> for PoolView {
+    fn from(p: PoolRecord) -> Self {
+        Self {
+            name: p.name,
+            bucket: p.bucket,
+            window_secs: p.window_secs,
+            grace_secs: p.grace_secs,
+            max_file_size: p.max_file_size,
+            allowed_types: p.allowed_types,
+            forbidden_types: p.forbidden_types,
+            allow_empty: p.allow_empty,
+            retention_days: p.retention_days,
+            webhook_url: p.webhook_url,
+            created_ms: p.created_ms,
+        }
+    }
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewPool {
+    /// 1 to 56 of a-z, 0-9 and '-'.
+    pub name: String,
+    /// 60 (1 minute) to 2592000 (30 days).
+    pub window_secs: i64,
+    /// Late files are accepted this long after a window ends; default a
+    /// quarter of the window, at most 3600.
+    pub grace_secs: Option<i64>,
+    /// Default 64 MiB.
+    pub max_file_size: Option<i64>,
+    /// Detected types accepted (`image/*` for a family); default any.
+    #[serde(default)]
+    pub allowed_types: Vec<String>,
+    /// Detected types refused; default executables and scripts.
+    pub forbidden_types: Option<Vec<String>>,
+    #[serde(default)]
+    pub allow_empty: bool,
+    /// Default 30.
+    pub retention_days: Option<i64>,
+    pub webhook_url: Option<String>,
+    pub webhook_secret: Option<String>,
+}
+
+#[utoipa::path(post, path = "/api/v1/pools", tag = "pools", request_body = NewPool, responses((status = 201, description = "Created, with a bucket of its own", body = PoolView)))]
+pub async fn create(
+    State(state): State<WebState>,
+    Caller(who): Caller,
+    JsonBody(body): JsonBody<NewPool>,
+) -> ApiResult<(StatusCode, Json<PoolView>)> {
+    let pool = state
+        .store
+        .create_pool(
+            &who,
+            PoolSpec {
+                name: body.name,
+                window_secs: body.window_secs,
+                grace_secs: body.grace_secs,
+                max_file_size: body.max_file_size,
+                allowed_types: body.allowed_types,
+                forbidden_types: body.forbidden_types,
+                allow_empty: body.allow_empty,
+                retention_days: body.retention_days,
+                webhook_url: body.webhook_url,
+                webhook_secret: body.webhook_secret,
+            },
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(pool.into())))
+}
+
+#[utoipa::path(get, path = "/api/v1/pools", tag = "pools", responses((status = 200, description = "The caller's pools (admins: all)", body = Vec<PoolView>)))]
+pub async fn list(
+    State(state): State<WebState>,
+    Caller(who): Caller,
+) -> ApiResult<Json<Vec<PoolView>>> {
+    let owner = (who.role != "admin").then_some(who.user_id.as_str());
+    let pools = state
+        .store
+        .meta()
+        .pools(owner)
+        .await
+        .map_err(CoreError::from)?;
+    Ok(Json(pools.into_iter().map(PoolView::from).collect()))
+}
+
+#[utoipa::path(get, path = "/api/v1/pools/{pool}", tag = "pools", params(("pool" = String, Path, description = "Pool name", example = "sky")), responses((status = 200, description = "The pool (owner, admins and its members)", body = PoolView)))]
+pub async fn show(
+    State(state): State<WebState>,
+    caller: PoolCaller,
+    Path(pool): Path<String>,
+) -> ApiResult<Json<PoolView>> {
+    let (pool, _) = caller.pool(&state, &pool).await?;
+    Ok(Json(pool.into()))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewMembers {
+    /// One member by name; or give `count` and `prefix` instead.
+    pub name: Option<String>,
+    /// `contributor`, `listener` or `processor`.
+    pub role: String,
+    /// Members `<prefix>1` to `<prefix><count>` (at most 10000).
+    pub count: Option<usize>,
+    pub prefix: Option<String>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct MemberToken {
+    pub name: String,
+    pub role: String,
+    /// Shown only in this answer; send as `Authorization: Bearer <token>`.
+    pub token: String,
+}
+
+#[derive(Deserialize, Default, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct TokenFormat {
+    /// `json` (default) or `csv` (name,role,token).
+    pub format: Option<String>,
+}
+
+#[utoipa::path(post, path = "/api/v1/pools/{pool}/members", tag = "pools", params(("pool" = String, Path, description = "Pool name", example = "sky"), TokenFormat), request_body = NewMembers, responses((status = 201, description = "The new members with their tokens", body = Vec<MemberToken>)))]
+pub async fn add_members(
+    State(state): State<WebState>,
+    caller: PoolCaller,
+    Path(pool): Path<String>,
+    QueryArgs(format): QueryArgs<TokenFormat>,
+    JsonBody(body): JsonBody<NewMembers>,
+) -> ApiResult<Response> {
+    let pool = caller.owner(&state, &pool).await?;
+    let names: Vec<String> = match (body.name, body.count, body.prefix) {
+        (Some(name), None, None) => vec![name],
+        (None, Some(count), Some(prefix)) => {
+            if !(1..=10_000).contains(&count) {
+                return Err(ApiError::bad_field("count", "1 to 10000"));
+            }
+            let width = count.to_string().len();
+            (1..=count)
+                .map(|i| format!("{prefix}{i:0width$}"))
+                .collect()
+        }
+        _ => {
+            return Err(ApiError::bad_field(
+                "name",
+                "give either a name, or a count and a prefix",
+            ));
+        }
+    };
+    let created = state
+        .store
+        .add_members(
+            &pool,
+            names.into_iter().map(|n| (n, body.role.clone())).collect(),
+        )
+        .await?;
+    let tokens: Vec<MemberToken> = created
+        .into_iter()
+        .map(|(m, token)| MemberToken {
+            name: m.name,
+            role: m.role,
+            token,
+        })
+        .collect();
+    match format.format.as_deref() {
+        None | Some("json") => Ok((StatusCode::CREATED, Json(tokens)).into_response()),
+        Some("csv") => {
+            let mut csv = String::from("name,role,token\n");
+            for t in &tokens {
+                csv.push_str(&format!("{},{},{}\n", t.name, t.role, t.token));
+            }
+            Ok((
+                StatusCode::CREATED,
+                [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+                csv,
+            )
+                .into_response())
+        }
+        Some(other) => Err(ApiError::bad_field(
+            "format",
+            format!("'json' or 'csv', not {other:?}"),
+        )),
+    }
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct MemberView {
+    pub name: String,
+    pub role: String,
+    pub created_ms: i64,
+    pub disabled: bool,
+    pub contributions: i64,
+}
+
+#[utoipa::path(get, path = "/api/v1/pools/{pool}/members", tag = "pools", params(("pool" = String, Path, description = "Pool name", example = "sky")), responses((status = 200, description = "Members with their contribution counts (owner)", body = Vec<MemberView>)))]
+pub async fn members(
+    State(state): State<WebState>,
+    caller: PoolCaller,
+    Path(pool): Path<String>,
+) -> ApiResult<Json<Vec<MemberView>>> {
+    let pool = caller.owner(&state, &pool).await?;
+    let meta = state.store.meta();
+    let counts: std::collections::HashMap<String, i64> = meta
+        .contribution_counts(&pool.id)
+        .await
+        .map_err(CoreError::from)?
+        .into_iter()
+        .collect();
+    let members = meta.members(&pool.id).await.map_err(CoreError::from)?;
+    Ok(Json(
+        members
+            .into_iter()
+            .map(|m| MemberView {
+                contributions: counts.get(&m.id).copied().unwrap_or(0),
+                name: m.name,
+                role: m.role,
+                created_ms: m.created_ms,
+                disabled: m.disabled_ms.is_some(),
+            })
+            .collect(),
+    ))
+}
+
+/// `disable`, `enable`, `rekey` on one member.
+#[utoipa::path(post, path = "/api/v1/pools/{pool}/members/{member}/{action}", tag = "pools", params(("pool" = String, Path, description = "Pool name", example = "sky"), ("member" = String, Path, description = "Member name", example = "cam-1"), ("action" = String, Path, description = "disable, enable or rekey")), responses((status = 200, description = "rekey: the new token (the old one stops working)", body = MemberToken), (status = 204, description = "disable, enable: done")))]
+pub async fn member_action(
+    State(state): State<WebState>,
+    caller: PoolCaller,
+    Path((pool, member, action)): Path<(String, String, String)>,
+) -> ApiResult<Response> {
+    let pool = caller.owner(&state, &pool).await?;
+    match action.as_str() {
+        "disable" | "enable" => {
+            state
+                .store
+                .set_member_disabled(&pool, &member, action == "disable")
+                .await?;
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        "rekey" => {
+            let token = state.store.rekey_member(&pool, &member).await?;
+            let role = state
+                .store
+                .pool_member(&token)
+                .await
+                .map(|(m, _)| m.role)
+                .unwrap_or_default();
+            Ok(Json(MemberToken {
+                name: member,
+                role,
+                token,
+            })
+            .into_response())
+        }
+        other => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no member action {other:?} (disable, enable, rekey)"),
+        )),
+    }
+}
+
+#[utoipa::path(delete, path = "/api/v1/pools/{pool}/members/{member}", tag = "pools", params(("pool" = String, Path, description = "Pool name", example = "sky"), ("member" = String, Path, description = "Member name", example = "cam-1")), responses((status = 204, description = "Removed; its contributions stay")))]
+pub async fn remove_member(
+    State(state): State<WebState>,
+    caller: PoolCaller,
+    Path((pool, member)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let pool = caller.owner(&state, &pool).await?;
+    state.store.remove_member(&pool, &member).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// What happened to one file.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ReceiptView {
+    /// The file name the client gave.
+    pub name: String,
+    /// `accepted`, `duplicate` or `refused`.
+    pub status: String,
+    pub contribution: Option<ContributionView>,
+    /// When refused: `sealed`, `in_future`, `too_large`, `empty`,
+    /// `forbidden_type`, `bad_name`, `bad_timestamp`, `quota_exceeded`.
+    pub reason: Option<String>,
+    pub message: Option<String>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ContributionView {
+    pub id: String,
+    pub member: String,
+    pub name: String,
+    /// The client's timestamp.
+    pub timestamp: String,
+    /// The group (its window's start).
+    pub group: String,
+    pub size: i64,
+    pub sha256: String,
+    /// Detected from the bytes.
+    pub content_type: String,
+    /// The object in the pool's bucket.
+    pub key: String,
+}
+
+fn contribution_view(c: ContributionRecord, member: &str) -> ContributionView {
+    ContributionView {
+        id: c.id,
+        member: member.to_owned(),
+        name: c.name,
+        timestamp: rfc3339(c.client_time_ms),
+        group: rfc3339(c.group_start_ms),
+        size: c.size,
+        sha256: c.sha256,
+        content_type: c.content_type,
+        key: c.object_key,
+    }
+}
+
+fn receipt_view(name: String, receipt: Receipt, member: &str) -> ReceiptView {
+    let (status, contribution, reason, message) = match receipt {
+        Receipt::Accepted(c) => ("accepted", Some(contribution_view(c, member)), None, None),
+        Receipt::Duplicate(c) => ("duplicate", Some(contribution_view(c, member)), None, None),
+        Receipt::Refused { code, message } => {
+            ("refused", None, Some(code.to_owned()), Some(message))
+        }
+    };
+    ReceiptView {
+        name,
+        status: status.to_owned(),
+        contribution,
+        reason,
+        message,
+    }
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Receipts {
+    pub receipts: Vec<ReceiptView>,
+}
+
+#[derive(Deserialize, Default, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct RawContribution {
+    /// The file name, for a raw-body upload.
+    pub name: Option<String>,
+    /// RFC 3339, for a raw-body upload.
+    pub timestamp: Option<String>,
+}
+
+/// The form `POST .../contributions` takes (documentation only).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct ContributionForm {
+    /// RFC 3339; applies to the `file` fields after it.
+    timestamp: String,
+    /// A file; repeat `timestamp` and `file` for a batch.
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+}
+
+#[utoipa::path(post, path = "/api/v1/pools/{pool}/contributions", tag = "pools", params(("pool" = String, Path, description = "Pool name", example = "sky"), RawContribution), request_body(content = ContributionForm, content_type = "multipart/form-data", description = "Or a raw body with ?name=&timestamp="), responses((status = 200, description = "A receipt per file, in order", body = Receipts)))]
+pub async fn contribute(
+    State(state): State<WebState>,
+    caller: PoolCaller,
+    Path(pool): Path<String>,
+    QueryArgs(raw): QueryArgs<RawContribution>,
+    headers: HeaderMap,
+    request: axum::extract::Request,
+) -> ApiResult<Json<Receipts>> {
+    let (pool, member) = caller.pool(&state, &pool).await?;
+    let member = member.ok_or(CoreError::AccessDenied)?;
+    let is_form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("multipart/form-data"));
+    let mut receipts = Vec::new();
+    if !is_form {
+        let name = raw
+            .name
+            .ok_or_else(|| ApiError::bad_field("name", "required for a raw-body upload"))?;
+        let timestamp = raw
+            .timestamp
+            .ok_or_else(|| ApiError::bad_field("timestamp", "required for a raw-body upload"))?;
+        let time_ms = parse_time("timestamp", &timestamp)?;
+        let stream: ByteStream = Box::pin(
+            request
+                .into_body()
+                .into_data_stream()
+                .map(|r| r.map_err(std::io::Error::other)),
+        );
+        let receipt = state
+            .store
+            .contribute(&pool, &member, &name, time_ms, stream)
+            .await?;
+        receipts.push(receipt_view(name, receipt, &member.name));
+        return Ok(Json(Receipts { receipts }));
+    }
+    use axum::extract::FromRequest;
+    let form: Result<Multipart, MultipartRejection> =
+        Multipart::from_request(request, &state).await;
+    let mut form = form.map_err(|e| ApiError::bad_field("form", e.body_text()))?;
+    let bad_form =
+        |e: axum::extract::multipart::MultipartError| ApiError::bad_field("form", e.body_text());
+    let mut timestamp: Option<String> = None;
+    while let Some(mut field) = form.next_field().await.map_err(bad_form)? {
+        match field.name().unwrap_or_default() {
+            "timestamp" => timestamp = Some(field.text().await.map_err(bad_form)?),
+            "file" => {
+                let name = field.file_name().unwrap_or_default().to_owned();
+                let time_ms = match timestamp.as_deref().map(|t| parse_time("timestamp", t)) {
+                    Some(Ok(ms)) => ms,
+                    other => {
+                        // Drain the field so the next one can be read.
+                        while let Ok(Some(_)) = field.chunk().await {}
+                        receipts.push(receipt_view(
+                            name,
+                            Receipt::Refused {
+                                code: "bad_timestamp",
+                                message: match other {
+                                    Some(Err(e)) => e.message,
+                                    _ => "no timestamp field before this file".into(),
+                                },
+                            },
+                            &member.name,
+                        ));
+                        continue;
+                    }
+                };
+                // The field borrows the form: feed the store through a
+                // channel while both run side by side.
+                let (feed, mut chunks) =
+                    tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(8);
+                let stream: ByteStream =
+                    Box::pin(futures::stream::poll_fn(move |cx| chunks.poll_recv(cx)));
+                let stored = state
+                    .store
+                    .contribute(&pool, &member, &name, time_ms, stream);
+                let pump = async {
+                    loop {
+                        match field.chunk().await {
+                            Ok(Some(chunk)) => {
+                                if feed.send(Ok(chunk)).await.is_err() {
+                                    break;
+                                }
+                            }
+                            Ok(None) => break,
+                            Err(e) => {
+                                let _ = feed.send(Err(std::io::Error::other(e.body_text()))).await;
+                                return Err(e);
+                            }
+                        }
+                    }
+                    drop(feed);
+                    // A refused file may stop reading early; skip the rest.
+                    while let Ok(Some(_)) = field.chunk().await {}
+                    Ok(())
+                };
+                let (receipt, pumped) = tokio::join!(stored, pump);
+                pumped.map_err(bad_form)?;
+                receipts.push(receipt_view(name, receipt?, &member.name));
+            }
+            other => {
+                return Err(ApiError::bad_field(
+                    other,
+                    "unknown form field (use timestamp, file)",
+                ));
+            }
+        }
+    }
+    if receipts.is_empty() {
+        return Err(ApiError::bad_field("file", "the form has no file field"));
+    }
+    Ok(Json(Receipts { receipts }))
+}
+
+#[derive(Deserialize, Default, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ContributionQuery {
+    /// A group (RFC 3339 start of its window).
+    pub group: Option<String>,
+    /// Owner only: one member's.
+    pub member: Option<String>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// 1 to 1000, default 100.
+    pub limit: Option<i64>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ContributionPage {
+    pub contributions: Vec<ContributionView>,
+    pub next_cursor: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/v1/pools/{pool}/contributions", tag = "pools", params(("pool" = String, Path, description = "Pool name", example = "sky"), ContributionQuery), responses((status = 200, description = "Members see their own; the owner everyone's", body = ContributionPage)))]
+pub async fn contributions(
+    State(state): State<WebState>,
+    caller: PoolCaller,
+    Path(pool): Path<String>,
+    QueryArgs(query): QueryArgs<ContributionQuery>,
+) -> ApiResult<Json<ContributionPage>> {
+    let (pool, member) = caller.pool(&state, &pool).await?;
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad_field("limit", "1 to 1000"));
+    }
+    let meta = state.store.meta();
+    let members = meta.members(&pool.id).await.map_err(CoreError::from)?;
+    let member_id = match (&member, &query.member) {
+        (Some(m), _) => Some(m.id.clone()),
+        (None, Some(name)) => Some(
+            members
+                .iter()
+                .find(|m| &m.name == name)
+                .map(|m| m.id.clone())
+                .ok_or(CoreError::NotFound("member"))?,
+        ),
+        (None, None) => None,
+    };
+    let filter = ContributionFilter {
+        member_id,
+        group_start_ms: query
+            .group
+            .as_deref()
+            .map(|g| parse_time("group", g))
+            .transpose()?,
+        after_id: query.cursor.clone(),
+    };
+    let page = meta
+        .contributions(&pool.id, &filter, limit)
+        .await
+        .map_err(CoreError::from)?;
+    let names: std::collections::HashMap<&str, &str> = members
+        .iter()
+        .map(|m| (m.id.as_str(), m.name.as_str()))
+        .collect();
+    let next_cursor = (page.len() as i64 == limit)
+        .then(|| page.last().map(|c| c.id.clone()))
+        .flatten();
+    Ok(Json(ContributionPage {
+        next_cursor,
+        contributions: page
+            .into_iter()
+            .map(|c| {
+                let member = names
+                    .get(c.member_id.as_str())
+                    .copied()
+                    .unwrap_or("")
+                    .to_owned();
+                contribution_view(c, &member)
+            })
+            .collect(),
+    }))
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct GroupView {
+    /// The start of the window, which names the group.
+    pub group: String,
+    pub end: String,
+    /// When it seals (or sealed) on its own: the end plus the grace period.
+    pub seals_at: String,
+    /// `open`, `sealed`, `processing`, `published` or `failed`.
+    pub state: String,
+    pub files: i64,
+    pub bytes: i64,
+    pub attempts: i64,
+}
+
+impl From<GroupRecord> for GroupView {
+    fn from(g: GroupRecord) -> Self {
+        Self {
+            group: rfc3339(g.start_ms),
+            end: rfc3339(g.end_ms),
+            seals_at: rfc3339(g.seal_at_ms),
+            state: g.state,
+            files: g.files,
+            bytes: g.bytes,
+            attempts: g.attempts,
+        }
+    }
+}
+
+#[derive(Deserialize, Default, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct GroupQuery {
+    /// Only groups in this state.
+    pub state: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/v1/pools/{pool}/groups", tag = "pools", params(("pool" = String, Path, description = "Pool name", example = "sky"), GroupQuery), responses((status = 200, description = "Groups, newest window first (at most 1000)", body = Vec<GroupView>)))]
+pub async fn groups(
+    State(state): State<WebState>,
+    caller: PoolCaller,
+    Path(pool): Path<String>,
+    QueryArgs(query): QueryArgs<GroupQuery>,
+) -> ApiResult<Json<Vec<GroupView>>> {
+    let (pool, _) = caller.pool(&state, &pool).await?;
+    let groups = state
+        .store
+        .meta()
+        .groups(&pool.id, query.state.as_deref())
+        .await
+        .map_err(CoreError::from)?;
+    Ok(Json(groups.into_iter().map(GroupView::from).collect()))
+}
+
+#[utoipa::path(post, path = "/api/v1/pools/{pool}/groups/{group}/seal", tag = "pools", params(("pool" = String, Path, description = "Pool name", example = "sky"), ("group" = String, Path, description = "RFC 3339 start of the group's window", example = "2026-11-23T12:00:00.000Z")), responses((status = 204, description = "Sealed before its time (owner or processor)")))]
+pub async fn seal(
+    State(state): State<WebState>,
+    caller: PoolCaller,
+    Path((pool, group)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let (pool, member) = caller.pool(&state, &pool).await?;
+    if member.is_some_and(|m| m.role != "processor") {
+        return Err(CoreError::AccessDenied.into());
+    }
+    let start_ms = parse_time("group", &group)?;
+    state.store.seal_group(&pool, start_ms).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, Default, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct EventQuery {
+    /// The pool; members may leave it out (theirs).
+    pub pool: Option<String>,
+    /// Resume after this event id (or send `Last-Event-ID`).
+    pub after: Option<i64>,
+}
+
+/// One event as the stream carries it (the SSE `data`).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct EventView {
+    pub id: i64,
+    pub kind: String,
+    pub pool: String,
+    pub group: Option<String>,
+    pub time: String,
+    #[schema(value_type = Object)]
+    pub data: serde_json::Value,
+}
+
+fn event_view(event: PoolEvent, pool: &str) -> EventView {
+    EventView {
+        id: event.id,
+        kind: event.kind,
+        pool: pool.to_owned(),
+        group: event.group_start_ms.map(rfc3339),
+        time: rfc3339(event.time_ms),
+        data: serde_json::from_str(&event.data).unwrap_or(serde_json::Value::Null),
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/events", tag = "pools", params(EventQuery, ("Last-Event-ID" = Option<i64>, Header, description = "Resume after this event")), responses((status = 200, description = "Server-Sent Events: `id` is the event id, `event` its kind, `data` an EventView", content_type = "text/event-stream", body = String)))]
+pub async fn events(
+    State(state): State<WebState>,
+    caller: PoolCaller,
+    QueryArgs(query): QueryArgs<EventQuery>,
+    headers: HeaderMap,
+) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+    let name = match (&caller, &query.pool) {
+        (_, Some(name)) => name.clone(),
+        (PoolCaller::Member(found), None) => found.1.name.clone(),
+        (PoolCaller::User(_), None) => {
+            return Err(ApiError::bad_field("pool", "name the pool to follow"));
+        }
+    };
+    let (pool, member) = caller.pool(&state, &name).await?;
+    let resume = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.trim()
+                .parse::<i64>()
+                .map_err(|_| ApiError::bad_field("Last-Event-ID", "not an event id"))
+        })
+        .transpose()?;
+    let after = resume.or(query.after).unwrap_or(0);
+    let member_id = member.map(|m| m.id);
+    let stopping = state.stopping.clone();
+    let stream = futures::stream::unfold(after, move |after| {
+        let state = state.clone();
+        let pool = pool.clone();
+        let member_id = member_id.clone();
+        async move {
+            loop {
+                // Armed before the query, so an event written while it runs
+                // still wakes the wait below.
+                let signal = state.store.pool_event_signal();
+                let written = signal.notified();
+                tokio::pin!(written);
+                written.as_mut().enable();
+                let page = state
+                    .store
+                    .meta()
+                    .pool_events(&pool.id, member_id.as_deref(), after, 500)
+                    .await;
+                match page {
+                    Ok(page) if !page.is_empty() => {
+                        let last = page.last().map_or(after, |e| e.id);
+                        let events: Vec<Result<Event, Infallible>> = page
+                            .into_iter()
+                            .map(|e| {
+                                let id = e.id;
+                                let kind = e.kind.clone();
+                                let view = event_view(e, &pool.name);
+                                Ok(Event::default()
+                                    .id(id.to_string())
+                                    .event(kind)
+                                    .json_data(view)
+                                    .unwrap_or_default())
+                            })
+                            .collect();
+                        return Some((futures::stream::iter(events), last));
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "reading pool events failed"),
+                }
+                // Events this node writes wake the stream at once; those of
+                // other nodes are found by the next poll.
+                let _ = tokio::time::timeout(Duration::from_secs(1), written).await;
+            }
+        }
+    })
+    .flatten()
+    .take_until(stopping.cancelled_owned());
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}

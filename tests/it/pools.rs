@@ -1,0 +1,484 @@
+//! Pools: members in bulk, contributions with a receipt per file, groups
+//! that seal on time (also across a restart), and the event stream.
+
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use reqwest::multipart::{Form, Part};
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\0\0\0\0:~\x9bU";
+/// The start of an ELF header, padded to the length a header has.
+const ELF: &[u8] = b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0\x02\0>\0\x01\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0";
+
+fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// A JSON call as the root admin (`token: None`) or with a bearer token.
+async fn call(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut request = reqwest::Client::new().request(method, app.web_url(path));
+    request = match token {
+        Some(token) => request.bearer_auth(token),
+        None => request.basic_auth(ROOT_USER, Some(ROOT_PASSWORD)),
+    };
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.expect("request");
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("body");
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+async fn post(app: &TestApp, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {
+    call(app, reqwest::Method::POST, path, token, Some(body)).await
+}
+
+async fn get(app: &TestApp, path: &str, token: Option<&str>) -> (u16, Value) {
+    call(app, reqwest::Method::GET, path, token, None).await
+}
+
+async fn create_pool(app: &TestApp, body: Value) -> Value {
+    let (status, pool) = post(app, "/api/v1/pools", None, body).await;
+    assert_eq!(status, 201, "{pool}");
+    pool
+}
+
+/// Member tokens by name.
+async fn add_members(app: &TestApp, pool: &str, body: Value) -> Vec<(String, String)> {
+    let (status, created) = post(app, &format!("/api/v1/pools/{pool}/members"), None, body).await;
+    assert_eq!(status, 201, "{created}");
+    created
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|m| {
+            (
+                m["name"].as_str().unwrap().to_owned(),
+                m["token"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+async fn send_batch(
+    app: &TestApp,
+    pool: &str,
+    token: &str,
+    files: &[(&str, i64, &[u8])],
+) -> Vec<Value> {
+    let mut form = Form::new();
+    for (name, time_ms, data) in files {
+        form = form.text("timestamp", rfc3339(*time_ms)).part(
+            "file",
+            Part::bytes(data.to_vec()).file_name(name.to_string()),
+        );
+    }
+    let response = reqwest::Client::new()
+        .post(app.web_url(&format!("/api/v1/pools/{pool}/contributions")))
+        .bearer_auth(token)
+        .multipart(form)
+        .send()
+        .await
+        .expect("contribute");
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.expect("json");
+    body["receipts"].as_array().expect("receipts").clone()
+}
+
+/// Reads the SSE stream until `enough` holds for the events seen.
+async fn read_events(
+    app: &TestApp,
+    query: &str,
+    token: &str,
+    last_event_id: Option<i64>,
+    enough: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
+    let mut request = reqwest::Client::new()
+        .get(app.web_url(&format!("/api/v1/events{query}")))
+        .bearer_auth(token);
+    if let Some(id) = last_event_id {
+        request = request.header("last-event-id", id.to_string());
+    }
+    let response = request.send().await.expect("events");
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let mut stream = response.bytes_stream();
+    let mut text = String::new();
+    let mut events = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !enough(&events) {
+        let chunk = tokio::time::timeout_at(deadline, stream.next())
+            .await
+            .expect("the events arrive in time")
+            .expect("the stream stays open")
+            .expect("chunk");
+        text.push_str(std::str::from_utf8(&chunk).unwrap());
+        while let Some(end) = text.find("\n\n") {
+            let block: String = text.drain(..end + 2).collect();
+            if let Some(data) = block.lines().find_map(|l| l.strip_prefix("data: ")) {
+                events.push(serde_json::from_str(data).expect("event json"));
+            }
+        }
+    }
+    events
+}
+
+#[tokio::test]
+async fn members_contribute_files_with_receipts_and_follow_events() {
+    let app = spawn_app().await;
+    let pool = create_pool(&app, json!({"name": "sky", "window_secs": 3600})).await;
+    assert_eq!(pool["bucket"], "pool-sky");
+    assert_eq!(pool["grace_secs"], 900, "a quarter of the window");
+    assert_eq!(pool["max_file_size"], 64 << 20);
+
+    let cams = add_members(
+        &app,
+        "sky",
+        json!({"count": 3, "prefix": "cam-", "role": "contributor"}),
+    )
+    .await;
+    assert_eq!(
+        cams.iter().map(|c| c.0.as_str()).collect::<Vec<_>>(),
+        ["cam-1", "cam-2", "cam-3"]
+    );
+    let listener = add_members(&app, "sky", json!({"name": "screen", "role": "listener"})).await;
+    let csv = reqwest::Client::new()
+        .post(app.web_url("/api/v1/pools/sky/members?format=csv"))
+        .basic_auth(ROOT_USER, Some(ROOT_PASSWORD))
+        .json(&json!({"count": 2, "prefix": "late-", "role": "listener"}))
+        .send()
+        .await
+        .expect("csv");
+    assert_eq!(csv.status(), 201);
+    let csv = csv.text().await.unwrap();
+    assert!(
+        csv.starts_with("name,role,token\nlate-1,listener,cpm_"),
+        "{csv}"
+    );
+    let (status, taken) = post(
+        &app,
+        "/api/v1/pools/sky/members",
+        None,
+        json!({"name": "cam-1", "role": "listener"}),
+    )
+    .await;
+    assert_eq!(
+        (status, taken["error"]["code"].as_str()),
+        (409, Some("conflict"))
+    );
+
+    let cam1 = &cams[0].1;
+    let now = now_ms();
+    let receipts = send_batch(
+        &app,
+        "sky",
+        cam1,
+        &[
+            ("sky.png", now - 1_000, PNG),
+            ("tool", now - 1_000, ELF),
+            ("nothing.txt", now - 1_000, b""),
+            ("later.png", now + 3_600_000, PNG),
+            ("old.png", now - 48 * 3_600_000, PNG),
+            ("notes.txt", now - 2_000, "plain words".as_bytes()),
+        ],
+    )
+    .await;
+    let outcome: Vec<(&str, Option<&str>)> = receipts
+        .iter()
+        .map(|r| (r["status"].as_str().unwrap(), r["reason"].as_str()))
+        .collect();
+    assert_eq!(
+        outcome,
+        [
+            ("accepted", None),
+            ("refused", Some("forbidden_type")),
+            ("refused", Some("empty")),
+            ("refused", Some("in_future")),
+            ("refused", Some("sealed")),
+            ("accepted", None),
+        ]
+    );
+    let first = &receipts[0]["contribution"];
+    assert_eq!(first["content_type"], "image/png");
+    assert_eq!(first["size"], PNG.len());
+    assert_eq!(first["sha256"], hex_sha256(PNG));
+    assert_eq!(receipts[5]["contribution"]["content_type"], "text/plain");
+
+    // The same file again (a retry after a lost answer) gets the first receipt.
+    let again = send_batch(&app, "sky", cam1, &[("sky.png", now - 1_000, PNG)]).await;
+    assert_eq!(again[0]["status"], "duplicate");
+    assert_eq!(again[0]["contribution"]["id"], first["id"]);
+
+    // The raw-body form, from another member.
+    let raw = reqwest::Client::new()
+        .post(app.web_url(&format!(
+            "/api/v1/pools/sky/contributions?name=raw.png&timestamp={}",
+            rfc3339(now)
+        )))
+        .bearer_auth(&cams[1].1)
+        .body(PNG.to_vec())
+        .send()
+        .await
+        .expect("raw");
+    let raw: Value = raw.json().await.unwrap();
+    assert_eq!(raw["receipts"][0]["status"], "accepted", "{raw}");
+
+    // Only contributors contribute; a pool's files are in its bucket.
+    let refused = reqwest::Client::new()
+        .post(app.web_url(&format!(
+            "/api/v1/pools/sky/contributions?name=x.png&timestamp={}",
+            rfc3339(now)
+        )))
+        .bearer_auth(&listener[0].1)
+        .body(PNG.to_vec())
+        .send()
+        .await
+        .expect("listener");
+    assert_eq!(refused.status(), 403);
+    let listed = app
+        .client()
+        .list_objects_v2()
+        .bucket("pool-sky")
+        .send()
+        .await
+        .expect("list the pool bucket");
+    assert_eq!(
+        listed.contents().len(),
+        3,
+        "two files of cam-1, one of cam-2"
+    );
+    let key = first["key"].as_str().unwrap();
+    assert_eq!(get_bytes(&app.client(), "pool-sky", key).await, PNG);
+
+    // Members see their own contributions; the owner sees all, with counts.
+    let (_, own) = get(&app, "/api/v1/pools/sky/contributions", Some(cam1)).await;
+    assert_eq!(own["contributions"].as_array().unwrap().len(), 2);
+    let (_, all) = get(&app, "/api/v1/pools/sky/contributions?limit=2", None).await;
+    assert_eq!(all["contributions"].as_array().unwrap().len(), 2);
+    let cursor = all["next_cursor"].as_str().expect("a second page");
+    let (_, rest) = get(
+        &app,
+        &format!("/api/v1/pools/sky/contributions?limit=2&cursor={cursor}"),
+        None,
+    )
+    .await;
+    assert_eq!(rest["contributions"].as_array().unwrap().len(), 1);
+    assert_eq!(rest["contributions"][0]["member"], "cam-2");
+    let (_, members) = get(&app, "/api/v1/pools/sky/members", None).await;
+    let count = |name: &str| {
+        members
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == name)
+            .map(|m| m["contributions"].as_i64().unwrap())
+    };
+    assert_eq!(
+        (count("cam-1"), count("cam-2"), count("cam-3")),
+        (Some(2), Some(1), Some(0))
+    );
+    let (status, _) = get(&app, "/api/v1/pools/sky/members", Some(cam1)).await;
+    assert_eq!(status, 403, "members do not manage the pool");
+
+    // One open group holds the three files; sealing it early closes it.
+    let (_, groups) = get(&app, "/api/v1/pools/sky/groups", Some(cam1)).await;
+    let group = groups[0]["group"].as_str().unwrap().to_owned();
+    assert_eq!(
+        (groups[0]["state"].as_str(), groups[0]["files"].as_i64()),
+        (Some("open"), Some(3))
+    );
+    let (status, _) = post(
+        &app,
+        &format!("/api/v1/pools/sky/groups/{group}/seal"),
+        Some(cam1),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 403, "a contributor cannot seal");
+    let (status, body) = post(
+        &app,
+        &format!("/api/v1/pools/sky/groups/{group}/seal"),
+        None,
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 204, "{body}");
+    let late = send_batch(&app, "sky", cam1, &[("late.png", now - 500, PNG)]).await;
+    assert_eq!(
+        (late[0]["status"].as_str(), late[0]["reason"].as_str()),
+        (Some("refused"), Some("sealed"))
+    );
+
+    // Events: a member sees its own receipts and the pool's; resuming
+    // after an id gives only what followed.
+    let events = read_events(&app, "", cam1, None, |seen| {
+        seen.iter().any(|e| e["kind"] == "group.sealed")
+    })
+    .await;
+    let kinds: Vec<&str> = events.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "contribution.accepted",
+            "contribution.accepted",
+            "group.sealed"
+        ]
+    );
+    assert!(
+        events
+            .windows(2)
+            .all(|w| w[0]["id"].as_i64() < w[1]["id"].as_i64())
+    );
+    assert_eq!(events[2]["group"], group.as_str());
+    let second = events[1]["id"].as_i64().unwrap();
+    let resumed = read_events(&app, "", cam1, Some(second), |seen| !seen.is_empty()).await;
+    assert_eq!(resumed[0]["kind"], "group.sealed");
+    let owner_view = read_events(
+        &app,
+        "?pool=sky&after=0",
+        &login(&app).await,
+        None,
+        |seen| seen.len() >= 4,
+    )
+    .await;
+    assert_eq!(owner_view.len(), 4, "the owner also sees cam-2's receipt");
+
+    // A disabled member is refused; a re-keyed one uses its new token only.
+    let (status, _) = post(
+        &app,
+        "/api/v1/pools/sky/members/cam-3/disable",
+        None,
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (status, body) = get(&app, "/api/v1/pools/sky", Some(&cams[2].1)).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("account_disabled"))
+    );
+    let (status, rekeyed) = post(
+        &app,
+        "/api/v1/pools/sky/members/cam-2/rekey",
+        None,
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, _) = get(&app, "/api/v1/pools/sky", Some(&cams[1].1)).await;
+    assert_eq!(status, 401, "the old token is dead");
+    let (status, _) = get(&app, "/api/v1/pools/sky", rekeyed["token"].as_str()).await;
+    assert_eq!(status, 200);
+    app.stop().await;
+}
+
+async fn login(app: &TestApp) -> String {
+    let (_, session) = call(
+        app,
+        reqwest::Method::POST,
+        "/api/v1/auth/login",
+        None,
+        Some(json!({"name": ROOT_USER, "password": ROOT_PASSWORD})),
+    )
+    .await;
+    session["token"].as_str().expect("token").to_owned()
+}
+
+fn hex_sha256(data: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(data))
+}
+
+#[tokio::test]
+async fn ten_thousand_members_in_one_call() {
+    let app = spawn_app().await;
+    create_pool(&app, json!({"name": "crowd", "window_secs": 60})).await;
+    let started = Instant::now();
+    let members = add_members(
+        &app,
+        "crowd",
+        json!({"count": 10000, "prefix": "m", "role": "contributor"}),
+    )
+    .await;
+    eprintln!("10,000 members created in {:?}", started.elapsed());
+    assert_eq!(members.len(), 10_000);
+    assert_eq!(members[0].0, "m00001");
+    let tokens: std::collections::HashSet<&str> = members.iter().map(|m| m.1.as_str()).collect();
+    assert_eq!(tokens.len(), 10_000, "every token differs");
+    let (status, _) = get(&app, "/api/v1/pools/crowd", Some(&members[9_999].1)).await;
+    assert_eq!(status, 200, "the last token works");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn groups_seal_on_time_even_across_a_restart() {
+    let app = spawn_app().await;
+    // The file goes into the previous one-minute window, whose grace ends
+    // two seconds from now.
+    let now = now_ms();
+    let current_start = now - now.rem_euclid(60_000);
+    let grace_secs = (now - current_start) / 1000 + 2;
+    create_pool(
+        &app,
+        json!({"name": "late", "window_secs": 60, "grace_secs": grace_secs}),
+    )
+    .await;
+    let cam = add_members(&app, "late", json!({"name": "cam", "role": "contributor"})).await;
+    let receipts = send_batch(
+        &app,
+        "late",
+        &cam[0].1,
+        &[("a.png", current_start - 1_000, PNG)],
+    )
+    .await;
+    assert_eq!(receipts[0]["status"], "accepted", "{receipts:?}");
+    let seal_at = chrono::DateTime::parse_from_rfc3339(
+        get(&app, "/api/v1/pools/late/groups", None).await.1[0]["seals_at"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap()
+    .timestamp_millis();
+
+    // Down before the group's time comes, up again after it passed.
+    let (data_dir, database_url) = app.stop_keeping_data().await;
+    let wait = (seal_at - now_ms()).max(0) as u64 + 200;
+    tokio::time::sleep(Duration::from_millis(wait)).await;
+    let app = spawn_on(data_dir, database_url, &[]).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, groups) = get(&app, "/api/v1/pools/late/groups", None).await;
+        if groups[0]["state"] == "sealed" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "sealed after the restart: {groups}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let events = read_events(&app, "", &cam[0].1, None, |seen| seen.len() >= 2).await;
+    assert_eq!(events[1]["kind"], "group.sealed");
+    app.stop().await;
+}
