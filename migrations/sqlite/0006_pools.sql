@@ -44,6 +44,8 @@ CREATE TABLE pool_groups (
     lease_member TEXT,
     lease_expires_ms BIGINT,
     result_key TEXT,
+    result_size BIGINT,
+    result_etag TEXT,
     updated_ms BIGINT NOT NULL,
     PRIMARY KEY (pool_id, start_ms)
 );
@@ -78,3 +80,12 @@ CREATE TABLE pool_events (
     time_ms BIGINT NOT NULL
 );
 CREATE INDEX pool_events_by_pool ON pool_events (pool_id, id);
+
+-- Which member fetched which group's result, for the owner's delivery view.
+CREATE TABLE pool_deliveries (
+    pool_id TEXT NOT NULL REFERENCES pools (id) ON DELETE CASCADE,
+    member_id TEXT NOT NULL,
+    group_start_ms BIGINT NOT NULL,
+    fetched_ms BIGINT NOT NULL,
+    PRIMARY KEY (pool_id, member_id, group_start_ms)
+);

@@ -39,6 +39,10 @@ pub const DEFAULT_FORBIDDEN: [&str; 8] = [
 
 /// How far in the future a client timestamp may be (clocks drift).
 const FUTURE_TOLERANCE_MS: i64 = 5 * 60 * 1000;
+/// How long a claim holds a group unless renewed.
+pub const DEFAULT_LEASE_SECS: i64 = 300;
+/// Claims whose leases lapse before a group fails.
+const MAX_ATTEMPTS: i64 = 3;
 /// Bytes looked at to detect a file's type.
 const SNIFF_LEN: usize = 8192;
 /// Prefix of member tokens, so a bearer token says what it is.
@@ -142,7 +146,15 @@ fn new_member_token() -> String {
     )
 }
 
-fn rfc3339(ms: i64) -> String {
+fn sha256_hex(digests: &super::digest::BodyDigests) -> CoreResult<String> {
+    digests
+        .checksum(ChecksumAlgorithm::Sha256)
+        .and_then(|b64| base64::engine::general_purpose::STANDARD.decode(b64).ok())
+        .map(hex::encode)
+        .ok_or_else(|| CoreError::Internal("no SHA-256 computed".into()))
+}
+
+pub fn rfc3339(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
         .unwrap_or_default()
@@ -387,32 +399,15 @@ impl Store {
                 format!("the group of {} is already sealed", rfc3339(start_ms)),
             );
         }
-        let watch = Arc::new(Mutex::new(BodyWatch::default()));
-        let body = IncomingBody {
-            stream: watched(stream, pool.max_file_size as u64, watch.clone()),
-            declared_len: None,
-            checksums: vec![ChecksumAlgorithm::Sha256],
-            verify: Box::new(|_| Ok(())),
+        let Some((stored, head, size)) = self.store_pool_file(pool, stream).await? else {
+            return refused(
+                "too_large",
+                format!(
+                    "the pool accepts files of at most {} bytes",
+                    pool.max_file_size
+                ),
+            );
         };
-        let stored = match self.store_body(body, true).await {
-            Ok(stored) => stored,
-            Err(e) => {
-                if watch.lock().is_ok_and(|w| w.too_large) {
-                    return refused(
-                        "too_large",
-                        format!(
-                            "the pool accepts files of at most {} bytes",
-                            pool.max_file_size
-                        ),
-                    );
-                }
-                return Err(e);
-            }
-        };
-        let (head, size) = watch
-            .lock()
-            .map(|w| (w.head.clone(), w.len))
-            .unwrap_or_default();
         let content_type = detect_type(&head);
         let refusal = if size == 0 && !pool.allow_empty {
             Some(("empty", "the pool does not accept empty files".to_owned()))
@@ -428,12 +423,7 @@ impl Store {
             self.discard(&stored.body).await;
             return refused(code, message);
         }
-        let sha256 = stored
-            .digests
-            .checksum(ChecksumAlgorithm::Sha256)
-            .and_then(|b64| base64::engine::general_purpose::STANDARD.decode(b64).ok())
-            .map(hex::encode)
-            .ok_or_else(|| CoreError::Internal("no SHA-256 computed".into()))?;
+        let sha256 = sha256_hex(&stored.digests)?;
         let id = uuid::Uuid::now_v7().simple().to_string();
         let object_key = format!("groups/{}/{}/{id}-{name}", rfc3339(start_ms), member.name);
         let contribution = ContributionRecord {
@@ -488,8 +478,11 @@ impl Store {
             files: 0,
             bytes: 0,
             attempts: 0,
+            lease_id: None,
             lease_expires_ms: None,
             result_key: None,
+            result_size: None,
+            result_etag: None,
             updated_ms: now,
         };
         let outcome = self
@@ -557,19 +550,263 @@ impl Store {
         self.pool_events.clone()
     }
 
-    /// Seals groups on time, forever: at each group's seal time, and after
-    /// a restart at once for those whose time passed while down.
+    /// Seals groups on time and takes back lapsed leases, forever: at each
+    /// deadline, and after a restart at once for those that passed while
+    /// down.
     pub async fn run_sealer(self) {
         loop {
             if let Err(e) = self.seal_due_groups().await {
                 tracing::warn!(error = %e, "sealing due groups failed");
             }
-            let wait = match self.meta.next_seal_ms().await {
-                Ok(Some(at)) => (at - now_ms()).clamp(20, 1000) as u64,
-                _ => 1000,
+            match self
+                .apply_pool(PoolMutation::ExpireLeases {
+                    now_ms: now_ms(),
+                    max_attempts: MAX_ATTEMPTS,
+                })
+                .await
+            {
+                Ok(MutationOutcome::Pool(PoolOutcome::Sealed(n))) if n > 0 => {
+                    self.pool_events.notify_waiters();
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "expiring leases failed"),
+            }
+            let next = match (
+                self.meta.next_seal_ms().await,
+                self.meta.next_lease_expiry_ms().await,
+            ) {
+                (Ok(a), Ok(b)) => a.into_iter().chain(b.map(|b| b + 1)).min(),
+                _ => None,
             };
+            let wait = next.map_or(1000, |at| (at - now_ms()).clamp(20, 1000)) as u64;
             tokio::time::sleep(Duration::from_millis(wait)).await;
         }
+    }
+
+    /// Stores a pool file (a contribution or a result) with its SHA-256;
+    /// answers it with its first bytes and size, or `None` when it grew
+    /// past the pool's limit (nothing is kept then).
+    async fn store_pool_file(
+        &self,
+        pool: &PoolRecord,
+        stream: ByteStream,
+    ) -> CoreResult<Option<(super::objects::StoredBody, Vec<u8>, u64)>> {
+        let watch = Arc::new(Mutex::new(BodyWatch::default()));
+        let body = IncomingBody {
+            stream: watched(stream, pool.max_file_size as u64, watch.clone()),
+            declared_len: None,
+            checksums: vec![ChecksumAlgorithm::Sha256],
+            verify: Box::new(|_| Ok(())),
+        };
+        match self.store_body(body, true).await {
+            Ok(stored) => {
+                let (head, size) = watch
+                    .lock()
+                    .map(|w| (w.head.clone(), w.len))
+                    .unwrap_or_default();
+                Ok(Some((stored, head, size)))
+            }
+            Err(_) if watch.lock().is_ok_and(|w| w.too_large) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn require_processor(member: &MemberRecord) -> CoreResult<()> {
+        if member.role == "processor" {
+            Ok(())
+        } else {
+            Err(CoreError::AccessDenied)
+        }
+    }
+
+    /// A processor claims a sealed group (that one, or the oldest);
+    /// `None` when there is none.
+    pub async fn claim_group(
+        &self,
+        pool: &PoolRecord,
+        member: &MemberRecord,
+        start_ms: Option<i64>,
+        lease_secs: i64,
+    ) -> CoreResult<Option<GroupRecord>> {
+        Self::require_processor(member)?;
+        let outcome = self
+            .apply_pool(PoolMutation::Claim {
+                pool_id: pool.id.clone(),
+                start_ms,
+                member: member.name.clone(),
+                lease_id: uuid::Uuid::new_v4().simple().to_string(),
+                now_ms: now_ms(),
+                lease_ms: lease_secs * 1000,
+            })
+            .await?;
+        match outcome {
+            MutationOutcome::Pool(PoolOutcome::Claimed(group)) => {
+                self.pool_events.notify_waiters();
+                Ok(Some(*group))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Extends the lease; answers its new expiry (ms).
+    pub async fn renew_lease(
+        &self,
+        pool: &PoolRecord,
+        member: &MemberRecord,
+        start_ms: i64,
+        lease_id: &str,
+        lease_secs: i64,
+    ) -> CoreResult<i64> {
+        Self::require_processor(member)?;
+        let now = now_ms();
+        self.apply_pool(PoolMutation::Renew {
+            pool_id: pool.id.clone(),
+            start_ms,
+            lease_id: lease_id.to_owned(),
+            now_ms: now,
+            lease_ms: lease_secs * 1000,
+        })
+        .await?;
+        Ok(now + lease_secs * 1000)
+    }
+
+    /// Stores the result of a held group and publishes it to the pool.
+    pub async fn publish_result(
+        &self,
+        pool: &PoolRecord,
+        member: &MemberRecord,
+        start_ms: i64,
+        lease_id: &str,
+        stream: ByteStream,
+    ) -> CoreResult<GroupRecord> {
+        Self::require_processor(member)?;
+        let (stored, head, _) = self
+            .store_pool_file(pool, stream)
+            .await?
+            .ok_or(CoreError::EntityTooLarge)?;
+        let now = now_ms();
+        let sha256 = sha256_hex(&stored.digests)?;
+        let result = ObjectRecord {
+            bucket: pool.bucket.clone(),
+            key: format!("results/{}/result", rfc3339(start_ms)),
+            size: stored.digests.size as i64,
+            etag: stored.digests.md5_hex(),
+            last_modified_ms: now,
+            attrs: ObjectAttrs {
+                content_type: Some(detect_type(&head)),
+                ..ObjectAttrs::default()
+            },
+            body: stored.body.clone(),
+            parts_count: None,
+        };
+        let event = PoolEvent {
+            id: 0,
+            pool_id: pool.id.clone(),
+            member_id: None,
+            kind: "group.published".into(),
+            group_start_ms: Some(start_ms),
+            data: serde_json::json!({
+                "size": result.size,
+                "sha256": sha256,
+                "etag": result.etag,
+                "key": result.key,
+                "processor": member.name,
+            })
+            .to_string(),
+            time_ms: now,
+        };
+        let published = self
+            .apply_pool(PoolMutation::Publish {
+                pool_id: pool.id.clone(),
+                start_ms,
+                lease_id: lease_id.to_owned(),
+                result: Box::new(result),
+                event,
+            })
+            .await;
+        if let Err(e) = published {
+            if e.is_refusal() {
+                self.discard(&stored.body).await;
+            }
+            return Err(e.into());
+        }
+        self.pool_events.notify_waiters();
+        self.sweep.notify_one();
+        Ok(self.meta.group(&pool.id, start_ms).await?)
+    }
+
+    /// The processor reports that it could not make a result.
+    pub async fn fail_group(
+        &self,
+        pool: &PoolRecord,
+        member: &MemberRecord,
+        start_ms: i64,
+        lease_id: &str,
+        reason: &str,
+    ) -> CoreResult<()> {
+        Self::require_processor(member)?;
+        self.apply_pool(PoolMutation::Fail {
+            pool_id: pool.id.clone(),
+            start_ms,
+            lease_id: lease_id.to_owned(),
+            reason: reason.chars().take(4000).collect(),
+            now_ms: now_ms(),
+        })
+        .await?;
+        self.pool_events.notify_waiters();
+        Ok(())
+    }
+
+    /// The owner gives a failed group another three attempts.
+    pub async fn reopen_group(&self, pool: &PoolRecord, start_ms: i64) -> CoreResult<()> {
+        self.apply_pool(PoolMutation::Reopen {
+            pool_id: pool.id.clone(),
+            start_ms,
+            now_ms: now_ms(),
+        })
+        .await?;
+        self.pool_events.notify_waiters();
+        Ok(())
+    }
+
+    /// Every contribution of a group, in order.
+    pub async fn manifest(
+        &self,
+        pool: &PoolRecord,
+        start_ms: i64,
+    ) -> CoreResult<Vec<ContributionRecord>> {
+        self.meta.group(&pool.id, start_ms).await?;
+        let mut all = Vec::new();
+        let mut filter = crate::meta::pools::ContributionFilter {
+            group_start_ms: Some(start_ms),
+            ..Default::default()
+        };
+        loop {
+            let page = self.meta.contributions(&pool.id, &filter, 1000).await?;
+            let done = page.len() < 1000;
+            filter.after_id = page.last().map(|c| c.id.clone());
+            all.extend(page);
+            if done {
+                return Ok(all);
+            }
+        }
+    }
+
+    /// Notes that a member fetched a group's result.
+    pub async fn record_delivery(
+        &self,
+        pool: &PoolRecord,
+        member: &MemberRecord,
+        start_ms: i64,
+    ) -> CoreResult<()> {
+        self.apply_pool(PoolMutation::Delivered {
+            pool_id: pool.id.clone(),
+            member_id: member.id.clone(),
+            start_ms,
+            now_ms: now_ms(),
+        })
+        .await?;
+        Ok(())
     }
 }
 

@@ -4,6 +4,7 @@
 //! so a follower of the event log never sees a change without its event or
 //! an event without its change.
 
+use serde_json::json;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
@@ -58,8 +59,11 @@ pub struct GroupRecord {
     pub files: i64,
     pub bytes: i64,
     pub attempts: i64,
+    pub lease_id: Option<String>,
     pub lease_expires_ms: Option<i64>,
     pub result_key: Option<String>,
+    pub result_size: Option<i64>,
+    pub result_etag: Option<String>,
     pub updated_ms: i64,
 }
 
@@ -149,6 +153,58 @@ pub enum PoolMutation {
         start_ms: Option<i64>,
         now_ms: i64,
     },
+    /// A processor takes a sealed group (that one, or the oldest).
+    Claim {
+        pool_id: String,
+        start_ms: Option<i64>,
+        member: String,
+        lease_id: String,
+        now_ms: i64,
+        lease_ms: i64,
+    },
+    /// Extends a lease that is still held.
+    Renew {
+        pool_id: String,
+        start_ms: i64,
+        lease_id: String,
+        now_ms: i64,
+        lease_ms: i64,
+    },
+    /// Stores the result under a held lease: the group is published.
+    Publish {
+        pool_id: String,
+        start_ms: i64,
+        lease_id: String,
+        result: Box<ObjectRecord>,
+        event: PoolEvent,
+    },
+    /// The processor gave up: the group fails.
+    Fail {
+        pool_id: String,
+        start_ms: i64,
+        lease_id: String,
+        reason: String,
+        now_ms: i64,
+    },
+    /// The owner gives a failed group new attempts.
+    Reopen {
+        pool_id: String,
+        start_ms: i64,
+        now_ms: i64,
+    },
+    /// Returns groups whose lease lapsed to `sealed`, or fails them after
+    /// `max_attempts`.
+    ExpireLeases {
+        now_ms: i64,
+        max_attempts: i64,
+    },
+    /// A member fetched a group's result.
+    Delivered {
+        pool_id: String,
+        member_id: String,
+        start_ms: i64,
+        now_ms: i64,
+    },
 }
 
 /// What a pool mutation produced, beyond "done".
@@ -157,8 +213,12 @@ pub enum PoolOutcome {
     Contributed(Box<ContributionRecord>),
     /// The same file was contributed before: its first receipt.
     Duplicate(Box<ContributionRecord>),
-    /// How many groups were sealed.
+    /// How many groups were sealed (or had a lapsed lease handled).
     Sealed(u64),
+    /// The group a processor now holds.
+    Claimed(Box<GroupRecord>),
+    /// No sealed group to claim.
+    NothingToClaim,
 }
 
 pub(super) async fn apply(
@@ -214,7 +274,292 @@ pub(super) async fn apply(
             start_ms,
             now_ms,
         } => seal(conn, pool_id.as_deref(), *start_ms, *now_ms).await,
+        PoolMutation::Claim {
+            pool_id,
+            start_ms,
+            member,
+            lease_id,
+            now_ms,
+            lease_ms,
+        } => {
+            claim(
+                conn, pool_id, *start_ms, member, lease_id, *now_ms, *lease_ms,
+            )
+            .await
+        }
+        PoolMutation::Renew {
+            pool_id,
+            start_ms,
+            lease_id,
+            now_ms,
+            lease_ms,
+        } => {
+            held_group(conn, pool_id, *start_ms, lease_id, *now_ms).await?;
+            sqlx::query(
+                "UPDATE pool_groups SET lease_expires_ms = $1, updated_ms = $2 \
+                 WHERE pool_id = $3 AND start_ms = $4",
+            )
+            .bind(now_ms + lease_ms)
+            .bind(*now_ms)
+            .bind(pool_id)
+            .bind(*start_ms)
+            .execute(&mut *conn)
+            .await?;
+            Ok(MutationOutcome::Done)
+        }
+        PoolMutation::Publish {
+            pool_id,
+            start_ms,
+            lease_id,
+            result,
+            event,
+        } => {
+            held_group(conn, pool_id, *start_ms, lease_id, event.time_ms).await?;
+            put_object(conn, result, &PutCondition::Always, BlobRefs::Fresh).await?;
+            sqlx::query(
+                "UPDATE pool_groups SET state = 'published', lease_id = NULL, \
+                 lease_expires_ms = NULL, result_key = $1, result_size = $2, result_etag = $3, \
+                 updated_ms = $4 WHERE pool_id = $5 AND start_ms = $6",
+            )
+            .bind(&result.key)
+            .bind(result.size)
+            .bind(&result.etag)
+            .bind(event.time_ms)
+            .bind(pool_id)
+            .bind(*start_ms)
+            .execute(&mut *conn)
+            .await?;
+            insert_event(conn, event).await?;
+            Ok(MutationOutcome::Done)
+        }
+        PoolMutation::Fail {
+            pool_id,
+            start_ms,
+            lease_id,
+            reason,
+            now_ms,
+        } => {
+            let group = held_group(conn, pool_id, *start_ms, lease_id, *now_ms).await?;
+            set_state(conn, &group, "failed", *now_ms, json!({"reason": reason})).await?;
+            Ok(MutationOutcome::Done)
+        }
+        PoolMutation::Reopen {
+            pool_id,
+            start_ms,
+            now_ms,
+        } => {
+            let group = group_in(conn, pool_id, *start_ms).await?;
+            if group.state != "failed" {
+                return Err(MetaError::Conflict(format!(
+                    "only a failed group can be reopened; this one is {}",
+                    group.state
+                )));
+            }
+            sqlx::query("UPDATE pool_groups SET attempts = 0 WHERE pool_id = $1 AND start_ms = $2")
+                .bind(pool_id)
+                .bind(*start_ms)
+                .execute(&mut *conn)
+                .await?;
+            set_state(conn, &group, "sealed", *now_ms, json!({"reopened": true})).await?;
+            Ok(MutationOutcome::Done)
+        }
+        PoolMutation::ExpireLeases {
+            now_ms,
+            max_attempts,
+        } => {
+            let lapsed: Vec<GroupRecord> = sqlx::query(&format!(
+                "SELECT {GROUP_COLUMNS} FROM pool_groups WHERE state = 'processing' \
+                 AND lease_expires_ms < $1 LIMIT 500"
+            ))
+            .bind(*now_ms)
+            .fetch_all(&mut *conn)
+            .await?
+            .iter()
+            .map(group_from_row)
+            .collect::<MetaResult<_>>()?;
+            for group in &lapsed {
+                let (state, data) = if group.attempts >= *max_attempts {
+                    (
+                        "failed",
+                        json!({"reason": format!("{} attempts lapsed", group.attempts)}),
+                    )
+                } else {
+                    (
+                        "sealed",
+                        json!({"lease_lapsed": true, "attempts": group.attempts}),
+                    )
+                };
+                set_state(conn, group, state, *now_ms, data).await?;
+            }
+            Ok(MutationOutcome::Pool(PoolOutcome::Sealed(
+                lapsed.len() as u64
+            )))
+        }
+        PoolMutation::Delivered {
+            pool_id,
+            member_id,
+            start_ms,
+            now_ms,
+        } => {
+            sqlx::query(
+                "INSERT INTO pool_deliveries (pool_id, member_id, group_start_ms, fetched_ms) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (pool_id, member_id, group_start_ms) \
+                 DO UPDATE SET fetched_ms = excluded.fetched_ms",
+            )
+            .bind(pool_id)
+            .bind(member_id)
+            .bind(*start_ms)
+            .bind(*now_ms)
+            .execute(&mut *conn)
+            .await?;
+            Ok(MutationOutcome::Done)
+        }
     }
+}
+
+async fn group_in(
+    conn: &mut AnyConnection,
+    pool_id: &str,
+    start_ms: i64,
+) -> MetaResult<GroupRecord> {
+    let row = sqlx::query(&format!(
+        "SELECT {GROUP_COLUMNS} FROM pool_groups WHERE pool_id = $1 AND start_ms = $2"
+    ))
+    .bind(pool_id)
+    .bind(start_ms)
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or(MetaError::NotFound("group"))?;
+    group_from_row(&row)
+}
+
+/// The group, if `lease_id` holds it and has not lapsed.
+async fn held_group(
+    conn: &mut AnyConnection,
+    pool_id: &str,
+    start_ms: i64,
+    lease_id: &str,
+    now_ms: i64,
+) -> MetaResult<GroupRecord> {
+    let group = group_in(conn, pool_id, start_ms).await?;
+    let held = group.state == "processing"
+        && group.lease_id.as_deref() == Some(lease_id)
+        && group.lease_expires_ms.is_some_and(|at| at >= now_ms);
+    if held {
+        Ok(group)
+    } else {
+        Err(MetaError::Conflict(
+            "this lease does not hold the group (it lapsed, or another processor has it)".into(),
+        ))
+    }
+}
+
+/// Moves a group to `state`, releasing any lease, with its event
+/// (`group.<state>`).
+async fn set_state(
+    conn: &mut AnyConnection,
+    group: &GroupRecord,
+    state: &str,
+    now_ms: i64,
+    data: serde_json::Value,
+) -> MetaResult<()> {
+    sqlx::query(
+        "UPDATE pool_groups SET state = $1, lease_id = NULL, lease_expires_ms = NULL, \
+         updated_ms = $2 WHERE pool_id = $3 AND start_ms = $4",
+    )
+    .bind(state)
+    .bind(now_ms)
+    .bind(&group.pool_id)
+    .bind(group.start_ms)
+    .execute(&mut *conn)
+    .await?;
+    insert_event(
+        conn,
+        &PoolEvent {
+            id: 0,
+            pool_id: group.pool_id.clone(),
+            member_id: None,
+            kind: format!("group.{state}"),
+            group_start_ms: Some(group.start_ms),
+            data: data.to_string(),
+            time_ms: now_ms,
+        },
+    )
+    .await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn claim(
+    conn: &mut AnyConnection,
+    pool_id: &str,
+    start_ms: Option<i64>,
+    member: &str,
+    lease_id: &str,
+    now_ms: i64,
+    lease_ms: i64,
+) -> MetaResult<MutationOutcome> {
+    let group = match start_ms {
+        Some(start_ms) => {
+            let group = group_in(conn, pool_id, start_ms).await?;
+            if group.state != "sealed" {
+                return Err(MetaError::Conflict(format!(
+                    "only a sealed group can be claimed; this one is {}",
+                    group.state
+                )));
+            }
+            group
+        }
+        None => {
+            let row = sqlx::query(&format!(
+                "SELECT {GROUP_COLUMNS} FROM pool_groups WHERE pool_id = $1 AND state = 'sealed' \
+                 ORDER BY start_ms LIMIT 1"
+            ))
+            .bind(pool_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+            match row {
+                Some(row) => group_from_row(&row)?,
+                None => return Ok(MutationOutcome::Pool(PoolOutcome::NothingToClaim)),
+            }
+        }
+    };
+    // The single writer makes check-then-update exact: no second claim
+    // can slip between them.
+    sqlx::query(
+        "UPDATE pool_groups SET state = 'processing', attempts = attempts + 1, lease_id = $1, \
+         lease_member = $2, lease_expires_ms = $3, updated_ms = $4 \
+         WHERE pool_id = $5 AND start_ms = $6 AND state = 'sealed'",
+    )
+    .bind(lease_id)
+    .bind(member)
+    .bind(now_ms + lease_ms)
+    .bind(now_ms)
+    .bind(pool_id)
+    .bind(group.start_ms)
+    .execute(&mut *conn)
+    .await?;
+    insert_event(
+        conn,
+        &PoolEvent {
+            id: 0,
+            pool_id: pool_id.to_owned(),
+            member_id: None,
+            kind: "group.claimed".into(),
+            group_start_ms: Some(group.start_ms),
+            data: json!({"processor": member, "attempt": group.attempts + 1}).to_string(),
+            time_ms: now_ms,
+        },
+    )
+    .await?;
+    Ok(MutationOutcome::Pool(PoolOutcome::Claimed(Box::new(
+        GroupRecord {
+            state: "processing".into(),
+            attempts: group.attempts + 1,
+            lease_id: Some(lease_id.to_owned()),
+            lease_expires_ms: Some(now_ms + lease_ms),
+            ..group
+        },
+    ))))
 }
 
 async fn create_pool(conn: &mut AnyConnection, pool: &PoolRecord) -> MetaResult<MutationOutcome> {
@@ -387,15 +732,7 @@ async fn seal(
 ) -> MetaResult<MutationOutcome> {
     let due = match (pool_id, start_ms) {
         (Some(pool_id), Some(start_ms)) => {
-            let row = sqlx::query(&format!(
-                "SELECT {GROUP_COLUMNS} FROM pool_groups WHERE pool_id = $1 AND start_ms = $2"
-            ))
-            .bind(pool_id)
-            .bind(start_ms)
-            .fetch_optional(&mut *conn)
-            .await?
-            .ok_or(MetaError::NotFound("group"))?;
-            let group = group_from_row(&row)?;
+            let group = group_in(conn, pool_id, start_ms).await?;
             if group.state != "open" {
                 return Err(MetaError::Conflict(format!(
                     "the group is already {}",
@@ -416,32 +753,8 @@ async fn seal(
         .collect::<MetaResult<_>>()?,
     };
     for group in &due {
-        sqlx::query(
-            "UPDATE pool_groups SET state = 'sealed', updated_ms = $1 \
-             WHERE pool_id = $2 AND start_ms = $3",
-        )
-        .bind(now_ms)
-        .bind(&group.pool_id)
-        .bind(group.start_ms)
-        .execute(&mut *conn)
-        .await?;
-        insert_event(
-            conn,
-            &PoolEvent {
-                id: 0,
-                pool_id: group.pool_id.clone(),
-                member_id: None,
-                kind: "group.sealed".into(),
-                group_start_ms: Some(group.start_ms),
-                data: serde_json::json!({
-                    "files": group.files,
-                    "bytes": group.bytes,
-                })
-                .to_string(),
-                time_ms: now_ms,
-            },
-        )
-        .await?;
+        let data = json!({"files": group.files, "bytes": group.bytes});
+        set_state(conn, group, "sealed", now_ms, data).await?;
     }
     Ok(MutationOutcome::Pool(PoolOutcome::Sealed(due.len() as u64)))
 }
@@ -467,7 +780,7 @@ const POOL_COLUMNS: &str = "id, name, owner_id, bucket, window_secs, grace_secs,
      webhook_secret, created_ms";
 const MEMBER_COLUMNS: &str = "id, pool_id, name, role, created_ms, disabled_ms";
 const GROUP_COLUMNS: &str = "pool_id, start_ms, end_ms, seal_at_ms, state, files, bytes, \
-     attempts, lease_expires_ms, result_key, updated_ms";
+     attempts, lease_id, lease_expires_ms, result_key, result_size, result_etag, updated_ms";
 const CONTRIBUTION_COLUMNS: &str = "id, pool_id, member_id, group_start_ms, client_time_ms, \
      name, size, sha256, content_type, object_key, created_ms";
 const EVENT_COLUMNS: &str = "id, pool_id, member_id, kind, group_start_ms, data, time_ms";
@@ -517,8 +830,11 @@ fn group_from_row(row: &AnyRow) -> MetaResult<GroupRecord> {
         files: row.try_get("files")?,
         bytes: row.try_get("bytes")?,
         attempts: row.try_get("attempts")?,
+        lease_id: row.try_get("lease_id")?,
         lease_expires_ms: row.try_get("lease_expires_ms")?,
         result_key: row.try_get("result_key")?,
+        result_size: row.try_get("result_size")?,
+        result_etag: row.try_get("result_etag")?,
         updated_ms: row.try_get("updated_ms")?,
     })
 }
@@ -644,6 +960,49 @@ impl MetaStore {
         group_from_row(&row)
     }
 
+    /// The newest published group of a pool.
+    pub async fn latest_published(&self, pool_id: &str) -> MetaResult<Option<GroupRecord>> {
+        sqlx::query(&format!(
+            "SELECT {GROUP_COLUMNS} FROM pool_groups WHERE pool_id = $1 AND state = 'published' \
+             ORDER BY start_ms DESC LIMIT 1"
+        ))
+        .bind(pool_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(group_from_row)
+        .transpose()
+    }
+
+    /// Members who fetched the result of a group, with when (ms).
+    pub async fn deliveries(&self, pool_id: &str, start_ms: i64) -> MetaResult<Vec<(String, i64)>> {
+        sqlx::query(
+            "SELECT member_id, fetched_ms FROM pool_deliveries \
+             WHERE pool_id = $1 AND group_start_ms = $2",
+        )
+        .bind(pool_id)
+        .bind(start_ms)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|row| Ok((row.try_get("member_id")?, row.try_get("fetched_ms")?)))
+        .collect()
+    }
+
+    /// The earliest lease expiry of a group being processed.
+    pub async fn next_lease_expiry_ms(&self) -> MetaResult<Option<i64>> {
+        let row = sqlx::query(
+            "SELECT lease_expires_ms FROM pool_groups WHERE state = 'processing' \
+             ORDER BY lease_expires_ms LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(match row {
+            Some(row) => row.try_get("lease_expires_ms")?,
+            None => None,
+        })
+    }
+
     /// The seal time of the earliest open group, across all pools.
     pub async fn next_seal_ms(&self) -> MetaResult<Option<i64>> {
         let row = sqlx::query(
@@ -679,6 +1038,18 @@ impl MetaStore {
         .iter()
         .map(contribution_from_row)
         .collect()
+    }
+
+    pub async fn contribution(&self, pool_id: &str, id: &str) -> MetaResult<ContributionRecord> {
+        let row = sqlx::query(&format!(
+            "SELECT {CONTRIBUTION_COLUMNS} FROM contributions WHERE pool_id = $1 AND id = $2"
+        ))
+        .bind(pool_id)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(MetaError::NotFound("contribution"))?;
+        contribution_from_row(&row)
     }
 
     /// Contributions per member id.

@@ -480,5 +480,367 @@ async fn groups_seal_on_time_even_across_a_restart() {
     }
     let events = read_events(&app, "", &cam[0].1, None, |seen| seen.len() >= 2).await;
     assert_eq!(events[1]["kind"], "group.sealed");
+    // Claimable after the restart as well.
+    let processor = add_members(&app, "late", json!({"name": "proc", "role": "processor"})).await;
+    let (status, claim) = post(
+        &app,
+        "/api/v1/pools/late/claims",
+        Some(&processor[0].1),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 200, "{claim}");
+    assert_eq!(claim["manifest"]["files"].as_array().unwrap().len(), 1);
+    app.stop().await;
+}
+
+/// Raw download: status, ETag, body.
+async fn fetch(
+    app: &TestApp,
+    path: &str,
+    token: &str,
+    etag: Option<&str>,
+) -> (u16, String, Vec<u8>) {
+    let mut request = reqwest::Client::new()
+        .get(app.web_url(path))
+        .bearer_auth(token);
+    if let Some(etag) = etag {
+        request = request.header("if-none-match", etag);
+    }
+    let response = request.send().await.expect("download");
+    let status = response.status().as_u16();
+    let etag = response
+        .headers()
+        .get("etag")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    (status, etag, response.bytes().await.unwrap().to_vec())
+}
+
+async fn put_result(
+    app: &TestApp,
+    group: &str,
+    token: &str,
+    lease: &str,
+    data: Vec<u8>,
+) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .put(app.web_url(&format!(
+            "/api/v1/pools/lab/groups/{group}/result?lease={lease}"
+        )))
+        .bearer_auth(token)
+        .body(data)
+        .send()
+        .await
+        .expect("result");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn a_processor_claims_a_group_and_every_member_receives_the_result() {
+    let app = spawn_app().await;
+    create_pool(&app, json!({"name": "lab", "window_secs": 3600})).await;
+    let cams = add_members(
+        &app,
+        "lab",
+        json!({"count": 2, "prefix": "cam-", "role": "contributor"}),
+    )
+    .await;
+    let screen = add_members(&app, "lab", json!({"name": "screen", "role": "listener"})).await;
+    let procs = add_members(
+        &app,
+        "lab",
+        json!({"count": 2, "prefix": "proc-", "role": "processor"}),
+    )
+    .await;
+    let (p1, p2) = (&procs[0].1, &procs[1].1);
+    let now = now_ms();
+    let big = pattern(300_000, 7);
+    send_batch(
+        &app,
+        "lab",
+        &cams[0].1,
+        &[("a.png", now - 10, PNG), ("b.bin", now - 5, &big)],
+    )
+    .await;
+    send_batch(&app, "lab", &cams[1].1, &[("c.txt", now, b"see")]).await;
+
+    let (status, _) = post(&app, "/api/v1/pools/lab/claims", Some(p1), json!({})).await;
+    assert_eq!(status, 204, "nothing is sealed yet");
+    let (status, _) = post(
+        &app,
+        "/api/v1/pools/lab/claims",
+        Some(&cams[0].1),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 403, "contributors do not claim");
+    let (_, groups) = get(&app, "/api/v1/pools/lab/groups", None).await;
+    let group = groups[0]["group"].as_str().unwrap().to_owned();
+    let (status, _) = post(
+        &app,
+        &format!("/api/v1/pools/lab/groups/{group}/seal"),
+        Some(p1),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 204, "a processor may seal early");
+
+    let (status, claim) = post(&app, "/api/v1/pools/lab/claims", Some(p1), json!({})).await;
+    assert_eq!(status, 200, "{claim}");
+    assert_eq!(claim["group"]["state"], "processing");
+    assert_eq!(claim["group"]["attempts"], 1);
+    let lease = claim["lease_id"].as_str().unwrap().to_owned();
+    let files = claim["manifest"]["files"].as_array().unwrap().clone();
+    assert_eq!(files.len(), 3);
+    assert_eq!(
+        files
+            .iter()
+            .map(|f| f["member"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        ["cam-1", "cam-1", "cam-2"]
+    );
+    let (status, _) = post(&app, "/api/v1/pools/lab/claims", Some(p2), json!({})).await;
+    assert_eq!(status, 204, "the group is taken");
+    let (status, _) = post(
+        &app,
+        "/api/v1/pools/lab/claims",
+        Some(p2),
+        json!({"group": group}),
+    )
+    .await;
+    assert_eq!(status, 409, "two processors never hold the same group");
+
+    // One file at a time, or the whole group as a tar.
+    let (status, _, bytes) = fetch(&app, files[1]["url"].as_str().unwrap(), p1, None).await;
+    assert_eq!((status, bytes.len()), (200, big.len()));
+    assert_eq!(hex_sha256(&bytes), files[1]["sha256"].as_str().unwrap());
+    let (status, _, tar_bytes) = fetch(
+        &app,
+        &format!("/api/v1/pools/lab/groups/{group}/archive"),
+        p1,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let mut archive = tar::Archive::new(std::io::Cursor::new(tar_bytes));
+    let mut entries = std::collections::BTreeMap::new();
+    for entry in archive.entries().expect("a tar") {
+        let mut entry = entry.expect("entry");
+        let path = entry.path().unwrap().to_string_lossy().into_owned();
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut data).unwrap();
+        entries.insert(path, data);
+    }
+    let manifest: Value = serde_json::from_slice(&entries["manifest.json"]).unwrap();
+    assert_eq!(manifest["files"].as_array().unwrap().len(), 3);
+    for f in &files {
+        let data = &entries[f["archive_path"].as_str().unwrap()];
+        assert_eq!(hex_sha256(data), f["sha256"].as_str().unwrap());
+    }
+    let (status, _, _) = fetch(
+        &app,
+        &format!("/api/v1/pools/lab/groups/{group}/archive"),
+        &screen[0].1,
+        None,
+    )
+    .await;
+    assert_eq!(status, 403, "listeners do not read the group's files");
+
+    // The lease is renewed by its holder only.
+    let renew = format!("/api/v1/pools/lab/groups/{group}/lease");
+    let (status, _) = post(&app, &renew, Some(p1), json!({"lease_id": "not-it"})).await;
+    assert_eq!(status, 409);
+    let (status, renewed) = post(
+        &app,
+        &renew,
+        Some(p1),
+        json!({"lease_id": lease, "lease_secs": 600}),
+    )
+    .await;
+    assert_eq!(status, 200, "{renewed}");
+
+    let latest = "/api/v1/pools/lab/results/latest";
+    let (status, _, _) = fetch(&app, latest, &screen[0].1, None).await;
+    assert_eq!(status, 404, "nothing published yet");
+    let result = pattern(10 << 20, 3);
+    let (status, published) = put_result(&app, &group, p1, &lease, result.clone()).await;
+    assert_eq!(status, 201, "{published}");
+    assert_eq!(published["state"], "published");
+    let (status, _) = put_result(&app, &group, p1, &lease, b"again".to_vec()).await;
+    assert_eq!(status, 409, "the lease ended with the publication");
+
+    // Every member hears of it and fetches it; ETags answer "anything newer?".
+    let events = read_events(&app, "", &screen[0].1, None, |seen| {
+        seen.iter().any(|e| e["kind"] == "group.published")
+    })
+    .await;
+    let kinds: Vec<&str> = events.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        ["group.sealed", "group.claimed", "group.published"],
+        "a listener sees pool events only"
+    );
+    assert_eq!(events[2]["data"]["sha256"], hex_sha256(&result));
+    let (status, etag, bytes) = fetch(&app, latest, &screen[0].1, None).await;
+    assert_eq!(status, 200);
+    assert!(bytes == result, "the result arrives whole");
+    let (status, _, _) = fetch(&app, latest, &screen[0].1, Some(&etag)).await;
+    assert_eq!(status, 304);
+    let (_, deliveries) = get(&app, "/api/v1/pools/lab/deliveries", None).await;
+    assert_eq!(deliveries["group"], group.as_str());
+    assert_eq!(deliveries["fetched"], json!(["screen"]));
+    assert_eq!(deliveries["missing"], json!(["cam-1", "cam-2"]));
+    let (status, _, _) = fetch(
+        &app,
+        &format!("/api/v1/pools/lab/groups/{group}/result"),
+        &cams[0].1,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (_, deliveries) = get(&app, "/api/v1/pools/lab/deliveries", None).await;
+    assert_eq!(deliveries["missing"], json!(["cam-2"]));
+    assert_eq!(
+        body_bytes(
+            app.client()
+                .get_object()
+                .bucket("pool-lab")
+                .key(format!("results/{group}/result"))
+                .send()
+                .await
+                .unwrap()
+        )
+        .await
+        .len(),
+        result.len(),
+        "the result is in the pool's bucket too"
+    );
+    app.stop().await;
+}
+
+async fn wait_for_state(app: &TestApp, state: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, groups) = get(app, "/api/v1/pools/lab/groups", None).await;
+        if groups[0]["state"] == state {
+            return groups[0].clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "group never became {state}: {groups}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn lapsed_leases_return_the_group_and_three_lapses_fail_it() {
+    let app = spawn_app().await;
+    create_pool(&app, json!({"name": "lab", "window_secs": 3600})).await;
+    let cam = add_members(&app, "lab", json!({"name": "cam", "role": "contributor"})).await;
+    let procs = add_members(
+        &app,
+        "lab",
+        json!({"count": 2, "prefix": "proc-", "role": "processor"}),
+    )
+    .await;
+    send_batch(&app, "lab", &cam[0].1, &[("a.png", now_ms(), PNG)]).await;
+    let (_, groups) = get(&app, "/api/v1/pools/lab/groups", None).await;
+    let group = groups[0]["group"].as_str().unwrap().to_owned();
+    post(
+        &app,
+        &format!("/api/v1/pools/lab/groups/{group}/seal"),
+        None,
+        json!({}),
+    )
+    .await;
+
+    // proc-1 dies mid-work: its lease lapses, proc-2 takes over, and
+    // proc-1's late result is refused.
+    let (_, first) = post(
+        &app,
+        "/api/v1/pools/lab/claims",
+        Some(&procs[0].1),
+        json!({"lease_secs": 1}),
+    )
+    .await;
+    let sealed = wait_for_state(&app, "sealed").await;
+    assert_eq!(sealed["attempts"], 1);
+    let (status, second) = post(
+        &app,
+        "/api/v1/pools/lab/claims",
+        Some(&procs[1].1),
+        json!({"lease_secs": 1}),
+    )
+    .await;
+    assert_eq!(
+        (status, second["group"]["attempts"].as_i64()),
+        (200, Some(2))
+    );
+    let (status, _) = put_result(
+        &app,
+        &group,
+        &procs[0].1,
+        first["lease_id"].as_str().unwrap(),
+        b"late".to_vec(),
+    )
+    .await;
+    assert_eq!(status, 409);
+    wait_for_state(&app, "sealed").await;
+    let (status, _) = post(
+        &app,
+        "/api/v1/pools/lab/claims",
+        Some(&procs[1].1),
+        json!({"lease_secs": 1}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let failed = wait_for_state(&app, "failed").await;
+    assert_eq!(failed["attempts"], 3);
+
+    // The owner reopens it; a processor that cannot finish says why.
+    let (status, _) = post(
+        &app,
+        &format!("/api/v1/pools/lab/groups/{group}/reopen"),
+        None,
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (_, claim) = post(
+        &app,
+        "/api/v1/pools/lab/claims",
+        Some(&procs[0].1),
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        claim["group"]["attempts"], 1,
+        "a reopened group has fresh attempts"
+    );
+    let (status, _) = post(
+        &app,
+        &format!("/api/v1/pools/lab/groups/{group}/fail"),
+        Some(&procs[0].1),
+        json!({"lease_id": claim["lease_id"], "reason": "exit status 2: out of memory"}),
+    )
+    .await;
+    assert_eq!(status, 204);
+    wait_for_state(&app, "failed").await;
+    let events = read_events(&app, "?pool=lab", &login(&app).await, None, |seen| {
+        seen.iter().filter(|e| e["kind"] == "group.failed").count() == 2
+    })
+    .await;
+    let reasons: Vec<&str> = events
+        .iter()
+        .filter(|e| e["kind"] == "group.failed")
+        .map(|e| e["data"]["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        reasons,
+        ["3 attempts lapsed", "exit status 2: out of memory"]
+    );
     app.stop().await;
 }

@@ -65,6 +65,16 @@ pub fn router(state: WebState) -> Router<WebState> {
         .routes(routes!(pools::groups))
         .routes(routes!(pools::seal))
         .routes(routes!(pools::events))
+        .routes(routes!(pools::claim))
+        .routes(routes!(pools::renew))
+        .routes(routes!(pools::put_result, pools::result))
+        .routes(routes!(pools::fail))
+        .routes(routes!(pools::reopen))
+        .routes(routes!(pools::manifest))
+        .routes(routes!(pools::file))
+        .routes(routes!(pools::archive))
+        .routes(routes!(pools::latest_result))
+        .routes(routes!(pools::deliveries))
         // OpenAPI has no multi-segment parameter, so the object routes are
         // documented as `{key}` (in `openapi::ApiDoc`) and routed here with
         // axum's catch-all, which lets keys contain slashes.

@@ -235,7 +235,7 @@ fn http_date(ms: i64) -> String {
         .unwrap_or_default()
 }
 
-fn object_headers(object: &ObjectRecord, headers: &mut HeaderMap) {
+pub(super) fn object_headers(object: &ObjectRecord, headers: &mut HeaderMap) {
     let mut set = |name: header::HeaderName, value: String| {
         if let Ok(value) = HeaderValue::from_str(&value) {
             headers.insert(name, value);

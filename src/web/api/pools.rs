@@ -842,3 +842,509 @@ pub async fn events(
     .take_until(stopping.cancelled_owned());
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
+
+fn group_time(group: &str) -> ApiResult<i64> {
+    parse_time("group", group)
+}
+
+/// The pool and processor member of a processor-only call.
+async fn processor(
+    state: &WebState,
+    caller: PoolCaller,
+    pool: &str,
+) -> ApiResult<(PoolRecord, MemberRecord)> {
+    match caller.pool(state, pool).await? {
+        (pool, Some(member)) if member.role == "processor" => Ok((pool, member)),
+        _ => Err(CoreError::AccessDenied.into()),
+    }
+}
+
+/// The pool, for its owner or one of its processors (who read groups).
+async fn reader(state: &WebState, caller: PoolCaller, pool: &str) -> ApiResult<PoolRecord> {
+    match caller.pool(state, pool).await? {
+        (pool, None) => Ok(pool),
+        (pool, Some(member)) if member.role == "processor" => Ok(pool),
+        _ => Err(CoreError::AccessDenied.into()),
+    }
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ManifestEntry {
+    pub id: String,
+    pub member: String,
+    pub name: String,
+    pub timestamp: String,
+    pub size: i64,
+    pub sha256: String,
+    pub content_type: String,
+    /// Download with the same token (GET).
+    pub url: String,
+    /// The object in the pool's bucket, for S3 tools.
+    pub key: String,
+    /// The entry's path in the group's tar archive.
+    pub archive_path: String,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Manifest {
+    pub pool: String,
+    pub group: String,
+    pub files: Vec<ManifestEntry>,
+}
+
+async fn manifest_of(state: &WebState, pool: &PoolRecord, start_ms: i64) -> ApiResult<Manifest> {
+    let files = state.store.manifest(pool, start_ms).await?;
+    let members = state
+        .store
+        .meta()
+        .members(&pool.id)
+        .await
+        .map_err(CoreError::from)?;
+    let names: std::collections::HashMap<&str, &str> = members
+        .iter()
+        .map(|m| (m.id.as_str(), m.name.as_str()))
+        .collect();
+    let group = rfc3339(start_ms);
+    Ok(Manifest {
+        files: files
+            .into_iter()
+            .map(|c| ManifestEntry {
+                url: format!("/api/v1/pools/{}/groups/{group}/files/{}", pool.name, c.id),
+                archive_path: format!("files/{}", c.id),
+                member: names
+                    .get(c.member_id.as_str())
+                    .copied()
+                    .unwrap_or("")
+                    .to_owned(),
+                timestamp: rfc3339(c.client_time_ms),
+                id: c.id,
+                name: c.name,
+                size: c.size,
+                sha256: c.sha256,
+                content_type: c.content_type,
+                key: c.object_key,
+            })
+            .collect(),
+        pool: pool.name.clone(),
+        group,
+    })
+}
+
+#[derive(Deserialize, Default, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimRequest {
+    /// A sealed group to claim; default the oldest sealed one.
+    pub group: Option<String>,
+    /// 1 to 3600; default 300.
+    pub lease_secs: Option<i64>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Claim {
+    pub group: GroupView,
+    /// Send with renewals, the result, or a failure report.
+    pub lease_id: String,
+    pub lease_expires: String,
+    pub manifest: Manifest,
+}
+
+fn lease_secs(asked: Option<i64>) -> ApiResult<i64> {
+    let secs = asked.unwrap_or(crate::core::pools::DEFAULT_LEASE_SECS);
+    if (1..=3600).contains(&secs) {
+        Ok(secs)
+    } else {
+        Err(ApiError::bad_field("lease_secs", "1 to 3600"))
+    }
+}
+
+#[utoipa::path(post, path = "/api/v1/pools/{pool}/claims", tag = "pools", params(("pool" = String, Path, description = "Pool name", example = "sky")), request_body = ClaimRequest, responses((status = 200, description = "The claimed group, its lease and its manifest (processors)", body = Claim), (status = 204, description = "No sealed group is waiting")))]
+pub async fn claim(
+    State(state): State<WebState>,
+    caller: PoolCaller,
+    Path(pool): Path<String>,
+    JsonBody(body): JsonBody<ClaimRequest>,
+) -> ApiResult<Response> {
+    let (pool, member) = processor(&state, caller, &pool).await?;
+    let start_ms = body.group.as_deref().map(group_time).transpose()?;
+    let secs = lease_secs(body.lease_secs)?;
+    let Some(group) = state
+        .store
+        .claim_group(&pool, &member, start_ms, secs)
+        .await?
+    else {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    };
+    let manifest = manifest_of(&state, &pool, group.start_ms).await?;
+    Ok(Json(Claim {
+        lease_id: group.lease_id.clone().unwrap_or_default(),
+        lease_expires: rfc3339(group.lease_expires_ms.unwrap_or_default()),
+        group: group.into(),
+        manifest,
+    })
+    .into_response())
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseRenewal {
+    pub lease_id: String,
+    /// 1 to 3600; default 300.
+    pub lease_secs: Option<i64>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct LeaseView {
+    pub lease_id: String,
+    pub lease_expires: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/pools/{pool}/groups/{group}/lease", tag = "pools", params(("pool" = String, Path, description = "Pool name", example = "sky"), ("group" = String, Path, description = "RFC 3339 start of the group's window", example = "2026-11-23T12:00:00.000Z")), request_body = LeaseRenewal, responses((status = 200, description = "Renewed (409 when the lease lapsed or is not yours)", body = LeaseView)))]
+pub async fn renew(
+    State(state): State<WebState>,
+    caller: PoolCaller,
+    Path((pool, group)): Path<(String, String)>,
+    JsonBody(body): JsonBody<LeaseRenewal>,
+) -> ApiResult<Json<LeaseView>> {
+    let (pool, member) = processor(&state, caller, &pool).await?;
+    let secs = lease_secs(body.lease_secs)?;
+    let expires = state
+        .store
+        .renew_lease(&pool, &member, group_time(&group)?, &body.lease_id, secs)
+        .await?;
+    Ok(Json(LeaseView {
+        lease_id: body.lease_id,
+        lease_expires: rfc3339(expires),
+    }))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseParam {
+    /// The lease the claim gave.
+    pub lease: String,
+}
+
+#[utoipa::path(put, path = "/api/v1/pools/{pool}/groups/{group}/result", tag = "pools", params(("pool" = String, Path, description = "Pool name", example = "sky"), ("group" = String, Path, description = "RFC 3339 start of the group's window", example = "2026-11-23T12:00:00.000Z"), LeaseParam), request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The result, streamed"), responses((status = 201, description = "Published to every member", body = GroupView)))]
+pub async fn put_result(
+    State(state): State<WebState>,
+    caller: PoolCaller,
+    Path((pool, group)): Path<(String, String)>,
+    QueryArgs(lease): QueryArgs<LeaseParam>,
+    body: axum::body::Body,
+) -> ApiResult<(StatusCode, Json<GroupView>)> {
+    let (pool, member) = processor(&state, caller, &pool).await?;
+    let stream: ByteStream = Box::pin(
+        body.into_data_stream()
+            .map(|r| r.map_err(std::io::Error::other)),
+    );
+    let group = state
+        .store
+        .publish_result(&pool, &member, group_time(&group)?, &lease.lease, stream)
+        .await?;
+    Ok((StatusCode::CREATED, Json(group.into())))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FailureReport {
+    pub lease_id: String,
+    /// What went wrong (exit status, the tail of stderr).
+    pub reason: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/pools/{pool}/groups/{group}/fail", tag = "pools", params(("pool" = String, Path, description = "Pool name", example = "sky"), ("group" = String, Path, description = "RFC 3339 start of the group's window", example = "2026-11-23T12:00:00.000Z")), request_body = FailureReport, responses((status = 204, description = "The group is failed")))]
+pub async fn fail(
+    State(state): State<WebState>,
+    caller: PoolCaller,
+    Path((pool, group)): Path<(String, String)>,
+    JsonBody(body): JsonBody<FailureReport>,
+) -> ApiResult<StatusCode> {
+    let (pool, member) = processor(&state, caller, &pool).await?;
+    state
+        .store
+        .fail_group(
+            &pool,
+            &member,
+            group_time(&group)?,
+            &body.lease_id,
+            &body.reason,
+        )
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(post, path = "/api/v1/pools/{pool}/groups/{group}/reopen", tag = "pools", params(("pool" = String, Path, description = "Pool name", example = "sky"), ("group" = String, Path, description = "RFC 3339 start of the group's window", example = "2026-11-23T12:00:00.000Z")), responses((status = 204, description = "A failed group is sealed again with fresh attempts (owner)")))]
+pub async fn reopen(
+    State(state): State<WebState>,
+    caller: PoolCaller,
+    Path((pool, group)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let pool = caller.owner(&state, &pool).await?;
+    state.store.reopen_group(&pool, group_time(&group)?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(get, path = "/api/v1/pools/{pool}/groups/{group}/manifest", tag = "pools", params(("pool" = String, Path, description = "Pool name", example = "sky"), ("group" = String, Path, description = "RFC 3339 start of the group's window", example = "2026-11-23T12:00:00.000Z")), responses((status = 200, description = "Every file of the group (owner, processors)", body = Manifest)))]
+pub async fn manifest(
+    State(state): State<WebState>,
+    caller: PoolCaller,
+    Path((pool, group)): Path<(String, String)>,
+) -> ApiResult<Json<Manifest>> {
+    let pool = reader(&state, caller, &pool).await?;
+    Ok(Json(manifest_of(&state, &pool, group_time(&group)?).await?))
+}
+
+/// Serves a stored object of the pool's bucket.
+async fn serve_object(
+    state: &WebState,
+    pool: &PoolRecord,
+    key: &str,
+    if_none_match: Option<&str>,
+) -> ApiResult<Response> {
+    let read = state
+        .store
+        .get_object(
+            &pool.bucket,
+            key,
+            &crate::core::objects::ReadConditions::default(),
+            None,
+        )
+        .await?;
+    let etag = format!("\"{}\"", read.object.etag);
+    let mut response = if if_none_match.is_some_and(|v| v.split(',').any(|t| t.trim() == etag)) {
+        let mut r = Response::new(axum::body::Body::empty());
+        *r.status_mut() = StatusCode::NOT_MODIFIED;
+        r
+    } else {
+        let mut r = Response::new(axum::body::Body::from_stream(read.body));
+        r.headers_mut().insert(
+            header::CONTENT_LENGTH,
+            header::HeaderValue::from(read.object.size as u64),
+        );
+        r
+    };
+    super::objects::object_headers(&read.object, response.headers_mut());
+    Ok(response)
+}
+
+#[utoipa::path(get, path = "/api/v1/pools/{pool}/groups/{group}/files/{id}", tag = "pools", params(("pool" = String, Path, description = "Pool name", example = "sky"), ("group" = String, Path, description = "RFC 3339 start of the group's window", example = "2026-11-23T12:00:00.000Z"), ("id" = String, Path, description = "Contribution id")), responses((status = 200, description = "One file of the group (owner, processors)", content_type = "*/*", body = Vec<u8>)))]
+pub async fn file(
+    State(state): State<WebState>,
+    caller: PoolCaller,
+    Path((pool, group, id)): Path<(String, String, String)>,
+) -> ApiResult<Response> {
+    let pool = reader(&state, caller, &pool).await?;
+    let start_ms = group_time(&group)?;
+    let found = state
+        .store
+        .meta()
+        .contribution(&pool.id, &id)
+        .await
+        .map_err(CoreError::from)?;
+    if found.group_start_ms != start_ms {
+        return Err(CoreError::NotFound("contribution").into());
+    }
+    serve_object(&state, &pool, &found.object_key, None).await
+}
+
+/// A 512-byte tar header for a regular file.
+fn tar_header(path: &str, size: u64, mtime_ms: i64) -> ApiResult<Vec<u8>> {
+    let mut header = tar::Header::new_ustar();
+    header
+        .set_path(path)
+        .map_err(|e| CoreError::Internal(format!("tar path {path:?}: {e}")))?;
+    header.set_size(size);
+    header.set_mode(0o644);
+    header.set_mtime((mtime_ms / 1000).max(0) as u64);
+    header.set_entry_type(tar::EntryType::Regular);
+    header.set_cksum();
+    Ok(header.as_bytes().to_vec())
+}
+
+fn tar_padding(size: u64) -> bytes::Bytes {
+    bytes::Bytes::from(vec![0u8; ((512 - size % 512) % 512) as usize])
+}
+
+#[utoipa::path(get, path = "/api/v1/pools/{pool}/groups/{group}/archive", tag = "pools", params(("pool" = String, Path, description = "Pool name", example = "sky"), ("group" = String, Path, description = "RFC 3339 start of the group's window", example = "2026-11-23T12:00:00.000Z")), responses((status = 200, description = "The whole group as one streamed tar: manifest.json, then files/<id> (owner, processors)", content_type = "application/x-tar", body = Vec<u8>)))]
+pub async fn archive(
+    State(state): State<WebState>,
+    caller: PoolCaller,
+    Path((pool, group)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let pool = reader(&state, caller, &pool).await?;
+    let start_ms = group_time(&group)?;
+    let manifest = manifest_of(&state, &pool, start_ms).await?;
+    let manifest_json =
+        serde_json::to_vec_pretty(&manifest).map_err(|e| CoreError::Internal(e.to_string()))?;
+    let now = crate::core::now_ms();
+    let mut head = tar_header("manifest.json", manifest_json.len() as u64, now)?;
+    head.extend_from_slice(&manifest_json);
+    head.extend_from_slice(&tar_padding(manifest_json.len() as u64));
+    let mut entries = Vec::with_capacity(manifest.files.len());
+    for f in &manifest.files {
+        entries.push((
+            tar_header(&f.archive_path, f.size as u64, now)?,
+            f.key.clone(),
+            f.size as u64,
+        ));
+    }
+    let bucket = pool.bucket.clone();
+    let store = state.store.clone();
+    let files = futures::stream::iter(entries).then(move |(header, key, size)| {
+        let store = store.clone();
+        let bucket = bucket.clone();
+        async move {
+            let read = store
+                .get_object(
+                    &bucket,
+                    &key,
+                    &crate::core::objects::ReadConditions::default(),
+                    None,
+                )
+                .await
+                .map_err(|e| std::io::Error::other(e.to_string()));
+            let parts: ByteStream = match read {
+                Ok(read) => Box::pin(
+                    futures::stream::once(async move { Ok(bytes::Bytes::from(header)) })
+                        .chain(read.body)
+                        .chain(futures::stream::once(async move { Ok(tar_padding(size)) })),
+                ),
+                Err(e) => Box::pin(futures::stream::once(async move { Err(e) })),
+            };
+            parts
+        }
+    });
+    let body = futures::stream::once(async move { Ok(bytes::Bytes::from(head)) })
+        .chain(files.flatten())
+        .chain(futures::stream::once(async {
+            Ok::<_, std::io::Error>(bytes::Bytes::from(vec![0u8; 1024]))
+        }));
+    let file_name = format!("{}-{}.tar", pool.name, group.replace(':', ""));
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/x-tar".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{file_name}\""),
+            ),
+        ],
+        axum::body::Body::from_stream(body),
+    )
+        .into_response())
+}
+
+/// A member's (or the owner's) download of a published result.
+async fn result_response(
+    state: &WebState,
+    caller: PoolCaller,
+    pool: &str,
+    start_ms: Option<i64>,
+    headers: &HeaderMap,
+) -> ApiResult<Response> {
+    let (pool, member) = caller.pool(state, pool).await?;
+    let group = match start_ms {
+        Some(start_ms) => state.store.meta().group(&pool.id, start_ms).await,
+        None => state
+            .store
+            .meta()
+            .latest_published(&pool.id)
+            .await
+            .and_then(|g| g.ok_or(crate::meta::MetaError::NotFound("result"))),
+    }
+    .map_err(CoreError::from)?;
+    let key = match (&group.state[..], &group.result_key) {
+        ("published", Some(key)) => key.clone(),
+        _ => return Err(CoreError::NotFound("result").into()),
+    };
+    let if_none_match = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok());
+    let mut response = serve_object(state, &pool, &key, if_none_match).await?;
+    if let Ok(value) = header::HeaderValue::from_str(&rfc3339(group.start_ms)) {
+        response.headers_mut().insert("x-cistern-group", value);
+    }
+    if let Some(member) = member
+        && response.status() == StatusCode::OK
+    {
+        state
+            .store
+            .record_delivery(&pool, &member, group.start_ms)
+            .await?;
+    }
+    Ok(response)
+}
+
+#[utoipa::path(get, path = "/api/v1/pools/{pool}/groups/{group}/result", tag = "pools", params(("pool" = String, Path, description = "Pool name", example = "sky"), ("group" = String, Path, description = "RFC 3339 start of the group's window", example = "2026-11-23T12:00:00.000Z")), responses((status = 200, description = "The group's result", content_type = "*/*", body = Vec<u8>)))]
+pub async fn result(
+    State(state): State<WebState>,
+    caller: PoolCaller,
+    Path((pool, group)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let start_ms = group_time(&group)?;
+    result_response(&state, caller, &pool, Some(start_ms), &headers).await
+}
+
+#[utoipa::path(get, path = "/api/v1/pools/{pool}/results/latest", tag = "pools", params(("pool" = String, Path, description = "Pool name", example = "sky"), ("If-None-Match" = Option<String>, Header, description = "The ETag you have; 304 when nothing is newer")), responses((status = 200, description = "The newest result; `x-cistern-group` names its group", content_type = "*/*", body = Vec<u8>), (status = 304, description = "Nothing newer than the ETag you sent")))]
+pub async fn latest_result(
+    State(state): State<WebState>,
+    caller: PoolCaller,
+    Path(pool): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    result_response(&state, caller, &pool, None, &headers).await
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Deliveries {
+    /// The newest published group, if any.
+    pub group: Option<String>,
+    /// Members (contributors and listeners) who fetched its result.
+    pub fetched: Vec<String>,
+    /// Members who have not.
+    pub missing: Vec<String>,
+}
+
+#[utoipa::path(get, path = "/api/v1/pools/{pool}/deliveries", tag = "pools", params(("pool" = String, Path, description = "Pool name", example = "sky")), responses((status = 200, description = "Who has fetched the latest result (owner)", body = Deliveries)))]
+pub async fn deliveries(
+    State(state): State<WebState>,
+    caller: PoolCaller,
+    Path(pool): Path<String>,
+) -> ApiResult<Json<Deliveries>> {
+    let pool = caller.owner(&state, &pool).await?;
+    let meta = state.store.meta();
+    let Some(group) = meta
+        .latest_published(&pool.id)
+        .await
+        .map_err(CoreError::from)?
+    else {
+        return Ok(Json(Deliveries {
+            group: None,
+            fetched: vec![],
+            missing: vec![],
+        }));
+    };
+    let fetched: std::collections::HashSet<String> = meta
+        .deliveries(&pool.id, group.start_ms)
+        .await
+        .map_err(CoreError::from)?
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    let (mut got, mut missing) = (Vec::new(), Vec::new());
+    for m in meta.members(&pool.id).await.map_err(CoreError::from)? {
+        if m.role == "processor" {
+            continue;
+        }
+        if fetched.contains(&m.id) {
+            got.push(m.name);
+        } else {
+            missing.push(m.name);
+        }
+    }
+    Ok(Json(Deliveries {
+        group: Some(rfc3339(group.start_ms)),
+        fetched: got,
+        missing,
+    }))
+}
