@@ -24,6 +24,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the server: S3 on one port; health, version and metrics on the other.
     Serve(ServeArgs),
+    /// Take part in a pool: push files, watch for results, or process groups.
+    Pool(crate::cli::pool::PoolArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -229,6 +231,7 @@ mod tests {
         let argv = argv.iter().map(|s| s.to_string()).collect();
         match parse_from(argv).expect("parses").command {
             Command::Serve(args) => args,
+            Command::Pool(_) => panic!("not a serve command"),
         }
     }
 

@@ -14,6 +14,7 @@
 //!   server; `main.rs` only parses the command line and dispatches.
 
 pub mod blob;
+pub mod cli;
 pub mod config;
 pub mod core;
 pub mod meta;

@@ -13,6 +13,13 @@ fn main() -> anyhow::Result<()> {
     };
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Pool(args) => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let code = runtime.block_on(cistern::cli::pool::run(args))?;
+            std::process::exit(code);
+        }
     }
 }
 

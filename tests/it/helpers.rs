@@ -112,7 +112,9 @@ pub async fn spawn_on(
         argv.push(url.clone());
     }
     argv.extend(extra.iter().map(|s| s.to_string()));
-    let Command::Serve(args) = parse_from(argv).expect("valid test settings").command;
+    let Command::Serve(args) = parse_from(argv).expect("valid test settings").command else {
+        unreachable!("a serve command line")
+    };
     let (server, _) = Server::build(args).await.expect("server builds");
     let (stop, stopped) = oneshot::channel::<()>();
     let s3_addr = server.s3_addr();
@@ -229,4 +231,12 @@ pub async fn put_bytes(s3: &Client, bucket: &str, key: &str, data: impl Into<Vec
         .send()
         .await;
     put.unwrap_or_else(|e| panic!("put {bucket}/{key}: {e:?}"));
+}
+
+/// A loopback port that nothing listens on (it was free a moment ago).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
 }

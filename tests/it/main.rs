@@ -15,5 +15,6 @@ mod multipart;
 mod objects;
 mod openapi;
 mod operations;
+mod pool_cli;
 mod pools;
 mod quotas;

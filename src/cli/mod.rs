@@ -1,0 +1,4 @@
+//! Client-side subcommands of the `cistern` binary, which talk to a running
+//! server over its JSON API.
+
+pub mod pool;

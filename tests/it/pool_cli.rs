@@ -1,0 +1,249 @@
+//! `cistern pool push | watch | process` as a user runs them: the real
+//! binary against a running server.
+
+use std::path::Path;
+use std::process::Output;
+
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+async fn api(app: &TestApp, method: reqwest::Method, path: &str, body: Value) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .request(method, app.web_url(path))
+        .basic_auth(ROOT_USER, Some(ROOT_PASSWORD))
+        .json(&body)
+        .send()
+        .await
+        .expect("api");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// A pool with one contributor, one listener and one processor: tokens.
+async fn pool_with_members(app: &TestApp, pool: &str) -> (String, String, String) {
+    let (status, body) = api(
+        app,
+        reqwest::Method::POST,
+        "/api/v1/pools",
+        json!({"name": pool, "window_secs": 86400}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let mut tokens = Vec::new();
+    for (name, role) in [
+        ("cam", "contributor"),
+        ("screen", "listener"),
+        ("proc", "processor"),
+    ] {
+        let (status, body) = api(
+            app,
+            reqwest::Method::POST,
+            &format!("/api/v1/pools/{pool}/members"),
+            json!({"name": name, "role": role}),
+        )
+        .await;
+        assert_eq!(status, 201);
+        tokens.push(body[0]["token"].as_str().unwrap().to_owned());
+    }
+    (tokens[0].clone(), tokens[1].clone(), tokens[2].clone())
+}
+
+fn cistern(server: &str, pool: &str, token: &str, args: &[&str]) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_cistern"));
+    command
+        .arg("pool")
+        .args(&args[..1])
+        .args(["--server", server, "--pool", pool, "--token", token])
+        .args(&args[1..])
+        .kill_on_drop(true);
+    command
+}
+
+async fn run(mut command: tokio::process::Command) -> Output {
+    let output = command.output().await.expect("run cistern");
+    eprintln!(
+        "stdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+fn write(dir: &Path, name: &str, data: &[u8]) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, data).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+async fn seal_current_group(app: &TestApp, pool: &str) {
+    let (_, groups) = api(
+        app,
+        reqwest::Method::GET,
+        &format!("/api/v1/pools/{pool}/groups"),
+        json!(null),
+    )
+    .await;
+    let group = groups[0]["group"].as_str().expect("a group").to_owned();
+    let (status, _) = api(
+        app,
+        reqwest::Method::POST,
+        &format!("/api/v1/pools/{pool}/groups/{group}/seal"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 204);
+}
+
+#[tokio::test]
+async fn push_through_a_spool_process_with_a_command_and_watch_results_arrive() {
+    let app = spawn_app().await;
+    let server = app.web_url("");
+    let server = server.trim_end_matches('/');
+    let (cam, screen, processor) = pool_with_members(&app, "demo").await;
+    let work = tempfile::tempdir().unwrap();
+    let spool = work.path().join("spool");
+    let a = write(work.path(), "a.txt", b"first ");
+    let b = write(work.path(), "b.txt", b"second");
+
+    // The server is unreachable: the files wait in the spool.
+    let down = format!("http://127.0.0.1:{}", free_port());
+    let mut push = cistern(
+        &down,
+        "demo",
+        &cam,
+        &[
+            "push",
+            "--spool",
+            spool.to_str().unwrap(),
+            "--give-up-secs",
+            "2",
+        ],
+    );
+    push.args([&a, &b]);
+    let output = run(push).await;
+    assert_eq!(output.status.code(), Some(75), "gave up, files kept");
+    assert_eq!(
+        std::fs::read_dir(&spool).unwrap().count(),
+        4,
+        "two files, two entries"
+    );
+
+    // The next run finds the server and empties the spool.
+    let output = run(cistern(
+        server,
+        "demo",
+        &cam,
+        &["push", "--spool", spool.to_str().unwrap()],
+    ))
+    .await;
+    assert!(output.status.success());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(stdout.matches("accepted ").count(), 2, "{stdout}");
+    assert_eq!(std::fs::read_dir(&spool).unwrap().count(), 0);
+
+    // A listener watches; the processor turns the sealed group into a result.
+    let out = work.path().join("out");
+    let mut watch = cistern(
+        server,
+        "demo",
+        &screen,
+        &["watch", "--out", out.to_str().unwrap(), "--count", "1"],
+    );
+    let watcher = watch
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("watch");
+    seal_current_group(&app, "demo").await;
+    let output = run(cistern(
+        server,
+        "demo",
+        &processor,
+        &[
+            "process",
+            "--count",
+            "1",
+            "--poll-secs",
+            "1",
+            "--exec",
+            "cat {input}/files/* > {output}",
+        ],
+    ))
+    .await;
+    assert!(output.status.success());
+    let watched = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        watcher.wait_with_output(),
+    )
+    .await
+    .expect("the watcher gets the result in time")
+    .expect("watch");
+    assert!(watched.status.success());
+    let mut result = std::fs::read(out.join("latest")).expect("latest result");
+    result.sort_unstable();
+    let mut expected = b"first second".to_vec();
+    expected.sort_unstable();
+    assert_eq!(result, expected, "both files went through the command");
+
+    // A failing command is reported with its exit status and stderr.
+    let (cam2, _, processor2) = pool_with_members(&app, "broken").await;
+    let c = write(work.path(), "c.txt", b"x");
+    let mut push = cistern(server, "broken", &cam2, &["push"]);
+    push.arg(&c);
+    assert!(run(push).await.status.success());
+    seal_current_group(&app, "broken").await;
+    let output = run(cistern(
+        server,
+        "broken",
+        &processor2,
+        &[
+            "process",
+            "--count",
+            "1",
+            "--exec",
+            "echo 'cannot read input' >&2; exit 3",
+        ],
+    ))
+    .await;
+    assert!(output.status.success(), "the processor itself goes on");
+    let (_, groups) = api(
+        &app,
+        reqwest::Method::GET,
+        "/api/v1/pools/broken/groups",
+        json!(null),
+    )
+    .await;
+    assert_eq!(groups[0]["state"], "failed");
+    let token = {
+        let (_, session) = api(
+            &app,
+            reqwest::Method::POST,
+            "/api/v1/auth/login",
+            json!({"name": ROOT_USER, "password": ROOT_PASSWORD}),
+        )
+        .await;
+        session["token"].as_str().unwrap().to_owned()
+    };
+    let events = reqwest::Client::new()
+        .get(app.web_url("/api/v1/events?pool=broken"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    let mut stream = futures::StreamExt::boxed(events.bytes_stream());
+    let mut text = String::new();
+    while !text.contains("group.failed") {
+        let chunk = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            futures::StreamExt::next(&mut stream),
+        )
+        .await
+        .expect("events")
+        .unwrap()
+        .unwrap();
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(text.contains("exit status: 3"), "{text}");
+    assert!(text.contains("cannot read input"), "{text}");
+    app.stop().await;
+}
