@@ -130,6 +130,11 @@ pub struct ServeArgs {
     /// downloads already under way can finish.
     #[arg(long, env = "CISTERN_TRASH_DELAY_SECS", default_value_t = 900)]
     pub trash_delay_secs: u64,
+
+    /// Milliseconds before a failed webhook delivery is tried again; the
+    /// wait doubles after each failure, up to an hour, for at least 24 hours.
+    #[arg(long, env = "CISTERN_WEBHOOK_RETRY_BASE_MS", default_value_t = 1000)]
+    pub webhook_retry_base_ms: u64,
 }
 
 impl std::fmt::Debug for ServeArgs {

@@ -185,6 +185,15 @@ impl Server {
             async move { stop.run_until_cancelled(store.run_sealer()).await }
         });
 
+        let webhooks = tokio::spawn({
+            let stop = stop.clone();
+            let store = store.clone();
+            let settings = crate::core::webhooks::WebhookSettings {
+                retry_base: Duration::from_millis(settings.webhook_retry_base_ms.max(1)),
+            };
+            async move { stop.run_until_cancelled(store.run_webhooks(settings)).await }
+        });
+
         shutdown.await;
         tracing::info!("shutting down: no new connections, finishing requests in flight");
         stop.cancel();
@@ -192,6 +201,7 @@ impl Server {
         let _ = web_task.await;
         let _ = sweeper.await;
         let _ = sealer.await;
+        let _ = webhooks.await;
         // Requests are done: commit their audit records, then the rest.
         audit.flush().await;
         store.meta().close().await;

@@ -16,6 +16,8 @@ CREATE TABLE pools (
     retention_days BIGINT NOT NULL,
     webhook_url TEXT,
     webhook_secret TEXT,
+    -- The last event the webhook has had (delivered or given up on).
+    webhook_cursor BIGINT NOT NULL DEFAULT 0,
     created_ms BIGINT NOT NULL
 );
 
@@ -89,3 +91,16 @@ CREATE TABLE pool_deliveries (
     fetched_ms BIGINT NOT NULL,
     PRIMARY KEY (pool_id, member_id, group_start_ms)
 );
+
+-- Every attempt to deliver an event to a pool's webhook.
+CREATE TABLE webhook_attempts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    pool_id TEXT NOT NULL REFERENCES pools (id) ON DELETE CASCADE,
+    event_id BIGINT NOT NULL,
+    attempt BIGINT NOT NULL,
+    time_ms BIGINT NOT NULL,
+    status BIGINT,
+    error TEXT,
+    delivered BIGINT NOT NULL
+);
+CREATE INDEX webhook_attempts_by_pool ON webhook_attempts (pool_id, id);

@@ -13,6 +13,7 @@ pub mod pools;
 pub mod presign;
 pub mod sessions;
 pub mod sweeper;
+pub mod webhooks;
 
 pub use self::error::{CoreError, CoreResult};
 pub use self::objects::Store;

@@ -257,6 +257,7 @@ impl Store {
             retention_days,
             webhook_url: spec.webhook_url,
             webhook_secret: spec.webhook_secret,
+            webhook_cursor: 0,
             created_ms: now,
         };
         self.apply_pool(PoolMutation::Create { pool: pool.clone() })
@@ -830,6 +831,7 @@ mod tests {
             retention_days: 30,
             webhook_url: None,
             webhook_secret: None,
+            webhook_cursor: 0,
             created_ms: 0,
         }
     }

@@ -32,7 +32,22 @@ pub struct PoolRecord {
     pub retention_days: i64,
     pub webhook_url: Option<String>,
     pub webhook_secret: Option<String>,
+    /// The last event the webhook has had (delivered or given up on).
+    pub webhook_cursor: i64,
     pub created_ms: i64,
+}
+
+/// One attempt to deliver an event to a pool's webhook.
+#[derive(Debug, Clone)]
+pub struct WebhookAttempt {
+    pub event_id: i64,
+    /// 1 for the first try.
+    pub attempt: i64,
+    pub time_ms: i64,
+    /// The receiver's HTTP status, if it answered.
+    pub status: Option<i64>,
+    pub error: Option<String>,
+    pub delivered: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -197,6 +212,13 @@ pub enum PoolMutation {
     ExpireLeases {
         now_ms: i64,
         max_attempts: i64,
+    },
+    /// Records a webhook attempt; `done` moves the webhook past the event
+    /// (delivered, or given up on).
+    WebhookAttempt {
+        pool_id: String,
+        attempt: WebhookAttempt,
+        done: bool,
     },
     /// A member fetched a group's result.
     Delivered {
@@ -394,6 +416,33 @@ pub(super) async fn apply(
             Ok(MutationOutcome::Pool(PoolOutcome::Sealed(
                 lapsed.len() as u64
             )))
+        }
+        PoolMutation::WebhookAttempt {
+            pool_id,
+            attempt: a,
+            done,
+        } => {
+            sqlx::query(
+                "INSERT INTO webhook_attempts (pool_id, event_id, attempt, time_ms, status, error, \
+                 delivered) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(pool_id)
+            .bind(a.event_id)
+            .bind(a.attempt)
+            .bind(a.time_ms)
+            .bind(a.status)
+            .bind(a.error.clone())
+            .bind(i64::from(a.delivered))
+            .execute(&mut *conn)
+            .await?;
+            if *done {
+                sqlx::query("UPDATE pools SET webhook_cursor = $1 WHERE id = $2")
+                    .bind(a.event_id)
+                    .bind(pool_id)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            Ok(MutationOutcome::Done)
         }
         PoolMutation::Delivered {
             pool_id,
@@ -777,7 +826,7 @@ async fn insert_event(conn: &mut AnyConnection, event: &PoolEvent) -> MetaResult
 
 const POOL_COLUMNS: &str = "id, name, owner_id, bucket, window_secs, grace_secs, origin_ms, \
      max_file_size, allowed_types, forbidden_types, allow_empty, retention_days, webhook_url, \
-     webhook_secret, created_ms";
+     webhook_secret, webhook_cursor, created_ms";
 const MEMBER_COLUMNS: &str = "id, pool_id, name, role, created_ms, disabled_ms";
 const GROUP_COLUMNS: &str = "pool_id, start_ms, end_ms, seal_at_ms, state, files, bytes, \
      attempts, lease_id, lease_expires_ms, result_key, result_size, result_etag, updated_ms";
@@ -805,6 +854,7 @@ fn pool_from_row(row: &AnyRow) -> MetaResult<PoolRecord> {
         retention_days: row.try_get("retention_days")?,
         webhook_url: row.try_get("webhook_url")?,
         webhook_secret: row.try_get("webhook_secret")?,
+        webhook_cursor: row.try_get("webhook_cursor")?,
         created_ms: row.try_get("created_ms")?,
     })
 }
@@ -972,6 +1022,46 @@ impl MetaStore {
         .as_ref()
         .map(group_from_row)
         .transpose()
+    }
+
+    /// Pools that have a webhook.
+    pub async fn pools_with_webhooks(&self) -> MetaResult<Vec<PoolRecord>> {
+        sqlx::query(&format!(
+            "SELECT {POOL_COLUMNS} FROM pools WHERE webhook_url IS NOT NULL ORDER BY name"
+        ))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(pool_from_row)
+        .collect()
+    }
+
+    /// The newest webhook attempts of a pool, newest first.
+    pub async fn webhook_attempts(
+        &self,
+        pool_id: &str,
+        limit: i64,
+    ) -> MetaResult<Vec<WebhookAttempt>> {
+        sqlx::query(
+            "SELECT event_id, attempt, time_ms, status, error, delivered FROM webhook_attempts \
+             WHERE pool_id = $1 ORDER BY id DESC LIMIT $2",
+        )
+        .bind(pool_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(WebhookAttempt {
+                event_id: row.try_get("event_id")?,
+                attempt: row.try_get("attempt")?,
+                time_ms: row.try_get("time_ms")?,
+                status: row.try_get("status")?,
+                error: row.try_get("error")?,
+                delivered: row.try_get::<i64, _>("delivered")? != 0,
+            })
+        })
+        .collect()
     }
 
     /// Members who fetched the result of a group, with when (ms).

@@ -844,3 +844,123 @@ async fn lapsed_leases_return_the_group_and_three_lapses_fail_it() {
     );
     app.stop().await;
 }
+
+/// What a webhook receiver got: (signature header, body).
+type Received = std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>;
+
+async fn webhook_receiver(port: u16, received: Received) {
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(
+            move |headers: axum::http::HeaderMap, body: String| async move {
+                let signature = headers
+                    .get("x-cistern-signature")
+                    .map(|v| v.to_str().unwrap().to_owned())
+                    .unwrap_or_default();
+                received.lock().unwrap().push((signature, body));
+                axum::http::StatusCode::NO_CONTENT
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .expect("bind the receiver");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+}
+
+async fn attempts(app: &TestApp) -> Vec<Value> {
+    get(app, "/api/v1/pools/hooked/webhook/attempts", None)
+        .await
+        .1
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+#[tokio::test]
+async fn webhooks_get_every_event_signed_after_the_receiver_was_down() {
+    let app = spawn_app_with(&["--webhook-retry-base-ms", "50"]).await;
+    let port = free_port();
+    create_pool(
+        &app,
+        json!({"name": "hooked", "window_secs": 3600, "webhook_url": format!("http://127.0.0.1:{port}/hook"), "webhook_secret": "s3cret"}),
+    )
+    .await;
+    let cam = add_members(
+        &app,
+        "hooked",
+        json!({"name": "cam", "role": "contributor"}),
+    )
+    .await;
+    send_batch(&app, "hooked", &cam[0].1, &[("a.png", now_ms(), PNG)]).await;
+    let (_, groups) = get(&app, "/api/v1/pools/hooked/groups", None).await;
+    let group = groups[0]["group"].as_str().unwrap().to_owned();
+    post(
+        &app,
+        &format!("/api/v1/pools/hooked/groups/{group}/seal"),
+        None,
+        json!({}),
+    )
+    .await;
+
+    // Nothing listens yet: attempts fail and are recorded.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while attempts(&app).await.len() < 3 {
+        assert!(Instant::now() < deadline, "attempts are made and recorded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let failed = attempts(&app).await;
+    assert!(
+        failed
+            .iter()
+            .all(|a| a["delivered"] == false && a["status"].is_null())
+    );
+
+    // The receiver comes up: every event arrives, in order, signed.
+    let received = Received::default();
+    webhook_receiver(port, received.clone()).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while received.lock().unwrap().len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "both events delivered: {:?}",
+            attempts(&app).await
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let got = received.lock().unwrap().clone();
+    let bodies: Vec<Value> = got
+        .iter()
+        .map(|(_, b)| serde_json::from_str(b).unwrap())
+        .collect();
+    assert_eq!(bodies[0]["kind"], "contribution.accepted");
+    assert_eq!(bodies[1]["kind"], "group.sealed");
+    for (signature, body) in &got {
+        use hmac::Mac;
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"s3cret").unwrap();
+        mac.update(body.as_bytes());
+        assert_eq!(
+            signature,
+            &format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+        );
+    }
+    let all = attempts(&app).await;
+    let first_event = bodies[0]["id"].as_i64().unwrap();
+    let tries: Vec<(i64, bool)> = all
+        .iter()
+        .rev()
+        .filter(|a| a["event_id"] == first_event)
+        .map(|a| {
+            (
+                a["attempt"].as_i64().unwrap(),
+                a["delivered"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert!(
+        tries.len() >= 2 && tries.last() == Some(&(tries.len() as i64, true)),
+        "{tries:?}"
+    );
+    assert!(tries[..tries.len() - 1].iter().all(|t| !t.1));
+    app.stop().await;
+}

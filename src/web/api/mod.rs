@@ -75,6 +75,7 @@ pub fn router(state: WebState) -> Router<WebState> {
         .routes(routes!(pools::archive))
         .routes(routes!(pools::latest_result))
         .routes(routes!(pools::deliveries))
+        .routes(routes!(pools::webhook_attempts))
         // OpenAPI has no multi-segment parameter, so the object routes are
         // documented as `{key}` (in `openapi::ApiDoc`) and routed here with
         // axum's catch-all, which lets keys contain slashes.

@@ -1348,3 +1348,43 @@ pub async fn deliveries(
         missing,
     }))
 }
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct WebhookAttemptView {
+    pub event_id: i64,
+    /// 1 for the first try.
+    pub attempt: i64,
+    pub time: String,
+    /// The receiver's HTTP status, if it answered.
+    pub status: Option<i64>,
+    pub error: Option<String>,
+    pub delivered: bool,
+}
+
+#[utoipa::path(get, path = "/api/v1/pools/{pool}/webhook/attempts", tag = "pools", params(("pool" = String, Path, description = "Pool name", example = "sky")), responses((status = 200, description = "The newest 1000 webhook delivery attempts, newest first (owner)", body = Vec<WebhookAttemptView>)))]
+pub async fn webhook_attempts(
+    State(state): State<WebState>,
+    caller: PoolCaller,
+    Path(pool): Path<String>,
+) -> ApiResult<Json<Vec<WebhookAttemptView>>> {
+    let pool = caller.owner(&state, &pool).await?;
+    let attempts = state
+        .store
+        .meta()
+        .webhook_attempts(&pool.id, 1000)
+        .await
+        .map_err(CoreError::from)?;
+    Ok(Json(
+        attempts
+            .into_iter()
+            .map(|a| WebhookAttemptView {
+                event_id: a.event_id,
+                attempt: a.attempt,
+                time: rfc3339(a.time_ms),
+                status: a.status,
+                error: a.error,
+                delivered: a.delivered,
+            })
+            .collect(),
+    ))
+}
