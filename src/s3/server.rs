@@ -59,7 +59,8 @@ pub async fn serve<S, B>(
             request.extensions_mut().insert(PeerAddr(peer));
             per_connection.call(request)
         });
-        let connection = builder.serve_connection(TokioIo::new(socket), tagged);
+        // Upgrades carry the event stream's WebSockets on the web port.
+        let connection = builder.serve_connection_with_upgrades(TokioIo::new(socket), tagged);
         let connection = graceful.watch(connection.into_owned());
         tokio::spawn(async move {
             if let Err(e) = connection.await {

@@ -964,3 +964,75 @@ async fn webhooks_get_every_event_signed_after_the_receiver_was_down() {
     assert!(tries[..tries.len() - 1].iter().all(|t| !t.1));
     app.stop().await;
 }
+
+async fn websocket(
+    app: &TestApp,
+    token: &str,
+    last_event_id: Option<i64>,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let url = app.web_url("/api/v1/events").replace("http://", "ws://");
+    let mut request = url.into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    if let Some(id) = last_event_id {
+        request
+            .headers_mut()
+            .insert("last-event-id", id.to_string().parse().unwrap());
+    }
+    tokio_tungstenite::connect_async(request)
+        .await
+        .expect("websocket")
+        .0
+}
+
+async fn next_event(
+    socket: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+) -> Value {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(10), socket.next())
+            .await
+            .expect("an event in time")
+            .expect("open")
+            .expect("message");
+        if let tokio_tungstenite::tungstenite::Message::Text(text) = message {
+            return serde_json::from_str(&text).unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn events_also_come_over_a_websocket_and_resume() {
+    let app = spawn_app().await;
+    create_pool(&app, json!({"name": "ws", "window_secs": 3600})).await;
+    let cam = add_members(&app, "ws", json!({"name": "cam", "role": "contributor"})).await;
+    send_batch(&app, "ws", &cam[0].1, &[("a.png", now_ms(), PNG)]).await;
+    let mut socket = websocket(&app, &cam[0].1, None).await;
+    let first = next_event(&mut socket).await;
+    assert_eq!(first["kind"], "contribution.accepted");
+    let (_, groups) = get(&app, "/api/v1/pools/ws/groups", None).await;
+    let group = groups[0]["group"].as_str().unwrap().to_owned();
+    post(
+        &app,
+        &format!("/api/v1/pools/ws/groups/{group}/seal"),
+        None,
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        next_event(&mut socket).await["kind"],
+        "group.sealed",
+        "live events arrive"
+    );
+    drop(socket);
+    let mut resumed = websocket(&app, &cam[0].1, first["id"].as_i64()).await;
+    assert_eq!(
+        next_event(&mut resumed).await["kind"],
+        "group.sealed",
+        "resumed after the first"
+    );
+    app.stop().await;
+}

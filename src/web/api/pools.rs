@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::multipart::MultipartRejection;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{Message, WebSocketUpgrade};
 use axum::extract::{FromRequestParts, Multipart, Path, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -767,13 +769,14 @@ fn event_view(event: PoolEvent, pool: &str) -> EventView {
     }
 }
 
-#[utoipa::path(get, path = "/api/v1/events", tag = "pools", params(EventQuery, ("Last-Event-ID" = Option<i64>, Header, description = "Resume after this event")), responses((status = 200, description = "Server-Sent Events: `id` is the event id, `event` its kind, `data` an EventView", content_type = "text/event-stream", body = String)))]
+#[utoipa::path(get, path = "/api/v1/events", tag = "pools", params(EventQuery, ("Last-Event-ID" = Option<i64>, Header, description = "Resume after this event")), responses((status = 200, description = "Server-Sent Events: `id` is the event id, `event` its kind, `data` an EventView. With a WebSocket upgrade, each event is a text message holding an EventView.", content_type = "text/event-stream", body = String)))]
 pub async fn events(
     State(state): State<WebState>,
     caller: PoolCaller,
     QueryArgs(query): QueryArgs<EventQuery>,
     headers: HeaderMap,
-) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+    websocket: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> ApiResult<Response> {
     let name = match (&caller, &query.pool) {
         (_, Some(name)) => name.clone(),
         (PoolCaller::Member(found), None) => found.1.name.clone(),
@@ -793,8 +796,42 @@ pub async fn events(
         .transpose()?;
     let after = resume.or(query.after).unwrap_or(0);
     let member_id = member.map(|m| m.id);
-    let stopping = state.stopping.clone();
-    let stream = futures::stream::unfold(after, move |after| {
+    let events = event_stream(state.clone(), pool, member_id, after)
+        .take_until(state.stopping.clone().cancelled_owned());
+    let Ok(upgrade) = websocket else {
+        let sse = events.map(|(id, kind, view)| {
+            Ok::<_, Infallible>(
+                Event::default()
+                    .id(id.to_string())
+                    .event(kind)
+                    .json_data(view)
+                    .unwrap_or_default(),
+            )
+        });
+        return Ok(Sse::new(sse)
+            .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+            .into_response());
+    };
+    Ok(upgrade.on_upgrade(move |mut socket| async move {
+        let mut events = std::pin::pin!(events);
+        while let Some((_, _, view)) = events.next().await {
+            let text = serde_json::to_string(&view).unwrap_or_default();
+            if socket.send(Message::Text(text.into())).await.is_err() {
+                return;
+            }
+        }
+        let _ = socket.send(Message::Close(None)).await;
+    }))
+}
+
+/// A pool's events after `after`, as they are written: (id, kind, view).
+fn event_stream(
+    state: WebState,
+    pool: PoolRecord,
+    member_id: Option<String>,
+    after: i64,
+) -> impl Stream<Item = (i64, String, EventView)> + Send + 'static {
+    futures::stream::unfold(after, move |after| {
         let state = state.clone();
         let pool = pool.clone();
         let member_id = member_id.clone();
@@ -814,18 +851,9 @@ pub async fn events(
                 match page {
                     Ok(page) if !page.is_empty() => {
                         let last = page.last().map_or(after, |e| e.id);
-                        let events: Vec<Result<Event, Infallible>> = page
+                        let events: Vec<_> = page
                             .into_iter()
-                            .map(|e| {
-                                let id = e.id;
-                                let kind = e.kind.clone();
-                                let view = event_view(e, &pool.name);
-                                Ok(Event::default()
-                                    .id(id.to_string())
-                                    .event(kind)
-                                    .json_data(view)
-                                    .unwrap_or_default())
-                            })
+                            .map(|e| (e.id, e.kind.clone(), event_view(e, &pool.name)))
                             .collect();
                         return Some((futures::stream::iter(events), last));
                     }
@@ -839,8 +867,6 @@ pub async fn events(
         }
     })
     .flatten()
-    .take_until(stopping.cancelled_owned());
-    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 
 fn group_time(group: &str) -> ApiResult<i64> {
