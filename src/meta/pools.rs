@@ -971,6 +971,21 @@ impl MetaStore {
         Ok(Some((member, pool_from_row(&pool)?)))
     }
 
+    /// Whether a member exists and is enabled.
+    pub async fn member_active(&self, member_id: &str) -> MetaResult<bool> {
+        let row = sqlx::query(
+            "SELECT CASE WHEN disabled_ms IS NULL THEN 1 ELSE 0 END AS active \
+             FROM pool_members WHERE id = $1",
+        )
+        .bind(member_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(match row {
+            Some(row) => row.try_get::<i64, _>("active")? == 1,
+            None => false,
+        })
+    }
+
     pub async fn members(&self, pool_id: &str) -> MetaResult<Vec<MemberRecord>> {
         sqlx::query(&format!(
             "SELECT {MEMBER_COLUMNS} FROM pool_members WHERE pool_id = $1 ORDER BY name"

@@ -12,6 +12,7 @@ use crate::helpers::*;
 struct Process {
     child: Child,
     s3_url: String,
+    web_url: String,
 }
 
 fn start(data_dir: &std::path::Path, database_url: Option<&str>, extra: &[&str]) -> Process {
@@ -38,7 +39,7 @@ fn start(data_dir: &std::path::Path, database_url: Option<&str>, extra: &[&str])
     let mut child = command.spawn().expect("start cistern");
     let stderr = child.stderr.take().expect("stderr");
     let mut lines = BufReader::new(stderr).lines();
-    let s3 = loop {
+    let (s3, web) = loop {
         let line = lines
             .next()
             .expect("server exited before listening")
@@ -46,8 +47,11 @@ fn start(data_dir: &std::path::Path, database_url: Option<&str>, extra: &[&str])
         let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) else {
             continue;
         };
-        if let Some(addr) = event.get("s3").and_then(|v| v.as_str()) {
-            break addr.to_owned();
+        if let (Some(s3), Some(web)) = (
+            event.get("s3").and_then(|v| v.as_str()),
+            event.get("web").and_then(|v| v.as_str()),
+        ) {
+            break (s3.to_owned(), web.to_owned());
         }
     };
     // Keep draining the log so the server never blocks on a full pipe.
@@ -55,6 +59,7 @@ fn start(data_dir: &std::path::Path, database_url: Option<&str>, extra: &[&str])
     Process {
         child,
         s3_url: format!("http://{s3}"),
+        web_url: format!("http://{web}"),
     }
 }
 
@@ -191,6 +196,173 @@ async fn acknowledged_writes_survive_kill_9_and_partial_ones_never_show() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    server.child.kill().expect("stop");
+    let _ = server.child.wait();
+}
+
+/// A pool's contributions as a server reports them: (member, name) to
+/// (sha256, key).
+async fn listed_contributions(web: &str) -> HashMap<(String, String), (String, String)> {
+    let http = reqwest::Client::new();
+    let mut all = HashMap::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut url = format!("{web}/api/v1/pools/crashpool/contributions?limit=1000");
+        if let Some(c) = &cursor {
+            url.push_str(&format!("&cursor={c}"));
+        }
+        let page: serde_json::Value = http
+            .get(url)
+            .basic_auth(ROOT_USER, Some(ROOT_PASSWORD))
+            .send()
+            .await
+            .expect("list")
+            .json()
+            .await
+            .expect("json");
+        for c in page["contributions"].as_array().unwrap() {
+            all.insert(
+                (
+                    c["member"].as_str().unwrap().to_owned(),
+                    c["name"].as_str().unwrap().to_owned(),
+                ),
+                (
+                    c["sha256"].as_str().unwrap().to_owned(),
+                    c["key"].as_str().unwrap().to_owned(),
+                ),
+            );
+        }
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => return all,
+        }
+    }
+}
+
+#[tokio::test]
+async fn files_with_a_receipt_survive_kill_9_during_batch_uploads() {
+    use sha2::Digest;
+    let data_dir = tempfile::tempdir().expect("tempdir");
+    let database_url = test_database_url().await;
+    let mut server = start(data_dir.path(), database_url.as_deref(), &[]);
+    let http = reqwest::Client::new();
+    let web = server.web_url.clone();
+    let created = http
+        .post(format!("{web}/api/v1/pools"))
+        .basic_auth(ROOT_USER, Some(ROOT_PASSWORD))
+        .json(&serde_json::json!({"name": "crashpool", "window_secs": 86400}))
+        .send()
+        .await
+        .expect("pool");
+    assert_eq!(created.status(), 201);
+    let members: serde_json::Value = http
+        .post(format!("{web}/api/v1/pools/crashpool/members"))
+        .basic_auth(ROOT_USER, Some(ROOT_PASSWORD))
+        .json(&serde_json::json!({"count": 6, "prefix": "m", "role": "contributor"}))
+        .send()
+        .await
+        .expect("members")
+        .json()
+        .await
+        .expect("json");
+
+    let receipted: Arc<Mutex<HashMap<(String, String), String>>> = Arc::default();
+    let mut senders = Vec::new();
+    for member in members.as_array().unwrap().clone() {
+        let (web, receipted) = (web.clone(), receipted.clone());
+        senders.push(tokio::spawn(async move {
+            let name = member["name"].as_str().unwrap().to_owned();
+            let token = member["token"].as_str().unwrap().to_owned();
+            let now = chrono::Utc::now().timestamp_millis();
+            for batch in 0..1000u32 {
+                let mut form = reqwest::multipart::Form::new();
+                let mut files = Vec::new();
+                for i in 0..3u32 {
+                    // Inline-sized and blob-sized files.
+                    let size = if i == 1 {
+                        150_000
+                    } else {
+                        3_000 + batch as usize
+                    };
+                    let data = pattern(size, (batch * 3 + i) as u8);
+                    let file = format!("b{batch}-{i}.bin");
+                    files.push((file.clone(), hex::encode(sha2::Sha256::digest(&data))));
+                    let when = chrono::DateTime::from_timestamp_millis(now - i64::from(batch))
+                        .unwrap()
+                        .to_rfc3339();
+                    form = form.text("timestamp", when).part(
+                        "file",
+                        reqwest::multipart::Part::bytes(data).file_name(file),
+                    );
+                }
+                let Ok(response) = reqwest::Client::new()
+                    .post(format!("{web}/api/v1/pools/crashpool/contributions"))
+                    .bearer_auth(&token)
+                    .multipart(form)
+                    .send()
+                    .await
+                else {
+                    return;
+                };
+                let Ok(body) = response.json::<serde_json::Value>().await else {
+                    return;
+                };
+                for (receipt, (file, sha)) in body["receipts"].as_array().unwrap().iter().zip(files)
+                {
+                    assert_eq!(receipt["status"], "accepted", "{receipt}");
+                    receipted.lock().unwrap().insert((name.clone(), file), sha);
+                }
+            }
+        }));
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while receipted.lock().unwrap().len() < 60 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "uploads make progress"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.child.kill().expect("kill -9");
+    let _ = server.child.wait();
+    for sender in senders {
+        let _ = sender.await;
+    }
+    let receipted = receipted.lock().unwrap().clone();
+
+    let mut server = start(data_dir.path(), database_url.as_deref(), &[]);
+    let listed = listed_contributions(&server.web_url).await;
+    for (file, sha) in &receipted {
+        assert_eq!(
+            listed.get(file).map(|l| &l.0),
+            Some(sha),
+            "{file:?} has a receipt, so it is there"
+        );
+    }
+    // Whatever is listed is whole (a file committed just before the kill
+    // may be listed without its receipt having reached the client).
+    let s3 = client_for(&server.s3_url, ROOT_USER, ROOT_PASSWORD, None);
+    for ((member, name), (sha, key)) in &listed {
+        let data = get_bytes(&s3, "pool-crashpool", key).await;
+        assert_eq!(
+            &hex::encode(sha2::Sha256::digest(&data)),
+            sha,
+            "{member}/{name} is whole"
+        );
+    }
+    let objects = s3
+        .list_objects_v2()
+        .bucket("pool-crashpool")
+        .send()
+        .await
+        .expect("list")
+        .key_count()
+        .unwrap_or(0);
+    assert_eq!(
+        objects as usize,
+        listed.len(),
+        "no object without its contribution"
+    );
     server.child.kill().expect("stop");
     let _ = server.child.wait();
 }

@@ -1036,3 +1036,54 @@ async fn events_also_come_over_a_websocket_and_resume() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_member_disabled_mid_stream_hears_no_more_and_sends_no_more() {
+    let app = spawn_app().await;
+    create_pool(&app, json!({"name": "cut", "window_secs": 3600})).await;
+    let cam = add_members(&app, "cut", json!({"name": "cam", "role": "contributor"})).await;
+    let response = reqwest::Client::new()
+        .get(app.web_url("/api/v1/events"))
+        .bearer_auth(&cam[0].1)
+        .send()
+        .await
+        .expect("events");
+    let mut stream = response.bytes_stream();
+    send_batch(&app, "cut", &cam[0].1, &[("a.png", now_ms(), PNG)]).await;
+    let (status, _) = post(
+        &app,
+        "/api/v1/pools/cut/members/cam/disable",
+        None,
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 204);
+    // The stream delivers what came before and then ends.
+    let mut text = String::new();
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(chunk) = stream.next().await {
+            text.push_str(&String::from_utf8_lossy(&chunk.expect("chunk")));
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the stream ends once the member is disabled");
+    assert!(text.contains("contribution.accepted"), "{text}");
+    let response = reqwest::Client::new()
+        .post(app.web_url(&format!(
+            "/api/v1/pools/cut/contributions?name=b.png&timestamp={}",
+            rfc3339(now_ms())
+        )))
+        .bearer_auth(&cam[0].1)
+        .body(PNG.to_vec())
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(response.status(), 403);
+    let (_, mine) = get(&app, "/api/v1/pools/cut/contributions", None).await;
+    assert_eq!(
+        mine["contributions"].as_array().unwrap().len(),
+        1,
+        "nothing more was stored"
+    );
+    app.stop().await;
+}

@@ -843,6 +843,17 @@ fn event_stream(
                 let written = signal.notified();
                 tokio::pin!(written);
                 written.as_mut().enable();
+                // A member disabled or removed mid-stream hears no more.
+                if let Some(member_id) = &member_id
+                    && !state
+                        .store
+                        .meta()
+                        .member_active(member_id)
+                        .await
+                        .unwrap_or(true)
+                {
+                    return None;
+                }
                 let page = state
                     .store
                     .meta()
