@@ -114,7 +114,11 @@ impl Bench {
             .send()
             .await
             .expect("admin call");
-        assert!(response.status().is_success(), "{path}: {}", response.status());
+        assert!(
+            response.status().is_success(),
+            "{path}: {}",
+            response.status()
+        );
         response.json().await.unwrap_or(Value::Null)
     }
 
@@ -231,10 +235,12 @@ async fn main() {
         .map(|(i, token)| {
             let (bench, file, timestamp) = (bench.clone(), file.clone(), timestamp.clone());
             async move {
-                let form = reqwest::multipart::Form::new().text("timestamp", timestamp).part(
-                    "file",
-                    reqwest::multipart::Part::stream(file).file_name(format!("f{i}.bin")),
-                );
+                let form = reqwest::multipart::Form::new()
+                    .text("timestamp", timestamp)
+                    .part(
+                        "file",
+                        reqwest::multipart::Part::stream(file).file_name(format!("f{i}.bin")),
+                    );
                 let response = bench
                     .http
                     .post(bench.url(&format!("/pools/{}/contributions", bench.pool)))

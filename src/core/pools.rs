@@ -555,6 +555,9 @@ impl Store {
     /// deadline, and after a restart at once for those that passed while
     /// down.
     pub async fn run_sealer(self) {
+        const EXPIRY_INTERVAL: Duration = Duration::from_secs(3600);
+        // The first pass runs soon after start.
+        let mut last_expiry = std::time::Instant::now() - EXPIRY_INTERVAL;
         loop {
             if let Err(e) = self.seal_due_groups().await {
                 tracing::warn!(error = %e, "sealing due groups failed");
@@ -571,6 +574,10 @@ impl Store {
                 }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "expiring leases failed"),
+            }
+            if last_expiry.elapsed() > EXPIRY_INTERVAL {
+                last_expiry = std::time::Instant::now();
+                self.expire_pool_data().await;
             }
             let next = match (
                 self.meta.next_seal_ms().await,
@@ -610,6 +617,37 @@ impl Store {
             Err(_) if watch.lock().is_ok_and(|w| w.too_large) => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// Applies every pool's retention.
+    pub async fn expire_pool_data(&self) {
+        let pools = match self.meta.pools(None).await {
+            Ok(pools) => pools,
+            Err(e) => {
+                tracing::warn!(error = %e, "listing pools for retention failed");
+                return;
+            }
+        };
+        for pool in pools {
+            let before_ms = now_ms() - pool.retention_days * 86_400_000;
+            loop {
+                let expired = self
+                    .apply_pool(PoolMutation::Expire {
+                        pool_id: pool.id.clone(),
+                        before_ms,
+                    })
+                    .await;
+                match expired {
+                    Ok(MutationOutcome::Pool(PoolOutcome::Sealed(n))) if n > 0 => continue,
+                    Ok(_) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, pool = %pool.name, "applying retention failed");
+                        break;
+                    }
+                }
+            }
+        }
+        self.sweep.notify_one();
     }
 
     fn require_processor(member: &MemberRecord) -> CoreResult<()> {

@@ -8,7 +8,7 @@ use serde_json::json;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
-use super::writer::{BlobRefs, create_bucket, put_object};
+use super::writer::{BlobRefs, create_bucket, delete_object, put_object};
 use super::{MetaError, MetaResult, MetaStore, MutationOutcome, ObjectRecord, PutCondition};
 
 /// A pool and its rules.
@@ -219,6 +219,12 @@ pub enum PoolMutation {
         pool_id: String,
         attempt: WebhookAttempt,
         done: bool,
+    },
+    /// Forgets what is older than the pool's retention: finished groups
+    /// (their files, result and rows), events and webhook attempts.
+    Expire {
+        pool_id: String,
+        before_ms: i64,
     },
     /// A member fetched a group's result.
     Delivered {
@@ -444,6 +450,7 @@ pub(super) async fn apply(
             }
             Ok(MutationOutcome::Done)
         }
+        PoolMutation::Expire { pool_id, before_ms } => expire(conn, pool_id, *before_ms).await,
         PoolMutation::Delivered {
             pool_id,
             member_id,
@@ -464,6 +471,70 @@ pub(super) async fn apply(
             Ok(MutationOutcome::Done)
         }
     }
+}
+
+async fn expire(
+    conn: &mut AnyConnection,
+    pool_id: &str,
+    before_ms: i64,
+) -> MetaResult<MutationOutcome> {
+    let bucket: String = sqlx::query("SELECT bucket FROM pools WHERE id = $1")
+        .bind(pool_id)
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or(MetaError::NotFound("pool"))?
+        .try_get("bucket")?;
+    // A few groups per transaction keeps each commit short.
+    let old: Vec<GroupRecord> = sqlx::query(&format!(
+        "SELECT {GROUP_COLUMNS} FROM pool_groups WHERE pool_id = $1 \
+         AND state IN ('published', 'failed') AND updated_ms < $2 ORDER BY start_ms LIMIT 20"
+    ))
+    .bind(pool_id)
+    .bind(before_ms)
+    .fetch_all(&mut *conn)
+    .await?
+    .iter()
+    .map(group_from_row)
+    .collect::<MetaResult<_>>()?;
+    for group in &old {
+        let keys: Vec<String> = sqlx::query(
+            "SELECT object_key FROM contributions WHERE pool_id = $1 AND group_start_ms = $2",
+        )
+        .bind(pool_id)
+        .bind(group.start_ms)
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(|row| row.try_get("object_key"))
+        .collect::<Result<_, _>>()?;
+        for key in keys.iter().chain(group.result_key.iter()) {
+            delete_object(conn, &bucket, key).await?;
+        }
+        for table in ["contributions", "pool_deliveries"] {
+            sqlx::query(&format!(
+                "DELETE FROM {table} WHERE pool_id = $1 AND group_start_ms = $2"
+            ))
+            .bind(pool_id)
+            .bind(group.start_ms)
+            .execute(&mut *conn)
+            .await?;
+        }
+        sqlx::query("DELETE FROM pool_groups WHERE pool_id = $1 AND start_ms = $2")
+            .bind(pool_id)
+            .bind(group.start_ms)
+            .execute(&mut *conn)
+            .await?;
+    }
+    for (table, column) in [("pool_events", "time_ms"), ("webhook_attempts", "time_ms")] {
+        sqlx::query(&format!(
+            "DELETE FROM {table} WHERE pool_id = $1 AND {column} < $2"
+        ))
+        .bind(pool_id)
+        .bind(before_ms)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(MutationOutcome::Pool(PoolOutcome::Sealed(old.len() as u64)))
 }
 
 async fn group_in(

@@ -700,7 +700,7 @@ pub(super) async fn put_object(
     Ok(MutationOutcome::Done)
 }
 
-async fn delete_object(
+pub(super) async fn delete_object(
     conn: &mut AnyConnection,
     bucket: &str,
     key: &str,

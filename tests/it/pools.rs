@@ -1087,3 +1087,99 @@ async fn a_member_disabled_mid_stream_hears_no_more_and_sends_no_more() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn retention_forgets_finished_groups_with_their_files_and_events() {
+    use cistern::meta::Mutation;
+    use cistern::meta::pools::PoolMutation;
+    let app = spawn_app().await;
+    create_pool(
+        &app,
+        json!({"name": "old", "window_secs": 3600, "retention_days": 1}),
+    )
+    .await;
+    let cam = add_members(&app, "old", json!({"name": "cam", "role": "contributor"})).await;
+    let processor = add_members(&app, "old", json!({"name": "proc", "role": "processor"})).await;
+    send_batch(
+        &app,
+        "old",
+        &cam[0].1,
+        &[("a.png", now_ms(), PNG), ("b.txt", now_ms(), b"words")],
+    )
+    .await;
+    let (_, groups) = get(&app, "/api/v1/pools/old/groups", None).await;
+    let group = groups[0]["group"].as_str().unwrap().to_owned();
+    post(
+        &app,
+        &format!("/api/v1/pools/old/groups/{group}/seal"),
+        None,
+        json!({}),
+    )
+    .await;
+    let (_, claim) = post(
+        &app,
+        "/api/v1/pools/old/claims",
+        Some(&processor[0].1),
+        json!({}),
+    )
+    .await;
+    let response = reqwest::Client::new()
+        .put(app.web_url(&format!(
+            "/api/v1/pools/old/groups/{group}/result?lease={}",
+            claim["lease_id"].as_str().unwrap()
+        )))
+        .bearer_auth(&processor[0].1)
+        .body(b"result".to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let pool_id = app.store.meta().pool("old").await.unwrap().id;
+    let expire = |before_ms: i64| {
+        Mutation::Pool(Box::new(PoolMutation::Expire {
+            pool_id: pool_id.clone(),
+            before_ms,
+        }))
+    };
+    let objects = |s3: aws_sdk_s3::Client| async move {
+        s3.list_objects_v2()
+            .bucket("pool-old")
+            .send()
+            .await
+            .unwrap()
+            .key_count()
+            .unwrap_or(0)
+    };
+
+    // Younger than the cutoff: kept.
+    app.store
+        .meta()
+        .apply(expire(now_ms() - 86_400_000))
+        .await
+        .unwrap();
+    assert_eq!(objects(app.client()).await, 3, "two files and the result");
+    // The server's own pass uses each pool's retention (1 day here): kept.
+    app.store.expire_pool_data().await;
+    assert_eq!(objects(app.client()).await, 3);
+
+    // Older than the cutoff: the group, its files, result and events go.
+    app.store
+        .meta()
+        .apply(expire(now_ms() + 1_000))
+        .await
+        .unwrap();
+    assert_eq!(objects(app.client()).await, 0);
+    let (_, groups) = get(&app, "/api/v1/pools/old/groups", None).await;
+    assert_eq!(groups, json!([]));
+    let (_, contributions) = get(&app, "/api/v1/pools/old/contributions", None).await;
+    assert_eq!(contributions["contributions"], json!([]));
+    assert!(
+        app.store
+            .meta()
+            .pool_events(&pool_id, None, 0, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    app.stop().await;
+}
