@@ -34,5 +34,14 @@ CISTERN_ROOT_USER=$key CISTERN_ROOT_PASSWORD=$secret target/release/cistern serv
 pid=$!
 wait_port 9301
 target/release/examples/pool_bench --web http://127.0.0.1:9301 --user $key --password $secret \
-    --server-pid $pid --members "$members" --listeners "$members" --idle-streams "$idle"
+    --server-pid $pid --members "$members" --listeners "$members"
+kill $pid; wait $pid || true
+echo
+echo "## $idle idle event streams on a fresh server"
+CISTERN_ROOT_USER=$key CISTERN_ROOT_PASSWORD=$secret target/release/cistern serve \
+    --data-dir "$work/idle" --s3-listen 127.0.0.1:9300 --web-listen 127.0.0.1:9301 --log-level warn &
+pid=$!
+wait_port 9301
+target/release/examples/pool_bench --web http://127.0.0.1:9301 --user $key --password $secret \
+    --server-pid $pid --idle-streams "$idle" --idle-only 1
 kill $pid; wait $pid || true

@@ -33,6 +33,8 @@ struct Args {
     result_mib: usize,
     concurrency: usize,
     idle_streams: usize,
+    /// Skip the pool run: only open `idle_streams` streams on a fresh server.
+    idle_only: bool,
 }
 
 fn parse_args() -> Args {
@@ -47,6 +49,7 @@ fn parse_args() -> Args {
         result_mib: 10,
         concurrency: 16,
         idle_streams: 0,
+        idle_only: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -63,6 +66,7 @@ fn parse_args() -> Args {
             "--result-mib" => args.result_mib = number(),
             "--concurrency" => args.concurrency = number(),
             "--idle-streams" => args.idle_streams = number(),
+            "--idle-only" => args.idle_only = value == "1",
             other => panic!("unknown flag {other}"),
         }
     }
@@ -196,6 +200,10 @@ async fn main() {
             json!({"name": bench.pool, "window_secs": 86400, "max_file_size": (a.result_mib.max(a.file_mib) * MIB) as i64 + 1}),
         )
         .await;
+    if a.idle_only {
+        idle_streams(&bench).await;
+        return;
+    }
     let started = Instant::now();
     let contributors = bench.members(a.members, "c", "contributor").await;
     let listeners = bench.members(a.listeners, "l", "listener").await;
@@ -360,6 +368,12 @@ async fn main() {
         println!("server peak RSS: {rss:.0} MiB");
     }
 
+    idle_streams(&bench).await;
+}
+
+/// Opens `--idle-streams` event streams and reports the server's RSS.
+async fn idle_streams(bench: &Bench) {
+    let a = &bench.args;
     if a.idle_streams > 0 {
         let idle = bench.members(a.idle_streams, "i", "listener").await;
         let mut open = Vec::with_capacity(idle.len());

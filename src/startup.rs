@@ -185,6 +185,11 @@ impl Server {
             async move { stop.run_until_cancelled(store.run_sealer()).await }
         });
 
+        let event_hub = tokio::spawn({
+            let stop = stop.clone();
+            let store = store.clone();
+            async move { stop.run_until_cancelled(store.run_event_hub()).await }
+        });
         let webhooks = tokio::spawn({
             let stop = stop.clone();
             let store = store.clone();
@@ -202,6 +207,7 @@ impl Server {
         let _ = sweeper.await;
         let _ = sealer.await;
         let _ = webhooks.await;
+        let _ = event_hub.await;
         // Requests are done: commit their audit records, then the rest.
         audit.flush().await;
         store.meta().close().await;

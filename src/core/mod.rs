@@ -7,6 +7,7 @@ pub mod accounts;
 pub mod audit;
 pub mod digest;
 pub mod error;
+pub mod events;
 pub mod names;
 pub mod objects;
 pub mod pools;

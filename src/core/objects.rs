@@ -51,6 +51,8 @@ pub struct Store {
     pub(super) credentials_cache: super::accounts::CredentialsCache,
     /// Woken when this node writes a pool event.
     pub(super) pool_events: Arc<Notify>,
+    /// New pool events, for every open event stream of this node.
+    pub(super) event_hub: tokio::sync::broadcast::Sender<Arc<crate::meta::pools::PoolEvent>>,
     /// Slows down repeated failed logins.
     pub(super) throttle: Arc<super::sessions::LoginThrottle>,
 }
@@ -194,6 +196,7 @@ impl Store {
             sweep: Arc::new(Notify::new()),
             credentials_cache: super::accounts::CredentialsCache::default(),
             pool_events: Arc::new(Notify::new()),
+            event_hub: tokio::sync::broadcast::channel(super::events::HUB_CAPACITY).0,
             throttle: Arc::default(),
         }
     }

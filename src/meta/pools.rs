@@ -1110,6 +1110,31 @@ impl MetaStore {
         .transpose()
     }
 
+    /// The newest event id (0 when there is none).
+    pub async fn last_pool_event_id(&self) -> MetaResult<i64> {
+        let row = sqlx::query("SELECT id FROM pool_events ORDER BY id DESC LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(row) => row.try_get("id")?,
+            None => 0,
+        })
+    }
+
+    /// Events of every pool after `after_id`, in id order.
+    pub async fn pool_events_after(&self, after_id: i64, limit: i64) -> MetaResult<Vec<PoolEvent>> {
+        sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM pool_events WHERE id > $1 ORDER BY id LIMIT $2"
+        ))
+        .bind(after_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(event_from_row)
+        .collect()
+    }
+
     /// Pools that have a webhook.
     pub async fn pools_with_webhooks(&self) -> MetaResult<Vec<PoolRecord>> {
         sqlx::query(&format!(

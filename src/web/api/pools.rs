@@ -825,59 +825,45 @@ pub async fn events(
 }
 
 /// A pool's events after `after`, as they are written: (id, kind, view).
+/// Ends when the member is disabled or removed.
 fn event_stream(
     state: WebState,
     pool: PoolRecord,
     member_id: Option<String>,
     after: i64,
 ) -> impl Stream<Item = (i64, String, EventView)> + Send + 'static {
-    futures::stream::unfold(after, move |after| {
-        let state = state.clone();
-        let pool = pool.clone();
-        let member_id = member_id.clone();
-        async move {
-            loop {
-                // Armed before the query, so an event written while it runs
-                // still wakes the wait below.
-                let signal = state.store.pool_event_signal();
-                let written = signal.notified();
-                tokio::pin!(written);
-                written.as_mut().enable();
-                // A member disabled or removed mid-stream hears no more.
-                if let Some(member_id) = &member_id
-                    && !state
-                        .store
-                        .meta()
-                        .member_active(member_id)
-                        .await
-                        .unwrap_or(true)
-                {
-                    return None;
-                }
-                let page = state
-                    .store
-                    .meta()
-                    .pool_events(&pool.id, member_id.as_deref(), after, 500)
-                    .await;
-                match page {
-                    Ok(page) if !page.is_empty() => {
-                        let last = page.last().map_or(after, |e| e.id);
-                        let events: Vec<_> = page
-                            .into_iter()
-                            .map(|e| (e.id, e.kind.clone(), event_view(e, &pool.name)))
-                            .collect();
-                        return Some((futures::stream::iter(events), last));
+    let filter = crate::core::events::EventFilter {
+        pool_id: pool.id.clone(),
+        member_id: member_id.clone(),
+    };
+    let events = state.store.follow_events(filter, after);
+    events
+        .then(move |item| {
+            let (state, member_id, pool_name) =
+                (state.clone(), member_id.clone(), pool.name.clone());
+            async move {
+                match item {
+                    Ok(Some(event)) => Some(Some((
+                        event.id,
+                        event.kind.clone(),
+                        event_view(event.as_ref().clone(), &pool_name),
+                    ))),
+                    // Idle: may the member still listen?
+                    Ok(None) => match &member_id {
+                        Some(id) if !state.store.meta().member_active(id).await.unwrap_or(true) => {
+                            None
+                        }
+                        _ => Some(None),
+                    },
+                    Err(e) => {
+                        tracing::warn!(error = %e, "reading pool events failed");
+                        Some(None)
                     }
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "reading pool events failed"),
                 }
-                // Events this node writes wake the stream at once; those of
-                // other nodes are found by the next poll.
-                let _ = tokio::time::timeout(Duration::from_secs(1), written).await;
             }
-        }
-    })
-    .flatten()
+        })
+        .take_while(|item| std::future::ready(item.is_some()))
+        .filter_map(|item| std::future::ready(item.flatten()))
 }
 
 fn group_time(group: &str) -> ApiResult<i64> {
