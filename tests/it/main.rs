@@ -3,6 +3,7 @@
 //! `CISTERN_TEST_DATABASE_URL` is set) and talks to it with `aws-sdk-s3`.
 
 mod helpers;
+mod hostile;
 
 mod access;
 mod api_objects;
