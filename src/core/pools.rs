@@ -366,8 +366,59 @@ impl Store {
     }
 
     /// Stores one file from a member. Rule violations become a refused
-    /// receipt; only failures of the server itself are errors.
+    /// receipt (and a `contribution.refused` event for the member); only
+    /// failures of the server itself are errors.
     pub async fn contribute(
+        &self,
+        pool: &PoolRecord,
+        member: &MemberRecord,
+        name: &str,
+        client_time_ms: i64,
+        stream: ByteStream,
+    ) -> CoreResult<Receipt> {
+        let receipt = self
+            .contribute_file(pool, member, name, client_time_ms, stream)
+            .await?;
+        if let Receipt::Refused { code, message } = &receipt {
+            self.record_refusal(pool, member, name, Some(client_time_ms), code, message)
+                .await?;
+        }
+        Ok(receipt)
+    }
+
+    /// Tells a member, through its events, that a file was refused.
+    pub async fn record_refusal(
+        &self,
+        pool: &PoolRecord,
+        member: &MemberRecord,
+        name: &str,
+        client_time_ms: Option<i64>,
+        code: &str,
+        message: &str,
+    ) -> CoreResult<()> {
+        let event = PoolEvent {
+            id: 0,
+            pool_id: pool.id.clone(),
+            member_id: Some(member.id.clone()),
+            kind: "contribution.refused".into(),
+            group_start_ms: None,
+            data: serde_json::json!({
+                "member": member.name,
+                "name": name,
+                "timestamp": client_time_ms.map(rfc3339),
+                "reason": code,
+                "message": message,
+            })
+            .to_string(),
+            time_ms: now_ms(),
+        };
+        self.apply_pool(PoolMutation::Event(Box::new(event)))
+            .await?;
+        self.pool_events.notify_waiters();
+        Ok(())
+    }
+
+    async fn contribute_file(
         &self,
         pool: &PoolRecord,
         member: &MemberRecord,

@@ -220,6 +220,8 @@ pub enum PoolMutation {
         attempt: WebhookAttempt,
         done: bool,
     },
+    /// Records an event that goes with no other change.
+    Event(Box<PoolEvent>),
     /// Forgets what is older than the pool's retention: finished groups
     /// (their files, result and rows), events and webhook attempts.
     Expire {
@@ -451,6 +453,10 @@ pub(super) async fn apply(
             Ok(MutationOutcome::Done)
         }
         PoolMutation::Expire { pool_id, before_ms } => expire(conn, pool_id, *before_ms).await,
+        PoolMutation::Event(event) => {
+            insert_event(conn, event).await?;
+            Ok(MutationOutcome::Done)
+        }
         PoolMutation::Delivered {
             pool_id,
             member_id,

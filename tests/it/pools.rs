@@ -333,7 +333,10 @@ async fn members_contribute_files_with_receipts_and_follow_events() {
     // Events: a member sees its own receipts and the pool's; resuming
     // after an id gives only what followed.
     let events = read_events(&app, "", cam1, None, |seen| {
-        seen.iter().any(|e| e["kind"] == "group.sealed")
+        seen.iter()
+            .filter(|e| e["kind"] == "contribution.refused")
+            .count()
+            == 5
     })
     .await;
     let kinds: Vec<&str> = events.iter().map(|e| e["kind"].as_str().unwrap()).collect();
@@ -341,28 +344,36 @@ async fn members_contribute_files_with_receipts_and_follow_events() {
         kinds,
         [
             "contribution.accepted",
+            "contribution.refused",
+            "contribution.refused",
+            "contribution.refused",
+            "contribution.refused",
             "contribution.accepted",
-            "group.sealed"
-        ]
+            "group.sealed",
+            "contribution.refused",
+        ],
+        "a member hears of its own files, refused ones too, and of the pool"
     );
+    assert_eq!(events[1]["data"]["reason"], "forbidden_type");
+    assert_eq!(events[7]["data"]["reason"], "sealed");
     assert!(
         events
             .windows(2)
             .all(|w| w[0]["id"].as_i64() < w[1]["id"].as_i64())
     );
-    assert_eq!(events[2]["group"], group.as_str());
-    let second = events[1]["id"].as_i64().unwrap();
-    let resumed = read_events(&app, "", cam1, Some(second), |seen| !seen.is_empty()).await;
+    assert_eq!(events[6]["group"], group.as_str());
+    let sealed = events[5]["id"].as_i64().unwrap();
+    let resumed = read_events(&app, "", cam1, Some(sealed), |seen| !seen.is_empty()).await;
     assert_eq!(resumed[0]["kind"], "group.sealed");
     let owner_view = read_events(
         &app,
         "?pool=sky&after=0",
         &login(&app).await,
         None,
-        |seen| seen.len() >= 4,
+        |seen| seen.len() >= 9,
     )
     .await;
-    assert_eq!(owner_view.len(), 4, "the owner also sees cam-2's receipt");
+    assert_eq!(owner_view.len(), 9, "the owner also sees cam-2's receipt");
 
     // A disabled member is refused; a re-keyed one uses its new token only.
     let (status, _) = post(

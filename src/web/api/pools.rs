@@ -529,14 +529,19 @@ pub async fn contribute(
                     other => {
                         // Drain the field so the next one can be read.
                         while let Ok(Some(_)) = field.chunk().await {}
+                        let message = match other {
+                            Some(Err(e)) => e.message,
+                            _ => "no timestamp field before this file".into(),
+                        };
+                        state
+                            .store
+                            .record_refusal(&pool, &member, &name, None, "bad_timestamp", &message)
+                            .await?;
                         receipts.push(receipt_view(
                             name,
                             Receipt::Refused {
                                 code: "bad_timestamp",
-                                message: match other {
-                                    Some(Err(e)) => e.message,
-                                    _ => "no timestamp field before this file".into(),
-                                },
+                                message,
                             },
                             &member.name,
                         ));
