@@ -433,11 +433,26 @@ async fn push_spooled(
             );
             return Ok(75);
         };
+        let mut kept = 0;
         for ((entry, file), receipt) in chunk.iter().zip(&receipts) {
+            if receipt["reason"] == "quota_exceeded" {
+                // Room may be made: keep it for a later run.
+                report(file, receipt);
+                kept += 1;
+                continue;
+            }
             refused += usize::from(!report(file, receipt));
-            // A receipt, even a refusal, is final: the file leaves the spool.
+            // Any other receipt, even a refusal, is final: the file leaves
+            // the spool.
             std::fs::remove_file(entry)?;
             std::fs::remove_file(&file.path)?;
+        }
+        if kept == chunk.len() {
+            eprintln!(
+                "the pool's quota is full: {kept} file(s) stay in {}",
+                spool.display()
+            );
+            return Ok(75);
         }
     }
 }
@@ -559,11 +574,14 @@ async fn watch(client: &Client, out: &Path, count: Option<usize>) -> anyhow::Res
         };
         backoff.reset();
         let mut stream = response.bytes_stream();
-        let mut text = String::new();
-        while let Some(Ok(chunk)) = stream.next().await {
-            text.push_str(&String::from_utf8_lossy(&chunk));
-            while let Some(end) = text.find("\n\n") {
-                let block: String = text.drain(..end + 2).collect();
+        // Raw bytes until a whole event is in: a chunk may end inside a
+        // multi-byte character.
+        let mut raw: Vec<u8> = Vec::new();
+        'stream: while let Some(Ok(chunk)) = stream.next().await {
+            raw.extend_from_slice(&chunk);
+            while let Some(end) = raw.windows(2).position(|w| w == b"\n\n") {
+                let block_bytes: Vec<u8> = raw.drain(..end + 2).collect();
+                let block = String::from_utf8_lossy(&block_bytes);
                 let Some(data) = block.lines().find_map(|l| l.strip_prefix("data: ")) else {
                     continue;
                 };
@@ -572,9 +590,18 @@ async fn watch(client: &Client, out: &Path, count: Option<usize>) -> anyhow::Res
                     && let Some(group) = event["group"].as_str()
                 {
                     let path = format!("/groups/{group}/result");
-                    if let Some((etag, _)) = download_result(client, &path, None, out).await? {
-                        state.latest_etag = Some(etag);
-                        received += 1;
+                    match download_result(client, &path, None, out).await {
+                        Ok(Some((etag, _))) => {
+                            state.latest_etag = Some(etag);
+                            received += 1;
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            // Without moving past this event: reconnect and
+                            // catch up through the latest result.
+                            eprintln!("downloading {group} failed: {e:#}");
+                            break 'stream;
+                        }
                     }
                 }
                 if let Some(id) = event["id"].as_i64() {

@@ -46,6 +46,8 @@ struct Follow {
     receiver: broadcast::Receiver<Arc<PoolEvent>>,
     last: i64,
     phase: Phase,
+    /// When the follower was last given a chance to check its rights.
+    last_tick: tokio::time::Instant,
 }
 
 impl Store {
@@ -81,8 +83,8 @@ impl Store {
     }
 
     /// Events for `filter` after `after`, as they are written. `Err` items
-    /// are failed reads; `Ok(None)` items come once a second while idle, so
-    /// the caller can check that the follower may still listen.
+    /// are failed reads; `Ok(None)` items come once a second, so the caller
+    /// can check that the follower may still listen.
     pub fn follow_events(
         &self,
         filter: EventFilter,
@@ -95,6 +97,7 @@ impl Store {
             filter,
             last: after,
             phase: Phase::CatchUp,
+            last_tick: tokio::time::Instant::now(),
         };
         futures::stream::unfold(follow, |mut f| async move {
             loop {
@@ -126,21 +129,31 @@ impl Store {
                         }
                     }
                     Phase::Live => {
-                        let received =
-                            tokio::time::timeout(Duration::from_secs(1), f.receiver.recv()).await;
+                        // A tick at least once a second, busy or not.
+                        let tick_at = f.last_tick + Duration::from_secs(1);
+                        let received = if tokio::time::Instant::now() >= tick_at {
+                            None
+                        } else {
+                            tokio::time::timeout_at(tick_at, f.receiver.recv())
+                                .await
+                                .ok()
+                        };
+                        let Some(received) = received else {
+                            f.last_tick = tokio::time::Instant::now();
+                            return Some((futures::stream::iter(vec![Ok(None)]), f));
+                        };
                         match received {
-                            Err(_) => return Some((futures::stream::iter(vec![Ok(None)]), f)),
-                            Ok(Ok(event)) => {
+                            Ok(event) => {
                                 if event.id > f.last && f.filter.wants(&event) {
                                     f.last = event.id;
                                     return Some((futures::stream::iter(vec![Ok(Some(event))]), f));
                                 }
                             }
                             // Fell behind the broadcast: read the gap.
-                            Ok(Err(broadcast::error::RecvError::Lagged(_))) => {
+                            Err(broadcast::error::RecvError::Lagged(_)) => {
                                 f.phase = Phase::CatchUp;
                             }
-                            Ok(Err(broadcast::error::RecvError::Closed)) => return None,
+                            Err(broadcast::error::RecvError::Closed) => return None,
                         }
                     }
                 }

@@ -1048,13 +1048,14 @@ impl MetaStore {
         Ok(Some((member, pool_from_row(&pool)?)))
     }
 
-    /// Whether a member exists and is enabled.
-    pub async fn member_active(&self, member_id: &str) -> MetaResult<bool> {
+    /// Whether a member exists, is enabled and still has this token.
+    pub async fn member_active(&self, member_id: &str, token_hash: &str) -> MetaResult<bool> {
         let row = sqlx::query(
             "SELECT CASE WHEN disabled_ms IS NULL THEN 1 ELSE 0 END AS active \
-             FROM pool_members WHERE id = $1",
+             FROM pool_members WHERE id = $1 AND token_hash = $2",
         )
         .bind(member_id)
+        .bind(token_hash)
         .fetch_optional(&self.pool)
         .await?;
         Ok(match row {

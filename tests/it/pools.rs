@@ -1194,3 +1194,59 @@ async fn retention_forgets_finished_groups_with_their_files_and_events() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_rekeyed_member_stream_ends_even_while_events_flow() {
+    let app = spawn_app().await;
+    create_pool(&app, json!({"name": "busy", "window_secs": 3600})).await;
+    let cams = add_members(
+        &app,
+        "busy",
+        json!({"count": 2, "prefix": "cam-", "role": "contributor"}),
+    )
+    .await;
+    let response = reqwest::Client::new()
+        .get(app.web_url("/api/v1/events"))
+        .bearer_auth(&cams[0].1)
+        .send()
+        .await
+        .expect("events");
+    let mut stream = response.bytes_stream();
+    let (status, _) = post(
+        &app,
+        "/api/v1/pools/busy/members/cam-1/rekey",
+        None,
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    // Another member keeps the pool busy while the old token's stream runs.
+    let busy = {
+        let (app_url, token) = (
+            app.web_url("/api/v1/pools/busy/contributions"),
+            cams[1].1.clone(),
+        );
+        tokio::spawn(async move {
+            for i in 0..200 {
+                let _ = reqwest::Client::new()
+                    .post(format!(
+                        "{app_url}?name=f{i}.txt&timestamp={}",
+                        rfc3339(now_ms())
+                    ))
+                    .bearer_auth(&token)
+                    .body("words")
+                    .send()
+                    .await;
+            }
+        })
+    };
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(chunk) = stream.next().await {
+            chunk.expect("chunk");
+        }
+    })
+    .await;
+    busy.abort();
+    assert!(ended.is_ok(), "the stream of the old token ends");
+    app.stop().await;
+}

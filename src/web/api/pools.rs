@@ -206,8 +206,13 @@ pub async fn show(
     caller: PoolCaller,
     Path(pool): Path<String>,
 ) -> ApiResult<Json<PoolView>> {
-    let (pool, _) = caller.pool(&state, &pool).await?;
-    Ok(Json(pool.into()))
+    let (pool, member) = caller.pool(&state, &pool).await?;
+    let mut view = PoolView::from(pool);
+    if member.is_some() {
+        // The URL may carry a secret; members have no use for it.
+        view.webhook_url = None;
+    }
+    Ok(Json(view))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -485,7 +490,9 @@ pub async fn contribute(
     request: axum::extract::Request,
 ) -> ApiResult<Json<Receipts>> {
     let (pool, member) = caller.pool(&state, &pool).await?;
-    let member = member.ok_or(CoreError::AccessDenied)?;
+    let member = member
+        .filter(|m| m.role == "contributor")
+        .ok_or(CoreError::AccessDenied)?;
     let is_form = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -801,7 +808,14 @@ pub async fn events(
         .transpose()?;
     let after = resume.or(query.after).unwrap_or(0);
     let member_id = member.map(|m| m.id);
-    let events = event_stream(state.clone(), pool, member_id, after)
+    let token_hash = member_id.as_ref().and_then(|_| {
+        headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(|t| crate::core::sessions::token_hash(t.trim()))
+    });
+    let events = event_stream(state.clone(), pool, member_id, token_hash, after)
         .take_until(state.stopping.clone().cancelled_owned());
     let Ok(upgrade) = websocket else {
         let sse = events.map(|(id, kind, view)| {
@@ -830,11 +844,12 @@ pub async fn events(
 }
 
 /// A pool's events after `after`, as they are written: (id, kind, view).
-/// Ends when the member is disabled or removed.
+/// Ends when the member is disabled, removed or re-keyed.
 fn event_stream(
     state: WebState,
     pool: PoolRecord,
     member_id: Option<String>,
+    token_hash: Option<String>,
     after: i64,
 ) -> impl Stream<Item = (i64, String, EventView)> + Send + 'static {
     let filter = crate::core::events::EventFilter {
@@ -844,8 +859,12 @@ fn event_stream(
     let events = state.store.follow_events(filter, after);
     events
         .then(move |item| {
-            let (state, member_id, pool_name) =
-                (state.clone(), member_id.clone(), pool.name.clone());
+            let (state, member_id, pool_name, token_hash) = (
+                state.clone(),
+                member_id.clone(),
+                pool.name.clone(),
+                token_hash.clone(),
+            );
             async move {
                 match item {
                     Ok(Some(event)) => Some(Some((
@@ -853,9 +872,17 @@ fn event_stream(
                         event.kind.clone(),
                         event_view(event.as_ref().clone(), &pool_name),
                     ))),
-                    // Idle: may the member still listen?
-                    Ok(None) => match &member_id {
-                        Some(id) if !state.store.meta().member_active(id).await.unwrap_or(true) => {
+                    // Each second: may the member still listen (not
+                    // disabled, removed or re-keyed)?
+                    Ok(None) => match (&member_id, &token_hash) {
+                        (Some(id), Some(hash))
+                            if !state
+                                .store
+                                .meta()
+                                .member_active(id, hash)
+                                .await
+                                .unwrap_or(true) =>
+                        {
                             None
                         }
                         _ => Some(None),
