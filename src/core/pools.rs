@@ -146,6 +146,29 @@ fn new_member_token() -> String {
     )
 }
 
+/// The object row of a stored pool file (a contribution or a result).
+fn pool_object(
+    pool: &PoolRecord,
+    key: String,
+    stored: &super::objects::StoredBody,
+    content_type: String,
+    now: i64,
+) -> ObjectRecord {
+    ObjectRecord {
+        bucket: pool.bucket.clone(),
+        key,
+        size: stored.digests.size as i64,
+        etag: stored.digests.md5_hex(),
+        last_modified_ms: now,
+        attrs: ObjectAttrs {
+            content_type: Some(content_type),
+            ..ObjectAttrs::default()
+        },
+        body: stored.body.clone(),
+        parts_count: None,
+    }
+}
+
 fn sha256_hex(digests: &super::digest::BodyDigests) -> CoreResult<String> {
     digests
         .checksum(ChecksumAlgorithm::Sha256)
@@ -491,19 +514,7 @@ impl Store {
             object_key: object_key.clone(),
             created_ms: now,
         };
-        let object = ObjectRecord {
-            bucket: pool.bucket.clone(),
-            key: object_key,
-            size: size as i64,
-            etag: stored.digests.md5_hex(),
-            last_modified_ms: now,
-            attrs: ObjectAttrs {
-                content_type: Some(content_type.clone()),
-                ..ObjectAttrs::default()
-            },
-            body: stored.body.clone(),
-            parts_count: None,
-        };
+        let object = pool_object(pool, object_key, &stored, content_type.clone(), now);
         let event = PoolEvent {
             id: 0,
             pool_id: pool.id.clone(),
@@ -776,19 +787,13 @@ impl Store {
             .ok_or(CoreError::EntityTooLarge)?;
         let now = now_ms();
         let sha256 = sha256_hex(&stored.digests)?;
-        let result = ObjectRecord {
-            bucket: pool.bucket.clone(),
-            key: format!("results/{}/result", rfc3339(start_ms)),
-            size: stored.digests.size as i64,
-            etag: stored.digests.md5_hex(),
-            last_modified_ms: now,
-            attrs: ObjectAttrs {
-                content_type: Some(detect_type(&head)),
-                ..ObjectAttrs::default()
-            },
-            body: stored.body.clone(),
-            parts_count: None,
-        };
+        let result = pool_object(
+            pool,
+            format!("results/{}/result", rfc3339(start_ms)),
+            &stored,
+            detect_type(&head),
+            now,
+        );
         let event = PoolEvent {
             id: 0,
             pool_id: pool.id.clone(),
