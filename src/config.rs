@@ -135,6 +135,13 @@ pub struct ServeArgs {
     /// wait doubles after each failure, up to an hour, for at least 24 hours.
     #[arg(long, env = "CISTERN_WEBHOOK_RETRY_BASE_MS", default_value_t = 1000)]
     pub webhook_retry_base_ms: u64,
+
+    /// Let webhooks reach loopback, private, link-local and other
+    /// non-public addresses (a receiver on this host or network). Off by
+    /// default: a pool owner could otherwise make the server call
+    /// internal services.
+    #[arg(long, env = "CISTERN_WEBHOOK_ALLOW_PRIVATE")]
+    pub webhook_allow_private: bool,
 }
 
 impl std::fmt::Debug for ServeArgs {

@@ -195,6 +195,7 @@ impl Server {
             let store = store.clone();
             let settings = crate::core::webhooks::WebhookSettings {
                 retry_base: Duration::from_millis(settings.webhook_retry_base_ms.max(1)),
+                allow_private: settings.webhook_allow_private,
             };
             async move { stop.run_until_cancelled(store.run_webhooks(settings)).await }
         });

@@ -2,12 +2,15 @@
 //! hex digits of the id (the random end of a UUIDv7), so 256 directories
 //! share the load. A write goes to a dedicated blocking thread through a
 //! bounded channel (memory stays flat whatever the size), then the file and
-//! its directory are fsynced before the write returns.
+//! its directory are fsynced before the write returns. Reads share a
+//! memory budget: one reader gets large chunks for speed, and thousands at
+//! once (every pool member fetching a result) get smaller ones, so memory
+//! stays bounded.
 
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -18,13 +21,28 @@ use tokio_util::io::ReaderStream;
 
 use super::{BlobError, BlobStore, ByteStream};
 
-/// Size of each read from disk when streaming a blob out.
+/// Largest read from disk when streaming a blob out (one reader's speed).
 const READ_CHUNK: usize = 256 * 1024;
+/// Smallest read, however many readers there are.
+const MIN_READ_CHUNK: usize = 16 * 1024;
+/// What the read chunks of all open reads may add up to, roughly.
+const READ_BUDGET: usize = 64 * 1024 * 1024;
 /// Bytes gathered before each write(2) when storing a blob.
 const WRITE_BUFFER: usize = 1024 * 1024;
 
 pub struct LocalBlobs {
     root: PathBuf,
+    /// Read streams now open.
+    open_reads: Arc<AtomicUsize>,
+}
+
+/// Counts an open read stream while it lives.
+struct OpenRead(Arc<AtomicUsize>);
+
+impl Drop for OpenRead {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl LocalBlobs {
@@ -43,7 +61,10 @@ impl LocalBlobs {
         })
         .await
         .map_err(|e| BlobError::Backend(e.to_string()))??;
-        Ok(Self { root })
+        Ok(Self {
+            root,
+            open_reads: Arc::new(AtomicUsize::new(0)),
+        })
     }
 
     fn path(&self, id: &str) -> Result<PathBuf, BlobError> {
@@ -136,8 +157,18 @@ impl BlobStore for LocalBlobs {
         if offset > 0 {
             file.seek(std::io::SeekFrom::Start(offset)).await?;
         }
+        let open = self.open_reads.fetch_add(1, Ordering::Relaxed) + 1;
+        let guard = OpenRead(self.open_reads.clone());
+        let chunk = (READ_BUDGET / open).clamp(MIN_READ_CHUNK, READ_CHUNK);
+        // tokio's file keeps a buffer of its own as large as a read.
+        file.set_max_buf_size(chunk);
         let reader = file.take(len);
-        Ok(Box::pin(ReaderStream::with_capacity(reader, READ_CHUNK)))
+        Ok(Box::pin(ReaderStream::with_capacity(reader, chunk).map(
+            move |read| {
+                let _counted = &guard;
+                read
+            },
+        )))
     }
 
     async fn delete(&self, id: &str) -> Result<(), BlobError> {

@@ -684,13 +684,50 @@ async fn process(
     Ok(())
 }
 
-/// Downloads, runs the command while renewing the lease, uploads.
+/// Downloads, runs the command, uploads; the lease is renewed all along,
+/// so a slow download or upload cannot let it lapse either.
 async fn process_group(
     client: &Client,
     exec: &str,
     group: &str,
     lease: &str,
     lease_secs: u64,
+) -> anyhow::Result<()> {
+    tokio::select! {
+        done = work_on_group(client, exec, group, lease) => done,
+        lapsed = keep_lease(client, group, lease, lease_secs) => Err(lapsed),
+    }
+}
+
+/// Renews the lease at a third of its length; answers only once it has
+/// lapsed (the caller then drops the work, which kills the command).
+async fn keep_lease(client: &Client, group: &str, lease: &str, lease_secs: u64) -> anyhow::Error {
+    let renew_every = Duration::from_secs((lease_secs / 3).max(1));
+    loop {
+        tokio::time::sleep(renew_every).await;
+        let renewed = client
+            .request(
+                reqwest::Method::POST,
+                &client.url(&format!("/groups/{group}/lease")),
+            )
+            .json(&serde_json::json!({"lease_id": lease, "lease_secs": lease_secs}))
+            .send()
+            .await;
+        match renewed {
+            Ok(r) if r.status().is_success() => {}
+            Ok(r) if r.status() == reqwest::StatusCode::CONFLICT => {
+                return anyhow::anyhow!("the lease lapsed; another processor may have the group");
+            }
+            other => eprintln!("renewing the lease failed ({other:?}); trying again"),
+        }
+    }
+}
+
+async fn work_on_group(
+    client: &Client,
+    exec: &str,
+    group: &str,
+    lease: &str,
 ) -> anyhow::Result<()> {
     let work = tempfile::tempdir()?;
     let input = work.path().join("input");
@@ -724,6 +761,7 @@ async fn process_group(
         .arg("-c")
         .arg(&command)
         .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
         .spawn()
         .context("starting the command")?;
     let mut stderr = child.stderr.take().context("no stderr")?;
@@ -733,27 +771,7 @@ async fn process_group(
         let start = all.len().saturating_sub(2000);
         String::from_utf8_lossy(&all[start..]).into_owned()
     });
-    let renew_every = Duration::from_secs((lease_secs / 3).max(1));
-    let status = loop {
-        tokio::select! {
-            status = child.wait() => break status?,
-            () = tokio::time::sleep(renew_every) => {
-                let renewed = client
-                    .request(reqwest::Method::POST, &client.url(&format!("/groups/{group}/lease")))
-                    .json(&serde_json::json!({"lease_id": lease, "lease_secs": lease_secs}))
-                    .send()
-                    .await;
-                match renewed {
-                    Ok(r) if r.status().is_success() => {}
-                    Ok(r) if r.status() == reqwest::StatusCode::CONFLICT => {
-                        let _ = child.kill().await;
-                        bail!("the lease lapsed; another processor may have the group");
-                    }
-                    other => eprintln!("renewing the lease failed ({other:?}); trying again"),
-                }
-            }
-        }
-    };
+    let status = child.wait().await?;
     let tail = stderr_tail.await.unwrap_or_default();
     if !status.success() {
         bail!("the command exited with {status}; stderr ends with:\n{tail}");

@@ -1,7 +1,8 @@
-//! Digests computed while a body streams through: always MD5 (the ETag) and
-//! the byte count, plus whichever `x-amz-checksum-*` algorithms the client
-//! asked for. The front-end compares them with what the client declared
-//! before anything is committed.
+//! Digests computed while a body streams through: the byte count, MD5 (the
+//! ETag S3 clients expect) unless the caller has another ETag, plus
+//! whichever `x-amz-checksum-*` algorithms the client asked for. The
+//! front-end compares them with what the client declared before anything
+//! is committed.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -102,14 +103,24 @@ impl Hasher {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BodyDigests {
     pub size: u64,
-    pub md5: [u8; 16],
+    /// `None` when the caller did not ask for MD5.
+    pub md5: Option<[u8; 16]>,
     /// Base64 values, as S3 headers carry them.
     pub checksums: Vec<(ChecksumAlgorithm, String)>,
 }
 
 impl BodyDigests {
-    pub fn md5_hex(&self) -> String {
-        hex::encode(self.md5)
+    /// The object's ETag: its MD5 when computed, else its SHA-256 (as for
+    /// pool files, whose receipts carry the SHA-256 anyway).
+    pub fn etag_hex(&self) -> String {
+        match (self.md5, self.checksum(ChecksumAlgorithm::Sha256)) {
+            (Some(md5), _) => hex::encode(md5),
+            (None, Some(sha256)) => base64::engine::general_purpose::STANDARD
+                .decode(sha256)
+                .map(hex::encode)
+                .unwrap_or_default(),
+            (None, None) => String::new(),
+        }
     }
 
     pub fn checksum(&self, algorithm: ChecksumAlgorithm) -> Option<&str> {
@@ -122,7 +133,7 @@ impl BodyDigests {
 
 struct State {
     size: u64,
-    md5: Md5,
+    md5: Option<Md5>,
     extra: Vec<Hasher>,
 }
 
@@ -155,12 +166,12 @@ impl DigestHandle {
         match state {
             Some(state) => BodyDigests {
                 size: state.size,
-                md5: state.md5.finalize().into(),
+                md5: state.md5.map(|m| m.finalize().into()),
                 checksums: state.extra.into_iter().map(Hasher::finish).collect(),
             },
             None => BodyDigests {
                 size: 0,
-                md5: Md5::digest(b"").into(),
+                md5: Some(Md5::digest(b"").into()),
                 checksums: Vec::new(),
             },
         }
@@ -177,13 +188,14 @@ pub struct DigestingStream {
 impl DigestingStream {
     pub fn new(
         inner: ByteStream,
+        md5: bool,
         algorithms: &[ChecksumAlgorithm],
         limit: u64,
     ) -> (Self, DigestHandle) {
         let state = DigestHandle(Arc::new(Mutex::new(Shared {
             state: Some(State {
                 size: 0,
-                md5: Md5::new(),
+                md5: md5.then(Md5::new),
                 extra: algorithms.iter().map(|a| Hasher::new(*a)).collect(),
             }),
             failure: None,
@@ -215,7 +227,9 @@ impl Stream for DigestingStream {
                         guard.failure = Some(BodyFailure::TooLarge);
                         return Poll::Ready(Some(Err(std::io::Error::other("body too large"))));
                     }
-                    state.md5.update(chunk);
+                    if let Some(md5) = state.md5.as_mut() {
+                        md5.update(chunk);
+                    }
                     for hasher in &mut state.extra {
                         hasher.update(chunk);
                     }
@@ -240,11 +254,11 @@ mod tests {
             Ok(Bytes::from_static(b"hello ")),
             Ok(Bytes::from_static(b"world")),
         ]));
-        let (mut stream, handle) = DigestingStream::new(body, &ChecksumAlgorithm::ALL, 100);
+        let (mut stream, handle) = DigestingStream::new(body, true, &ChecksumAlgorithm::ALL, 100);
         while stream.next().await.is_some() {}
         let d = handle.finish();
         assert_eq!(d.size, 11);
-        assert_eq!(d.md5_hex(), "5eb63bbbe01eeed093cb22bb8f5acdc3");
+        assert_eq!(d.etag_hex(), "5eb63bbbe01eeed093cb22bb8f5acdc3");
         assert_eq!(d.checksum(ChecksumAlgorithm::Crc32), Some("DUoRhQ=="));
         assert_eq!(
             d.checksum(ChecksumAlgorithm::Sha256),
@@ -257,7 +271,7 @@ mod tests {
         let body: ByteStream = Box::pin(futures::stream::iter(vec![Ok(Bytes::from_static(
             b"12345",
         ))]));
-        let (mut stream, _) = DigestingStream::new(body, &[], 4);
+        let (mut stream, _) = DigestingStream::new(body, true, &[], 4);
         let first = stream.next().await.expect("an item");
         assert!(first.is_err());
     }

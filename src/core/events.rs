@@ -1,9 +1,14 @@
 //! The node's event hub: one task reads newly written pool events from the
-//! database and broadcasts them to every open event stream, so a stream
-//! costs no query per event. Streams catch up from the database when they
-//! start, resume, or fall behind the broadcast.
+//! database and routes each to the open event streams that want it, so a
+//! stream costs no query per event. A member's streams share one channel
+//! that carries the pool's events and the member's own, so one member's
+//! upload wakes only that member's streams; owners follow a channel of
+//! everything. Streams catch up from the database when they start, resume,
+//! or fall behind. A change to a member (`member.*` events) makes its
+//! streams check once whether it may still listen: there is no polling.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
@@ -12,8 +17,69 @@ use tokio::sync::broadcast;
 use super::{CoreResult, Store};
 use crate::meta::pools::PoolEvent;
 
-/// Events kept for streams that are momentarily slow.
+/// Events kept for owner streams that are momentarily slow.
 pub const HUB_CAPACITY: usize = 8192;
+/// Events kept per member channel: a member that falls further behind
+/// reads the gap from the database. Small, because every member with an
+/// open stream has one.
+const MEMBER_CAPACITY: usize = 64;
+
+type EventSender = broadcast::Sender<Arc<PoolEvent>>;
+
+/// Routes events to the channels of the streams that want them.
+pub struct EventHub {
+    everything: EventSender,
+    /// pool id → member id → the channel of that member's streams.
+    members: Mutex<HashMap<String, HashMap<String, EventSender>>>,
+}
+
+impl Default for EventHub {
+    fn default() -> Self {
+        Self {
+            everything: broadcast::channel(HUB_CAPACITY).0,
+            members: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl EventHub {
+    fn subscribe(&self, filter: &EventFilter) -> broadcast::Receiver<Arc<PoolEvent>> {
+        let Some(member_id) = &filter.member_id else {
+            return self.everything.subscribe();
+        };
+        let mut members = self.members.lock().unwrap_or_else(|e| e.into_inner());
+        members
+            .entry(filter.pool_id.clone())
+            .or_default()
+            .entry(member_id.clone())
+            .or_insert_with(|| broadcast::channel(MEMBER_CAPACITY).0)
+            .subscribe()
+    }
+
+    fn publish(&self, event: Arc<PoolEvent>) {
+        // No receivers is fine: nobody is listening.
+        let _ = self.everything.send(event.clone());
+        let mut members = self.members.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(pool) = members.get_mut(&event.pool_id) else {
+            return;
+        };
+        // A channel whose streams have all ended is dropped when an event
+        // finds nobody on it.
+        match &event.member_id {
+            Some(member_id) => {
+                if let Some(channel) = pool.get(member_id)
+                    && channel.send(event.clone()).is_err()
+                {
+                    pool.remove(member_id);
+                }
+            }
+            None => pool.retain(|_, channel| channel.send(event.clone()).is_ok()),
+        }
+        if pool.is_empty() {
+            members.remove(&event.pool_id);
+        }
+    }
+}
 
 /// Which events a stream wants.
 #[derive(Debug, Clone)]
@@ -31,6 +97,13 @@ impl EventFilter {
                 (Some(me), Some(them)) => me == them,
             }
     }
+
+    /// A change to this stream's own member.
+    fn changes_me(&self, event: &PoolEvent) -> bool {
+        self.member_id.is_some()
+            && event.member_id == self.member_id
+            && event.kind.starts_with("member.")
+    }
 }
 
 enum Phase {
@@ -46,8 +119,27 @@ struct Follow {
     receiver: broadcast::Receiver<Arc<PoolEvent>>,
     last: i64,
     phase: Phase,
-    /// When the follower was last given a chance to check its rights.
-    last_tick: tokio::time::Instant,
+    /// The caller should check the member's rights before going on.
+    check_rights: bool,
+}
+
+type FollowItem = CoreResult<Option<Arc<PoolEvent>>>;
+
+impl Follow {
+    /// What to hand on for `event`: the event if it is new and wanted, and
+    /// a rights check after a change to this stream's member.
+    fn items_for(&mut self, event: Arc<PoolEvent>) -> Vec<FollowItem> {
+        let changes_me = self.filter.changes_me(&event);
+        let mut items = Vec::new();
+        if event.id > self.last && self.filter.wants(&event) {
+            self.last = event.id;
+            items.push(Ok(Some(event)));
+        }
+        if changes_me {
+            items.push(Ok(None));
+        }
+        items
+    }
 }
 
 impl Store {
@@ -69,8 +161,7 @@ impl Store {
                 Ok(events) if !events.is_empty() => {
                     for event in events {
                         last = event.id;
-                        // No receivers is fine: nobody is listening.
-                        let _ = self.event_hub.send(Arc::new(event));
+                        self.event_hub.publish(Arc::new(event));
                     }
                     continue;
                 }
@@ -83,23 +174,28 @@ impl Store {
     }
 
     /// Events for `filter` after `after`, as they are written. `Err` items
-    /// are failed reads; `Ok(None)` items come once a second, so the caller
-    /// can check that the follower may still listen.
+    /// are failed reads. An `Ok(None)` item asks the caller to check that
+    /// the member may still listen: one comes first (a change made before
+    /// the stream subscribed is then seen), and one after each change to
+    /// the member.
     pub fn follow_events(
         &self,
         filter: EventFilter,
         after: i64,
-    ) -> impl Stream<Item = CoreResult<Option<Arc<PoolEvent>>>> + Send + use<> {
+    ) -> impl Stream<Item = FollowItem> + Send + use<> {
         // Subscribed before the first read, so nothing falls between them.
         let follow = Follow {
-            receiver: self.event_hub.subscribe(),
+            receiver: self.event_hub.subscribe(&filter),
             store: self.clone(),
+            check_rights: filter.member_id.is_some(),
             filter,
             last: after,
             phase: Phase::CatchUp,
-            last_tick: tokio::time::Instant::now(),
         };
         futures::stream::unfold(follow, |mut f| async move {
+            if std::mem::take(&mut f.check_rights) {
+                return Some((vec![Ok(None)], f));
+            }
             loop {
                 match f.phase {
                     Phase::CatchUp => {
@@ -116,49 +212,34 @@ impl Store {
                         match page {
                             Ok(page) if page.is_empty() => f.phase = Phase::Live,
                             Ok(page) => {
-                                f.last = page.last().map_or(f.last, |e| e.id);
-                                let items: Vec<CoreResult<Option<Arc<PoolEvent>>>> =
-                                    page.into_iter().map(|e| Ok(Some(Arc::new(e)))).collect();
-                                return Some((futures::stream::iter(items), f));
+                                let items: Vec<FollowItem> = page
+                                    .into_iter()
+                                    .flat_map(|e| f.items_for(Arc::new(e)))
+                                    .collect();
+                                return Some((items, f));
                             }
                             Err(e) => {
-                                let failed: Vec<CoreResult<Option<Arc<PoolEvent>>>> =
-                                    vec![Err(e.into())];
-                                return Some((futures::stream::iter(failed), f));
+                                // Not at full speed while the database is away.
+                                tokio::time::sleep(Duration::from_secs(1)).await;
+                                return Some((vec![Err(e.into())], f));
                             }
                         }
                     }
-                    Phase::Live => {
-                        // A tick at least once a second, busy or not.
-                        let tick_at = f.last_tick + Duration::from_secs(1);
-                        let received = if tokio::time::Instant::now() >= tick_at {
-                            None
-                        } else {
-                            tokio::time::timeout_at(tick_at, f.receiver.recv())
-                                .await
-                                .ok()
-                        };
-                        let Some(received) = received else {
-                            f.last_tick = tokio::time::Instant::now();
-                            return Some((futures::stream::iter(vec![Ok(None)]), f));
-                        };
-                        match received {
-                            Ok(event) => {
-                                if event.id > f.last && f.filter.wants(&event) {
-                                    f.last = event.id;
-                                    return Some((futures::stream::iter(vec![Ok(Some(event))]), f));
-                                }
+                    Phase::Live => match f.receiver.recv().await {
+                        Ok(event) => {
+                            let items = f.items_for(event);
+                            if !items.is_empty() {
+                                return Some((items, f));
                             }
-                            // Fell behind the broadcast: read the gap.
-                            Err(broadcast::error::RecvError::Lagged(_)) => {
-                                f.phase = Phase::CatchUp;
-                            }
-                            Err(broadcast::error::RecvError::Closed) => return None,
                         }
-                    }
+                        // Fell behind the channel: read the gap.
+                        Err(broadcast::error::RecvError::Lagged(_)) => f.phase = Phase::CatchUp,
+                        Err(broadcast::error::RecvError::Closed) => return None,
+                    },
                 }
             }
         })
+        .map(futures::stream::iter)
         .flatten()
     }
 }

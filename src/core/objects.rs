@@ -52,7 +52,7 @@ pub struct Store {
     /// Woken when this node writes a pool event.
     pub(super) pool_events: Arc<Notify>,
     /// New pool events, for every open event stream of this node.
-    pub(super) event_hub: tokio::sync::broadcast::Sender<Arc<crate::meta::pools::PoolEvent>>,
+    pub(super) event_hub: Arc<super::events::EventHub>,
     /// Slows down repeated failed logins.
     pub(super) throttle: Arc<super::sessions::LoginThrottle>,
 }
@@ -158,6 +158,8 @@ pub struct IncomingBody {
     pub stream: ByteStream,
     /// Content length the client announced, if any.
     pub declared_len: Option<u64>,
+    /// Compute MD5 for the ETag; pool files use their SHA-256 instead.
+    pub md5: bool,
     /// Checksum algorithms to compute besides MD5.
     pub checksums: Vec<ChecksumAlgorithm>,
     pub verify: Verifier,
@@ -196,7 +198,7 @@ impl Store {
             sweep: Arc::new(Notify::new()),
             credentials_cache: super::accounts::CredentialsCache::default(),
             pool_events: Arc::new(Notify::new()),
-            event_hub: tokio::sync::broadcast::channel(super::events::HUB_CAPACITY).0,
+            event_hub: Arc::new(super::events::EventHub::default()),
             throttle: Arc::default(),
         }
     }
@@ -252,6 +254,7 @@ impl Store {
         let IncomingBody {
             stream,
             declared_len,
+            md5,
             checksums,
             verify,
         } = incoming;
@@ -259,7 +262,7 @@ impl Store {
             return Err(CoreError::EntityTooLarge);
         }
         let (mut digesting, handle) =
-            DigestingStream::new(stream, &checksums, self.settings.max_object_size);
+            DigestingStream::new(stream, md5, &checksums, self.settings.max_object_size);
         let threshold = if allow_inline {
             self.settings.inline_threshold
         } else {
@@ -358,7 +361,7 @@ impl Store {
             bucket: bucket.to_owned(),
             key: key.as_str().to_owned(),
             size: stored.digests.size as i64,
-            etag: stored.digests.md5_hex(),
+            etag: stored.digests.etag_hex(),
             last_modified_ms: now_ms(),
             attrs,
             body: stored.body,
@@ -695,7 +698,7 @@ impl Store {
             part_number,
             blob_id,
             size: stored.digests.size as i64,
-            etag: stored.digests.md5_hex(),
+            etag: stored.digests.etag_hex(),
             last_modified_ms: now_ms(),
         };
         let result = self
@@ -743,6 +746,7 @@ impl Store {
         let incoming = IncomingBody {
             stream,
             declared_len: Some(end - start),
+            md5: true,
             checksums: Vec::new(),
             verify: Box::new(|_| Ok(())),
         };

@@ -17,8 +17,8 @@ use super::sessions::token_hash;
 use super::{CoreError, CoreResult, Principal, Store, now_ms};
 use crate::blob::ByteStream;
 use crate::meta::pools::{
-    ContributionRecord, GroupRecord, MemberRecord, NewContribution, NewMember, PoolEvent,
-    PoolMutation, PoolOutcome, PoolRecord,
+    ContributionRecord, GroupRecord, MemberChange, MemberRecord, NewContribution, NewMember,
+    PoolEvent, PoolMutation, PoolOutcome, PoolRecord,
 };
 use crate::meta::{Mutation, MutationOutcome, ObjectAttrs, ObjectRecord};
 
@@ -158,7 +158,7 @@ fn pool_object(
         bucket: pool.bucket.clone(),
         key,
         size: stored.digests.size as i64,
-        etag: stored.digests.md5_hex(),
+        etag: stored.digests.etag_hex(),
         last_modified_ms: now,
         attrs: ObjectAttrs {
             content_type: Some(content_type),
@@ -345,34 +345,41 @@ impl Store {
         name: &str,
         disabled: bool,
     ) -> CoreResult<()> {
-        self.apply_pool(PoolMutation::SetMemberDisabled {
+        let change = if disabled {
+            MemberChange::Disable
+        } else {
+            MemberChange::Enable
+        };
+        self.change_member(pool, name, change).await
+    }
+
+    async fn change_member(
+        &self,
+        pool: &PoolRecord,
+        name: &str,
+        change: MemberChange,
+    ) -> CoreResult<()> {
+        self.apply_pool(PoolMutation::ChangeMember {
             pool_id: pool.id.clone(),
             name: name.to_owned(),
-            disabled_ms: disabled.then(now_ms),
+            change,
+            now_ms: now_ms(),
         })
         .await?;
+        self.pool_events.notify_waiters();
         Ok(())
     }
 
     /// Gives a member a new token; the old one stops working at once.
     pub async fn rekey_member(&self, pool: &PoolRecord, name: &str) -> CoreResult<String> {
         let token = new_member_token();
-        self.apply_pool(PoolMutation::SetMemberToken {
-            pool_id: pool.id.clone(),
-            name: name.to_owned(),
-            token_hash: token_hash(&token),
-        })
-        .await?;
+        self.change_member(pool, name, MemberChange::Rekey(token_hash(&token)))
+            .await?;
         Ok(token)
     }
 
     pub async fn remove_member(&self, pool: &PoolRecord, name: &str) -> CoreResult<()> {
-        self.apply_pool(PoolMutation::RemoveMember {
-            pool_id: pool.id.clone(),
-            name: name.to_owned(),
-        })
-        .await?;
-        Ok(())
+        self.change_member(pool, name, MemberChange::Remove).await
     }
 
     /// The member behind a token, refused when unknown or disabled.
@@ -665,6 +672,7 @@ impl Store {
         let body = IncomingBody {
             stream: watched(stream, pool.max_file_size as u64, watch.clone()),
             declared_len: None,
+            md5: false,
             checksums: vec![ChecksumAlgorithm::Sha256],
             verify: Box::new(|_| Ok(())),
         };

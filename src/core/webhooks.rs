@@ -1,13 +1,20 @@
 //! Delivery of pool events to each pool's webhook: in event order, one at
-//! a time per pool, signed with HMAC-SHA256 of the body, retried with
+//! a time per pool (pools side by side, so one slow receiver holds up only
+//! its own pool), signed with HMAC-SHA256 of the body, retried with
 //! doubling waits for at least 24 hours, and every attempt recorded for the
-//! pool's owner to see.
+//! pool's owner to see. Only public addresses are called unless the
+//! operator allows private ones, and redirects are not followed, so a pool
+//! owner cannot make the server reach internal services.
 //!
 //! One node delivers; nodes sharing a database would each deliver (the
 //! receiver sees duplicates, told apart by `x-cistern-event-id`).
 
 use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
+
+use futures::StreamExt;
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -19,11 +26,90 @@ use crate::meta::pools::{PoolEvent, PoolMutation, PoolRecord, WebhookAttempt};
 const GIVE_UP_AFTER_MS: i64 = 25 * 3600 * 1000;
 /// The longest wait between two attempts.
 const MAX_RETRY_WAIT_MS: i64 = 3600 * 1000;
+/// Pools whose webhooks are called at the same time.
+const PARALLEL_POOLS: usize = 32;
 
 #[derive(Debug, Clone, Copy)]
 pub struct WebhookSettings {
     /// The wait after the first failed attempt; it doubles after each.
     pub retry_base: Duration,
+    /// Call loopback and private addresses too.
+    pub allow_private: bool,
+}
+
+/// An address on the public internet: not loopback, private, link-local,
+/// shared (CGNAT), documentation, benchmarking, multicast or reserved.
+pub fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, c, _] = v4.octets();
+            !(v4.is_unspecified()
+                || v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_broadcast()
+                || v4.is_documentation()
+                || v4.is_multicast()
+                || a == 0
+                || a >= 240
+                || (a == 100 && (64..128).contains(&b))
+                || (a == 192 && b == 0 && c == 0)
+                || (a == 198 && (18..20).contains(&b)))
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_public(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            !(v6.is_unspecified()
+                || v6.is_loopback()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
+                || first == 0x2001 && v6.segments()[1] == 0x0db8)
+        }
+    }
+}
+
+/// Resolves names to their public addresses only.
+struct PublicOnly;
+
+impl reqwest::dns::Resolve for PublicOnly {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        Box::pin(async move {
+            let host = name.as_str().to_owned();
+            let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
+                .await?
+                .filter(|a| is_public(a.ip()))
+                .collect();
+            if found.is_empty() {
+                return Err(
+                    format!("{host} has no public address (see --webhook-allow-private)").into(),
+                );
+            }
+            let addrs: reqwest::dns::Addrs = Box::new(found.into_iter());
+            Ok(addrs)
+        })
+    }
+}
+
+/// Why a webhook URL may not be called, if it names a non-public address
+/// directly (names are checked when they are resolved).
+fn refused_address(url: &str, settings: WebhookSettings) -> Option<String> {
+    if settings.allow_private {
+        return None;
+    }
+    let host = url::Url::parse(url).ok()?.host()?.to_owned();
+    let ip = match host {
+        url::Host::Ipv4(v4) => IpAddr::V4(v4),
+        url::Host::Ipv6(v6) => IpAddr::V6(v6),
+        url::Host::Domain(_) => return None,
+    };
+    (!is_public(ip)).then(|| {
+        format!(
+            "{ip} is not a public address; the operator can allow it with --webhook-allow-private"
+        )
+    })
 }
 
 /// The event as receivers (webhooks, event streams) get it.
@@ -56,10 +142,13 @@ struct Pending {
 impl Store {
     /// Delivers webhook events forever.
     pub async fn run_webhooks(self, settings: WebhookSettings) {
-        let http = match reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
-            .build()
-        {
+            .redirect(reqwest::redirect::Policy::none());
+        if !settings.allow_private {
+            builder = builder.dns_resolver(Arc::new(PublicOnly));
+        }
+        let http = match builder.build() {
             Ok(http) => http,
             Err(e) => {
                 tracing::error!(error = %e, "no HTTP client for webhooks");
@@ -75,11 +164,24 @@ impl Store {
             let mut soonest = now_ms() + 1000;
             match self.meta.pools_with_webhooks().await {
                 Ok(pools) => {
-                    for pool in pools {
-                        if let Some(next) = self
-                            .deliver_next(&http, &pool, &mut pending, settings)
-                            .await
-                        {
+                    let due: Vec<(PoolRecord, Option<Pending>)> = pools
+                        .into_iter()
+                        .map(|pool| {
+                            let state = pending.remove(&pool.id);
+                            (pool, state)
+                        })
+                        .collect();
+                    let (store, http) = (&self, &http);
+                    let tries = due.into_iter().map(|(pool, state)| async move {
+                        let (state, next) = store.deliver_next(http, &pool, state, settings).await;
+                        (pool.id, state, next)
+                    });
+                    let mut tries = futures::stream::iter(tries).buffer_unordered(PARALLEL_POOLS);
+                    while let Some((pool_id, state, next)) = tries.next().await {
+                        if let Some(state) = state {
+                            pending.insert(pool_id, state);
+                        }
+                        if let Some(next) = next {
                             soonest = soonest.min(next);
                         }
                     }
@@ -91,42 +193,44 @@ impl Store {
         }
     }
 
-    /// Tries the pool's next event if it is due; answers when to look
-    /// again (`None`: nothing waiting).
+    /// Tries the pool's next event if it is due; answers where the pool's
+    /// webhook stands and when to look again (`None`: nothing waiting).
     async fn deliver_next(
         &self,
         http: &reqwest::Client,
         pool: &PoolRecord,
-        pending: &mut HashMap<String, Pending>,
+        state: Option<Pending>,
         settings: WebhookSettings,
-    ) -> Option<i64> {
-        let url = pool.webhook_url.as_deref()?;
+    ) -> (Option<Pending>, Option<i64>) {
+        let Some(url) = pool.webhook_url.as_deref() else {
+            return (None, None);
+        };
         let event = match self
             .meta
             .pool_events(&pool.id, None, pool.webhook_cursor, 1)
             .await
         {
-            Ok(mut events) => events.pop()?,
+            Ok(mut events) => match events.pop() {
+                Some(event) => event,
+                None => return (None, None),
+            },
             Err(e) => {
                 tracing::warn!(error = %e, "reading events for a webhook failed");
-                return None;
+                return (state, None);
             }
         };
         let now = now_ms();
-        let state = pending.entry(pool.id.clone()).or_insert(Pending {
-            event_id: event.id,
-            attempts: 0,
-            next_try_ms: now,
-        });
-        if state.event_id != event.id {
-            *state = Pending {
+        let mut state = match state {
+            Some(state) if state.event_id == event.id => state,
+            _ => Pending {
                 event_id: event.id,
                 attempts: 0,
                 next_try_ms: now,
-            };
-        }
+            },
+        };
         if state.next_try_ms > now {
-            return Some(state.next_try_ms);
+            let next = state.next_try_ms;
+            return (Some(state), Some(next));
         }
         let body = event_json(&event, &pool.name).to_string();
         let mut request = http
@@ -139,7 +243,20 @@ impl Store {
             request = request.header("x-cistern-signature", signature(secret, body.as_bytes()));
         }
         state.attempts += 1;
-        let (status, error) = match request.send().await {
+        let sent = match refused_address(url, settings) {
+            Some(refusal) => Err(refusal),
+            // The error's sources say why (a refused address, say).
+            None => request.send().await.map_err(|e| {
+                let mut text = e.to_string();
+                let mut source = std::error::Error::source(&e);
+                while let Some(cause) = source {
+                    text = format!("{text}: {cause}");
+                    source = cause.source();
+                }
+                text
+            }),
+        };
+        let (status, error) = match sent {
             Ok(response) if response.status().is_success() => {
                 (Some(i64::from(response.status().as_u16())), None)
             }
@@ -147,7 +264,7 @@ impl Store {
                 Some(i64::from(response.status().as_u16())),
                 Some(format!("the receiver answered {}", response.status())),
             ),
-            Err(e) => (None, Some(e.to_string())),
+            Err(e) => (None, Some(e)),
         };
         let delivered = error.is_none();
         let gave_up = !delivered && now - event.time_ms > GIVE_UP_AFTER_MS;
@@ -177,21 +294,43 @@ impl Store {
             tracing::warn!(error = %e, "recording a webhook attempt failed");
         }
         if delivered || gave_up {
-            pending.remove(&pool.id);
             // The next event may be waiting already.
-            return Some(now);
+            return (None, Some(now));
         }
         let doubling = 1_i64 << (state.attempts - 1).min(30);
         let wait = (settings.retry_base.as_millis() as i64)
             .saturating_mul(doubling)
             .min(MAX_RETRY_WAIT_MS);
         state.next_try_ms = now + wait;
-        Some(state.next_try_ms)
+        let next = state.next_try_ms;
+        (Some(state), Some(next))
     }
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_public_addresses_are_public() {
+        for private in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+        ] {
+            assert!(!super::is_public(private.parse().unwrap()), "{private}");
+        }
+        for public in ["93.184.216.34", "8.8.8.8", "2606:4700::1111"] {
+            assert!(super::is_public(public.parse().unwrap()), "{public}");
+        }
+    }
+
     #[test]
     fn signatures_are_hmac_sha256_hex() {
         // RFC 4231, test case 2.

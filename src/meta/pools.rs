@@ -132,31 +132,45 @@ pub struct NewContribution {
     pub event: PoolEvent,
 }
 
+/// What happens to a member.
+#[derive(Debug, Clone)]
+pub enum MemberChange {
+    Disable,
+    Enable,
+    /// A new token (its hash); the old one stops working.
+    Rekey(String),
+    Remove,
+}
+
+impl MemberChange {
+    /// The event kind that announces the change.
+    pub fn event_kind(&self) -> &'static str {
+        match self {
+            Self::Disable => "member.disabled",
+            Self::Enable => "member.enabled",
+            Self::Rekey(_) => "member.rekeyed",
+            Self::Remove => "member.removed",
+        }
+    }
+}
+
 /// Changes to pools, applied by the writer in one transaction each.
 #[derive(Debug, Clone)]
 pub enum PoolMutation {
     /// Creates the pool and its bucket.
-    Create {
-        pool: PoolRecord,
-    },
+    Create { pool: PoolRecord },
     /// Adds members; refused as a whole if a name is taken.
     AddMembers {
         pool_id: String,
         members: Vec<NewMember>,
     },
-    SetMemberDisabled {
+    /// Changes a member, with a `member.<change>` event that ends the
+    /// member's open event streams where it takes its rights away.
+    ChangeMember {
         pool_id: String,
         name: String,
-        disabled_ms: Option<i64>,
-    },
-    SetMemberToken {
-        pool_id: String,
-        name: String,
-        token_hash: String,
-    },
-    RemoveMember {
-        pool_id: String,
-        name: String,
+        change: MemberChange,
+        now_ms: i64,
     },
     /// Stores a contribution's object, its row, its group's counters and
     /// its event; a duplicate returns the earlier receipt and writes
@@ -209,10 +223,7 @@ pub enum PoolMutation {
     },
     /// Returns groups whose lease lapsed to `sealed`, or fails them after
     /// `max_attempts`.
-    ExpireLeases {
-        now_ms: i64,
-        max_attempts: i64,
-    },
+    ExpireLeases { now_ms: i64, max_attempts: i64 },
     /// Records a webhook attempt; `done` moves the webhook past the event
     /// (delivered, or given up on).
     WebhookAttempt {
@@ -224,10 +235,7 @@ pub enum PoolMutation {
     Event(Box<PoolEvent>),
     /// Forgets what is older than the pool's retention: finished groups
     /// (their files, result and rows), events and webhook attempts.
-    Expire {
-        pool_id: String,
-        before_ms: i64,
-    },
+    Expire { pool_id: String, before_ms: i64 },
     /// A member fetched a group's result.
     Delivered {
         pool_id: String,
@@ -258,44 +266,12 @@ pub(super) async fn apply(
     match mutation {
         PoolMutation::Create { pool } => create_pool(conn, pool).await,
         PoolMutation::AddMembers { pool_id, members } => add_members(conn, pool_id, members).await,
-        PoolMutation::SetMemberDisabled {
+        PoolMutation::ChangeMember {
             pool_id,
             name,
-            disabled_ms,
-        } => {
-            let done = sqlx::query(
-                "UPDATE pool_members SET disabled_ms = $1 WHERE pool_id = $2 AND name = $3",
-            )
-            .bind(*disabled_ms)
-            .bind(pool_id)
-            .bind(name)
-            .execute(&mut *conn)
-            .await?;
-            super::touched(done, MetaError::NotFound("member"))
-        }
-        PoolMutation::SetMemberToken {
-            pool_id,
-            name,
-            token_hash,
-        } => {
-            let done = sqlx::query(
-                "UPDATE pool_members SET token_hash = $1 WHERE pool_id = $2 AND name = $3",
-            )
-            .bind(token_hash)
-            .bind(pool_id)
-            .bind(name)
-            .execute(&mut *conn)
-            .await?;
-            super::touched(done, MetaError::NotFound("member"))
-        }
-        PoolMutation::RemoveMember { pool_id, name } => {
-            let done = sqlx::query("DELETE FROM pool_members WHERE pool_id = $1 AND name = $2")
-                .bind(pool_id)
-                .bind(name)
-                .execute(&mut *conn)
-                .await?;
-            super::touched(done, MetaError::NotFound("member"))
-        }
+            change,
+            now_ms,
+        } => change_member(conn, pool_id, name, change, *now_ms).await,
         PoolMutation::Contribute(new) => {
             contribute(conn, &new.object, &new.contribution, &new.group, &new.event).await
         }
@@ -397,9 +373,10 @@ pub(super) async fn apply(
             now_ms,
             max_attempts,
         } => {
+            let lock = row_lock(conn, true);
             let lapsed: Vec<GroupRecord> = sqlx::query(&format!(
                 "SELECT {GROUP_COLUMNS} FROM pool_groups WHERE state = 'processing' \
-                 AND lease_expires_ms < $1 LIMIT 500"
+                 AND lease_expires_ms < $1 LIMIT 500{lock}"
             ))
             .bind(*now_ms)
             .fetch_all(&mut *conn)
@@ -543,13 +520,72 @@ async fn expire(
     Ok(MutationOutcome::Pool(PoolOutcome::Sealed(old.len() as u64)))
 }
 
+async fn change_member(
+    conn: &mut AnyConnection,
+    pool_id: &str,
+    name: &str,
+    change: &MemberChange,
+    now_ms: i64,
+) -> MetaResult<MutationOutcome> {
+    let member_id: String =
+        sqlx::query("SELECT id FROM pool_members WHERE pool_id = $1 AND name = $2")
+            .bind(pool_id)
+            .bind(name)
+            .fetch_optional(&mut *conn)
+            .await?
+            .ok_or(MetaError::NotFound("member"))?
+            .try_get("id")?;
+    let statement = match change {
+        MemberChange::Disable => {
+            sqlx::query("UPDATE pool_members SET disabled_ms = $1 WHERE id = $2").bind(Some(now_ms))
+        }
+        MemberChange::Enable => {
+            sqlx::query("UPDATE pool_members SET disabled_ms = $1 WHERE id = $2").bind(None::<i64>)
+        }
+        MemberChange::Rekey(token_hash) => {
+            sqlx::query("UPDATE pool_members SET token_hash = $1 WHERE id = $2").bind(token_hash)
+        }
+        MemberChange::Remove => sqlx::query("DELETE FROM pool_members WHERE id = $1"),
+    };
+    statement.bind(&member_id).execute(&mut *conn).await?;
+    insert_event(
+        conn,
+        &PoolEvent {
+            id: 0,
+            pool_id: pool_id.to_owned(),
+            member_id: Some(member_id),
+            kind: change.event_kind().into(),
+            group_start_ms: None,
+            data: json!({ "member": name }).to_string(),
+            time_ms: now_ms,
+        },
+    )
+    .await?;
+    Ok(MutationOutcome::Done)
+}
+
+/// Row locks for the groups a transition reads, where the database has
+/// them (PostgreSQL, CockroachDB): nodes sharing it then take turns on a
+/// group, so two of them never both claim or seal it. With `skip_locked`
+/// a sweep passes over the groups another node is changing. SQLite has a
+/// single writer, which is the same guarantee.
+fn row_lock(conn: &AnyConnection, skip_locked: bool) -> &'static str {
+    match (conn.backend_name() == "SQLite", skip_locked) {
+        (true, _) => "",
+        (false, false) => " FOR UPDATE",
+        (false, true) => " FOR UPDATE SKIP LOCKED",
+    }
+}
+
+/// The group, locked for a transition.
 async fn group_in(
     conn: &mut AnyConnection,
     pool_id: &str,
     start_ms: i64,
 ) -> MetaResult<GroupRecord> {
+    let lock = row_lock(conn, false);
     let row = sqlx::query(&format!(
-        "SELECT {GROUP_COLUMNS} FROM pool_groups WHERE pool_id = $1 AND start_ms = $2"
+        "SELECT {GROUP_COLUMNS} FROM pool_groups WHERE pool_id = $1 AND start_ms = $2{lock}"
     ))
     .bind(pool_id)
     .bind(start_ms)
@@ -636,9 +672,10 @@ async fn claim(
             group
         }
         None => {
+            let lock = row_lock(conn, true);
             let row = sqlx::query(&format!(
                 "SELECT {GROUP_COLUMNS} FROM pool_groups WHERE pool_id = $1 AND state = 'sealed' \
-                 ORDER BY start_ms LIMIT 1"
+                 ORDER BY start_ms LIMIT 1{lock}"
             ))
             .bind(pool_id)
             .fetch_optional(&mut *conn)
@@ -649,8 +686,8 @@ async fn claim(
             }
         }
     };
-    // The single writer makes check-then-update exact: no second claim
-    // can slip between them.
+    // The row lock (or SQLite's single writer) makes check-then-update
+    // exact: no second claim can slip between them.
     sqlx::query(
         "UPDATE pool_groups SET state = 'processing', attempts = attempts + 1, lease_id = $1, \
          lease_member = $2, lease_expires_ms = $3, updated_ms = $4 \
@@ -796,11 +833,16 @@ async fn contribute(
             contribution_from_row(&row)?,
         ))));
     }
-    let state = sqlx::query("SELECT state FROM pool_groups WHERE pool_id = $1 AND start_ms = $2")
-        .bind(&c.pool_id)
-        .bind(c.group_start_ms)
-        .fetch_optional(&mut *conn)
-        .await?;
+    // Locked, so a sealing on another node waits for this contribution
+    // (or this one sees the group sealed).
+    let lock = row_lock(conn, false);
+    let state = sqlx::query(&format!(
+        "SELECT state FROM pool_groups WHERE pool_id = $1 AND start_ms = $2{lock}"
+    ))
+    .bind(&c.pool_id)
+    .bind(c.group_start_ms)
+    .fetch_optional(&mut *conn)
+    .await?;
     if let Some(row) = state {
         let state: String = row.try_get("state")?;
         if state != "open" {
@@ -869,7 +911,8 @@ async fn seal(
         }
         _ => sqlx::query(&format!(
             "SELECT {GROUP_COLUMNS} FROM pool_groups WHERE state = 'open' AND seal_at_ms <= $1 \
-             ORDER BY seal_at_ms LIMIT 500"
+             ORDER BY seal_at_ms LIMIT 500{}",
+            row_lock(conn, true)
         ))
         .bind(now_ms)
         .fetch_all(&mut *conn)
@@ -885,7 +928,19 @@ async fn seal(
     Ok(MutationOutcome::Pool(PoolOutcome::Sealed(due.len() as u64)))
 }
 
+/// Key of the PostgreSQL advisory lock that orders event writers.
+const EVENT_ORDER_LOCK: i64 = 0x6369_7374_6576;
+
 async fn insert_event(conn: &mut AnyConnection, event: &PoolEvent) -> MetaResult<()> {
+    // Readers follow events by id. Nodes sharing PostgreSQL take turns
+    // from their first event to their commit, so ids become visible in
+    // order and no reader steps past one that commits late.
+    if conn.backend_name() != "SQLite" {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(EVENT_ORDER_LOCK)
+            .execute(&mut *conn)
+            .await?;
+    }
     sqlx::query(
         "INSERT INTO pool_events (pool_id, member_id, kind, group_start_ms, data, time_ms) \
          VALUES ($1, $2, $3, $4, $5, $6)",

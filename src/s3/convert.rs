@@ -163,6 +163,7 @@ impl DeclaredDigests {
         Ok(IncomingBody {
             stream,
             declared_len: declared_len.and_then(|n| u64::try_from(n).ok()),
+            md5: true,
             checksums: algorithms,
             verify: Box::new(move |digests| self.verify(digests)),
         })
@@ -173,7 +174,7 @@ impl DeclaredDigests {
             let decoded = base64::engine::general_purpose::STANDARD
                 .decode(md5)
                 .map_err(|_| CoreError::InvalidDigest("Content-MD5".into()))?;
-            if decoded != digests.md5 {
+            if digests.md5.is_none_or(|md5| decoded != md5) {
                 return Err(CoreError::BadDigest("Content-MD5".into()));
             }
         }

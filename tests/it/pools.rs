@@ -890,7 +890,7 @@ async fn attempts(app: &TestApp) -> Vec<Value> {
 
 #[tokio::test]
 async fn webhooks_get_every_event_signed_after_the_receiver_was_down() {
-    let app = spawn_app_with(&["--webhook-retry-base-ms", "50"]).await;
+    let app = spawn_app_with(&["--webhook-retry-base-ms", "50", "--webhook-allow-private"]).await;
     let port = free_port();
     create_pool(
         &app,
@@ -973,6 +973,54 @@ async fn webhooks_get_every_event_signed_after_the_receiver_was_down() {
         "{tries:?}"
     );
     assert!(tries[..tries.len() - 1].iter().all(|t| !t.1));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn webhooks_do_not_reach_private_addresses_unless_allowed() {
+    let app = spawn_app_with(&["--webhook-retry-base-ms", "50"]).await;
+    let port = free_port();
+    let received = Received::default();
+    webhook_receiver(port, received.clone()).await;
+    // An address, and a name that resolves to loopback only.
+    for (pool, host) in [("direct", "127.0.0.1"), ("named", "localhost")] {
+        create_pool(
+            &app,
+            json!({"name": pool, "window_secs": 3600, "webhook_url": format!("http://{host}:{port}/hook")}),
+        )
+        .await;
+        let cam = add_members(&app, pool, json!({"name": "cam", "role": "contributor"})).await;
+        send_batch(&app, pool, &cam[0].1, &[("a.png", now_ms(), PNG)]).await;
+    }
+    for (pool, why) in [
+        ("direct", "127.0.0.1 is not a public address"),
+        ("named", "localhost has no public address"),
+    ] {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let tried = loop {
+            let (_, tried) = get(
+                &app,
+                &format!("/api/v1/pools/{pool}/webhook/attempts"),
+                None,
+            )
+            .await;
+            if tried.as_array().is_some_and(|a| a.len() >= 2) {
+                break tried;
+            }
+            assert!(Instant::now() < deadline, "attempts are recorded: {tried}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        for attempt in tried.as_array().unwrap() {
+            assert_eq!(attempt["delivered"], false);
+            let error = attempt["error"].as_str().unwrap();
+            assert!(error.contains(why), "{pool}: {error}");
+            assert!(error.contains("--webhook-allow-private"), "{error}");
+        }
+    }
+    assert!(
+        received.lock().unwrap().is_empty(),
+        "nothing reached the receiver"
+    );
     app.stop().await;
 }
 
@@ -1079,6 +1127,18 @@ async fn a_member_disabled_mid_stream_hears_no_more_and_sends_no_more() {
     .await;
     assert!(ended.is_ok(), "the stream ends once the member is disabled");
     assert!(text.contains("contribution.accepted"), "{text}");
+    assert!(text.contains("event: member.disabled"), "told why: {text}");
+    // The owner sees the change among the pool's events.
+    let owner = login(&app).await;
+    let seen = read_events(&app, "?pool=cut", &owner, None, |events| {
+        events.iter().any(|e| e["kind"] == "member.disabled")
+    })
+    .await;
+    let change = seen
+        .iter()
+        .find(|e| e["kind"] == "member.disabled")
+        .unwrap();
+    assert_eq!(change["data"]["member"], "cam");
     let response = reqwest::Client::new()
         .post(app.web_url(&format!(
             "/api/v1/pools/cut/contributions?name=b.png&timestamp={}",

@@ -61,6 +61,7 @@ fn plain_body(stream: ByteStream, declared_len: Option<u64>) -> IncomingBody {
     IncomingBody {
         stream,
         declared_len,
+        md5: true,
         checksums: Vec::new(),
         verify: Box::new(|_| Ok(())),
     }

@@ -872,8 +872,9 @@ fn event_stream(
                         event.kind.clone(),
                         event_view(event.as_ref().clone(), &pool_name),
                     ))),
-                    // Each second: may the member still listen (not
-                    // disabled, removed or re-keyed)?
+                    // At the start and after each change to the member:
+                    // may it still listen (not disabled, removed or
+                    // re-keyed)?
                     Ok(None) => match (&member_id, &token_hash) {
                         (Some(id), Some(hash))
                             if !state
