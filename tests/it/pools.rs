@@ -1310,3 +1310,67 @@ async fn a_rekeyed_member_stream_ends_even_while_events_flow() {
     assert!(ended.is_ok(), "the stream of the old token ends");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn nodes_sharing_a_database_never_both_claim_a_group() {
+    let node_a = spawn_app().await;
+    // Only a shared PostgreSQL has several nodes; SQLite has one.
+    let Some(database_url) = node_a.database_url.clone() else {
+        node_a.stop().await;
+        return;
+    };
+    let node_b = spawn_on(
+        tempfile::tempdir().expect("tempdir"),
+        Some(database_url),
+        &[],
+    )
+    .await;
+    for round in 0..8 {
+        let pool = format!("shared{round}");
+        create_pool(&node_a, json!({"name": pool, "window_secs": 3600})).await;
+        let cam = add_members(
+            &node_a,
+            &pool,
+            json!({"name": "cam", "role": "contributor"}),
+        )
+        .await;
+        let workers = add_members(
+            &node_a,
+            &pool,
+            json!({"count": 2, "prefix": "worker", "role": "processor"}),
+        )
+        .await;
+        send_batch(&node_a, &pool, &cam[0].1, &[("a.png", now_ms(), PNG)]).await;
+        let (_, groups) = get(&node_a, &format!("/api/v1/pools/{pool}/groups"), None).await;
+        let group = groups[0]["group"].as_str().unwrap().to_owned();
+        let path = format!("/api/v1/pools/{pool}/groups/{group}/seal");
+        assert_eq!(post(&node_a, &path, None, json!({})).await.0, 204);
+        let claims = format!("/api/v1/pools/{pool}/claims");
+        let (on_a, on_b) = tokio::join!(
+            post(&node_a, &claims, Some(&workers[0].1), json!({})),
+            post(&node_b, &claims, Some(&workers[1].1), json!({})),
+        );
+        let won: Vec<&(u16, Value)> = [&on_a, &on_b]
+            .into_iter()
+            .filter(|(status, _)| *status == 200)
+            .collect();
+        assert_eq!(
+            won.len(),
+            1,
+            "round {round}: one claim wins: {on_a:?} {on_b:?}"
+        );
+        let lost = if on_a.0 == 200 { &on_b } else { &on_a };
+        assert_eq!(
+            lost.0, 204,
+            "round {round}: the other finds nothing to claim"
+        );
+        let (_, group_now) = get(&node_b, &format!("/api/v1/pools/{pool}/groups"), None).await;
+        assert_eq!(group_now[0]["state"], "processing");
+        assert_eq!(
+            group_now[0]["attempts"], 1,
+            "round {round}: one attempt counted"
+        );
+    }
+    node_b.stop().await;
+    node_a.stop().await;
+}
