@@ -6,8 +6,10 @@
 //! operator allows private ones, and redirects are not followed, so a pool
 //! owner cannot make the server reach internal services.
 //!
-//! One node delivers; nodes sharing a database would each deliver (the
-//! receiver sees duplicates, told apart by `x-cistern-event-id`).
+//! Nodes sharing a database take turns: a node delivers a pool's webhook
+//! under a lease on the pool row that it renews while it runs, and another
+//! node takes over once it lapses. A receiver may still see an event twice
+//! around a takeover, told apart by `x-cistern-event-id`.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -28,6 +30,10 @@ const GIVE_UP_AFTER_MS: i64 = 25 * 3600 * 1000;
 const MAX_RETRY_WAIT_MS: i64 = 3600 * 1000;
 /// Pools whose webhooks are called at the same time.
 const PARALLEL_POOLS: usize = 32;
+/// How long a node's turn at a pool's webhook lasts unless renewed.
+const TURN_MS: i64 = 30_000;
+/// A turn is renewed when less than this is left of it.
+const RENEW_TURN_MS: i64 = 20_000;
 
 #[derive(Debug, Clone, Copy)]
 pub struct WebhookSettings {
@@ -156,6 +162,9 @@ impl Store {
             }
         };
         let mut pending: HashMap<String, Pending> = HashMap::new();
+        let node = uuid::Uuid::new_v4().simple().to_string();
+        // Pool id → when this node's turn at its webhook ends.
+        let mut turns: HashMap<String, i64> = HashMap::new();
         loop {
             let signal = self.pool_event_signal();
             let written = signal.notified();
@@ -164,13 +173,13 @@ impl Store {
             let mut soonest = now_ms() + 1000;
             match self.meta.pools_with_webhooks().await {
                 Ok(pools) => {
-                    let due: Vec<(PoolRecord, Option<Pending>)> = pools
-                        .into_iter()
-                        .map(|pool| {
-                            let state = pending.remove(&pool.id);
-                            (pool, state)
-                        })
-                        .collect();
+                    let mut due: Vec<(PoolRecord, Option<Pending>)> = Vec::new();
+                    for pool in pools {
+                        let state = pending.remove(&pool.id);
+                        if self.my_turn(&pool.id, &node, &mut turns).await {
+                            due.push((pool, state));
+                        }
+                    }
                     let (store, http) = (&self, &http);
                     let tries = due.into_iter().map(|(pool, state)| async move {
                         let (state, next) = store.deliver_next(http, &pool, state, settings).await;
@@ -190,6 +199,42 @@ impl Store {
             }
             let wait = (soonest - now_ms()).clamp(0, 1000) as u64;
             let _ = tokio::time::timeout(Duration::from_millis(wait), written).await;
+        }
+    }
+
+    /// Whether this node delivers the pool's webhook now, taking or
+    /// renewing its turn when needed.
+    async fn my_turn(&self, pool_id: &str, node: &str, turns: &mut HashMap<String, i64>) -> bool {
+        let now = now_ms();
+        if turns
+            .get(pool_id)
+            .is_some_and(|&until| until - now > RENEW_TURN_MS)
+        {
+            return true;
+        }
+        let taken = self
+            .meta
+            .apply(crate::meta::Mutation::Pool(Box::new(
+                PoolMutation::TakeWebhook {
+                    pool_id: pool_id.to_owned(),
+                    node: node.to_owned(),
+                    now_ms: now,
+                    until_ms: now + TURN_MS,
+                },
+            )))
+            .await;
+        match taken {
+            Ok(_) => {
+                turns.insert(pool_id.to_owned(), now + TURN_MS);
+                true
+            }
+            Err(e) => {
+                if !e.is_refusal() {
+                    tracing::warn!(error = %e, "taking a webhook turn failed");
+                }
+                turns.remove(pool_id);
+                false
+            }
         }
     }
 

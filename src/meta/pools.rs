@@ -224,6 +224,14 @@ pub enum PoolMutation {
     /// Returns groups whose lease lapsed to `sealed`, or fails them after
     /// `max_attempts`.
     ExpireLeases { now_ms: i64, max_attempts: i64 },
+    /// Makes `node` the one that delivers the pool's webhook until
+    /// `until_ms`, unless another node's turn has not lapsed (a conflict).
+    TakeWebhook {
+        pool_id: String,
+        node: String,
+        now_ms: i64,
+        until_ms: i64,
+    },
     /// Records a webhook attempt; `done` moves the webhook past the event
     /// (delivered, or given up on).
     WebhookAttempt {
@@ -430,6 +438,29 @@ pub(super) async fn apply(
             Ok(MutationOutcome::Done)
         }
         PoolMutation::Expire { pool_id, before_ms } => expire(conn, pool_id, *before_ms).await,
+        PoolMutation::TakeWebhook {
+            pool_id,
+            node,
+            now_ms,
+            until_ms,
+        } => {
+            let taken = sqlx::query(
+                "UPDATE pools SET webhook_node = $1, webhook_lease_ms = $2 WHERE id = $3 \
+                 AND (webhook_node IS NULL OR webhook_node = $1 OR webhook_lease_ms < $4)",
+            )
+            .bind(node)
+            .bind(*until_ms)
+            .bind(pool_id)
+            .bind(*now_ms)
+            .execute(&mut *conn)
+            .await?;
+            if taken.rows_affected() == 0 {
+                return Err(MetaError::Conflict(
+                    "another node delivers this pool's webhook".into(),
+                ));
+            }
+            Ok(MutationOutcome::Done)
+        }
         PoolMutation::Event(event) => {
             insert_event(conn, event).await?;
             Ok(MutationOutcome::Done)

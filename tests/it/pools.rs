@@ -860,6 +860,11 @@ async fn lapsed_leases_return_the_group_and_three_lapses_fail_it() {
 type Received = std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>;
 
 async fn webhook_receiver(port: u16, received: Received) {
+    slow_webhook_receiver(port, received, Duration::ZERO).await;
+}
+
+/// A receiver that takes `delay` to answer each call.
+async fn slow_webhook_receiver(port: u16, received: Received, delay: Duration) {
     let app = axum::Router::new().route(
         "/hook",
         axum::routing::post(
@@ -869,6 +874,7 @@ async fn webhook_receiver(port: u16, received: Received) {
                     .map(|v| v.to_str().unwrap().to_owned())
                     .unwrap_or_default();
                 received.lock().unwrap().push((signature, body));
+                tokio::time::sleep(delay).await;
                 axum::http::StatusCode::NO_CONTENT
             },
         ),
@@ -1371,6 +1377,69 @@ async fn nodes_sharing_a_database_never_both_claim_a_group() {
             "round {round}: one attempt counted"
         );
     }
+    node_b.stop().await;
+    node_a.stop().await;
+}
+
+#[tokio::test]
+async fn nodes_sharing_a_database_take_turns_at_a_webhook() {
+    let flags = ["--webhook-retry-base-ms", "50", "--webhook-allow-private"];
+    let node_a = spawn_app_with(&flags).await;
+    let Some(database_url) = node_a.database_url.clone() else {
+        node_a.stop().await;
+        return;
+    };
+    let node_b = spawn_on(
+        tempfile::tempdir().expect("tempdir"),
+        Some(database_url),
+        &flags,
+    )
+    .await;
+    let port = free_port();
+    let received = Received::default();
+    // Slow enough that the other node would look while a call is under way.
+    slow_webhook_receiver(port, received.clone(), Duration::from_millis(1500)).await;
+    create_pool(
+        &node_a,
+        json!({"name": "hooked", "window_secs": 3600, "webhook_url": format!("http://127.0.0.1:{port}/hook")}),
+    )
+    .await;
+    let cam = add_members(
+        &node_a,
+        "hooked",
+        json!({"name": "cam", "role": "contributor"}),
+    )
+    .await;
+    // Events written through both nodes.
+    for (i, node) in [&node_a, &node_b, &node_a, &node_b].into_iter().enumerate() {
+        send_batch(
+            node,
+            "hooked",
+            &cam[0].1,
+            &[(&format!("{i}.png"), now_ms(), PNG)],
+        )
+        .await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while received.lock().unwrap().len() < 4 {
+        assert!(Instant::now() < deadline, "every event delivered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Both nodes look at the webhook about once a second; give the other
+    // two rounds to (wrongly) deliver again.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let ids: Vec<i64> = received
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, body)| {
+            serde_json::from_str::<Value>(body).unwrap()["id"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(ids.len(), 4, "each event once: {ids:?}");
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "in order: {ids:?}");
     node_b.stop().await;
     node_a.stop().await;
 }
