@@ -1443,3 +1443,49 @@ async fn nodes_sharing_a_database_take_turns_at_a_webhook() {
     node_b.stop().await;
     node_a.stop().await;
 }
+
+#[tokio::test]
+async fn member_traffic_counts_in_the_owners_usage_on_the_pool_bucket() {
+    let app = spawn_app().await;
+    create_pool(&app, json!({"name": "billed", "window_secs": 3600})).await;
+    let cam = add_members(
+        &app,
+        "billed",
+        json!({"name": "cam", "role": "contributor"}),
+    )
+    .await;
+    // Streamed, so the request announces no length.
+    let mut file = PNG.to_vec();
+    file.resize(200_000, 7);
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        file.chunks(50_000).map(|c| Ok(c.to_vec())).collect();
+    let response = reqwest::Client::new()
+        .post(app.web_url(&format!(
+            "/api/v1/pools/billed/contributions?name=big.png&timestamp={}",
+            rfc3339(now_ms())
+        )))
+        .bearer_auth(&cam[0].1)
+        .body(reqwest::Body::wrap_stream(futures::stream::iter(chunks)))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["receipts"][0]["status"], "accepted", "{body}");
+
+    // Stopping flushes the audit queue.
+    let app = app.restart().await;
+    let (_, usage) = get(&app, "/api/v1/usage", None).await;
+    let pool_rows: Vec<&Value> = usage["daily"]
+        .as_array()
+        .expect("daily")
+        .iter()
+        .filter(|d| d["bucket"] == "pool-billed")
+        .collect();
+    assert_eq!(pool_rows.len(), 1, "{usage}");
+    assert_eq!(pool_rows[0]["bytes_in"], 200_000);
+    assert_eq!(pool_rows[0]["requests"], 1);
+    let (_, audit) = get(&app, "/api/v1/audit?actor=billed/cam", None).await;
+    assert!(audit.to_string().contains("contributions"), "{audit}");
+    app.stop().await;
+}

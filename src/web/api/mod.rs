@@ -13,7 +13,10 @@ mod quotas;
 mod sessions;
 
 use axum::Router;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+
+use futures::StreamExt;
 
 use axum::extract::{FromRequestParts, MatchedPath, Request, State};
 use axum::http::request::Parts;
@@ -104,15 +107,36 @@ pub fn router(state: WebState) -> Router<WebState> {
 
 /// Who an API request turned out to be, filled in by the extractors.
 #[derive(Clone, Default)]
-pub struct ApiActor(Arc<Mutex<(Option<Principal>, Option<String>)>>);
+pub struct ApiActor(Arc<Mutex<ActorSlot>>);
+
+#[derive(Clone, Default)]
+struct ActorSlot {
+    principal: Option<Principal>,
+    /// The name given, when no user is behind it (yet).
+    claimed: Option<String>,
+    /// The user whose usage the request counts for, and the bucket, when
+    /// the caller is not a user (a pool member counts for the pool's owner).
+    billed: Option<(String, String)>,
+}
 
 impl ApiActor {
     fn set(parts: &Parts, principal: Option<&Principal>, claimed: Option<&str>) {
         if let Some(actor) = parts.extensions.get::<ApiActor>()
             && let Ok(mut slot) = actor.0.lock()
         {
-            slot.0 = principal.cloned();
-            slot.1 = claimed.map(str::to_owned);
+            slot.principal = principal.cloned();
+            slot.claimed = claimed.map(str::to_owned);
+        }
+    }
+
+    /// A pool member: audited under `pool/member`, counted in the usage
+    /// of the pool's owner on the pool's bucket.
+    fn set_member(parts: &Parts, name: String, owner_id: &str, bucket: &str) {
+        if let Some(actor) = parts.extensions.get::<ApiActor>()
+            && let Ok(mut slot) = actor.0.lock()
+        {
+            slot.claimed = Some(name);
+            slot.billed = Some((owner_id.to_owned(), bucket.to_owned()));
         }
     }
 }
@@ -152,18 +176,40 @@ async fn with_request_id(
         .get(axum::http::header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let bytes_in = length(request.headers());
+    // Bytes received are counted as the handler reads them: streamed
+    // uploads announce no length.
+    let received = Arc::new(AtomicU64::new(0));
+    let request = {
+        let received = received.clone();
+        request.map(|body| {
+            axum::body::Body::from_stream(body.into_data_stream().map(move |chunk| {
+                if let Ok(bytes) = &chunk {
+                    received.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                }
+                chunk
+            }))
+        })
+    };
     let mut response = REQUEST_ID.scope(id.clone(), next.run(request)).await;
+    let bytes_in = received.load(Ordering::Relaxed);
     if let Ok(value) = axum::http::HeaderValue::from_str(&id) {
         response.headers_mut().insert("x-request-id", value);
     }
-    let (principal, claimed) = actor.0.lock().map(|s| s.clone()).unwrap_or_default();
+    let ActorSlot {
+        principal,
+        claimed,
+        billed,
+    } = actor.0.lock().map(|s| s.clone()).unwrap_or_default();
+    let (billed_user, billed_bucket) = billed.unzip();
     let ok = response.status().is_success();
     state.audit.record(crate::meta::AuditRecord {
         id: 0,
         time_ms: crate::core::now_ms(),
         request_id: id,
-        actor_id: principal.as_ref().map(|p| p.user_id.clone()),
+        actor_id: principal
+            .as_ref()
+            .map(|p| p.user_id.clone())
+            .or(billed_user),
         actor: principal
             .as_ref()
             .map(|p| p.name.clone())
@@ -172,7 +218,7 @@ async fn with_request_id(
         access_key: None,
         source,
         action,
-        bucket: None,
+        bucket: billed_bucket,
         key: None,
         status: response.status().as_u16(),
         bytes_in: if ok { bytes_in } else { 0 },

@@ -47,7 +47,8 @@ impl FromRequestParts<WebState> for PoolCaller {
         match token {
             Some(token) => {
                 let (member, pool) = state.store.pool_member(token).await?;
-                ApiActor::set(parts, None, Some(&format!("{}/{}", pool.name, member.name)));
+                let name = format!("{}/{}", pool.name, member.name);
+                ApiActor::set_member(parts, name, &pool.owner_id, &pool.bucket);
                 Ok(Self::Member(Box::new((member, pool))))
             }
             None => Ok(Self::User(
