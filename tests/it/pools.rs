@@ -1489,3 +1489,85 @@ async fn member_traffic_counts_in_the_owners_usage_on_the_pool_bucket() {
     assert!(audit.to_string().contains("contributions"), "{audit}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_batch_sent_again_after_its_answer_was_lost_is_not_stored_twice() {
+    use tokio::io::AsyncWriteExt;
+    let app = spawn_app().await;
+    create_pool(&app, json!({"name": "flaky", "window_secs": 3600})).await;
+    let cam = add_members(&app, "flaky", json!({"name": "cam", "role": "contributor"})).await;
+    let now = now_ms();
+    let pictures: Vec<(String, i64, Vec<u8>)> = (0..3)
+        .map(|i| {
+            let mut data = PNG.to_vec();
+            data.push(i as u8);
+            (format!("p{i}.png"), now - 1000 * i, data)
+        })
+        .collect();
+    // The batch goes out over a raw connection whose answer never arrives:
+    // the client hangs up once the server has stored the files.
+    let boundary = "cistern-test-boundary";
+    let mut body = Vec::new();
+    for (name, time_ms, data) in &pictures {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\ncontent-disposition: form-data; name=\"timestamp\"\r\n\r\n{}\r\n\
+                 --{boundary}\r\ncontent-disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n\
+                 content-type: application/octet-stream\r\n\r\n",
+                rfc3339(*time_ms)
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(data);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    let head = format!(
+        "POST /api/v1/pools/flaky/contributions HTTP/1.1\r\nhost: cistern\r\n\
+         authorization: Bearer {}\r\ncontent-type: multipart/form-data; boundary={boundary}\r\n\
+         content-length: {}\r\n\r\n",
+        cam[0].1,
+        body.len()
+    );
+    let mut socket = tokio::net::TcpStream::connect(app.web_addr).await.unwrap();
+    socket.write_all(head.as_bytes()).await.unwrap();
+    socket.write_all(&body).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let first = loop {
+        let (_, listed) = get(&app, "/api/v1/pools/flaky/contributions", None).await;
+        if listed["contributions"].as_array().unwrap().len() == 3 {
+            break listed;
+        }
+        assert!(Instant::now() < deadline, "the batch is stored: {listed}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    drop(socket);
+
+    // The client sends the whole batch again: the first receipts come back.
+    let files: Vec<(&str, i64, &[u8])> = pictures
+        .iter()
+        .map(|(n, t, d)| (n.as_str(), *t, d.as_slice()))
+        .collect();
+    let again = send_batch(&app, "flaky", &cam[0].1, &files).await;
+    let mut first_ids: Vec<&str> = first["contributions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    let mut again_ids: Vec<&str> = again
+        .iter()
+        .map(|r| {
+            assert_eq!(r["status"], "duplicate", "{r}");
+            r["contribution"]["id"].as_str().unwrap()
+        })
+        .collect();
+    first_ids.sort_unstable();
+    again_ids.sort_unstable();
+    assert_eq!(first_ids, again_ids);
+    let (_, listed) = get(&app, "/api/v1/pools/flaky/contributions", None).await;
+    assert_eq!(listed["contributions"].as_array().unwrap().len(), 3);
+    let (_, groups) = get(&app, "/api/v1/pools/flaky/groups", None).await;
+    assert_eq!(groups[0]["files"], 3, "no second copy counted");
+    app.stop().await;
+}
