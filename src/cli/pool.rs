@@ -693,15 +693,24 @@ async fn process_group(
     lease: &str,
     lease_secs: u64,
 ) -> anyhow::Result<()> {
+    let uploading = std::sync::atomic::AtomicBool::new(false);
     tokio::select! {
-        done = work_on_group(client, exec, group, lease) => done,
-        lapsed = keep_lease(client, group, lease, lease_secs) => Err(lapsed),
+        done = work_on_group(client, exec, group, lease, &uploading) => done,
+        lapsed = keep_lease(client, group, lease, lease_secs, &uploading) => Err(lapsed),
     }
 }
 
 /// Renews the lease at a third of its length; answers only once it has
-/// lapsed (the caller then drops the work, which kills the command).
-async fn keep_lease(client: &Client, group: &str, lease: &str, lease_secs: u64) -> anyhow::Error {
+/// lapsed (the caller then drops the work, which kills the command). Once
+/// the result is on its way, the upload's own answer decides: a refused
+/// renewal then may only mean that the result was just published.
+async fn keep_lease(
+    client: &Client,
+    group: &str,
+    lease: &str,
+    lease_secs: u64,
+    uploading: &std::sync::atomic::AtomicBool,
+) -> anyhow::Error {
     let renew_every = Duration::from_secs((lease_secs / 3).max(1));
     loop {
         tokio::time::sleep(renew_every).await;
@@ -716,6 +725,9 @@ async fn keep_lease(client: &Client, group: &str, lease: &str, lease_secs: u64) 
         match renewed {
             Ok(r) if r.status().is_success() => {}
             Ok(r) if r.status() == reqwest::StatusCode::CONFLICT => {
+                if uploading.load(std::sync::atomic::Ordering::Acquire) {
+                    return std::future::pending().await;
+                }
                 return anyhow::anyhow!("the lease lapsed; another processor may have the group");
             }
             other => eprintln!("renewing the lease failed ({other:?}); trying again"),
@@ -728,6 +740,7 @@ async fn work_on_group(
     exec: &str,
     group: &str,
     lease: &str,
+    uploading: &std::sync::atomic::AtomicBool,
 ) -> anyhow::Result<()> {
     let work = tempfile::tempdir()?;
     let input = work.path().join("input");
@@ -779,6 +792,7 @@ async fn work_on_group(
     let file = tokio::fs::File::open(&output)
         .await
         .context("the command did not write {output}")?;
+    uploading.store(true, std::sync::atomic::Ordering::Release);
     let uploaded = client
         .request(
             reqwest::Method::PUT,

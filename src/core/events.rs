@@ -232,8 +232,16 @@ impl Store {
                                 return Some((items, f));
                             }
                         }
-                        // Fell behind the channel: read the gap.
-                        Err(broadcast::error::RecvError::Lagged(_)) => f.phase = Phase::CatchUp,
+                        // Fell behind the channel: read the gap, and check
+                        // rights, since a change to the member may be in it
+                        // below a resume point the client chose.
+                        Err(broadcast::error::RecvError::Lagged(_)) => {
+                            f.phase = Phase::CatchUp;
+                            f.check_rights = f.filter.member_id.is_some();
+                            if f.check_rights {
+                                return Some((Vec::new(), f));
+                            }
+                        }
                         Err(broadcast::error::RecvError::Closed) => return None,
                     },
                 }

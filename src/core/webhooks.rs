@@ -66,13 +66,19 @@ pub fn is_public(ip: IpAddr) -> bool {
             if let Some(v4) = v6.to_ipv4_mapped() {
                 return is_public(IpAddr::V4(v4));
             }
-            let first = v6.segments()[0];
+            let [first, second, ..] = v6.segments();
+            // Prefixes that carry or reach IPv4 addresses (IPv4-compatible,
+            // NAT64, 6to4) are refused whole: they may lead inside.
             !(v6.is_unspecified()
                 || v6.is_loopback()
                 || v6.is_multicast()
                 || (first & 0xfe00) == 0xfc00
                 || (first & 0xffc0) == 0xfe80
-                || first == 0x2001 && v6.segments()[1] == 0x0db8)
+                || (first & 0xffc0) == 0xfec0
+                || first == 0x2001 && second == 0x0db8
+                || first == 0x2002
+                || first == 0x0064 && second == 0xff9b
+                || v6.segments()[..6].iter().all(|&s| s == 0))
         }
     }
 }
@@ -150,7 +156,9 @@ impl Store {
     pub async fn run_webhooks(self, settings: WebhookSettings) {
         let mut builder = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
-            .redirect(reqwest::redirect::Policy::none());
+            .redirect(reqwest::redirect::Policy::none())
+            // A proxy would resolve names itself, past the address check.
+            .no_proxy();
         if !settings.allow_private {
             builder = builder.dns_resolver(Arc::new(PublicOnly));
         }
@@ -368,6 +376,10 @@ mod tests {
             "fd00::1",
             "fe80::1",
             "::ffff:127.0.0.1",
+            "::127.0.0.1",
+            "64:ff9b::a00:1",
+            "2002:a00:1::1",
+            "fec0::1",
         ] {
             assert!(!super::is_public(private.parse().unwrap()), "{private}");
         }

@@ -206,7 +206,18 @@ impl MetaStore {
         // counters, overwrites) exact under READ COMMITTED. Several nodes on
         // one database will need per-key locking; batching is what gives
         // the speed.
-        let writer = Writer::start(pool.clone(), 1);
+        // CockroachDB has no advisory locks (and its ids are not in commit
+        // order anyway); PostgreSQL has.
+        let event_lock = match dialect {
+            Dialect::Sqlite => false,
+            Dialect::Postgres => {
+                let version: String = sqlx::query_scalar("SELECT version()")
+                    .fetch_one(&pool)
+                    .await?;
+                !version.contains("CockroachDB")
+            }
+        };
+        let writer = Writer::start(pool.clone(), 1, event_lock);
         Ok(Self {
             pool,
             dialect,

@@ -959,19 +959,7 @@ async fn seal(
     Ok(MutationOutcome::Pool(PoolOutcome::Sealed(due.len() as u64)))
 }
 
-/// Key of the PostgreSQL advisory lock that orders event writers.
-const EVENT_ORDER_LOCK: i64 = 0x6369_7374_6576;
-
 async fn insert_event(conn: &mut AnyConnection, event: &PoolEvent) -> MetaResult<()> {
-    // Readers follow events by id. Nodes sharing PostgreSQL take turns
-    // from their first event to their commit, so ids become visible in
-    // order and no reader steps past one that commits late.
-    if conn.backend_name() != "SQLite" {
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(EVENT_ORDER_LOCK)
-            .execute(&mut *conn)
-            .await?;
-    }
     sqlx::query(
         "INSERT INTO pool_events (pool_id, member_id, kind, group_start_ms, data, time_ms) \
          VALUES ($1, $2, $3, $4, $5, $6)",

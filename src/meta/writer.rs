@@ -181,11 +181,13 @@ pub(super) struct Writer {
 }
 
 impl Writer {
-    pub(super) fn start(pool: AnyPool, writers: usize) -> Self {
+    /// `event_lock`: batches with pool mutations first take the advisory
+    /// lock that orders event writers across nodes (PostgreSQL).
+    pub(super) fn start(pool: AnyPool, writers: usize, event_lock: bool) -> Self {
         let (tx, rx) = mpsc::channel::<Job>(4096);
         let rx = Arc::new(Mutex::new(rx));
         let tasks = (0..writers)
-            .map(|_| tokio::spawn(run_writer(pool.clone(), rx.clone())))
+            .map(|_| tokio::spawn(run_writer(pool.clone(), rx.clone(), event_lock)))
             .collect();
         Self {
             tx: std::sync::Mutex::new(Some(tx)),
@@ -220,7 +222,7 @@ impl Writer {
     }
 }
 
-async fn run_writer(pool: AnyPool, rx: Arc<Mutex<mpsc::Receiver<Job>>>) {
+async fn run_writer(pool: AnyPool, rx: Arc<Mutex<mpsc::Receiver<Job>>>, event_lock: bool) {
     loop {
         let batch = {
             let mut rx = rx.lock().await;
@@ -234,17 +236,17 @@ async fn run_writer(pool: AnyPool, rx: Arc<Mutex<mpsc::Receiver<Job>>>) {
             }
             batch
         };
-        commit_batch(&pool, batch).await;
+        commit_batch(&pool, batch, event_lock).await;
     }
 }
 
-async fn commit_batch(pool: &AnyPool, batch: Vec<Job>) {
+async fn commit_batch(pool: &AnyPool, batch: Vec<Job>, event_lock: bool) {
     // Every mutation checks its rules before it writes anything, so a rule
     // violation (no such bucket, a failed precondition) leaves the shared
     // transaction untouched and only that caller gets the error. A database
     // error aborts the batch, which is then replayed one mutation per
     // transaction so that it fails alone.
-    match apply_together(pool, &batch).await {
+    match apply_together(pool, &batch, event_lock).await {
         Ok(results) => {
             for (job, result) in batch.into_iter().zip(results) {
                 let _ = job.reply.send(result);
@@ -257,7 +259,9 @@ async fn commit_batch(pool: &AnyPool, batch: Vec<Job>) {
         Err(BatchError::Statement(e)) => {
             tracing::warn!(error = %e, size = batch.len(), "batch failed; replaying its mutations one by one");
             for job in batch {
-                let result = match apply_together(pool, std::slice::from_ref(&job)).await {
+                let result = match apply_together(pool, std::slice::from_ref(&job), event_lock)
+                    .await
+                {
                     Ok(mut results) => results.pop().unwrap_or(Err(MetaError::WriterStopped)),
                     Err(BatchError::Statement(e)) => Err(MetaError::Database(e)),
                     Err(BatchError::Commit(e)) => Err(MetaError::CommitUncertain(e.to_string())),
@@ -283,12 +287,30 @@ impl From<sqlx::Error> for BatchError {
 }
 
 /// Applies the mutations in one transaction.
+/// Key of the PostgreSQL advisory lock that orders event writers.
+const EVENT_ORDER_LOCK: i64 = 0x6369_7374_6576;
+
 async fn apply_together(
     pool: &AnyPool,
     batch: &[Job],
+    event_lock: bool,
 ) -> Result<Vec<MetaResult<MutationOutcome>>, BatchError> {
     let mut conn = pool.acquire().await?;
     let mut tx = conn.begin().await?;
+    // Readers follow pool events by id. Nodes sharing PostgreSQL take turns
+    // from the start of a batch that may write events to its commit, so ids
+    // become visible in the order they were given and no reader steps past
+    // one that commits late. Taken before any row lock: one lock order.
+    if event_lock
+        && batch
+            .iter()
+            .any(|job| matches!(job.mutation, Mutation::Pool(_)))
+    {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(EVENT_ORDER_LOCK)
+            .execute(&mut *tx)
+            .await?;
+    }
     let mut results = Vec::with_capacity(batch.len());
     let mut next = 0;
     while next < batch.len() {

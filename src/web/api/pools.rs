@@ -883,7 +883,9 @@ fn event_stream(
                                 .meta()
                                 .member_active(id, hash)
                                 .await
-                                .unwrap_or(true) =>
+                                // Unsure is no: the client reconnects and
+                                // is checked afresh.
+                                .unwrap_or(false) =>
                         {
                             None
                         }
