@@ -700,6 +700,23 @@ async fn process_group(
     }
 }
 
+/// The command's process group (the shell and everything it started),
+/// killed when the work is dropped before the command ended: a lapsed
+/// lease must not leave a pipeline running.
+struct ProcessGroup(Option<u32>);
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        if let Some(id) = self.0.and_then(|id| libc::pid_t::try_from(id).ok()) {
+            // SAFETY: kill(2) takes plain integers; a negative pid names the
+            // group that `process_group(0)` made with the shell as leader.
+            unsafe {
+                libc::kill(-id, libc::SIGKILL);
+            }
+        }
+    }
+}
+
 /// Renews the lease at a third of its length; answers only once it has
 /// lapsed (the caller then drops the work, which kills the command). Once
 /// the result is on its way, the upload's own answer decides: a refused
@@ -774,9 +791,10 @@ async fn work_on_group(
         .arg("-c")
         .arg(&command)
         .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
+        .process_group(0)
         .spawn()
         .context("starting the command")?;
+    let mut running = ProcessGroup(child.id());
     let mut stderr = child.stderr.take().context("no stderr")?;
     let stderr_tail = tokio::spawn(async move {
         let mut all = Vec::new();
@@ -785,6 +803,7 @@ async fn work_on_group(
         String::from_utf8_lossy(&all[start..]).into_owned()
     });
     let status = child.wait().await?;
+    running.0 = None;
     let tail = stderr_tail.await.unwrap_or_default();
     if !status.success() {
         bail!("the command exited with {status}; stderr ends with:\n{tail}");
