@@ -181,20 +181,32 @@ impl Store {
             let mut soonest = now_ms() + 1000;
             match self.meta.pools_with_webhooks().await {
                 Ok(pools) => {
-                    let mut due: Vec<(PoolRecord, Option<Pending>)> = Vec::new();
-                    for pool in pools {
-                        let state = pending.remove(&pool.id);
-                        if self.my_turn(&pool.id, &node, &mut turns).await {
-                            due.push((pool, state));
-                        }
-                    }
-                    let (store, http) = (&self, &http);
-                    let tries = due.into_iter().map(|(pool, state)| async move {
-                        let (state, next) = store.deliver_next(http, &pool, state, settings).await;
-                        (pool.id, state, next)
+                    let due: Vec<(PoolRecord, Option<Pending>, Option<i64>)> = pools
+                        .into_iter()
+                        .map(|pool| {
+                            let state = pending.remove(&pool.id);
+                            let turn = turns.remove(&pool.id);
+                            (pool, state, turn)
+                        })
+                        .collect();
+                    // What is left belongs to pools that lost their webhook.
+                    pending.clear();
+                    turns.clear();
+                    let (store, http, node) = (&self, &http, node.as_str());
+                    let tries = due.into_iter().map(|(pool, state, turn)| async move {
+                        let turn = store.my_turn(&pool.id, node, turn).await;
+                        // Another node's turn: the retry state waits for ours.
+                        let (state, next) = match turn {
+                            Some(_) => store.deliver_next(http, &pool, state, settings).await,
+                            None => (state, None),
+                        };
+                        (pool.id, state, next, turn)
                     });
                     let mut tries = futures::stream::iter(tries).buffer_unordered(PARALLEL_POOLS);
-                    while let Some((pool_id, state, next)) = tries.next().await {
+                    while let Some((pool_id, state, next, turn)) = tries.next().await {
+                        if let Some(until) = turn {
+                            turns.insert(pool_id.clone(), until);
+                        }
                         if let Some(state) = state {
                             pending.insert(pool_id, state);
                         }
@@ -210,15 +222,13 @@ impl Store {
         }
     }
 
-    /// Whether this node delivers the pool's webhook now, taking or
-    /// renewing its turn when needed.
-    async fn my_turn(&self, pool_id: &str, node: &str, turns: &mut HashMap<String, i64>) -> bool {
+    /// Until when this node delivers the pool's webhook (`None`: another
+    /// node does), taking or renewing its turn (ending at `turn`) when
+    /// needed.
+    async fn my_turn(&self, pool_id: &str, node: &str, turn: Option<i64>) -> Option<i64> {
         let now = now_ms();
-        if turns
-            .get(pool_id)
-            .is_some_and(|&until| until - now > RENEW_TURN_MS)
-        {
-            return true;
+        if turn.is_some_and(|until| until - now > RENEW_TURN_MS) {
+            return turn;
         }
         let taken = self
             .meta
@@ -232,16 +242,12 @@ impl Store {
             )))
             .await;
         match taken {
-            Ok(_) => {
-                turns.insert(pool_id.to_owned(), now + TURN_MS);
-                true
-            }
+            Ok(_) => Some(now + TURN_MS),
             Err(e) => {
                 if !e.is_refusal() {
                     tracing::warn!(error = %e, "taking a webhook turn failed");
                 }
-                turns.remove(pool_id);
-                false
+                None
             }
         }
     }
