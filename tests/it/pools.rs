@@ -270,6 +270,19 @@ async fn members_contribute_files_with_receipts_and_follow_events() {
     );
     let key = first["key"].as_str().unwrap();
     assert_eq!(get_bytes(&app.client(), "pool-sky", key).await, PNG);
+    // A pool file's ETag is its SHA-256 (no MD5 is computed for it).
+    let head = app
+        .client()
+        .head_object()
+        .bucket("pool-sky")
+        .key(key)
+        .send()
+        .await
+        .expect("head");
+    assert_eq!(
+        head.e_tag(),
+        Some(format!("\"{}\"", hex_sha256(PNG)).as_str())
+    );
 
     // Members see their own contributions; the owner sees all, with counts.
     let (_, own) = get(&app, "/api/v1/pools/sky/contributions", Some(cam1)).await;
