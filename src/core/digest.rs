@@ -113,14 +113,17 @@ impl BodyDigests {
     /// The object's ETag: its MD5 when computed, else its SHA-256 (as for
     /// pool files, whose receipts carry the SHA-256 anyway).
     pub fn etag_hex(&self) -> String {
-        match (self.md5, self.checksum(ChecksumAlgorithm::Sha256)) {
-            (Some(md5), _) => hex::encode(md5),
-            (None, Some(sha256)) => base64::engine::general_purpose::STANDARD
-                .decode(sha256)
-                .map(hex::encode)
-                .unwrap_or_default(),
-            (None, None) => String::new(),
+        match self.md5 {
+            Some(md5) => hex::encode(md5),
+            None => self.sha256_hex().unwrap_or_default(),
         }
+    }
+
+    /// The SHA-256 in hex, when it was computed.
+    pub fn sha256_hex(&self) -> Option<String> {
+        self.checksum(ChecksumAlgorithm::Sha256)
+            .and_then(|b64| base64::engine::general_purpose::STANDARD.decode(b64).ok())
+            .map(hex::encode)
     }
 
     pub fn checksum(&self, algorithm: ChecksumAlgorithm) -> Option<&str> {

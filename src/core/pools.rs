@@ -169,11 +169,11 @@ fn pool_object(
     }
 }
 
-fn sha256_hex(digests: &super::digest::BodyDigests) -> CoreResult<String> {
-    digests
-        .checksum(ChecksumAlgorithm::Sha256)
-        .and_then(|b64| base64::engine::general_purpose::STANDARD.decode(b64).ok())
-        .map(hex::encode)
+/// A stored pool file's SHA-256 (always computed for pool files).
+fn sha256_of(stored: &super::objects::StoredBody) -> CoreResult<String> {
+    stored
+        .digests
+        .sha256_hex()
         .ok_or_else(|| CoreError::Internal("no SHA-256 computed".into()))
 }
 
@@ -505,7 +505,7 @@ impl Store {
             self.discard(&stored.body).await;
             return refused(code, message);
         }
-        let sha256 = sha256_hex(&stored.digests)?;
+        let sha256 = sha256_of(&stored)?;
         let id = uuid::Uuid::now_v7().simple().to_string();
         let object_key = format!("groups/{}/{}/{id}-{name}", rfc3339(start_ms), member.name);
         let contribution = ContributionRecord {
@@ -794,7 +794,7 @@ impl Store {
             .await?
             .ok_or(CoreError::EntityTooLarge)?;
         let now = now_ms();
-        let sha256 = sha256_hex(&stored.digests)?;
+        let sha256 = sha256_of(&stored)?;
         let result = pool_object(
             pool,
             format!("results/{}/result", rfc3339(start_ms)),

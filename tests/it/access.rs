@@ -567,16 +567,10 @@ async fn failed_logins_slow_down_and_signup_is_off_by_default() {
 #[tokio::test]
 async fn revocations_reach_other_nodes_at_once() {
     let (node_a, api) = with_users().await;
-    let Some(database_url) = node_a.database_url.clone() else {
+    let Some(node_b) = node_a.second_node(&[]).await else {
         node_a.stop().await;
         return;
     };
-    let node_b = spawn_on(
-        tempfile::tempdir().expect("tempdir"),
-        Some(database_url),
-        &[],
-    )
-    .await;
     let (key, secret) = api.key_for(ALICE, json!({})).await;
     let on_b = client_for(&node_b.s3_url(), &key, &secret, None);
     // Served once, so node B has the key cached.

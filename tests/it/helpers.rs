@@ -50,6 +50,14 @@ impl TestApp {
         (self.data_dir, self.database_url)
     }
 
+    /// Another node on this one's PostgreSQL database, with its own data
+    /// directory; `None` on SQLite, which serves a single node.
+    pub async fn second_node(&self, extra: &[&str]) -> Option<TestApp> {
+        let database_url = self.database_url.clone()?;
+        let data_dir = tempfile::tempdir().expect("tempdir");
+        Some(spawn_on(data_dir, Some(database_url), extra).await)
+    }
+
     /// Stops the server and starts a new one on the same data.
     pub async fn restart(self) -> TestApp {
         let (data_dir, database_url) = self.stop_keeping_data().await;

@@ -1334,16 +1334,10 @@ async fn a_rekeyed_member_stream_ends_even_while_events_flow() {
 async fn nodes_sharing_a_database_never_both_claim_a_group() {
     let node_a = spawn_app().await;
     // Only a shared PostgreSQL has several nodes; SQLite has one.
-    let Some(database_url) = node_a.database_url.clone() else {
+    let Some(node_b) = node_a.second_node(&[]).await else {
         node_a.stop().await;
         return;
     };
-    let node_b = spawn_on(
-        tempfile::tempdir().expect("tempdir"),
-        Some(database_url),
-        &[],
-    )
-    .await;
     for round in 0..8 {
         let pool = format!("shared{round}");
         create_pool(&node_a, json!({"name": pool, "window_secs": 3600})).await;
@@ -1398,16 +1392,10 @@ async fn nodes_sharing_a_database_never_both_claim_a_group() {
 async fn nodes_sharing_a_database_take_turns_at_a_webhook() {
     let flags = ["--webhook-retry-base-ms", "50", "--webhook-allow-private"];
     let node_a = spawn_app_with(&flags).await;
-    let Some(database_url) = node_a.database_url.clone() else {
+    let Some(node_b) = node_a.second_node(&flags).await else {
         node_a.stop().await;
         return;
     };
-    let node_b = spawn_on(
-        tempfile::tempdir().expect("tempdir"),
-        Some(database_url),
-        &flags,
-    )
-    .await;
     let port = free_port();
     let received = Received::default();
     // Slow enough that the other node would look while a call is under way.
