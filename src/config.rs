@@ -20,9 +20,12 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once per process; boxing the settings would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 pub enum Command {
-    /// Run the server: S3 on one port; health, version and metrics on the other.
+    /// Run the server: the S3 API on one port; the JSON API, health probes,
+    /// version and metrics on the web port.
     Serve(ServeArgs),
     /// Take part in a pool: push files, watch for results, or process groups.
     Pool(crate::cli::pool::PoolArgs),
@@ -48,7 +51,8 @@ pub struct ServeArgs {
     #[arg(long, env = "CISTERN_S3_LISTEN", default_value = "127.0.0.1:9000")]
     pub s3_listen: SocketAddr,
 
-    /// Address of the web port (health, version, metrics).
+    /// Address of the web port (JSON API at /api/v1, health probes, version,
+    /// metrics).
     #[arg(long, env = "CISTERN_WEB_LISTEN", default_value = "127.0.0.1:9001")]
     pub web_listen: SocketAddr,
 
@@ -136,12 +140,66 @@ pub struct ServeArgs {
     #[arg(long, env = "CISTERN_WEBHOOK_RETRY_BASE_MS", default_value_t = 1000)]
     pub webhook_retry_base_ms: u64,
 
+    /// Seconds a client has to send a request's headers, from connecting
+    /// or from the first byte of a request on a kept-alive connection.
+    #[arg(long, env = "CISTERN_HEADER_TIMEOUT_SECS", default_value_t = 15)]
+    pub header_timeout_secs: u64,
+
+    /// Seconds a request or response body may pause (the client sends or
+    /// reads nothing) before the connection is closed.
+    #[arg(long, env = "CISTERN_BODY_IDLE_TIMEOUT_SECS", default_value_t = 30)]
+    pub body_idle_timeout_secs: u64,
+
+    /// Seconds a kept-alive connection may wait for its next request.
+    #[arg(long, env = "CISTERN_KEEP_ALIVE_SECS", default_value_t = 60)]
+    pub keep_alive_secs: u64,
+
+    /// Connections served at once on each port; more are answered 503.
+    #[arg(long, env = "CISTERN_MAX_CONNECTIONS", default_value_t = 4096)]
+    pub max_connections: usize,
+
+    /// Milliseconds a request waits for a free database connection before
+    /// it is refused with 503 (the server is overloaded).
+    #[arg(long, env = "CISTERN_DATABASE_WAIT_MS", default_value_t = 3000)]
+    pub database_wait_ms: u64,
+
+    /// Password checks (argon2id, about 19 MiB each) run at once; 0 means
+    /// one per CPU core. More wait in a queue.
+    #[arg(long, env = "CISTERN_PASSWORD_CHECKS", default_value_t = 0)]
+    pub password_checks: usize,
+
+    /// Milliseconds a password check may wait in the queue before its
+    /// request is refused with 503 and Retry-After.
+    #[arg(long, env = "CISTERN_PASSWORD_QUEUE_MS", default_value_t = 2000)]
+    pub password_queue_ms: u64,
+
+    /// Bearer token that Prometheus sends to read /metrics (admins may
+    /// also read it with their own credentials).
+    #[arg(long, env = "CISTERN_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
+
+    /// Serve /metrics to anyone, without a credential.
+    #[arg(long, env = "CISTERN_METRICS_PUBLIC")]
+    pub metrics_public: bool,
+
     /// Let webhooks reach loopback, private, link-local and other
     /// non-public addresses (a receiver on this host or network). Off by
     /// default: a pool owner could otherwise make the server call
     /// internal services.
     #[arg(long, env = "CISTERN_WEBHOOK_ALLOW_PRIVATE")]
     pub webhook_allow_private: bool,
+}
+
+impl ServeArgs {
+    pub fn connection_limits(&self) -> crate::serving::ConnectionLimits {
+        use std::time::Duration;
+        crate::serving::ConnectionLimits {
+            header_timeout: Duration::from_secs(self.header_timeout_secs.max(1)),
+            body_idle_timeout: Duration::from_secs(self.body_idle_timeout_secs.max(1)),
+            keep_alive_idle: Duration::from_secs(self.keep_alive_secs.max(1)),
+            max_connections: self.max_connections.max(1),
+        }
+    }
 }
 
 impl std::fmt::Debug for ServeArgs {
@@ -161,6 +219,10 @@ impl std::fmt::Debug for ServeArgs {
             .field("region", &self.region)
             .field("log_format", &self.log_format)
             .field("inline_threshold", &self.inline_threshold)
+            .field(
+                "metrics_token",
+                &self.metrics_token.as_ref().map(|_| "<hidden>"),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -295,7 +357,16 @@ mod tests {
 
     #[test]
     fn secrets_stay_out_of_debug_output() {
-        let args = serve(&["cistern", "serve", "--root-password", "hunter2hunter2"]);
-        assert!(!format!("{args:?}").contains("hunter2"));
+        let args = serve(&[
+            "cistern",
+            "serve",
+            "--root-password",
+            "hunter2hunter2",
+            "--metrics-token",
+            "prometheus-secret",
+        ]);
+        let shown = format!("{args:?}");
+        assert!(!shown.contains("hunter2"));
+        assert!(!shown.contains("prometheus-secret"));
     }
 }

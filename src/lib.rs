@@ -3,7 +3,10 @@
 //! The crate is layered; each layer only calls the one below it:
 //!
 //! - [`s3`] and [`web`] are the HTTP front-ends: the S3 protocol (through `s3s`)
-//!   on one listener, health, version and metrics on the other.
+//!   on one listener; the JSON API, health, version and metrics on the other.
+//!   [`serving`] runs both listeners the same way: connection limits,
+//!   timeouts for slow clients, request bodies that cannot bleed into the
+//!   next request, request ids.
 //! - [`core`] is the service layer: validated names, the object rules
 //!   (conditions, ranges, checksums, multipart) and the errors they raise. It
 //!   knows nothing of HTTP or SQL.
@@ -19,6 +22,7 @@ pub mod config;
 pub mod core;
 pub mod meta;
 pub mod s3;
+pub mod serving;
 pub mod startup;
 pub mod telemetry;
 pub mod web;

@@ -24,6 +24,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
+    cistern::telemetry::return_large_allocations();
     cistern::telemetry::init_logs(args.log_format, &args.log_level);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -20,8 +20,9 @@ use crate::core::objects::StoreSettings;
 use crate::core::sweeper::SweepSettings;
 use crate::s3::CisternS3;
 use crate::s3::auth::{BucketPolicy, KeyAuth};
-use crate::s3::server::{S3Front, serve};
-use crate::web::{ApiSettings, WebState, router};
+use crate::s3::server::S3Front;
+use crate::serving::serve;
+use crate::web::{ApiSettings, MetricsAccess, WebState, router};
 
 /// A server with its stores open and its listeners bound.
 pub struct Server {
@@ -48,10 +49,13 @@ impl Server {
                 settings.data_dir.display()
             )
         })?;
-        let meta =
-            crate::meta::MetaStore::open(settings.database_url.as_deref(), &settings.data_dir)
-                .await
-                .context("while opening the metadata store")?;
+        let meta = crate::meta::MetaStore::open(
+            settings.database_url.as_deref(),
+            &settings.data_dir,
+            Duration::from_millis(settings.database_wait_ms.max(1)),
+        )
+        .await
+        .context("while opening the metadata store")?;
         let blobs = crate::blob::open(settings.blob_url.as_deref(), &settings.data_dir)
             .await
             .context("while opening the blob store")?;
@@ -61,17 +65,20 @@ impl Server {
             StoreSettings {
                 inline_threshold: settings.inline_threshold,
                 max_object_size: settings.max_object_size,
+                password_checks: settings.password_checks,
+                password_queue: Duration::from_millis(settings.password_queue_ms),
                 ..StoreSettings::default()
             },
         );
         store.follow_account_changes();
-        let generated = ensure_root(&store, &settings).await?;
+        // Both ports first: a start that cannot serve changes no account.
         let s3_listener = TcpListener::bind(settings.s3_listen)
             .await
             .with_context(|| format!("while binding the S3 port {}", settings.s3_listen))?;
         let web_listener = TcpListener::bind(settings.web_listen)
             .await
             .with_context(|| format!("while binding the web port {}", settings.web_listen))?;
+        let generated = ensure_root(&store, &settings).await?;
         Ok((
             Self {
                 store,
@@ -136,6 +143,7 @@ impl Server {
         let s3_service = S3Front {
             inner: builder.build(),
             audit: audit.clone(),
+            max_object_size: settings.max_object_size,
         };
         let web_service = TowerToHyperService::new(router(WebState {
             store: store.clone(),
@@ -150,20 +158,29 @@ impl Server {
                     .clone()
                     .unwrap_or_else(|| format!("http://{}", s3_addr)),
                 region: settings.region.clone(),
+                max_object_size: settings.max_object_size,
+                metrics_access: match (&settings.metrics_token, settings.metrics_public) {
+                    (_, true) => MetricsAccess::Public,
+                    (Some(token), false) => MetricsAccess::Token(token.clone()),
+                    (None, false) => MetricsAccess::AdminsOnly,
+                },
             },
         }));
 
+        let limits = settings.connection_limits();
         let s3_task = tokio::spawn(serve(
             s3_listener,
             s3_service,
             stop.clone().cancelled_owned(),
             drain,
+            limits,
         ));
         let web_task = tokio::spawn(serve(
             web_listener,
             web_service,
             stop.clone().cancelled_owned(),
             drain,
+            limits,
         ));
         let sweeper_store = store.clone();
         let sweep_settings = SweepSettings {

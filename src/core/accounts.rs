@@ -7,9 +7,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use argon2::password_hash::SaltString;
-use argon2::password_hash::rand_core::OsRng;
-use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier};
 use base64::Engine;
 
 use super::{CoreError, CoreResult, Principal, Store, now_ms};
@@ -44,31 +41,6 @@ pub enum Access {
     Write,
     /// Change the bucket itself (delete it, share it, make it public).
     Manage,
-}
-
-fn hash_password(password: &str) -> CoreResult<String> {
-    let salt = SaltString::generate(&mut OsRng);
-    Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| CoreError::Internal(format!("password hashing: {e}")))
-}
-
-fn password_matches(password: &str, hash: &str) -> bool {
-    PasswordHash::new(hash)
-        .map(|parsed| {
-            Argon2::default()
-                .verify_password(password.as_bytes(), &parsed)
-                .is_ok()
-        })
-        .unwrap_or(false)
-}
-
-/// Hashing is deliberately slow; keep it off the async workers.
-async fn hash_off_thread(password: String) -> CoreResult<String> {
-    tokio::task::spawn_blocking(move || hash_password(&password))
-        .await
-        .map_err(|e| CoreError::Internal(e.to_string()))?
 }
 
 pub fn validate_user_name(name: &str) -> CoreResult<()> {
@@ -143,6 +115,7 @@ impl Store {
         if let Ok(mut cache) = self.credentials_cache.write() {
             cache.clear();
         }
+        self.passwords.forget_all();
     }
 
     /// Applies an account mutation and drops cached credentials, so the
@@ -162,17 +135,29 @@ impl Store {
     /// a revocation there holds here from the next request.
     pub fn follow_account_changes(&self) {
         let cache = self.credentials_cache.clone();
+        let passwords = self.passwords.clone();
         self.meta.follow_account_changes(move || {
             if let Ok(mut cache) = cache.write() {
                 cache.clear();
             }
+            passwords.forget_all();
         });
     }
 
     /// Creates or updates the root admin, whose name and password are also
     /// an S3 access key and secret.
     pub async fn ensure_admin(&self, name: &str, password: &str) -> CoreResult<()> {
-        let password_hash = hash_off_thread(password.to_owned()).await?;
+        let current = self.meta.accounts().await?;
+        if let Some(root) = current.iter().find(|a| a.id == ROOT_USER_ID)
+            && root.name != name
+        {
+            tracing::warn!(
+                from = %root.name,
+                to = %name,
+                "the root user name changed in the settings: renaming the root user"
+            );
+        }
+        let password_hash = self.passwords.hash(password).await?;
         self.change_accounts(Mutation::EnsureUser {
             user: crate::meta::UserRecord {
                 // One fixed identity: renaming the root user moves it
@@ -193,21 +178,12 @@ impl Store {
         Ok(self.meta.count_users().await?)
     }
 
-    /// Checks a name and password (HTTP Basic, login).
+    /// Checks a name and password (HTTP Basic, login). Unknown names cost
+    /// the same work as wrong passwords.
     pub async fn login(&self, name: &str, password: &str) -> CoreResult<Principal> {
         let account = self.meta.account_by_name(name).await?;
-        let password = password.to_owned();
-        let (account, hash) = match account {
-            Some(a) => {
-                let hash = a.password_hash.clone().unwrap_or_default();
-                (Some(a), hash)
-            }
-            // Spend the same time on unknown names as on wrong passwords.
-            None => (None, hash_off_thread("timing-equaliser".into()).await?),
-        };
-        let ok = tokio::task::spawn_blocking(move || password_matches(&password, &hash))
-            .await
-            .map_err(|e| CoreError::Internal(e.to_string()))?;
+        let hash = account.as_ref().and_then(|a| a.password_hash.as_deref());
+        let ok = self.passwords.matches(password, hash).await?;
         match account {
             Some(a) if ok && a.disabled_ms.is_none() => Ok(principal_of(&a, None)),
             Some(a) if ok => Err(CoreError::AccountDisabled(a.name)),
@@ -232,7 +208,7 @@ impl Store {
             role: role.to_owned(),
             created_ms: now_ms(),
             disabled_ms: None,
-            password_hash: Some(hash_off_thread(password.to_owned()).await?),
+            password_hash: Some(self.passwords.hash(password).await?),
         };
         self.change_accounts(Mutation::CreateUser {
             account: account.clone(),
@@ -269,7 +245,7 @@ impl Store {
     pub async fn set_password(&self, name: &str, password: &str) -> CoreResult<()> {
         validate_password(password)?;
         let account = self.account(name).await?;
-        let password_hash = hash_off_thread(password.to_owned()).await?;
+        let password_hash = self.passwords.hash(password).await?;
         self.change_accounts(Mutation::SetPassword {
             user_id: account.id,
             password_hash,
@@ -297,12 +273,23 @@ impl Store {
         read_only: bool,
         buckets: Option<Vec<String>>,
     ) -> CoreResult<(KeyRecord, String)> {
+        self.new_key(user_id, read_only, buckets, false).await
+    }
+
+    async fn new_key(
+        &self,
+        user_id: &str,
+        read_only: bool,
+        buckets: Option<Vec<String>>,
+        for_share_links: bool,
+    ) -> CoreResult<(KeyRecord, String)> {
         let key = KeyRecord {
             access_key: format!("CK{}", hex::encode_upper(rand::random::<[u8; 9]>())),
             user_id: user_id.to_owned(),
             created_ms: now_ms(),
             read_only,
             buckets,
+            for_share_links,
         };
         let secret =
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 30]>());
@@ -370,6 +357,21 @@ impl Store {
         } else {
             Err(CoreError::AccessDenied)
         }
+    }
+
+    /// A bucket as `who` may see it, with the users it is shared with when
+    /// `who` may manage it (`None` otherwise).
+    pub async fn bucket_details(
+        &self,
+        who: Option<&Principal>,
+        bucket: &str,
+    ) -> CoreResult<(BucketRecord, Option<Vec<(String, GrantLevel)>>)> {
+        let record = self.authorize(who, bucket, Access::Read).await?;
+        let grants = match self.authorize(who, bucket, Access::Manage).await {
+            Ok(_) => Some(self.meta.grants_on(bucket).await?),
+            Err(_) => None,
+        };
+        Ok((record, grants))
     }
 
     pub async fn set_public_read(
@@ -455,20 +457,25 @@ impl Store {
 }
 
 impl Store {
-    /// A key of `who` that may read `bucket`, with its secret, to sign a
-    /// share link; made (read-only, limited to the bucket) if there is none.
+    /// The key that signs `who`'s share links for `bucket`, with its secret:
+    /// read-only, limited to the bucket, marked as made for share links;
+    /// made when there is none yet.
     pub async fn share_key(&self, who: &Principal, bucket: &str) -> CoreResult<(String, String)> {
+        // Only keys made for share links sign them, so revoking such a key
+        // ends its links and nothing else, and no link carries more than
+        // read access to its bucket.
         for key in self.meta.keys_of(&who.user_id).await? {
-            let covers = key
-                .buckets
-                .as_ref()
-                .is_none_or(|b| b.iter().any(|n| n == bucket));
-            if covers && let Some(grant) = self.meta.key_grant(&key.access_key).await? {
+            let this_bucket = key.buckets.as_deref() == Some(&[bucket.to_owned()][..]);
+            if key.for_share_links
+                && key.read_only
+                && this_bucket
+                && let Some(grant) = self.meta.key_grant(&key.access_key).await?
+            {
                 return Ok((key.access_key, grant.secret));
             }
         }
         let (key, secret) = self
-            .create_key(&who.user_id, true, Some(vec![bucket.to_owned()]))
+            .new_key(&who.user_id, true, Some(vec![bucket.to_owned()]), true)
             .await?;
         Ok((key.access_key, secret))
     }

@@ -82,6 +82,10 @@ pub enum CoreError {
     BodyRead(String),
     #[error("storage unavailable: {0}")]
     Unavailable(String),
+    /// Too much is going on at once (no free database connection, too many
+    /// password checks waiting); the request may be retried at once.
+    #[error("the server is busy ({0}); retry shortly")]
+    Busy(&'static str),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -112,6 +116,9 @@ impl From<MetaError> for CoreError {
             MetaError::Conflict(m) => Self::Conflict(m),
             MetaError::WriterStopped => Self::Unavailable("metadata writer stopped".into()),
             e @ MetaError::CommitUncertain(_) => Self::Unavailable(e.to_string()),
+            MetaError::Database(sqlx::Error::PoolTimedOut) => {
+                Self::Busy("no free database connection")
+            }
             e @ (MetaError::Database(_) | MetaError::Migrate(_) | MetaError::Corrupt(_)) => {
                 Self::Internal(e.to_string())
             }

@@ -10,6 +10,7 @@ pub mod error;
 pub mod events;
 pub mod names;
 pub mod objects;
+pub mod passwords;
 pub mod pools;
 pub mod presign;
 pub mod sessions;

@@ -26,6 +26,10 @@ pub struct StoreSettings {
     pub min_part_size: u64,
     /// Largest single PUT or part.
     pub max_object_size: u64,
+    /// Password checks run at once (0: one per core).
+    pub password_checks: usize,
+    /// How long a password check may wait for its turn.
+    pub password_queue: std::time::Duration,
 }
 
 impl Default for StoreSettings {
@@ -34,6 +38,8 @@ impl Default for StoreSettings {
             inline_threshold: 64 * 1024,
             min_part_size: 5 * 1024 * 1024,
             max_object_size: 5 * 1024 * 1024 * 1024,
+            password_checks: 0,
+            password_queue: std::time::Duration::from_secs(2),
         }
     }
 }
@@ -55,6 +61,8 @@ pub struct Store {
     pub(super) event_hub: Arc<super::events::EventHub>,
     /// Slows down repeated failed logins.
     pub(super) throttle: Arc<super::sessions::LoginThrottle>,
+    /// Bounded password hashing and recently checked credentials.
+    pub(super) passwords: Arc<super::passwords::Passwords>,
 }
 
 /// An ETag condition: `*` or a list of ETags (without quotes).
@@ -194,12 +202,16 @@ impl Store {
         Self {
             meta,
             blobs,
-            settings,
             sweep: Arc::new(Notify::new()),
             credentials_cache: super::accounts::CredentialsCache::default(),
             pool_events: Arc::new(Notify::new()),
             event_hub: Arc::new(super::events::EventHub::default()),
             throttle: Arc::default(),
+            passwords: Arc::new(super::passwords::Passwords::new(
+                settings.password_checks,
+                settings.password_queue,
+            )),
+            settings,
         }
     }
 

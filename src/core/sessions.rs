@@ -1,8 +1,9 @@
 //! Login sessions and login throttling. A session token is random; only its
 //! SHA-256 is stored, and a revoked session is a row change, so logout and
 //! password changes take effect on every node at once. Failed logins are
-//! slowed per user name and per client address with a delay that grows with
-//! each failure and is capped, so a real user is never locked out for good.
+//! slowed per user name at a client address and per address, with a delay
+//! that grows with each failure and is capped; failures elsewhere never
+//! slow a user's own address, so nobody can lock a user out.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -26,78 +27,115 @@ pub fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
-/// Failures allowed before logins slow down.
-const FREE_FAILURES: u32 = 5;
+/// Failures of one name from one address before that pair slows down.
+const FREE_PER_NAME_AND_ADDRESS: u32 = 5;
+/// Failures from one address, whatever the names, before it slows down.
+const FREE_PER_ADDRESS: u32 = 20;
+/// Failures of one name, from anywhere, that make it a name under attack:
+/// from then on each address slows down from its first failure on it.
+const UNDER_ATTACK: u32 = 20;
 /// The longest wait between two attempts.
 const MAX_DELAY: Duration = Duration::from_secs(60);
 /// Failures are forgotten after this long without a new one.
 const FORGET_AFTER: Duration = Duration::from_secs(900);
 
+/// Counts failed logins and says how long a caller must wait. Failures
+/// count against the name at an address and against the address, never
+/// against the name alone, so nobody can lock a user out by failing on
+/// purpose: the owner's own address keeps working.
 #[derive(Default)]
 pub struct LoginThrottle {
     failures: Mutex<HashMap<String, (u32, Instant)>>,
 }
 
+/// The counters one login attempt touches.
+struct Subjects {
+    name_at_address: String,
+    address: String,
+    name: String,
+}
+
+impl Subjects {
+    fn new(name: &str, addr: Option<IpAddr>) -> Self {
+        let address = addr.map_or_else(|| "unknown".to_owned(), |a| a.to_string());
+        Self {
+            name_at_address: format!("{name}@{address}"),
+            address: format!("addr:{address}"),
+            name: format!("name:{name}"),
+        }
+    }
+}
+
 impl LoginThrottle {
-    fn delay(failures: u32) -> Duration {
-        if failures < FREE_FAILURES {
+    fn delay(failures: u32, free: u32) -> Duration {
+        if failures < free.max(1) {
             return Duration::ZERO;
         }
-        let exponent = (failures - FREE_FAILURES).min(10);
+        let exponent = (failures - free.max(1)).min(10);
         Duration::from_secs(1u64 << exponent).min(MAX_DELAY)
     }
 
-    /// How long these subjects must still wait before another attempt.
-    fn wait(&self, subjects: &[String]) -> Duration {
+    /// How long the caller must still wait before another attempt.
+    fn wait(&self, subjects: &Subjects) -> Duration {
         let Ok(map) = self.failures.lock() else {
             return Duration::ZERO;
         };
-        subjects
-            .iter()
-            .filter_map(|s| map.get(s))
-            .map(|(n, last)| Self::delay(*n).saturating_sub(last.elapsed()))
-            .max()
-            .unwrap_or(Duration::ZERO)
+        let count = |key: &str| map.get(key).copied();
+        let remaining = |entry: Option<(u32, Instant)>, free: u32| {
+            entry.map_or(Duration::ZERO, |(n, last)| {
+                Self::delay(n, free).saturating_sub(last.elapsed())
+            })
+        };
+        let under_attack = count(&subjects.name).is_some_and(|(n, _)| n >= UNDER_ATTACK);
+        let pair_free = if under_attack {
+            1
+        } else {
+            FREE_PER_NAME_AND_ADDRESS
+        };
+        remaining(count(&subjects.name_at_address), pair_free)
+            .max(remaining(count(&subjects.address), FREE_PER_ADDRESS))
     }
 
-    fn failed(&self, subjects: &[String]) {
+    fn failed(&self, subjects: &Subjects) {
         if let Ok(mut map) = self.failures.lock() {
             map.retain(|_, (_, last)| last.elapsed() < FORGET_AFTER);
-            for subject in subjects {
-                let entry = map.entry(subject.clone()).or_insert((0, Instant::now()));
+            for key in [&subjects.name_at_address, &subjects.address, &subjects.name] {
+                let entry = map.entry(key.clone()).or_insert((0, Instant::now()));
                 entry.0 += 1;
                 entry.1 = Instant::now();
             }
         }
     }
 
-    fn succeeded(&self, subject: &str) {
+    fn succeeded(&self, subjects: &Subjects) {
         if let Ok(mut map) = self.failures.lock() {
-            map.remove(subject);
+            map.remove(&subjects.name_at_address);
         }
     }
 }
 
 impl Store {
-    /// Checks a name and password, slowing down repeated failures per name
-    /// and per client address.
+    /// Checks a name and password, slowing down repeated failures (see
+    /// [`LoginThrottle`]). A name and password that checked out lately are
+    /// accepted without hashing again.
     pub async fn login_from(
         &self,
         name: &str,
         password: &str,
         addr: Option<IpAddr>,
     ) -> CoreResult<Principal> {
-        let mut subjects = vec![format!("user:{name}")];
-        if let Some(addr) = addr {
-            subjects.push(format!("addr:{addr}"));
+        if let Some(principal) = self.passwords.remembered(name, password) {
+            return Ok(principal);
         }
+        let subjects = Subjects::new(name, addr);
         let wait = self.throttle.wait(&subjects);
         if !wait.is_zero() {
             return Err(CoreError::TooManyAttempts(wait.as_secs().max(1)));
         }
         match self.login(name, password).await {
             Ok(principal) => {
-                self.throttle.succeeded(&subjects[0]);
+                self.throttle.succeeded(&subjects);
+                self.passwords.remember(name, password, &principal);
                 Ok(principal)
             }
             Err(e @ CoreError::BadLogin) => {
@@ -179,26 +217,62 @@ mod tests {
 
     #[test]
     fn delays_grow_and_are_capped() {
-        assert_eq!(LoginThrottle::delay(0), Duration::ZERO);
-        assert_eq!(LoginThrottle::delay(FREE_FAILURES - 1), Duration::ZERO);
-        assert_eq!(LoginThrottle::delay(FREE_FAILURES), Duration::from_secs(1));
-        assert_eq!(
-            LoginThrottle::delay(FREE_FAILURES + 3),
-            Duration::from_secs(8)
-        );
-        assert_eq!(LoginThrottle::delay(FREE_FAILURES + 50), MAX_DELAY);
+        let free = FREE_PER_NAME_AND_ADDRESS;
+        assert_eq!(LoginThrottle::delay(0, free), Duration::ZERO);
+        assert_eq!(LoginThrottle::delay(free - 1, free), Duration::ZERO);
+        assert_eq!(LoginThrottle::delay(free, free), Duration::from_secs(1));
+        assert_eq!(LoginThrottle::delay(free + 3, free), Duration::from_secs(8));
+        assert_eq!(LoginThrottle::delay(free + 50, free), MAX_DELAY);
+    }
+
+    fn ip(text: &str) -> Option<IpAddr> {
+        Some(text.parse().expect("an address"))
     }
 
     #[test]
-    fn a_success_clears_the_user_but_not_the_address() {
+    fn failures_elsewhere_never_lock_the_owner_out() {
         let throttle = LoginThrottle::default();
-        let subjects = vec!["user:a".to_owned(), "addr:1.2.3.4".to_owned()];
-        for _ in 0..FREE_FAILURES + 2 {
-            throttle.failed(&subjects);
+        let attacker = Subjects::new("alice", ip("10.0.0.9"));
+        for _ in 0..FREE_PER_NAME_AND_ADDRESS + 2 {
+            throttle.failed(&attacker);
         }
-        assert!(throttle.wait(&subjects) > Duration::ZERO);
-        throttle.succeeded("user:a");
-        assert!(throttle.wait(&subjects[..1]).is_zero());
-        assert!(throttle.wait(&subjects[1..]) > Duration::ZERO);
+        assert!(throttle.wait(&attacker) > Duration::ZERO);
+        assert!(
+            throttle
+                .wait(&Subjects::new("alice", ip("10.0.0.1")))
+                .is_zero()
+        );
+    }
+
+    #[test]
+    fn a_success_clears_the_pair_but_not_the_address() {
+        let throttle = LoginThrottle::default();
+        let pair = Subjects::new("alice", ip("10.0.0.2"));
+        for _ in 0..FREE_PER_NAME_AND_ADDRESS + 2 {
+            throttle.failed(&pair);
+        }
+        throttle.succeeded(&pair);
+        assert!(throttle.wait(&pair).is_zero());
+        for _ in 0..FREE_PER_ADDRESS {
+            throttle.failed(&Subjects::new("bob", ip("10.0.0.2")));
+        }
+        assert!(
+            throttle.wait(&Subjects::new("carol", ip("10.0.0.2"))) > Duration::ZERO,
+            "an address that tries many names slows down for all of them"
+        );
+    }
+
+    #[test]
+    fn a_name_under_attack_slows_each_failing_address_at_once() {
+        let throttle = LoginThrottle::default();
+        for i in 0..UNDER_ATTACK {
+            throttle.failed(&Subjects::new("alice", ip(&format!("10.1.0.{i}"))));
+        }
+        assert!(throttle.wait(&Subjects::new("alice", ip("10.1.0.3"))) > Duration::ZERO);
+        assert!(
+            throttle
+                .wait(&Subjects::new("alice", ip("10.2.0.1")))
+                .is_zero()
+        );
     }
 }

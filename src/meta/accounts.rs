@@ -26,6 +26,8 @@ pub struct KeyRecord {
     pub read_only: bool,
     /// Buckets the key is limited to; `None` means all the user may reach.
     pub buckets: Option<Vec<String>>,
+    /// Made by the server to sign share links (read-only, one bucket).
+    pub for_share_links: bool,
 }
 
 /// What a signature check and an access decision need about a key.
@@ -78,6 +80,7 @@ fn key_from_row(row: &AnyRow) -> MetaResult<KeyRecord> {
         user_id: row.try_get("user_id")?,
         created_ms: row.try_get("key_created_ms")?,
         read_only: row.try_get::<i64, _>("read_only")? != 0,
+        for_share_links: row.try_get::<i64, _>("for_share_links")? != 0,
         buckets: buckets
             .map(|b| {
                 serde_json::from_str(&b)
@@ -91,7 +94,8 @@ const ACCOUNT_COLUMNS: &str = "u.id, u.name, u.role, u.created_ms, u.disabled_ms
 
 // Booleans are read as integers: SQLite has no boolean type for `Any` to decode.
 const KEY_COLUMNS: &str = "k.access_key, k.user_id, k.created_ms AS key_created_ms, \
-     CASE WHEN k.read_only THEN 1 ELSE 0 END AS read_only, k.buckets";
+     CASE WHEN k.read_only THEN 1 ELSE 0 END AS read_only, k.buckets, \
+     CASE WHEN k.for_share_links THEN 1 ELSE 0 END AS for_share_links";
 
 impl MetaStore {
     pub async fn key_grant(&self, access_key: &str) -> MetaResult<Option<KeyGrant>> {
@@ -155,19 +159,33 @@ impl MetaStore {
             .and_then(|l| GrantLevel::parse(&l)))
     }
 
+    /// The users a bucket is shared with (by name), with the level.
+    pub async fn grants_on(&self, bucket: &str) -> MetaResult<Vec<(String, GrantLevel)>> {
+        self.grant_pairs(
+            "SELECT u.name AS other, g.level FROM bucket_grants g JOIN users u ON u.id = g.user_id \
+             WHERE g.bucket = $1 ORDER BY u.name",
+            bucket,
+        )
+        .await
+    }
+
     /// Buckets shared with a user, with the level.
     pub async fn grants_of(&self, user_id: &str) -> MetaResult<Vec<(String, GrantLevel)>> {
-        let rows = sqlx::query(
-            "SELECT bucket, level FROM bucket_grants WHERE user_id = $1 ORDER BY bucket",
+        self.grant_pairs(
+            "SELECT bucket AS other, level FROM bucket_grants WHERE user_id = $1 ORDER BY bucket",
+            user_id,
         )
-        .bind(user_id)
-        .fetch_all(&self.pool)
-        .await?;
+        .await
+    }
+
+    /// Rows of `(other, level)` from one of the grant queries above.
+    async fn grant_pairs(&self, sql: &str, bound: &str) -> MetaResult<Vec<(String, GrantLevel)>> {
+        let rows = sqlx::query(sql).bind(bound).fetch_all(&self.pool).await?;
         let mut out = Vec::new();
         for row in rows {
             let level: String = row.try_get("level")?;
             if let Some(level) = GrantLevel::parse(&level) {
-                out.push((row.try_get("bucket")?, level));
+                out.push((row.try_get("other")?, level));
             }
         }
         Ok(out)
@@ -271,8 +289,8 @@ pub(super) async fn create_key(
         .map(|b| serde_json::to_string(b).map_err(|e| MetaError::Corrupt(e.to_string())))
         .transpose()?;
     sqlx::query(
-        "INSERT INTO access_keys (access_key, secret, user_id, created_ms, read_only, buckets) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO access_keys (access_key, secret, user_id, created_ms, read_only, buckets, \
+         for_share_links) VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(&key.access_key)
     .bind(secret)
@@ -280,6 +298,7 @@ pub(super) async fn create_key(
     .bind(key.created_ms)
     .bind(key.read_only)
     .bind(buckets)
+    .bind(key.for_share_links)
     .execute(&mut *conn)
     .await?;
     Ok(MutationOutcome::Done)

@@ -23,6 +23,8 @@ pub struct AuditRecord {
     pub action: String,
     pub bucket: Option<String>,
     pub key: Option<String>,
+    /// What else the action was done to (`user:alice`, `pool:sky/member:cam`).
+    pub target: Option<String>,
     pub status: u16,
     pub bytes_in: u64,
     pub bytes_out: u64,
@@ -64,7 +66,7 @@ pub(super) async fn append(
     conn: &mut AnyConnection,
     records: &[AuditRecord],
 ) -> MetaResult<MutationOutcome> {
-    const COLUMNS: usize = 13;
+    const COLUMNS: usize = 14;
     // SQLite looks a `$n` parameter up by name with a linear scan, so
     // binding costs grow with the square of a statement's parameters; short
     // statements of a few fixed sizes are cheap to bind and stay prepared.
@@ -72,7 +74,7 @@ pub(super) async fn append(
     for chunk in records.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
             "INSERT INTO audit (time_ms, request_id, actor_id, actor, access_key, source, action, bucket, \
-             object_key, status, bytes_in, bytes_out, user_agent) VALUES {}",
+             object_key, target, status, bytes_in, bytes_out, user_agent) VALUES {}",
             super::value_rows(chunk.len(), COLUMNS)
         );
         let mut query = sqlx::query(&sql);
@@ -87,6 +89,7 @@ pub(super) async fn append(
                 .bind(r.action.clone())
                 .bind(r.bucket.clone())
                 .bind(r.key.clone())
+                .bind(r.target.clone())
                 .bind(i64::from(r.status))
                 .bind(r.bytes_in as i64)
                 .bind(r.bytes_out as i64)
@@ -150,7 +153,7 @@ impl MetaStore {
         // Every filter is always bound; an unset one matches everything.
         let rows = sqlx::query(
             "SELECT id, time_ms, request_id, actor_id, actor, access_key, source, action, bucket, object_key, \
-             status, bytes_in, bytes_out, user_agent FROM audit \
+             target, status, bytes_in, bytes_out, user_agent FROM audit \
              WHERE ($1 = '' OR actor_id = $1) AND ($2 = '' OR actor = $2) AND ($3 = '' OR action = $3) \
              AND ($4 = '' OR bucket = $4) AND ($5 = 0 OR status = $5) AND time_ms >= $6 AND time_ms <= $7 \
              AND id < $8 ORDER BY id DESC LIMIT $9",
@@ -179,6 +182,7 @@ impl MetaStore {
                     action: row.try_get("action")?,
                     bucket: row.try_get("bucket")?,
                     key: row.try_get("object_key")?,
+                    target: row.try_get("target")?,
                     status: row.try_get::<i64, _>("status")? as u16,
                     bytes_in: row.try_get::<i64, _>("bytes_in")? as u64,
                     bytes_out: row.try_get::<i64, _>("bytes_out")? as u64,

@@ -159,7 +159,13 @@ static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations
 impl MetaStore {
     /// Opens the store: `database_url` if given (postgres://...), otherwise
     /// `cistern.db` in `data_dir`. Runs migrations and starts the writer.
-    pub async fn open(database_url: Option<&str>, data_dir: &Path) -> MetaResult<Self> {
+    /// A request that finds no free connection within `acquire_timeout`
+    /// fails with `PoolTimedOut` rather than queueing without end.
+    pub async fn open(
+        database_url: Option<&str>,
+        data_dir: &Path,
+        acquire_timeout: Duration,
+    ) -> MetaResult<Self> {
         sqlx::any::install_default_drivers();
         let url = match database_url {
             Some(url) => url.to_owned(),
@@ -181,7 +187,7 @@ impl MetaStore {
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections)
             .min_connections(1)
-            .acquire_timeout(Duration::from_secs(10))
+            .acquire_timeout(acquire_timeout)
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if dialect == Dialect::Sqlite {

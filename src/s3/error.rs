@@ -80,6 +80,10 @@ pub fn to_s3(error: CoreError) -> S3Error {
             return error;
         }
         CoreError::BodyRead(m) => body_failure(&m),
+        e @ CoreError::Busy(_) => {
+            tracing::warn!(error = %e, "busy: refusing a request");
+            (C::SlowDown, e.to_string())
+        }
         CoreError::Unavailable(m) => {
             tracing::warn!(error = %m, "storage unavailable");
             (

@@ -1,99 +1,24 @@
-//! Serving HTTP on a bound listener: the accept loop shared by both ports
-//! (TCP_NODELAY, HTTP/1.1 keep-alive, graceful drain on shutdown) and the
-//! wrapper around the S3 service that gives every request an id
-//! (`x-amz-request-id` and the log span) and records metrics.
+//! The wrapper around the S3 service that gives every request an id
+//! (`x-amz-request-id` and the log span), refuses bodies declared larger
+//! than the port accepts before reading them, and records metrics and the
+//! audit record.
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use http::{HeaderValue, Request, Response};
-use hyper::body::Incoming;
 use hyper::service::Service;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto::Builder as ConnBuilder;
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
 use tracing::Instrument;
 
 use super::auth::RequestFacts;
 use crate::core::audit::AuditLog;
 use crate::meta::AuditRecord;
+use crate::serving::{GuardedBody, PeerAddr, declared_length, new_request_id};
 
-/// Accepts connections until `shutdown` resolves, then lets in-flight
-/// requests finish for up to `drain` before returning.
-pub async fn serve<S, B>(
-    listener: TcpListener,
-    service: S,
-    shutdown: impl Future<Output = ()>,
-    drain: Duration,
-) where
-    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + Sync + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    let builder = ConnBuilder::new(TokioExecutor::new());
-    let graceful = GracefulShutdown::new();
-    tokio::pin!(shutdown);
-    loop {
-        let (socket, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off, keep serving.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        if let Err(e) = socket.set_nodelay(true) {
-            tracing::debug!(error = %e, %peer, "could not set TCP_NODELAY");
-        }
-        let per_connection = service.clone();
-        let tagged = hyper::service::service_fn(move |mut request: Request<Incoming>| {
-            request.extensions_mut().insert(PeerAddr(peer));
-            per_connection.call(request)
-        });
-        // Upgrades carry the event stream's WebSockets on the web port.
-        let connection = builder.serve_connection_with_upgrades(TokioIo::new(socket), tagged);
-        let connection = graceful.watch(connection.into_owned());
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, %peer, "connection ended with an error");
-            }
-        });
-    }
-    drop(listener);
-    tokio::select! {
-        () = graceful.shutdown() => {}
-        () = tokio::time::sleep(drain) => {
-            tracing::warn!(?drain, "in-flight requests did not finish in time; closing them");
-        }
-    }
-}
-
-/// The client address of a connection, in each request's extensions.
-#[derive(Debug, Clone, Copy)]
-pub struct PeerAddr(pub std::net::SocketAddr);
-
-/// A fresh request id: 16 hex digits, like S3's.
-pub fn new_request_id() -> String {
-    format!("{:016X}", rand::random::<u64>())
-}
-
-fn declared_length(headers: &http::HeaderMap, names: &[&str]) -> u64 {
-    names
-        .iter()
-        .find_map(|n| headers.get(*n))
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
+/// The largest body of a request that is not an upload (XML documents
+/// such as a multipart completion of 10,000 parts or a 1,000-key delete).
+const NON_UPLOAD_BODY_LIMIT: u64 = 16 << 20;
 
 /// The S3 service with request ids, a log span, metrics and the audit
 /// record around it.
@@ -101,6 +26,41 @@ fn declared_length(headers: &http::HeaderMap, names: &[&str]) -> u64 {
 pub struct S3Front {
     pub inner: s3s::service::S3Service,
     pub audit: AuditLog,
+    /// The largest object or part, in bytes.
+    pub max_object_size: u64,
+}
+
+/// A body announced larger than this request may carry, refused before
+/// any of it is read.
+fn oversized_body<B>(req: &Request<B>, max_object_size: u64) -> Option<Response<s3s::Body>> {
+    let declared = declared_length(
+        req.headers(),
+        &["x-amz-decoded-content-length", "content-length"],
+    );
+    let limit = if req.method() == http::Method::PUT {
+        max_object_size
+    } else {
+        NON_UPLOAD_BODY_LIMIT
+    };
+    if declared <= limit {
+        return None;
+    }
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>EntityTooLarge</Code>\
+         <Message>Your proposed upload of {declared} bytes exceeds the maximum allowed size of {limit} bytes.</Message></Error>"
+    );
+    let mut response = Response::new(s3s::Body::from(body));
+    *response.status_mut() = http::StatusCode::PAYLOAD_TOO_LARGE;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/xml"),
+    );
+    // The body that follows is not read, so this connection cannot carry
+    // another request.
+    response
+        .headers_mut()
+        .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    Some(response)
 }
 
 /// The access key a request claims (SigV4 header or presigned query), even
@@ -129,15 +89,16 @@ fn header_text<B>(req: &Request<B>, name: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-impl Service<Request<Incoming>> for S3Front {
+impl Service<Request<GuardedBody>> for S3Front {
     type Response = Response<s3s::Body>;
     type Error = Infallible;
     type Future =
         std::pin::Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
 
-    fn call(&self, mut req: Request<Incoming>) -> Self::Future {
+    fn call(&self, mut req: Request<GuardedBody>) -> Self::Future {
         let inner = self.inner.clone();
         let audit = self.audit.clone();
+        let max_object_size = self.max_object_size;
         let request_id = new_request_id();
         let facts = RequestFacts::default();
         req.extensions_mut().insert(facts.clone());
@@ -157,7 +118,11 @@ impl Service<Request<Incoming>> for S3Front {
         Box::pin(
             async move {
                 let started = Instant::now();
-                let mut response = match inner.call(req.map(s3s::Body::from)).await {
+                let answer = match oversized_body(&req, max_object_size) {
+                    Some(refusal) => Ok(refusal),
+                    None => inner.call(req.map(s3s::Body::http_body)).await,
+                };
+                let mut response = match answer {
                     Ok(response) => response,
                     Err(e) => {
                         tracing::error!(error = ?e, "s3 service failed");
@@ -203,6 +168,7 @@ impl Service<Request<Incoming>> for S3Front {
                     action: format!("s3:{op}"),
                     bucket: facts.bucket,
                     key: facts.key,
+                    target: None,
                     status,
                     bytes_in: if ok { bytes_in } else { 0 },
                     bytes_out: if ok { bytes_out } else { 0 },

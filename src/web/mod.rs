@@ -1,5 +1,6 @@
 //! The web port: liveness and readiness probes, build version, Prometheus
-//! metrics, and the JSON API ([`api`]).
+//! metrics (for admins or a scrape token unless made public), and the JSON
+//! API ([`api`]).
 
 pub mod api;
 
@@ -34,6 +35,32 @@ pub struct ApiSettings {
     pub s3_public_url: String,
     /// The region share links are signed for.
     pub region: String,
+    /// The largest object upload, in bytes (a body announced larger is
+    /// refused before it is read).
+    pub max_object_size: u64,
+    /// Who may read `/metrics`.
+    pub metrics_access: MetricsAccess,
+}
+
+/// Who may read `/metrics`: bucket names and sizes are not for everyone.
+#[derive(Clone)]
+pub enum MetricsAccess {
+    /// Admins, with their own credentials.
+    AdminsOnly,
+    /// Admins, or a scraper with this bearer token.
+    Token(String),
+    /// Anyone.
+    Public,
+}
+
+impl std::fmt::Debug for MetricsAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::AdminsOnly => "AdminsOnly",
+            Self::Token(_) => "Token(<hidden>)",
+            Self::Public => "Public",
+        })
+    }
 }
 
 pub fn router(state: WebState) -> Router {
@@ -43,17 +70,58 @@ pub fn router(state: WebState) -> Router {
         .route("/version", get(version))
         .route("/metrics", get(metrics_text))
         .merge(api::router(state.clone()))
+        .fallback(no_such_route)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
+}
+
+/// Unknown paths get the JSON API's error shape, not an empty 404.
+async fn no_such_route(uri: axum::http::Uri) -> Response {
+    api::error::ApiError::new(
+        StatusCode::NOT_FOUND,
+        "no_such_route",
+        format!(
+            "nothing is served at {}; the JSON API is under /api/v1 (its document: /api/v1/openapi.json)",
+            uri.path()
+        ),
+    )
+    .into_response()
+}
+
+/// A known path with the wrong method; axum adds the `Allow` header.
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    api::error::ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!(
+            "{} does not accept {method}; the Allow header lists what it does accept",
+            uri.path()
+        ),
+    )
+    .into_response()
 }
 
 async fn live() -> impl IntoResponse {
     axum::Json(json!({"status": "ok"}))
 }
 
+/// How long readiness waits for each store: a probe must answer in time
+/// even when the database has no free connection.
+const PROBE_WAIT: std::time::Duration = std::time::Duration::from_millis(1500);
+
 /// Ready when both the metadata store and the blob store answer.
 async fn ready(State(state): State<WebState>) -> Response {
-    let meta = state.store.meta().ping().await;
-    let blobs = state.store.blobs().check().await;
+    let timed_out = || "no answer in time".to_owned();
+    let (meta, blobs) = tokio::join!(
+        tokio::time::timeout(PROBE_WAIT, state.store.meta().ping()),
+        tokio::time::timeout(PROBE_WAIT, state.store.blobs().check()),
+    );
+    let meta = meta
+        .map_err(|_| timed_out())
+        .and_then(|r| r.map_err(|e| e.to_string()));
+    let blobs = blobs
+        .map_err(|_| timed_out())
+        .and_then(|r| r.map_err(|e| e.to_string()));
     let verdict = |ok: bool| if ok { "ok" } else { "unavailable" };
     let body = json!({
         "status": verdict(meta.is_ok() && blobs.is_ok()),
@@ -82,7 +150,11 @@ async fn version() -> impl IntoResponse {
     }))
 }
 
-async fn metrics_text(State(state): State<WebState>) -> Response {
+async fn metrics_text(State(state): State<WebState>, request: axum::extract::Request) -> Response {
+    let (mut parts, _) = request.into_parts();
+    if let Err(refusal) = api::may_read_metrics(&mut parts, &state).await {
+        return refusal.into_response();
+    }
     match state.store.list_buckets().await {
         Ok(buckets) => {
             for bucket in buckets {

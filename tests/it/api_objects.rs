@@ -202,7 +202,10 @@ async fn deleting_a_user_with_data_needs_purge() {
         .expect("bucket");
     assert_eq!(bucket.status(), 201);
     put_bytes(&app.client(), "leaver-files", "f", vec![1u8; 100_000]).await;
-    let metrics = reqwest::get(app.web_url("/metrics"))
+    let metrics = http()
+        .get(app.web_url("/metrics"))
+        .basic_auth(ROOT_USER, Some(ROOT_PASSWORD))
+        .send()
         .await
         .expect("metrics")
         .text()

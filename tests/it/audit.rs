@@ -139,7 +139,7 @@ async fn every_request_is_audited_and_users_see_their_own() {
             .as_array()
             .expect("records")
             .iter()
-            .any(|r| r["action"] == "api:GET /api/v1/auth/me")
+            .any(|r| r["action"] == "auth.me")
     );
     let refused = eventually(&app, "/api/v1/audit?actor=unauthenticated", ROOT, |v| {
         v["records"].as_array().is_some_and(|r| !r.is_empty())

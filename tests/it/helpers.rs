@@ -248,3 +248,93 @@ pub fn free_port() -> u16 {
         .map(|a| a.port())
         .expect("a free port")
 }
+
+/// A JSON API client for tests: one call with a user's credentials, and
+/// the status and JSON body of its answer.
+pub struct ApiClient {
+    pub http: reqwest::Client,
+    pub base: String,
+}
+
+pub fn api_client(app: &TestApp) -> ApiClient {
+    ApiClient {
+        http: reqwest::Client::new(),
+        base: app.web_url("/api/v1"),
+    }
+}
+
+/// The answer to an [`ApiClient`] call.
+pub struct ApiAnswer {
+    pub status: u16,
+    pub body: serde_json::Value,
+}
+
+impl ApiAnswer {
+    pub fn expect_status(self, status: u16) -> serde_json::Value {
+        assert_eq!(self.status, status, "{}", self.body);
+        self.body
+    }
+
+    pub fn into_json(self) -> (u16, serde_json::Value) {
+        (self.status, self.body)
+    }
+}
+
+impl ApiClient {
+    pub async fn call(
+        &self,
+        who: (&str, &str),
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> ApiAnswer {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("a method");
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .basic_auth(who.0, Some(who.1));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("an answer");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("a body");
+        let body = if text.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text))
+        };
+        ApiAnswer { status, body }
+    }
+
+    /// Creates a user as the root admin.
+    pub async fn create_user(&self, name: &str, password: &str) {
+        self.call(
+            (ROOT_USER, ROOT_PASSWORD),
+            "POST",
+            "/users",
+            Some(serde_json::json!({"name": name, "password": password})),
+        )
+        .await
+        .expect_status(201);
+    }
+}
+
+/// Polls `check` until it returns `Some`, failing after 15 s with `what`.
+pub async fn poll_until<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(found) = check().await {
+            return found;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}

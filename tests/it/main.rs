@@ -11,6 +11,7 @@ mod audit;
 mod auth;
 mod buckets;
 mod crash;
+mod hardening;
 mod listing;
 mod multipart;
 mod objects;

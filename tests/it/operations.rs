@@ -38,7 +38,10 @@ async fn health_version_and_metrics_answer_on_the_web_port() {
         .send()
         .await
         .expect("put");
-    let text = reqwest::get(app.web_url("/metrics"))
+    let text = reqwest::Client::new()
+        .get(app.web_url("/metrics"))
+        .basic_auth(ROOT_USER, Some(ROOT_PASSWORD))
+        .send()
         .await
         .expect("metrics")
         .text()

@@ -1487,7 +1487,7 @@ async fn member_traffic_counts_in_the_owners_usage_on_the_pool_bucket() {
     assert_eq!(pool_rows[0]["bytes_in"], 200_000);
     assert_eq!(pool_rows[0]["requests"], 1);
     let (_, audit) = get(&app, "/api/v1/audit?actor=billed/cam", None).await;
-    assert!(audit.to_string().contains("contributions"), "{audit}");
+    assert!(audit.to_string().contains("contribution.send"), "{audit}");
     app.stop().await;
 }
 

@@ -156,6 +156,9 @@ pub struct KeyView {
     pub created_ms: i64,
     pub read_only: bool,
     pub buckets: Option<Vec<String>>,
+    /// Made by the server to sign share links of its bucket; revoking it
+    /// ends every link it signed.
+    pub for_share_links: bool,
     /// Present only in the answer that creates the key.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret_key: Option<String>,
@@ -168,6 +171,7 @@ impl KeyView {
             created_ms: key.created_ms,
             read_only: key.read_only,
             buckets: key.buckets,
+            for_share_links: key.for_share_links,
             secret_key,
         }
     }

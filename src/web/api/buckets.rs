@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, ApiResult};
-use super::{Caller, JsonBody};
+use super::{Caller, JsonBody, MaybeCaller, refusal_for};
 use crate::core::accounts::Access;
 use crate::core::names::BucketName;
 use crate::meta::{BucketRecord, GrantLevel};
@@ -19,6 +19,8 @@ pub struct BucketView {
     pub created_ms: i64,
     pub objects: i64,
     pub bytes: i64,
+    /// Anyone may read its objects and list it, without credentials.
+    pub public_read: bool,
 }
 
 impl From<BucketRecord> for BucketView {
@@ -29,8 +31,53 @@ impl From<BucketRecord> for BucketView {
             created_ms: b.created_ms,
             objects: b.object_count,
             bytes: b.bytes_stored,
+            public_read: b.public_read,
         }
     }
+}
+
+/// One bucket, with whom it is shared.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct BucketDetail {
+    #[serde(flatten)]
+    pub bucket: BucketView,
+    /// Users the bucket is shared with; only its owner and admins see them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grants: Option<Vec<GrantView>>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct GrantView {
+    pub user: String,
+    /// `read` or `read-write`.
+    pub level: String,
+}
+
+#[utoipa::path(get, path = "/api/v1/buckets/{bucket}", tag = "buckets", params(("bucket" = String, Path, description = "Bucket name", example = "photos")), responses((status = 200, description = "The bucket: figures, public-read flag and grants", body = BucketDetail)))]
+/// Anyone who may read the bucket sees it (anonymous callers too, when it
+/// is public-read); grants are shown to those who may manage it.
+pub async fn show(
+    State(state): State<WebState>,
+    MaybeCaller(who): MaybeCaller,
+    Path(bucket): Path<String>,
+) -> ApiResult<Json<BucketDetail>> {
+    let (record, grants) = state
+        .store
+        .bucket_details(who.as_ref(), &bucket)
+        .await
+        .map_err(refusal_for(&who))?;
+    Ok(Json(BucketDetail {
+        bucket: record.into(),
+        grants: grants.map(|grants| {
+            grants
+                .into_iter()
+                .map(|(user, level)| GrantView {
+                    user,
+                    level: level.as_str().to_owned(),
+                })
+                .collect()
+        }),
+    }))
 }
 
 #[utoipa::path(get, path = "/api/v1/buckets", tag = "buckets", responses((status = 200, description = "Own and granted buckets (admins: all)", body = Vec<BucketView>)))]

@@ -140,6 +140,12 @@ impl From<CoreError> for ApiError {
                 error.retry_after = Some(secs);
                 return error;
             }
+            CoreError::Busy(why) => {
+                tracing::warn!(reason = why, "busy: refusing a request");
+                let mut error = Self::new(S::SERVICE_UNAVAILABLE, "busy", message);
+                error.retry_after = Some(1);
+                return error;
+            }
             CoreError::Unavailable(m) => {
                 tracing::warn!(error = %m, "storage unavailable");
                 return Self::new(

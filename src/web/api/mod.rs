@@ -3,6 +3,7 @@
 //! `{"error": {"code", "message", "request_id"}}`. One file per resource.
 
 mod accounts;
+mod actions;
 mod audit;
 mod buckets;
 pub mod error;
@@ -21,7 +22,7 @@ use futures::StreamExt;
 use axum::extract::{FromRequestParts, MatchedPath, Request, State};
 use axum::http::request::Parts;
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use base64::Engine;
 use utoipa::OpenApi;
@@ -31,7 +32,7 @@ use utoipa_axum::routes;
 use self::error::{ApiError, REQUEST_ID};
 use super::WebState;
 use crate::core::Principal;
-use crate::s3::server::PeerAddr;
+use crate::serving::PeerAddr;
 
 /// The API's routes and the OpenAPI document that describes them, built
 /// from the same handler annotations so the two cannot drift apart.
@@ -49,7 +50,7 @@ pub fn router(state: WebState) -> Router<WebState> {
         .routes(routes!(accounts::list_keys, accounts::create_key))
         .routes(routes!(accounts::revoke_key))
         .routes(routes!(buckets::list, buckets::create))
-        .routes(routes!(buckets::remove))
+        .routes(routes!(buckets::show, buckets::remove))
         .routes(routes!(buckets::set_public))
         .routes(routes!(buckets::grant, buckets::revoke_grant))
         .routes(routes!(quotas::user))
@@ -149,48 +150,83 @@ fn length(headers: &axum::http::HeaderMap) -> u64 {
         .unwrap_or(0)
 }
 
+/// Routes whose bodies are files, not JSON: they stream into storage up to
+/// the largest object size.
+fn takes_files(method: &axum::http::Method, route: &str) -> bool {
+    use axum::http::Method;
+    matches!(
+        (method, route),
+        (&Method::PUT, "/api/v1/buckets/{bucket}/objects/{*key}")
+            | (&Method::POST, "/api/v1/buckets/{bucket}/objects")
+            | (&Method::POST, "/api/v1/pools/{pool}/contributions")
+            | (&Method::PUT, "/api/v1/pools/{pool}/groups/{group}/result")
+    )
+}
+
 /// Gives each API request an id (the `x-request-id` header and error
-/// bodies) and an audit record.
-async fn with_request_id(
-    State(state): State<WebState>,
-    mut request: Request,
-    next: Next,
-) -> Response {
-    let id = crate::s3::server::new_request_id();
+/// bodies) and an audit record naming its action and target; refuses a
+/// body announced larger than its route takes before reading any of it.
+async fn with_request_id(State(state): State<WebState>, request: Request, next: Next) -> Response {
+    let id = crate::serving::new_request_id();
     let actor = ApiActor::default();
-    request.extensions_mut().insert(actor.clone());
-    let action = format!(
-        "api:{} {}",
-        request.method(),
-        request.extensions().get::<MatchedPath>().map_or_else(
-            || request.uri().path().to_owned(),
-            |p| p.as_str().to_owned()
-        )
+    let (mut parts, body) = request.into_parts();
+    parts.extensions.insert(actor.clone());
+    let route = parts
+        .extensions
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned());
+    let params = axum::extract::RawPathParams::from_request_parts(&mut parts, &state)
+        .await
+        .ok();
+    let described = actions::describe(
+        parts.method.as_str(),
+        route.as_deref(),
+        parts.uri.path(),
+        params.iter().flat_map(|p| p.iter()),
     );
-    let source = request
-        .extensions()
+    let source = parts
+        .extensions
         .get::<PeerAddr>()
         .map(|p| p.0.ip().to_string());
-    let user_agent = request
-        .headers()
+    let user_agent = parts
+        .headers
         .get(axum::http::header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    let limit = match &route {
+        Some(route) if takes_files(&parts.method, route) => state.api.max_object_size,
+        _ => JSON_BODY_LIMIT as u64,
+    };
+    let declared = crate::serving::declared_length(&parts.headers, &["content-length"]);
     // Bytes received are counted as the handler reads them: streamed
     // uploads announce no length.
     let received = Arc::new(AtomicU64::new(0));
-    let request = {
+    let mut response = if declared > limit {
+        let mut refusal = ApiError::new(
+            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("this request may carry at most {limit} bytes; it announced {declared}"),
+        )
+        .into_response();
+        // The body is not read, so the connection cannot carry another
+        // request.
+        refusal.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+        REQUEST_ID.scope(id.clone(), async { refusal }).await
+    } else {
         let received = received.clone();
-        request.map(|body| {
-            axum::body::Body::from_stream(body.into_data_stream().map(move |chunk| {
-                if let Ok(bytes) = &chunk {
-                    received.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-                }
-                chunk
-            }))
-        })
+        let body = axum::body::Body::from_stream(body.into_data_stream().map(move |chunk| {
+            if let Ok(bytes) = &chunk {
+                received.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            }
+            chunk
+        }));
+        REQUEST_ID
+            .scope(id.clone(), next.run(Request::from_parts(parts, body)))
+            .await
     };
-    let mut response = REQUEST_ID.scope(id.clone(), next.run(request)).await;
     let bytes_in = received.load(Ordering::Relaxed);
     if let Ok(value) = axum::http::HeaderValue::from_str(&id) {
         response.headers_mut().insert("x-request-id", value);
@@ -217,9 +253,10 @@ async fn with_request_id(
             .unwrap_or_else(|| "anonymous".to_owned()),
         access_key: None,
         source,
-        action,
-        bucket: billed_bucket,
-        key: None,
+        action: described.action,
+        bucket: billed_bucket.or(described.bucket),
+        key: described.key,
+        target: described.target,
         status: response.status().as_u16(),
         bytes_in: if ok { bytes_in } else { 0 },
         bytes_out: if ok { length(response.headers()) } else { 0 },
@@ -264,9 +301,65 @@ impl FromRequestParts<WebState> for Caller {
     }
 }
 
+/// The caller of a request that anonymous callers may also make (reads of
+/// public-read buckets): `None` without an `Authorization` header, and a
+/// refusal for one that does not check out.
+pub struct MaybeCaller(pub Option<Principal>);
+
+impl FromRequestParts<WebState> for MaybeCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &WebState) -> Result<Self, ApiError> {
+        if !parts
+            .headers
+            .contains_key(axum::http::header::AUTHORIZATION)
+        {
+            return Ok(MaybeCaller(None));
+        }
+        let Caller(principal) = Caller::from_request_parts(parts, state).await?;
+        Ok(MaybeCaller(Some(principal)))
+    }
+}
+
+/// Maps a refusal for a caller that may be anonymous: an anonymous caller
+/// turned away, or asking for a bucket that is not there, is asked to
+/// authenticate (401) rather than told no (403) or what exists (404).
+pub fn refusal_for(who: &Option<Principal>) -> impl Fn(crate::core::CoreError) -> ApiError + '_ {
+    use crate::core::CoreError;
+    move |error| match (who, error) {
+        (None, CoreError::AccessDenied | CoreError::NoSuchBucket) => ApiError::unauthorized(),
+        (_, error) => ApiError::from(error),
+    }
+}
+
 /// The client's address, as the accept loop recorded it.
 pub fn peer_ip(parts: &Parts) -> Option<std::net::IpAddr> {
     parts.extensions.get::<PeerAddr>().map(|p| p.0.ip())
+}
+
+/// Whether this request may read `/metrics` (see [`super::MetricsAccess`]).
+pub async fn may_read_metrics(parts: &mut Parts, state: &WebState) -> Result<(), ApiError> {
+    use sha2::{Digest, Sha256};
+    let token = match &state.api.metrics_access {
+        super::MetricsAccess::Public => return Ok(()),
+        super::MetricsAccess::Token(token) => Some(token),
+        super::MetricsAccess::AdminsOnly => None,
+    };
+    let bearer = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    // Digests compared, so the comparison takes the same time wherever
+    // the two tokens differ.
+    if let (Some(token), Some(bearer)) = (token, bearer)
+        && Sha256::digest(token.as_bytes()) == Sha256::digest(bearer.as_bytes())
+    {
+        return Ok(());
+    }
+    let Caller(caller) = Caller::from_request_parts(parts, state).await?;
+    require_admin(&caller)
 }
 
 /// Refuses callers who are not admins.

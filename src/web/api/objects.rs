@@ -13,7 +13,7 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, ApiResult};
-use super::{Caller, JsonBody, QueryArgs};
+use super::{Caller, JsonBody, MaybeCaller, QueryArgs, refusal_for};
 use crate::blob::ByteStream;
 use crate::core::accounts::Access;
 use crate::core::names::ObjectKey;
@@ -272,15 +272,16 @@ pub(super) fn object_headers(object: &ObjectRecord, headers: &mut HeaderMap) {
 /// `GET` and `HEAD` of one object, with `Range`.
 pub async fn get(
     State(state): State<WebState>,
-    Caller(who): Caller,
+    MaybeCaller(who): MaybeCaller,
     method: Method,
     Path((bucket, key)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     state
         .store
-        .authorize(Some(&who), &bucket, Access::Read)
-        .await?;
+        .authorize(who.as_ref(), &bucket, Access::Read)
+        .await
+        .map_err(refusal_for(&who))?;
     let range = parse_range(&headers)?;
     let read = state
         .store
@@ -352,14 +353,15 @@ pub struct ListedObject {
 #[utoipa::path(get, path = "/api/v1/buckets/{bucket}/objects", tag = "objects", params(("bucket" = String, Path, description = "Bucket name", example = "photos"), ListQuery), responses((status = 200, description = "One page", body = ListView)))]
 pub async fn list(
     State(state): State<WebState>,
-    Caller(who): Caller,
+    MaybeCaller(who): MaybeCaller,
     Path(bucket): Path<String>,
     QueryArgs(query): QueryArgs<ListQuery>,
 ) -> ApiResult<Json<ListView>> {
     state
         .store
-        .authorize(Some(&who), &bucket, Access::Read)
-        .await?;
+        .authorize(who.as_ref(), &bucket, Access::Read)
+        .await
+        .map_err(refusal_for(&who))?;
     let limit = query.limit.unwrap_or(1000);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::bad_field("limit", "1 to 1000"));

@@ -1,0 +1,206 @@
+//! Password work, bounded: argon2id hashing and checking costs about 19 MiB
+//! and tens of milliseconds each, so it runs on blocking threads, at most a
+//! set number at once; callers that wait in the queue longer than a set
+//! time are refused as busy. A name and password that checked out are
+//! remembered briefly, keyed by a keyed hash (never the password itself),
+//! so a client that sends HTTP Basic with every request does not pay for a
+//! hash every time. Unknown names are checked against a hash of a random
+//! password, so they cost the same as known ones.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use argon2::password_hash::SaltString;
+use argon2::password_hash::rand_core::OsRng;
+use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use tokio::sync::{OnceCell, Semaphore};
+
+use super::{CoreError, CoreResult, Principal};
+
+/// How long a checked name and password are trusted without hashing again.
+/// Any account change on this node, or a notice of one from another node,
+/// forgets them all at once.
+const REMEMBER_FOR: Duration = Duration::from_secs(30);
+/// Beyond this many remembered credentials the memory starts over.
+const REMEMBER_AT_MOST: usize = 10_000;
+
+pub struct Passwords {
+    slots: Semaphore,
+    queue_wait: Duration,
+    /// Key of the hash under which checked credentials are remembered;
+    /// random per process.
+    remember_key: [u8; 32],
+    remembered: Mutex<HashMap<[u8; 32], (Principal, Instant)>>,
+    /// The hash that unknown names are checked against.
+    decoy: OnceCell<String>,
+}
+
+impl Passwords {
+    /// `concurrency` 0 means one check per CPU core.
+    pub fn new(concurrency: usize, queue_wait: Duration) -> Self {
+        let concurrency = if concurrency == 0 {
+            std::thread::available_parallelism().map_or(2, |n| n.get())
+        } else {
+            concurrency
+        };
+        Self {
+            slots: Semaphore::new(concurrency),
+            queue_wait,
+            remember_key: rand::random(),
+            remembered: Mutex::new(HashMap::new()),
+            decoy: OnceCell::new(),
+        }
+    }
+
+    /// Runs `work` on a blocking thread once a slot is free.
+    async fn bounded<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> CoreResult<T> {
+        let _slot = tokio::time::timeout(self.queue_wait, self.slots.acquire())
+            .await
+            .map_err(|_| {
+                metrics::counter!("cistern_password_checks_refused_total").increment(1);
+                CoreError::Busy("too many password checks waiting")
+            })?
+            .map_err(|e| CoreError::Internal(e.to_string()))?;
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|e| CoreError::Internal(e.to_string()))
+    }
+
+    /// A new argon2id hash of `password`.
+    pub async fn hash(&self, password: &str) -> CoreResult<String> {
+        let password = password.to_owned();
+        self.bounded(move || {
+            let salt = SaltString::generate(&mut OsRng);
+            Argon2::default()
+                .hash_password(password.as_bytes(), &salt)
+                .map(|h| h.to_string())
+                .map_err(|e| CoreError::Internal(format!("password hashing: {e}")))
+        })
+        .await?
+    }
+
+    /// Whether `password` matches `hash`; `None` (an unknown name) checks
+    /// against a decoy and answers no.
+    pub async fn matches(&self, password: &str, hash: Option<&str>) -> CoreResult<bool> {
+        let (hash, known) = match hash {
+            Some(hash) => (hash.to_owned(), true),
+            None => {
+                let decoy = self
+                    .decoy
+                    .get_or_try_init(|| {
+                        let random = hex::encode(rand::random::<[u8; 16]>());
+                        async move { self.hash(&random).await }
+                    })
+                    .await?;
+                (decoy.clone(), false)
+            }
+        };
+        let password = password.to_owned();
+        let ok = self
+            .bounded(move || {
+                PasswordHash::new(&hash).is_ok_and(|parsed| {
+                    Argon2::default()
+                        .verify_password(password.as_bytes(), &parsed)
+                        .is_ok()
+                })
+            })
+            .await?;
+        Ok(ok && known)
+    }
+
+    fn slot(&self, name: &str, password: &str) -> [u8; 32] {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.remember_key)
+            .expect("HMAC takes keys of any length");
+        mac.update(name.as_bytes());
+        mac.update(&[0]);
+        mac.update(password.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
+    /// The principal of a name and password that checked out lately.
+    pub fn remembered(&self, name: &str, password: &str) -> Option<Principal> {
+        let slot = self.slot(name, password);
+        let map = self.remembered.lock().ok()?;
+        let (principal, at) = map.get(&slot)?;
+        (at.elapsed() < REMEMBER_FOR).then(|| principal.clone())
+    }
+
+    pub fn remember(&self, name: &str, password: &str, principal: &Principal) {
+        let slot = self.slot(name, password);
+        if let Ok(mut map) = self.remembered.lock() {
+            if map.len() >= REMEMBER_AT_MOST {
+                map.retain(|_, (_, at)| at.elapsed() < REMEMBER_FOR);
+                if map.len() >= REMEMBER_AT_MOST {
+                    map.clear();
+                }
+            }
+            map.insert(slot, (principal.clone(), Instant::now()));
+        }
+    }
+
+    /// Forgets every remembered credential (an account changed).
+    pub fn forget_all(&self) {
+        if let Ok(mut map) = self.remembered.lock() {
+            map.clear();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn someone() -> Principal {
+        Principal {
+            user_id: "u1".into(),
+            name: "alice".into(),
+            role: "user".into(),
+            access_key: String::new(),
+            read_only: false,
+            key_buckets: None,
+            session: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn hashes_check_and_unknown_names_never_match() {
+        let passwords = Passwords::new(1, Duration::from_secs(5));
+        let hash = passwords.hash("right-password").await.expect("hash");
+        assert!(!hash.contains("right-password"));
+        assert!(
+            passwords
+                .matches("right-password", Some(&hash))
+                .await
+                .unwrap()
+        );
+        assert!(!passwords.matches("wrong", Some(&hash)).await.unwrap());
+        assert!(!passwords.matches("anything", None).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_answers_busy() {
+        let passwords = Passwords::new(1, Duration::from_millis(1));
+        let _held = passwords.slots.acquire().await.expect("slot");
+        assert!(matches!(
+            passwords.hash("password").await,
+            Err(CoreError::Busy(_))
+        ));
+    }
+
+    #[test]
+    fn remembered_by_name_and_password_until_forgotten() {
+        let passwords = Passwords::new(1, Duration::from_secs(1));
+        passwords.remember("alice", "pw-one", &someone());
+        assert_eq!(passwords.remembered("alice", "pw-one"), Some(someone()));
+        assert_eq!(passwords.remembered("alice", "pw-two"), None);
+        assert_eq!(passwords.remembered("alicepw", "-one"), None);
+        passwords.forget_all();
+        assert_eq!(passwords.remembered("alice", "pw-one"), None);
+    }
+}
