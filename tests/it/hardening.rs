@@ -599,3 +599,57 @@ async fn both_ports_follow_one_set_of_rules_for_public_buckets_and_shares() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_start_that_cannot_bind_does_not_rename_the_root_user() {
+    let app = spawn_app().await;
+    let (data_dir, database_url) = app.stop_keeping_data().await;
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a port to hold");
+    let taken_addr = taken.local_addr().expect("addr").to_string();
+    let mut argv: Vec<String> = [
+        "cistern",
+        "serve",
+        "--s3-listen",
+        "127.0.0.1:0",
+        "--web-listen",
+        &taken_addr,
+        "--root-user",
+        "renamed-root",
+        "--root-password",
+        ROOT_PASSWORD,
+        "--data-dir",
+        &data_dir.path().to_string_lossy(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    if let Some(url) = &database_url {
+        argv.extend(["--database-url".to_owned(), url.clone()]);
+    }
+    let cistern::config::Command::Serve(args) =
+        cistern::config::parse_from(argv).expect("settings").command
+    else {
+        unreachable!("a serve command line")
+    };
+    let failed = cistern::startup::Server::build(args).await;
+    assert!(failed.is_err(), "the web port is taken");
+    drop(taken);
+
+    let url = database_url.clone().unwrap_or_else(|| {
+        format!(
+            "sqlite://{}",
+            data_dir.path().join("cistern.db").to_string_lossy()
+        )
+    });
+    sqlx::any::install_default_drivers();
+    let mut db = <sqlx::AnyConnection as sqlx::Connection>::connect(&url)
+        .await
+        .expect("open the metadata database");
+    let name: String = sqlx::query_scalar("SELECT name FROM users WHERE id = 'root'")
+        .fetch_one(&mut db)
+        .await
+        .expect("the root user");
+    assert_eq!(name, ROOT_USER, "the failed start renamed nothing");
+    drop(db);
+    drop(data_dir);
+}
