@@ -137,6 +137,30 @@ def awscli_s3_commands(ctx):
 
 
 @check
+def awscli_sync_with_empty_files(ctx):
+    # The botocore that pip's aws-cli bundles stalls 60 s per connection
+    # after an empty PUT answered without `100 Continue`; a tree of 200
+    # files, half of them empty, must go up in seconds.
+    aws = ctx["aws"]
+    tree = os.path.join(ctx["tmp"], "emptytree")
+    os.makedirs(tree)
+    for i in range(100):
+        open(os.path.join(tree, f"empty-{i:03}"), "wb").close()
+        with open(os.path.join(tree, f"small-{i:03}"), "wb") as f:
+            f.write(b"x" * (i + 1))
+    run(aws + ["s3", "mb", "s3://emptysync"])
+    started = time.monotonic()
+    run(aws + ["s3", "sync", "--only-show-errors", tree, "s3://emptysync/t"])
+    took = time.monotonic() - started
+    listing = run(aws + ["s3", "ls", "--recursive", "s3://emptysync/t/"])
+    assert len(listing.strip().splitlines()) == 200, listing
+    assert took < 30, f"aws s3 sync of 200 files took {took:.1f} s"
+    print(f"    aws s3 sync, 200 files (100 empty): {took:.1f} s")
+    run(aws + ["s3", "rm", "--recursive", "--only-show-errors", "s3://emptysync/"])
+    run(aws + ["s3", "rb", "s3://emptysync"])
+
+
+@check
 def awscli_s3api_multipart(ctx):
     aws = ctx["aws"]
     run(aws + ["s3api", "create-bucket", "--bucket", "api"])

@@ -135,3 +135,16 @@ impl From<BlobError> for CoreError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_exhausted_database_pool_is_busy_not_broken() {
+        let error = CoreError::from(MetaError::Database(sqlx::Error::PoolTimedOut));
+        assert!(matches!(error, CoreError::Busy(_)), "{error:?}");
+        let other = CoreError::from(MetaError::Database(sqlx::Error::RowNotFound));
+        assert!(matches!(other, CoreError::Internal(_)), "{other:?}");
+    }
+}

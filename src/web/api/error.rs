@@ -193,3 +193,16 @@ impl IntoResponse for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn busy_is_a_503_to_retry_at_once() {
+        let error = ApiError::from(CoreError::Busy("no free database connection"));
+        assert_eq!(error.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(error.code, "busy");
+        assert_eq!(error.retry_after, Some(1));
+    }
+}
