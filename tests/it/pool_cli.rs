@@ -76,7 +76,13 @@ fn write(dir: &Path, name: &str, data: &[u8]) -> String {
     path.to_string_lossy().into_owned()
 }
 
-async fn seal_current_group(app: &TestApp, pool: &str) {
+/// A pool's newest group: its state and attempts.
+async fn group_now(app: &TestApp, pool: &str) -> (Value, Value) {
+    let group = newest_group(app, pool).await;
+    (group["state"].clone(), group["attempts"].clone())
+}
+
+async fn newest_group(app: &TestApp, pool: &str) -> Value {
     let (_, groups) = api(
         app,
         reqwest::Method::GET,
@@ -84,7 +90,14 @@ async fn seal_current_group(app: &TestApp, pool: &str) {
         json!(null),
     )
     .await;
-    let group = groups[0]["group"].as_str().expect("a group").to_owned();
+    groups[0].clone()
+}
+
+async fn seal_current_group(app: &TestApp, pool: &str) {
+    let group = newest_group(app, pool).await["group"]
+        .as_str()
+        .expect("a group")
+        .to_owned();
     let (status, _) = api(
         app,
         reqwest::Method::POST,
@@ -185,7 +198,8 @@ async fn push_through_a_spool_process_with_a_command_and_watch_results_arrive() 
     expected.sort_unstable();
     assert_eq!(result, expected, "both files went through the command");
 
-    // A failing command is reported with its exit status and stderr.
+    // A failing command is reported with its exit status and stderr; the
+    // group goes back to the pool for another attempt.
     let (cam2, _, processor2) = pool_with_members(&app, "broken").await;
     let c = write(work.path(), "c.txt", b"x");
     let mut push = cistern(server, "broken", &cam2, &["push"]);
@@ -206,14 +220,7 @@ async fn push_through_a_spool_process_with_a_command_and_watch_results_arrive() 
     ))
     .await;
     assert!(output.status.success(), "the processor itself goes on");
-    let (_, groups) = api(
-        &app,
-        reqwest::Method::GET,
-        "/api/v1/pools/broken/groups",
-        json!(null),
-    )
-    .await;
-    assert_eq!(groups[0]["state"], "failed");
+    assert_eq!(group_now(&app, "broken").await, (json!("sealed"), json!(1)));
     let token = {
         let (_, session) = api(
             &app,
@@ -232,7 +239,7 @@ async fn push_through_a_spool_process_with_a_command_and_watch_results_arrive() 
         .unwrap();
     let mut stream = futures::StreamExt::boxed(events.bytes_stream());
     let mut text = String::new();
-    while !text.contains("group.failed") {
+    while !text.contains("failure_reported") {
         let chunk = tokio::time::timeout(
             std::time::Duration::from_secs(10),
             futures::StreamExt::next(&mut stream),
@@ -243,6 +250,7 @@ async fn push_through_a_spool_process_with_a_command_and_watch_results_arrive() 
         .unwrap();
         text.push_str(&String::from_utf8_lossy(&chunk));
     }
+    assert!(text.contains("event: group.sealed"), "{text}");
     assert!(text.contains("exit status: 3"), "{text}");
     assert!(text.contains("cannot read input"), "{text}");
     app.stop().await;
