@@ -44,9 +44,20 @@ impl std::fmt::Debug for Member {
     }
 }
 
+/// Exit codes that every pool command shares.
+const EXIT_CODES: &str = "\
+Exit codes: 0 done; 1 some of the work failed (a file refused) or another \
+error; 2 usage error; 75 push gave up for now (files stay in the spool); \
+77 the server refuses this member (disabled, removed or re-keyed by the \
+pool's owner, or a role that may not do this).";
+
+/// Exit code when the server refuses the member itself (sysexits' NOPERM).
+const EXIT_REFUSED: i32 = 77;
+
 #[derive(Subcommand, Clone, Debug)]
 pub enum PoolCommand {
     /// Send files, each with its modification time (or --timestamp).
+    #[command(after_help = EXIT_CODES)]
     Push {
         #[command(flatten)]
         member: Member,
@@ -67,7 +78,10 @@ pub enum PoolCommand {
         give_up_secs: Option<u64>,
         files: Vec<PathBuf>,
     },
-    /// Follow the pool's events and download each new result into a directory.
+    /// Follow the pool's events and download each new result into a
+    /// directory. Waits out network errors and server errors; stops when
+    /// the server refuses this member.
+    #[command(after_help = EXIT_CODES)]
     Watch {
         #[command(flatten)]
         member: Member,
@@ -79,6 +93,7 @@ pub enum PoolCommand {
         count: Option<usize>,
     },
     /// Claim sealed groups and turn each into a result with a command.
+    #[command(after_help = EXIT_CODES)]
     Process {
         #[command(flatten)]
         member: Member,
@@ -99,7 +114,25 @@ pub enum PoolCommand {
 }
 
 pub async fn run(args: PoolArgs) -> anyhow::Result<i32> {
-    match args.command {
+    let name = match &args.command {
+        PoolCommand::Push { .. } => "push",
+        PoolCommand::Watch { .. } => "watch",
+        PoolCommand::Process { .. } => "process",
+    };
+    match run_command(args.command).await {
+        Err(e) => match e.downcast_ref::<Refused>() {
+            Some(refused) => {
+                eprintln!("error: {refused}; {name} stops");
+                Ok(EXIT_REFUSED)
+            }
+            None => Err(e),
+        },
+        done => done,
+    }
+}
+
+async fn run_command(command: PoolCommand) -> anyhow::Result<i32> {
+    match command {
         PoolCommand::Push {
             member,
             timestamp,
@@ -158,6 +191,50 @@ struct Client {
 /// answers that will not change.
 fn transient(status: reqwest::StatusCode) -> bool {
     status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS
+}
+
+/// The server refuses the member itself: retrying cannot help until the
+/// pool's owner acts, so the command stops (exit code 77).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Refused(String);
+
+/// An unsuccessful answer as an error: a [`Refused`] for 401 and 403,
+/// otherwise what was asked with the status and the server's message.
+async fn failure(response: reqwest::Response, what: &str) -> anyhow::Error {
+    let status = response.status();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    match refusal(status, &body) {
+        Some(refused) => refused.into(),
+        None => anyhow::anyhow!(
+            "{what}: {status}: {}",
+            body["error"]["message"].as_str().unwrap_or("no details")
+        ),
+    }
+}
+
+/// The refusal in an answer of 401 or 403 (with its JSON error body),
+/// told in the owner's terms.
+fn refusal(status: reqwest::StatusCode, body: &Value) -> Option<Refused> {
+    if !matches!(
+        status,
+        reqwest::StatusCode::UNAUTHORIZED | reqwest::StatusCode::FORBIDDEN
+    ) {
+        return None;
+    }
+    let why = match body["error"]["code"].as_str() {
+        Some("account_disabled") => "this member was disabled by the pool owner".to_owned(),
+        _ if status == reqwest::StatusCode::UNAUTHORIZED => {
+            "the server does not know this member's token \
+             (the pool owner removed the member or gave it a new token)"
+                .to_owned()
+        }
+        _ => format!(
+            "the server refused this member ({status}): {}",
+            body["error"]["message"].as_str().unwrap_or("no details")
+        ),
+    };
+    Some(Refused(why))
 }
 
 impl Client {
@@ -272,6 +349,9 @@ async fn send_batch(client: &Client, files: &[Pending]) -> anyhow::Result<Vec<Va
     let status = response.status();
     let body: Value = response.json().await.unwrap_or(Value::Null);
     if !status.is_success() {
+        if let Some(refused) = refusal(status, &body) {
+            return Err(refused.into());
+        }
         let message = body["error"]["message"].as_str().unwrap_or("no details");
         if transient(status) {
             bail!("server answered {status}: {message}");
@@ -285,17 +365,10 @@ async fn send_batch(client: &Client, files: &[Pending]) -> anyhow::Result<Vec<Va
     Ok(receipts)
 }
 
-/// An answer that retrying will not change (a bad token, say).
-#[derive(Debug)]
+/// An answer that retrying will not change (a malformed request, say).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
 struct Permanent(String);
-
-impl std::fmt::Display for Permanent {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Permanent {}
 
 /// Prints a receipt; true when the file is in the pool.
 fn report(file: &Pending, receipt: &Value) -> bool {
@@ -333,7 +406,7 @@ async fn send_with_retries(
                 backoff.reset();
                 return Ok(Some(receipts));
             }
-            Err(e) if e.downcast_ref::<Permanent>().is_some() => return Err(e),
+            Err(e) if e.is::<Permanent>() || e.is::<Refused>() => return Err(e),
             Err(e) => {
                 if !backoff.wait(&format!("sending failed: {e:#}")).await {
                     return Ok(None);
@@ -488,7 +561,9 @@ async fn download_result(
     let response = request.send().await?;
     match response.status() {
         reqwest::StatusCode::NOT_MODIFIED | reqwest::StatusCode::NOT_FOUND => return Ok(None),
-        status if !status.is_success() => bail!("downloading {path}: {status}"),
+        status if !status.is_success() => {
+            return Err(failure(response, &format!("downloading {path}")).await);
+        }
         _ => {}
     }
     let etag = response
@@ -519,6 +594,17 @@ async fn download_result(
     Ok(Some((etag, group)))
 }
 
+/// Words for a `member.*` event after which the server may no longer
+/// serve this member; `None` for the others.
+fn member_change(kind: &str) -> Option<&'static str> {
+    match kind {
+        "member.disabled" => Some("this member was disabled by the pool owner"),
+        "member.removed" => Some("this member was removed from the pool by its owner"),
+        "member.rekeyed" => Some("the pool owner gave this member a new token"),
+        _ => None,
+    }
+}
+
 async fn watch(client: &Client, out: &Path, count: Option<usize>) -> anyhow::Result<()> {
     std::fs::create_dir_all(out)?;
     let state_path = out.join(WATCH_STATE);
@@ -528,6 +614,15 @@ async fn watch(client: &Client, out: &Path, count: Option<usize>) -> anyhow::Res
         .unwrap_or_default();
     let mut received = 0;
     let mut backoff = Backoff::new(None);
+    // After a `member.*` event the next request tells whether the member
+    // may go on (the event alone does not: it may be replayed from before
+    // a new token, or be about another member when an owner watches); a
+    // refusal then is told in the event's words.
+    let mut changed: Option<&str> = None;
+    let refused = |e: anyhow::Error, changed: Option<&str>| match changed {
+        Some(why) if e.is::<Refused>() => Refused(why.to_owned()).into(),
+        _ => e,
+    };
     loop {
         // After any gap, first catch up on the newest result...
         match download_result(client, "/results/latest", state.latest_etag.as_deref(), out).await {
@@ -537,6 +632,7 @@ async fn watch(client: &Client, out: &Path, count: Option<usize>) -> anyhow::Res
                 received += 1;
             }
             Ok(None) => {}
+            Err(e) if e.is::<Refused>() => return Err(refused(e, changed)),
             Err(e) => {
                 backoff
                     .wait(&format!("fetching the latest result failed: {e:#}"))
@@ -544,6 +640,7 @@ async fn watch(client: &Client, out: &Path, count: Option<usize>) -> anyhow::Res
                 continue;
             }
         }
+        changed = None;
         if count.is_some_and(|c| received >= c) {
             return Ok(());
         }
@@ -560,7 +657,7 @@ async fn watch(client: &Client, out: &Path, count: Option<usize>) -> anyhow::Res
             .await;
         let response = match response {
             Ok(r) if r.status().is_success() => r,
-            Ok(r) if !transient(r.status()) => bail!("the server refused: {}", r.status()),
+            Ok(r) if !transient(r.status()) => return Err(failure(r, "following events").await),
             Ok(r) => {
                 backoff
                     .wait(&format!("the server answered {}", r.status()))
@@ -586,6 +683,7 @@ async fn watch(client: &Client, out: &Path, count: Option<usize>) -> anyhow::Res
                     continue;
                 };
                 let event: Value = serde_json::from_str(data).unwrap_or(Value::Null);
+                changed = event["kind"].as_str().and_then(member_change);
                 if event["kind"] == "group.published"
                     && let Some(group) = event["group"].as_str()
                 {
@@ -596,6 +694,7 @@ async fn watch(client: &Client, out: &Path, count: Option<usize>) -> anyhow::Res
                             received += 1;
                         }
                         Ok(None) => {}
+                        Err(e) if e.is::<Refused>() => return Err(e),
                         Err(e) => {
                             // Without moving past this event: reconnect and
                             // catch up through the latest result.
@@ -611,9 +710,15 @@ async fn watch(client: &Client, out: &Path, count: Option<usize>) -> anyhow::Res
                 if count.is_some_and(|c| received >= c) {
                     return Ok(());
                 }
+                if changed.is_some() {
+                    // The server ends a refused member's stream; ask at once.
+                    break 'stream;
+                }
             }
         }
-        backoff.wait("the event stream ended").await;
+        if changed.is_none() {
+            backoff.wait("the event stream ended").await;
+        }
     }
 }
 
@@ -643,7 +748,7 @@ async fn process(
                 continue;
             }
             Ok(r) if r.status().is_success() => r.json::<Value>().await?,
-            Ok(r) if !transient(r.status()) => bail!("claiming refused: {}", r.status()),
+            Ok(r) if !transient(r.status()) => return Err(failure(r, "claiming refused").await),
             Ok(r) => {
                 backoff
                     .wait(&format!("claiming failed: {}", r.status()))

@@ -255,3 +255,82 @@ async fn push_through_a_spool_process_with_a_command_and_watch_results_arrive() 
     assert!(text.contains("cannot read input"), "{text}");
     app.stop().await;
 }
+
+/// Waits for a command to end by itself; its output.
+async fn ends_within(child: tokio::process::Child, secs: u64) -> Output {
+    let output = tokio::time::timeout(
+        std::time::Duration::from_secs(secs),
+        child.wait_with_output(),
+    )
+    .await
+    .expect("the command ends in time")
+    .expect("output");
+    eprintln!("stderr:\n{}", String::from_utf8_lossy(&output.stderr));
+    output
+}
+
+#[tokio::test]
+async fn watch_and_process_stop_with_a_clear_message_when_the_member_is_refused() {
+    let app = spawn_app().await;
+    let server = app.web_url("");
+    let server = server.trim_end_matches('/');
+    let (cam, screen, _) = pool_with_members(&app, "cut").await;
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("out");
+    let watching = |token: &str| {
+        cistern(
+            server,
+            "cut",
+            token,
+            &["watch", "--out", out.to_str().unwrap()],
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("watch")
+    };
+
+    // Disabled while watching (or before it connects: the same answer).
+    let watcher = watching(&screen);
+    let (status, _) = api(
+        &app,
+        reqwest::Method::POST,
+        "/api/v1/pools/cut/members/screen/disable",
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 204);
+    let output = ends_within(watcher, 30).await;
+    assert_eq!(output.status.code(), Some(77));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("error: this member was disabled by the pool owner; watch stops"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.matches("error:").count(), 1, "one line: {stderr}");
+
+    // Re-keyed: the old token is refused.
+    let (status, _) = api(
+        &app,
+        reqwest::Method::POST,
+        "/api/v1/pools/cut/members/cam/rekey",
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let output = ends_within(watching(&cam), 30).await;
+    assert_eq!(output.status.code(), Some(77));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("new token"), "{stderr}");
+
+    // A member that may not claim is told so by process too.
+    let output = run(cistern(
+        server,
+        "cut",
+        &screen,
+        &["process", "--exec", "true"],
+    ))
+    .await;
+    assert_eq!(output.status.code(), Some(77));
+    app.stop().await;
+}
