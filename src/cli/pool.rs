@@ -46,10 +46,11 @@ impl std::fmt::Debug for Member {
 
 /// Exit codes that every pool command shares.
 const EXIT_CODES: &str = "\
-Exit codes: 0 done; 1 some of the work failed (a file refused) or another \
-error; 2 usage error; 75 push gave up for now (files stay in the spool); \
-77 the server refuses this member (disabled, removed or re-keyed by the \
-pool's owner, or a role that may not do this).";
+Exit codes: 0 done; 1 some of the work failed (a file refused, a group's \
+command failed or its failure could not be reported) or another error; \
+2 usage error; 75 push gave up for now (files stay in the spool); 77 the \
+server refuses this member (disabled, removed or re-keyed by the pool's \
+owner, or a role that may not do this).";
 
 /// Exit code when the server refuses the member itself (sysexits' NOPERM).
 const EXIT_REFUSED: i32 = 77;
@@ -93,6 +94,9 @@ pub enum PoolCommand {
         count: Option<usize>,
     },
     /// Claim sealed groups and turn each into a result with a command.
+    /// A command that fails is reported: the group returns to the pool for
+    /// another attempt (three in all, lapsed leases included), unless the
+    /// command exits with --final-exit-code.
     #[command(after_help = EXIT_CODES)]
     Process {
         #[command(flatten)]
@@ -107,9 +111,15 @@ pub enum PoolCommand {
         /// Seconds between looks for a sealed group when none is waiting.
         #[arg(long, default_value_t = 5)]
         poll_secs: u64,
-        /// Stop after this many groups (default: run until stopped).
+        /// Stop after this many groups (default: run until stopped); the
+        /// exit code then says whether every one was published.
         #[arg(long)]
         count: Option<usize>,
+        /// The command's exit status that means "retrying cannot help"
+        /// (bad input, say): the group then fails at once instead of
+        /// returning for another attempt. Default: every failure is retried.
+        #[arg(long, value_parser = clap::value_parser!(i32).range(1..=255))]
+        final_exit_code: Option<i32>,
     },
 }
 
@@ -168,16 +178,21 @@ async fn run_command(command: PoolCommand) -> anyhow::Result<i32> {
             lease_secs,
             poll_secs,
             count,
+            final_exit_code,
         } => {
-            process(
-                &Client::new(member)?,
-                &exec,
+            let work = Work {
+                exec,
                 lease_secs,
+                final_exit_code,
+            };
+            let failed = process(
+                &Client::new(member)?,
+                &work,
                 Duration::from_secs(poll_secs),
                 count,
             )
             .await?;
-            Ok(0)
+            Ok(if failed > 0 { 1 } else { 0 })
         }
     }
 }
@@ -727,19 +742,30 @@ fn shell_quote(path: &Path) -> String {
     format!("'{}'", path.to_string_lossy().replace('\'', r"'\''"))
 }
 
+/// What `process` does with each group it claims.
+struct Work {
+    /// The command, with `{input}` and `{output}`.
+    exec: String,
+    lease_secs: u64,
+    /// The command's exit status that makes a failure final.
+    final_exit_code: Option<i32>,
+}
+
+/// Claims groups and works on them until `count` are done; answers how
+/// many were not published.
 async fn process(
     client: &Client,
-    exec: &str,
-    lease_secs: u64,
+    work: &Work,
     poll: Duration,
     count: Option<usize>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<usize> {
     let mut done = 0;
+    let mut failed = 0;
     let mut backoff = Backoff::new(None);
     while count.is_none_or(|c| done < c) {
         let claim = client
             .request(reqwest::Method::POST, &client.url("/claims"))
-            .json(&serde_json::json!({"lease_secs": lease_secs}))
+            .json(&serde_json::json!({"lease_secs": work.lease_secs}))
             .send()
             .await;
         let claim = match claim {
@@ -767,41 +793,87 @@ async fn process(
             .to_owned();
         let lease = claim["lease_id"].as_str().unwrap_or_default().to_owned();
         eprintln!("claimed {group}");
-        match process_group(client, exec, &group, &lease, lease_secs).await {
+        match process_group(client, work, &group, &lease).await {
             Ok(()) => println!("published {group}"),
             Err(e) => {
+                failed += 1;
                 eprintln!("group {group} failed: {e:#}");
-                let reported = client
-                    .request(
-                        reqwest::Method::POST,
-                        &client.url(&format!("/groups/{group}/fail")),
-                    )
-                    .json(&serde_json::json!({"lease_id": lease, "reason": format!("{e:#}")}))
-                    .send()
-                    .await;
-                if let Err(e) = reported {
-                    eprintln!("reporting the failure failed too ({e}); the lease will lapse");
-                }
+                report_failure(client, work, &group, &lease, &e).await;
             }
         }
         done += 1;
     }
-    Ok(())
+    Ok(failed)
+}
+
+/// The command ended badly.
+#[derive(Debug, thiserror::Error)]
+#[error("the command exited with {status}; stderr ends with:\n{tail}")]
+struct CommandFailed {
+    status: std::process::ExitStatus,
+    /// The end of its stderr.
+    tail: String,
+}
+
+/// Tells the server why the work failed, so the group goes back to the
+/// pool now rather than when the lease lapses; final when the command
+/// exited with `--final-exit-code`. Unreported, the lease lapses and counts
+/// the same attempt.
+async fn report_failure(
+    client: &Client,
+    work: &Work,
+    group: &str,
+    lease: &str,
+    error: &anyhow::Error,
+) {
+    let last = work.final_exit_code.is_some_and(|code| {
+        error
+            .downcast_ref::<CommandFailed>()
+            .and_then(|failed| failed.status.code())
+            == Some(code)
+    });
+    let reported = client
+        .request(
+            reqwest::Method::POST,
+            &client.url(&format!("/groups/{group}/fail")),
+        )
+        .json(
+            &serde_json::json!({"lease_id": lease, "reason": format!("{error:#}"), "final": last}),
+        )
+        .send()
+        .await;
+    let problem = match reported {
+        Ok(r) if r.status().is_success() => {
+            let now: Value = r.json().await.unwrap_or(Value::Null);
+            let attempts = now["attempts"].as_i64().unwrap_or_default();
+            match now["state"].as_str() {
+                Some("sealed") => eprintln!(
+                    "group {group} is back in the pool for another attempt ({attempts} made)"
+                ),
+                _ => eprintln!("group {group} has failed for good after {attempts} attempt(s)"),
+            }
+            return;
+        }
+        Ok(r) => failure(r, "the server refused the report").await,
+        Err(e) => e.into(),
+    };
+    eprintln!(
+        "reporting the failure failed ({problem:#}); its lease lapses instead, the same attempt"
+    );
 }
 
 /// Downloads, runs the command, uploads; the lease is renewed all along,
 /// so a slow download or upload cannot let it lapse either.
 async fn process_group(
     client: &Client,
-    exec: &str,
+    work: &Work,
     group: &str,
     lease: &str,
-    lease_secs: u64,
 ) -> anyhow::Result<()> {
     let uploading = std::sync::atomic::AtomicBool::new(false);
     tokio::select! {
-        done = work_on_group(client, exec, group, lease, &uploading) => done,
-        lapsed = keep_lease(client, group, lease, lease_secs, &uploading) => Err(lapsed),
+        done = work_on_group(client, &work.exec, group, lease, &uploading) => done,
+        lapsed = keep_lease(client, group, lease, work.lease_secs, &uploading) => Err(lapsed),
     }
 }
 
@@ -911,7 +983,7 @@ async fn work_on_group(
     running.0 = None;
     let tail = stderr_tail.await.unwrap_or_default();
     if !status.success() {
-        bail!("the command exited with {status}; stderr ends with:\n{tail}");
+        return Err(CommandFailed { status, tail }.into());
     }
     let file = tokio::fs::File::open(&output)
         .await

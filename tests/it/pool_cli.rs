@@ -199,28 +199,39 @@ async fn push_through_a_spool_process_with_a_command_and_watch_results_arrive() 
     assert_eq!(result, expected, "both files went through the command");
 
     // A failing command is reported with its exit status and stderr; the
-    // group goes back to the pool for another attempt.
+    // group goes back to the pool, and the exit code says the work failed.
     let (cam2, _, processor2) = pool_with_members(&app, "broken").await;
     let c = write(work.path(), "c.txt", b"x");
     let mut push = cistern(server, "broken", &cam2, &["push"]);
     push.arg(&c);
     assert!(run(push).await.status.success());
     seal_current_group(&app, "broken").await;
-    let output = run(cistern(
-        server,
-        "broken",
-        &processor2,
-        &[
-            "process",
-            "--count",
-            "1",
-            "--exec",
-            "echo 'cannot read input' >&2; exit 3",
-        ],
-    ))
-    .await;
-    assert!(output.status.success(), "the processor itself goes on");
+    let failing = |extra: &'static [&'static str]| {
+        let mut process = cistern(
+            server,
+            "broken",
+            &processor2,
+            &[
+                "process",
+                "--count",
+                "1",
+                "--exec",
+                "echo 'cannot read input' >&2; exit 3",
+            ],
+        );
+        process.args(extra);
+        process
+    };
+    let output = run(failing(&[])).await;
+    assert_eq!(output.status.code(), Some(1), "the work failed");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("back in the pool"), "{stderr}");
     assert_eq!(group_now(&app, "broken").await, (json!("sealed"), json!(1)));
+
+    // The command's "do not retry" status fails the group at once.
+    let output = run(failing(&["--final-exit-code", "3"])).await;
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(group_now(&app, "broken").await, (json!("failed"), json!(2)));
     let token = {
         let (_, session) = api(
             &app,
@@ -239,7 +250,7 @@ async fn push_through_a_spool_process_with_a_command_and_watch_results_arrive() 
         .unwrap();
     let mut stream = futures::StreamExt::boxed(events.bytes_stream());
     let mut text = String::new();
-    while !text.contains("failure_reported") {
+    while !text.contains("group.failed") {
         let chunk = tokio::time::timeout(
             std::time::Duration::from_secs(10),
             futures::StreamExt::next(&mut stream),
@@ -250,9 +261,10 @@ async fn push_through_a_spool_process_with_a_command_and_watch_results_arrive() 
         .unwrap();
         text.push_str(&String::from_utf8_lossy(&chunk));
     }
-    assert!(text.contains("event: group.sealed"), "{text}");
+    assert!(text.contains(r#""failure_reported":true"#), "{text}");
     assert!(text.contains("exit status: 3"), "{text}");
     assert!(text.contains("cannot read input"), "{text}");
+    assert!(text.contains(r#""final":true"#), "{text}");
     app.stop().await;
 }
 
