@@ -44,9 +44,21 @@ impl std::fmt::Debug for Member {
     }
 }
 
+/// Exit codes that every pool command shares.
+const EXIT_CODES: &str = "\
+Exit codes: 0 done; 1 some of the work failed (a file refused, a group's \
+command failed or its failure could not be reported) or another error; \
+2 usage error; 75 push gave up for now (files stay in the spool); 77 the \
+server refuses this member (disabled, removed or re-keyed by the pool's \
+owner, or a role that may not do this).";
+
+/// Exit code when the server refuses the member itself (sysexits' NOPERM).
+const EXIT_REFUSED: i32 = 77;
+
 #[derive(Subcommand, Clone, Debug)]
 pub enum PoolCommand {
     /// Send files, each with its modification time (or --timestamp).
+    #[command(after_help = EXIT_CODES)]
     Push {
         #[command(flatten)]
         member: Member,
@@ -67,7 +79,10 @@ pub enum PoolCommand {
         give_up_secs: Option<u64>,
         files: Vec<PathBuf>,
     },
-    /// Follow the pool's events and download each new result into a directory.
+    /// Follow the pool's events and download each new result into a
+    /// directory. Waits out network errors and server errors; stops when
+    /// the server refuses this member.
+    #[command(after_help = EXIT_CODES)]
     Watch {
         #[command(flatten)]
         member: Member,
@@ -79,6 +94,10 @@ pub enum PoolCommand {
         count: Option<usize>,
     },
     /// Claim sealed groups and turn each into a result with a command.
+    /// A command that fails is reported: the group returns to the pool for
+    /// another attempt (three in all, lapsed leases included), unless the
+    /// command exits with --final-exit-code.
+    #[command(after_help = EXIT_CODES)]
     Process {
         #[command(flatten)]
         member: Member,
@@ -92,14 +111,38 @@ pub enum PoolCommand {
         /// Seconds between looks for a sealed group when none is waiting.
         #[arg(long, default_value_t = 5)]
         poll_secs: u64,
-        /// Stop after this many groups (default: run until stopped).
+        /// Stop after this many groups (default: run until stopped); the
+        /// exit code then says whether every one was published.
         #[arg(long)]
         count: Option<usize>,
+        /// The command's exit status that means "retrying cannot help"
+        /// (bad input, say): the group then fails at once instead of
+        /// returning for another attempt. Default: every failure is retried.
+        #[arg(long, value_parser = clap::value_parser!(i32).range(1..=255))]
+        final_exit_code: Option<i32>,
     },
 }
 
 pub async fn run(args: PoolArgs) -> anyhow::Result<i32> {
-    match args.command {
+    let name = match &args.command {
+        PoolCommand::Push { .. } => "push",
+        PoolCommand::Watch { .. } => "watch",
+        PoolCommand::Process { .. } => "process",
+    };
+    match run_command(args.command).await {
+        Err(e) => match e.downcast_ref::<Refused>() {
+            Some(refused) => {
+                eprintln!("error: {refused}; {name} stops");
+                Ok(EXIT_REFUSED)
+            }
+            None => Err(e),
+        },
+        done => done,
+    }
+}
+
+async fn run_command(command: PoolCommand) -> anyhow::Result<i32> {
+    match command {
         PoolCommand::Push {
             member,
             timestamp,
@@ -135,16 +178,21 @@ pub async fn run(args: PoolArgs) -> anyhow::Result<i32> {
             lease_secs,
             poll_secs,
             count,
+            final_exit_code,
         } => {
-            process(
-                &Client::new(member)?,
-                &exec,
+            let work = Work {
+                exec,
                 lease_secs,
+                final_exit_code,
+            };
+            let failed = process(
+                &Client::new(member)?,
+                &work,
                 Duration::from_secs(poll_secs),
                 count,
             )
             .await?;
-            Ok(0)
+            Ok(if failed > 0 { 1 } else { 0 })
         }
     }
 }
@@ -158,6 +206,50 @@ struct Client {
 /// answers that will not change.
 fn transient(status: reqwest::StatusCode) -> bool {
     status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS
+}
+
+/// The server refuses the member itself: retrying cannot help until the
+/// pool's owner acts, so the command stops (exit code 77).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Refused(String);
+
+/// An unsuccessful answer as an error: a [`Refused`] for 401 and 403,
+/// otherwise what was asked with the status and the server's message.
+async fn failure(response: reqwest::Response, what: &str) -> anyhow::Error {
+    let status = response.status();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    match refusal(status, &body) {
+        Some(refused) => refused.into(),
+        None => anyhow::anyhow!(
+            "{what}: {status}: {}",
+            body["error"]["message"].as_str().unwrap_or("no details")
+        ),
+    }
+}
+
+/// The refusal in an answer of 401 or 403 (with its JSON error body),
+/// told in the owner's terms.
+fn refusal(status: reqwest::StatusCode, body: &Value) -> Option<Refused> {
+    if !matches!(
+        status,
+        reqwest::StatusCode::UNAUTHORIZED | reqwest::StatusCode::FORBIDDEN
+    ) {
+        return None;
+    }
+    let why = match body["error"]["code"].as_str() {
+        Some("account_disabled") => "this member was disabled by the pool owner".to_owned(),
+        _ if status == reqwest::StatusCode::UNAUTHORIZED => {
+            "the server does not know this member's token \
+             (the pool owner removed the member or gave it a new token)"
+                .to_owned()
+        }
+        _ => format!(
+            "the server refused this member ({status}): {}",
+            body["error"]["message"].as_str().unwrap_or("no details")
+        ),
+    };
+    Some(Refused(why))
 }
 
 impl Client {
@@ -272,6 +364,9 @@ async fn send_batch(client: &Client, files: &[Pending]) -> anyhow::Result<Vec<Va
     let status = response.status();
     let body: Value = response.json().await.unwrap_or(Value::Null);
     if !status.is_success() {
+        if let Some(refused) = refusal(status, &body) {
+            return Err(refused.into());
+        }
         let message = body["error"]["message"].as_str().unwrap_or("no details");
         if transient(status) {
             bail!("server answered {status}: {message}");
@@ -285,17 +380,10 @@ async fn send_batch(client: &Client, files: &[Pending]) -> anyhow::Result<Vec<Va
     Ok(receipts)
 }
 
-/// An answer that retrying will not change (a bad token, say).
-#[derive(Debug)]
+/// An answer that retrying will not change (a malformed request, say).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
 struct Permanent(String);
-
-impl std::fmt::Display for Permanent {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Permanent {}
 
 /// Prints a receipt; true when the file is in the pool.
 fn report(file: &Pending, receipt: &Value) -> bool {
@@ -333,7 +421,7 @@ async fn send_with_retries(
                 backoff.reset();
                 return Ok(Some(receipts));
             }
-            Err(e) if e.downcast_ref::<Permanent>().is_some() => return Err(e),
+            Err(e) if e.is::<Permanent>() || e.is::<Refused>() => return Err(e),
             Err(e) => {
                 if !backoff.wait(&format!("sending failed: {e:#}")).await {
                     return Ok(None);
@@ -488,7 +576,9 @@ async fn download_result(
     let response = request.send().await?;
     match response.status() {
         reqwest::StatusCode::NOT_MODIFIED | reqwest::StatusCode::NOT_FOUND => return Ok(None),
-        status if !status.is_success() => bail!("downloading {path}: {status}"),
+        status if !status.is_success() => {
+            return Err(failure(response, &format!("downloading {path}")).await);
+        }
         _ => {}
     }
     let etag = response
@@ -519,6 +609,17 @@ async fn download_result(
     Ok(Some((etag, group)))
 }
 
+/// Words for a `member.*` event after which the server may no longer
+/// serve this member; `None` for the others.
+fn member_change(kind: &str) -> Option<&'static str> {
+    match kind {
+        "member.disabled" => Some("this member was disabled by the pool owner"),
+        "member.removed" => Some("this member was removed from the pool by its owner"),
+        "member.rekeyed" => Some("the pool owner gave this member a new token"),
+        _ => None,
+    }
+}
+
 async fn watch(client: &Client, out: &Path, count: Option<usize>) -> anyhow::Result<()> {
     std::fs::create_dir_all(out)?;
     let state_path = out.join(WATCH_STATE);
@@ -528,6 +629,15 @@ async fn watch(client: &Client, out: &Path, count: Option<usize>) -> anyhow::Res
         .unwrap_or_default();
     let mut received = 0;
     let mut backoff = Backoff::new(None);
+    // After a `member.*` event the next request tells whether the member
+    // may go on (the event alone does not: it may be replayed from before
+    // a new token, or be about another member when an owner watches); a
+    // refusal then is told in the event's words.
+    let mut changed: Option<&str> = None;
+    let refused = |e: anyhow::Error, changed: Option<&str>| match changed {
+        Some(why) if e.is::<Refused>() => Refused(why.to_owned()).into(),
+        _ => e,
+    };
     loop {
         // After any gap, first catch up on the newest result...
         match download_result(client, "/results/latest", state.latest_etag.as_deref(), out).await {
@@ -537,6 +647,7 @@ async fn watch(client: &Client, out: &Path, count: Option<usize>) -> anyhow::Res
                 received += 1;
             }
             Ok(None) => {}
+            Err(e) if e.is::<Refused>() => return Err(refused(e, changed)),
             Err(e) => {
                 backoff
                     .wait(&format!("fetching the latest result failed: {e:#}"))
@@ -544,6 +655,7 @@ async fn watch(client: &Client, out: &Path, count: Option<usize>) -> anyhow::Res
                 continue;
             }
         }
+        changed = None;
         if count.is_some_and(|c| received >= c) {
             return Ok(());
         }
@@ -560,7 +672,7 @@ async fn watch(client: &Client, out: &Path, count: Option<usize>) -> anyhow::Res
             .await;
         let response = match response {
             Ok(r) if r.status().is_success() => r,
-            Ok(r) if !transient(r.status()) => bail!("the server refused: {}", r.status()),
+            Ok(r) if !transient(r.status()) => return Err(failure(r, "following events").await),
             Ok(r) => {
                 backoff
                     .wait(&format!("the server answered {}", r.status()))
@@ -586,6 +698,7 @@ async fn watch(client: &Client, out: &Path, count: Option<usize>) -> anyhow::Res
                     continue;
                 };
                 let event: Value = serde_json::from_str(data).unwrap_or(Value::Null);
+                changed = event["kind"].as_str().and_then(member_change);
                 if event["kind"] == "group.published"
                     && let Some(group) = event["group"].as_str()
                 {
@@ -596,6 +709,7 @@ async fn watch(client: &Client, out: &Path, count: Option<usize>) -> anyhow::Res
                             received += 1;
                         }
                         Ok(None) => {}
+                        Err(e) if e.is::<Refused>() => return Err(e),
                         Err(e) => {
                             // Without moving past this event: reconnect and
                             // catch up through the latest result.
@@ -611,9 +725,15 @@ async fn watch(client: &Client, out: &Path, count: Option<usize>) -> anyhow::Res
                 if count.is_some_and(|c| received >= c) {
                     return Ok(());
                 }
+                if changed.is_some() {
+                    // The server ends a refused member's stream; ask at once.
+                    break 'stream;
+                }
             }
         }
-        backoff.wait("the event stream ended").await;
+        if changed.is_none() {
+            backoff.wait("the event stream ended").await;
+        }
     }
 }
 
@@ -622,19 +742,30 @@ fn shell_quote(path: &Path) -> String {
     format!("'{}'", path.to_string_lossy().replace('\'', r"'\''"))
 }
 
+/// What `process` does with each group it claims.
+struct Work {
+    /// The command, with `{input}` and `{output}`.
+    exec: String,
+    lease_secs: u64,
+    /// The command's exit status that makes a failure final.
+    final_exit_code: Option<i32>,
+}
+
+/// Claims groups and works on them until `count` are done; answers how
+/// many were not published.
 async fn process(
     client: &Client,
-    exec: &str,
-    lease_secs: u64,
+    work: &Work,
     poll: Duration,
     count: Option<usize>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<usize> {
     let mut done = 0;
+    let mut failed = 0;
     let mut backoff = Backoff::new(None);
     while count.is_none_or(|c| done < c) {
         let claim = client
             .request(reqwest::Method::POST, &client.url("/claims"))
-            .json(&serde_json::json!({"lease_secs": lease_secs}))
+            .json(&serde_json::json!({"lease_secs": work.lease_secs}))
             .send()
             .await;
         let claim = match claim {
@@ -643,7 +774,7 @@ async fn process(
                 continue;
             }
             Ok(r) if r.status().is_success() => r.json::<Value>().await?,
-            Ok(r) if !transient(r.status()) => bail!("claiming refused: {}", r.status()),
+            Ok(r) if !transient(r.status()) => return Err(failure(r, "claiming refused").await),
             Ok(r) => {
                 backoff
                     .wait(&format!("claiming failed: {}", r.status()))
@@ -662,41 +793,87 @@ async fn process(
             .to_owned();
         let lease = claim["lease_id"].as_str().unwrap_or_default().to_owned();
         eprintln!("claimed {group}");
-        match process_group(client, exec, &group, &lease, lease_secs).await {
+        match process_group(client, work, &group, &lease).await {
             Ok(()) => println!("published {group}"),
             Err(e) => {
+                failed += 1;
                 eprintln!("group {group} failed: {e:#}");
-                let reported = client
-                    .request(
-                        reqwest::Method::POST,
-                        &client.url(&format!("/groups/{group}/fail")),
-                    )
-                    .json(&serde_json::json!({"lease_id": lease, "reason": format!("{e:#}")}))
-                    .send()
-                    .await;
-                if let Err(e) = reported {
-                    eprintln!("reporting the failure failed too ({e}); the lease will lapse");
-                }
+                report_failure(client, work, &group, &lease, &e).await;
             }
         }
         done += 1;
     }
-    Ok(())
+    Ok(failed)
+}
+
+/// The command ended badly.
+#[derive(Debug, thiserror::Error)]
+#[error("the command exited with {status}; stderr ends with:\n{tail}")]
+struct CommandFailed {
+    status: std::process::ExitStatus,
+    /// The end of its stderr.
+    tail: String,
+}
+
+/// Tells the server why the work failed, so the group goes back to the
+/// pool now rather than when the lease lapses; final when the command
+/// exited with `--final-exit-code`. Unreported, the lease lapses and counts
+/// the same attempt.
+async fn report_failure(
+    client: &Client,
+    work: &Work,
+    group: &str,
+    lease: &str,
+    error: &anyhow::Error,
+) {
+    let last = work.final_exit_code.is_some_and(|code| {
+        error
+            .downcast_ref::<CommandFailed>()
+            .and_then(|failed| failed.status.code())
+            == Some(code)
+    });
+    let reported = client
+        .request(
+            reqwest::Method::POST,
+            &client.url(&format!("/groups/{group}/fail")),
+        )
+        .json(
+            &serde_json::json!({"lease_id": lease, "reason": format!("{error:#}"), "final": last}),
+        )
+        .send()
+        .await;
+    let problem = match reported {
+        Ok(r) if r.status().is_success() => {
+            let now: Value = r.json().await.unwrap_or(Value::Null);
+            let attempts = now["attempts"].as_i64().unwrap_or_default();
+            match now["state"].as_str() {
+                Some("sealed") => eprintln!(
+                    "group {group} is back in the pool for another attempt ({attempts} made)"
+                ),
+                _ => eprintln!("group {group} has failed for good after {attempts} attempt(s)"),
+            }
+            return;
+        }
+        Ok(r) => failure(r, "the server refused the report").await,
+        Err(e) => e.into(),
+    };
+    eprintln!(
+        "reporting the failure failed ({problem:#}); its lease lapses instead, the same attempt"
+    );
 }
 
 /// Downloads, runs the command, uploads; the lease is renewed all along,
 /// so a slow download or upload cannot let it lapse either.
 async fn process_group(
     client: &Client,
-    exec: &str,
+    work: &Work,
     group: &str,
     lease: &str,
-    lease_secs: u64,
 ) -> anyhow::Result<()> {
     let uploading = std::sync::atomic::AtomicBool::new(false);
     tokio::select! {
-        done = work_on_group(client, exec, group, lease, &uploading) => done,
-        lapsed = keep_lease(client, group, lease, lease_secs, &uploading) => Err(lapsed),
+        done = work_on_group(client, &work.exec, group, lease, &uploading) => done,
+        lapsed = keep_lease(client, group, lease, work.lease_secs, &uploading) => Err(lapsed),
     }
 }
 
@@ -806,7 +983,7 @@ async fn work_on_group(
     running.0 = None;
     let tail = stderr_tail.await.unwrap_or_default();
     if !status.success() {
-        bail!("the command exited with {status}; stderr ends with:\n{tail}");
+        return Err(CommandFailed { status, tail }.into());
     }
     let file = tokio::fs::File::open(&output)
         .await

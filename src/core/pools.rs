@@ -41,7 +41,8 @@ pub const DEFAULT_FORBIDDEN: [&str; 8] = [
 const FUTURE_TOLERANCE_MS: i64 = 5 * 60 * 1000;
 /// How long a claim holds a group unless renewed.
 pub const DEFAULT_LEASE_SECS: i64 = 300;
-/// Claims whose leases lapse before a group fails.
+/// Attempts (claims whose lease lapsed or whose processor reported a
+/// failure) before a group fails.
 const MAX_ATTEMPTS: i64 = 3;
 /// Bytes looked at to detect a file's type.
 const SNIFF_LEN: usize = 8192;
@@ -838,7 +839,11 @@ impl Store {
         Ok(self.meta.group(&pool.id, start_ms).await?)
     }
 
-    /// The processor reports that it could not make a result.
+    /// The processor reports that it could not make a result. Like a
+    /// lapsed lease, this ends one attempt: the group is sealed again for
+    /// another processor, and fails after the last attempt; a `last`
+    /// report (retrying cannot help) fails it at once. Answers the group
+    /// as the report left it.
     pub async fn fail_group(
         &self,
         pool: &PoolRecord,
@@ -846,18 +851,25 @@ impl Store {
         start_ms: i64,
         lease_id: &str,
         reason: &str,
-    ) -> CoreResult<()> {
+        last: bool,
+    ) -> CoreResult<GroupRecord> {
         Self::require_processor(member)?;
-        self.apply_pool(PoolMutation::Fail {
-            pool_id: pool.id.clone(),
-            start_ms,
-            lease_id: lease_id.to_owned(),
-            reason: reason.chars().take(4000).collect(),
-            now_ms: now_ms(),
-        })
-        .await?;
+        let outcome = self
+            .apply_pool(PoolMutation::Fail {
+                pool_id: pool.id.clone(),
+                start_ms,
+                lease_id: lease_id.to_owned(),
+                reason: reason.chars().take(4000).collect(),
+                last,
+                max_attempts: MAX_ATTEMPTS,
+                now_ms: now_ms(),
+            })
+            .await?;
         self.pool_events.notify_waiters();
-        Ok(())
+        match outcome {
+            MutationOutcome::Pool(PoolOutcome::AttemptEnded(group)) => Ok(*group),
+            _ => Err(CoreError::Internal("unexpected outcome".into())),
+        }
     }
 
     /// The owner gives a failed group another three attempts.

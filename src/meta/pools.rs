@@ -207,12 +207,16 @@ pub enum PoolMutation {
         result: Box<ObjectRecord>,
         event: PoolEvent,
     },
-    /// The processor gave up: the group fails.
+    /// The processor reports that its attempt failed: the group returns
+    /// to `sealed` for another attempt, or fails when the report is
+    /// `last` (retrying cannot help) or `max_attempts` are used up.
     Fail {
         pool_id: String,
         start_ms: i64,
         lease_id: String,
         reason: String,
+        last: bool,
+        max_attempts: i64,
         now_ms: i64,
     },
     /// The owner gives a failed group new attempts.
@@ -265,6 +269,8 @@ pub enum PoolOutcome {
     Claimed(Box<GroupRecord>),
     /// No sealed group to claim.
     NothingToClaim,
+    /// The group after an attempt ended without a result.
+    AttemptEnded(Box<GroupRecord>),
 }
 
 pub(super) async fn apply(
@@ -351,11 +357,25 @@ pub(super) async fn apply(
             start_ms,
             lease_id,
             reason,
+            last,
+            max_attempts,
             now_ms,
         } => {
             let group = held_group(conn, pool_id, *start_ms, lease_id, *now_ms).await?;
-            set_state(conn, &group, "failed", *now_ms, json!({"reason": reason})).await?;
-            Ok(MutationOutcome::Done)
+            let ended = AttemptEnd::Reported {
+                reason,
+                last: *last,
+            };
+            let state = end_attempt(conn, &group, ended, *max_attempts, *now_ms).await?;
+            Ok(MutationOutcome::Pool(PoolOutcome::AttemptEnded(Box::new(
+                GroupRecord {
+                    state: state.into(),
+                    lease_id: None,
+                    lease_expires_ms: None,
+                    updated_ms: *now_ms,
+                    ..group
+                },
+            ))))
         }
         PoolMutation::Reopen {
             pool_id,
@@ -393,18 +413,7 @@ pub(super) async fn apply(
             .map(group_from_row)
             .collect::<MetaResult<_>>()?;
             for group in &lapsed {
-                let (state, data) = if group.attempts >= *max_attempts {
-                    (
-                        "failed",
-                        json!({"reason": format!("{} attempts lapsed", group.attempts)}),
-                    )
-                } else {
-                    (
-                        "sealed",
-                        json!({"lease_lapsed": true, "attempts": group.attempts}),
-                    )
-                };
-                set_state(conn, group, state, *now_ms, data).await?;
+                end_attempt(conn, group, AttemptEnd::Lapsed, *max_attempts, *now_ms).await?;
             }
             Ok(MutationOutcome::Pool(PoolOutcome::Sealed(
                 lapsed.len() as u64
@@ -679,6 +688,49 @@ async fn set_state(
         },
     )
     .await
+}
+
+/// How an attempt at a group ended without a result.
+enum AttemptEnd<'a> {
+    /// The lease lapsed: the processor went quiet.
+    Lapsed,
+    /// The processor reported a failure; `last` when retrying cannot help.
+    Reported { reason: &'a str, last: bool },
+}
+
+/// Ends an attempt that made no result: the group returns to `sealed` for
+/// another attempt, or fails once `max_attempts` are used up (or at once on
+/// a last failure report). Lapses and reports count alike, as attempts
+/// are counted by claims. Answers the state the group is in now.
+async fn end_attempt(
+    conn: &mut AnyConnection,
+    group: &GroupRecord,
+    end: AttemptEnd<'_>,
+    max_attempts: i64,
+    now_ms: i64,
+) -> MetaResult<&'static str> {
+    let attempts = group.attempts;
+    let used_up = attempts >= max_attempts;
+    let (state, data) = match end {
+        AttemptEnd::Lapsed if used_up => (
+            "failed",
+            json!({"reason": format!("{attempts} attempts lapsed"), "attempts": attempts}),
+        ),
+        AttemptEnd::Lapsed => (
+            "sealed",
+            json!({"lease_lapsed": true, "attempts": attempts}),
+        ),
+        AttemptEnd::Reported { reason, last } if last || used_up => (
+            "failed",
+            json!({"reason": reason, "attempts": attempts, "final": last}),
+        ),
+        AttemptEnd::Reported { reason, .. } => (
+            "sealed",
+            json!({"failure_reported": true, "reason": reason, "attempts": attempts}),
+        ),
+    };
+    set_state(conn, group, state, now_ms, data).await?;
+    Ok(state)
 }
 
 #[allow(clippy::too_many_arguments)]

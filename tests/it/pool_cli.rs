@@ -76,7 +76,13 @@ fn write(dir: &Path, name: &str, data: &[u8]) -> String {
     path.to_string_lossy().into_owned()
 }
 
-async fn seal_current_group(app: &TestApp, pool: &str) {
+/// A pool's newest group: its state and attempts.
+async fn group_now(app: &TestApp, pool: &str) -> (Value, Value) {
+    let group = newest_group(app, pool).await;
+    (group["state"].clone(), group["attempts"].clone())
+}
+
+async fn newest_group(app: &TestApp, pool: &str) -> Value {
     let (_, groups) = api(
         app,
         reqwest::Method::GET,
@@ -84,7 +90,14 @@ async fn seal_current_group(app: &TestApp, pool: &str) {
         json!(null),
     )
     .await;
-    let group = groups[0]["group"].as_str().expect("a group").to_owned();
+    groups[0].clone()
+}
+
+async fn seal_current_group(app: &TestApp, pool: &str) {
+    let group = newest_group(app, pool).await["group"]
+        .as_str()
+        .expect("a group")
+        .to_owned();
     let (status, _) = api(
         app,
         reqwest::Method::POST,
@@ -185,35 +198,40 @@ async fn push_through_a_spool_process_with_a_command_and_watch_results_arrive() 
     expected.sort_unstable();
     assert_eq!(result, expected, "both files went through the command");
 
-    // A failing command is reported with its exit status and stderr.
+    // A failing command is reported with its exit status and stderr; the
+    // group goes back to the pool, and the exit code says the work failed.
     let (cam2, _, processor2) = pool_with_members(&app, "broken").await;
     let c = write(work.path(), "c.txt", b"x");
     let mut push = cistern(server, "broken", &cam2, &["push"]);
     push.arg(&c);
     assert!(run(push).await.status.success());
     seal_current_group(&app, "broken").await;
-    let output = run(cistern(
-        server,
-        "broken",
-        &processor2,
-        &[
-            "process",
-            "--count",
-            "1",
-            "--exec",
-            "echo 'cannot read input' >&2; exit 3",
-        ],
-    ))
-    .await;
-    assert!(output.status.success(), "the processor itself goes on");
-    let (_, groups) = api(
-        &app,
-        reqwest::Method::GET,
-        "/api/v1/pools/broken/groups",
-        json!(null),
-    )
-    .await;
-    assert_eq!(groups[0]["state"], "failed");
+    let failing = |extra: &'static [&'static str]| {
+        let mut process = cistern(
+            server,
+            "broken",
+            &processor2,
+            &[
+                "process",
+                "--count",
+                "1",
+                "--exec",
+                "echo 'cannot read input' >&2; exit 3",
+            ],
+        );
+        process.args(extra);
+        process
+    };
+    let output = run(failing(&[])).await;
+    assert_eq!(output.status.code(), Some(1), "the work failed");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("back in the pool"), "{stderr}");
+    assert_eq!(group_now(&app, "broken").await, (json!("sealed"), json!(1)));
+
+    // The command's "do not retry" status fails the group at once.
+    let output = run(failing(&["--final-exit-code", "3"])).await;
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(group_now(&app, "broken").await, (json!("failed"), json!(2)));
     let token = {
         let (_, session) = api(
             &app,
@@ -243,7 +261,88 @@ async fn push_through_a_spool_process_with_a_command_and_watch_results_arrive() 
         .unwrap();
         text.push_str(&String::from_utf8_lossy(&chunk));
     }
+    assert!(text.contains(r#""failure_reported":true"#), "{text}");
     assert!(text.contains("exit status: 3"), "{text}");
     assert!(text.contains("cannot read input"), "{text}");
+    assert!(text.contains(r#""final":true"#), "{text}");
+    app.stop().await;
+}
+
+/// Waits for a command to end by itself; its output.
+async fn ends_within(child: tokio::process::Child, secs: u64) -> Output {
+    let output = tokio::time::timeout(
+        std::time::Duration::from_secs(secs),
+        child.wait_with_output(),
+    )
+    .await
+    .expect("the command ends in time")
+    .expect("output");
+    eprintln!("stderr:\n{}", String::from_utf8_lossy(&output.stderr));
+    output
+}
+
+#[tokio::test]
+async fn watch_and_process_stop_with_a_clear_message_when_the_member_is_refused() {
+    let app = spawn_app().await;
+    let server = app.web_url("");
+    let server = server.trim_end_matches('/');
+    let (cam, screen, _) = pool_with_members(&app, "cut").await;
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("out");
+    let watching = |token: &str| {
+        cistern(
+            server,
+            "cut",
+            token,
+            &["watch", "--out", out.to_str().unwrap()],
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("watch")
+    };
+
+    // Disabled while watching (or before it connects: the same answer).
+    let watcher = watching(&screen);
+    let (status, _) = api(
+        &app,
+        reqwest::Method::POST,
+        "/api/v1/pools/cut/members/screen/disable",
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 204);
+    let output = ends_within(watcher, 30).await;
+    assert_eq!(output.status.code(), Some(77));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("error: this member was disabled by the pool owner; watch stops"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.matches("error:").count(), 1, "one line: {stderr}");
+
+    // Re-keyed: the old token is refused.
+    let (status, _) = api(
+        &app,
+        reqwest::Method::POST,
+        "/api/v1/pools/cut/members/cam/rekey",
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let output = ends_within(watching(&cam), 30).await;
+    assert_eq!(output.status.code(), Some(77));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("new token"), "{stderr}");
+
+    // A member that may not claim is told so by process too.
+    let output = run(cistern(
+        server,
+        "cut",
+        &screen,
+        &["process", "--exec", "true"],
+    ))
+    .await;
+    assert_eq!(output.status.code(), Some(77));
     app.stop().await;
 }

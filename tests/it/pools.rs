@@ -759,34 +759,42 @@ async fn wait_for_state(app: &TestApp, state: &str) -> Value {
     }
 }
 
-#[tokio::test]
-async fn lapsed_leases_return_the_group_and_three_lapses_fail_it() {
-    let app = spawn_app().await;
-    create_pool(&app, json!({"name": "lab", "window_secs": 3600})).await;
-    let cam = add_members(&app, "lab", json!({"name": "cam", "role": "contributor"})).await;
+/// The pool "lab" with a contributor and two processors, and its one group
+/// sealed: the processors' tokens and the group.
+async fn sealed_lab_group(app: &TestApp) -> (String, String, String) {
+    create_pool(app, json!({"name": "lab", "window_secs": 3600})).await;
+    let cam = add_members(app, "lab", json!({"name": "cam", "role": "contributor"})).await;
     let procs = add_members(
-        &app,
+        app,
         "lab",
         json!({"count": 2, "prefix": "proc-", "role": "processor"}),
     )
     .await;
-    send_batch(&app, "lab", &cam[0].1, &[("a.png", now_ms(), PNG)]).await;
-    let (_, groups) = get(&app, "/api/v1/pools/lab/groups", None).await;
+    send_batch(app, "lab", &cam[0].1, &[("a.png", now_ms(), PNG)]).await;
+    let (_, groups) = get(app, "/api/v1/pools/lab/groups", None).await;
     let group = groups[0]["group"].as_str().unwrap().to_owned();
-    post(
-        &app,
+    let (status, _) = post(
+        app,
         &format!("/api/v1/pools/lab/groups/{group}/seal"),
         None,
         json!({}),
     )
     .await;
+    assert_eq!(status, 204);
+    (procs[0].1.clone(), procs[1].1.clone(), group)
+}
+
+#[tokio::test]
+async fn lapsed_leases_return_the_group_and_three_lapses_fail_it() {
+    let app = spawn_app().await;
+    let (p1, p2, group) = sealed_lab_group(&app).await;
 
     // proc-1 dies mid-work: its lease lapses, proc-2 takes over, and
     // proc-1's late result is refused.
     let (_, first) = post(
         &app,
         "/api/v1/pools/lab/claims",
-        Some(&procs[0].1),
+        Some(&p1),
         json!({"lease_secs": 1}),
     )
     .await;
@@ -795,7 +803,7 @@ async fn lapsed_leases_return_the_group_and_three_lapses_fail_it() {
     let (status, second) = post(
         &app,
         "/api/v1/pools/lab/claims",
-        Some(&procs[1].1),
+        Some(&p2),
         json!({"lease_secs": 1}),
     )
     .await;
@@ -806,7 +814,7 @@ async fn lapsed_leases_return_the_group_and_three_lapses_fail_it() {
     let (status, _) = put_result(
         &app,
         &group,
-        &procs[0].1,
+        &p1,
         first["lease_id"].as_str().unwrap(),
         b"late".to_vec(),
     )
@@ -816,7 +824,7 @@ async fn lapsed_leases_return_the_group_and_three_lapses_fail_it() {
     let (status, _) = post(
         &app,
         "/api/v1/pools/lab/claims",
-        Some(&procs[1].1),
+        Some(&p2),
         json!({"lease_secs": 1}),
     )
     .await;
@@ -824,7 +832,7 @@ async fn lapsed_leases_return_the_group_and_three_lapses_fail_it() {
     let failed = wait_for_state(&app, "failed").await;
     assert_eq!(failed["attempts"], 3);
 
-    // The owner reopens it; a processor that cannot finish says why.
+    // The owner reopens it with fresh attempts.
     let (status, _) = post(
         &app,
         &format!("/api/v1/pools/lab/groups/{group}/reopen"),
@@ -833,38 +841,182 @@ async fn lapsed_leases_return_the_group_and_three_lapses_fail_it() {
     )
     .await;
     assert_eq!(status, 204);
-    let (_, claim) = post(
-        &app,
-        "/api/v1/pools/lab/claims",
-        Some(&procs[0].1),
-        json!({}),
-    )
-    .await;
+    let (_, claim) = post(&app, "/api/v1/pools/lab/claims", Some(&p1), json!({})).await;
     assert_eq!(
         claim["group"]["attempts"], 1,
         "a reopened group has fresh attempts"
     );
-    let (status, _) = post(
-        &app,
+    let events = read_events(&app, "?pool=lab", &login(&app).await, None, |seen| {
+        seen.iter().any(|e| e["kind"] == "group.failed")
+    })
+    .await;
+    let lapses: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["kind"] == "group.sealed" && e["data"]["lease_lapsed"] == true)
+        .collect();
+    assert_eq!(lapses.len(), 2, "{events:?}");
+    let failed = events.iter().find(|e| e["kind"] == "group.failed").unwrap();
+    assert_eq!(failed["data"]["reason"], "3 attempts lapsed");
+    app.stop().await;
+}
+
+/// A report, as `cistern pool process` sends it; answers the group.
+async fn report_failure(
+    app: &TestApp,
+    group: &str,
+    token: &str,
+    lease: &Value,
+    mut body: Value,
+) -> (u16, Value) {
+    body["lease_id"] = lease.clone();
+    post(
+        app,
         &format!("/api/v1/pools/lab/groups/{group}/fail"),
-        Some(&procs[0].1),
-        json!({"lease_id": claim["lease_id"], "reason": "exit status 2: out of memory"}),
+        Some(token),
+        body,
+    )
+    .await
+}
+
+/// A report the server takes: the group's state and attempts after it.
+async fn reported(
+    app: &TestApp,
+    group: &str,
+    token: &str,
+    lease: &Value,
+    body: Value,
+) -> (String, i64) {
+    let (status, now) = report_failure(app, group, token, lease, body).await;
+    assert_eq!(status, 200, "{now}");
+    (
+        now["state"].as_str().unwrap().to_owned(),
+        now["attempts"].as_i64().unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn a_failure_report_is_one_attempt_and_a_final_one_fails_the_group_at_once() {
+    let app = spawn_app().await;
+    let (p1, p2, group) = sealed_lab_group(&app).await;
+    let (p1, p2) = (&p1, &p2);
+    let screen = add_members(&app, "lab", json!({"name": "screen", "role": "listener"})).await;
+
+    // Attempt 1: proc-1 reports a failure; the group is sealed again and
+    // its lease is over.
+    let (_, first) = post(&app, "/api/v1/pools/lab/claims", Some(p1), json!({})).await;
+    let lease = &first["lease_id"];
+    let now = reported(
+        &app,
+        &group,
+        p1,
+        lease,
+        json!({"reason": "exit status 1: flaky"}),
     )
     .await;
-    assert_eq!(status, 204);
-    wait_for_state(&app, "failed").await;
-    let events = read_events(&app, "?pool=lab", &login(&app).await, None, |seen| {
+    assert_eq!(now, ("sealed".to_owned(), 1));
+    let (status, _) = report_failure(&app, &group, p1, lease, json!({"reason": "again"})).await;
+    assert_eq!(status, 409, "one report per attempt");
+    let (status, _) = post(
+        &app,
+        &format!("/api/v1/pools/lab/groups/{group}/lease"),
+        Some(p1),
+        json!({"lease_id": lease}),
+    )
+    .await;
+    assert_eq!(status, 409, "the report released the lease");
+    let (status, _) = put_result(&app, &group, p1, lease.as_str().unwrap(), b"late".to_vec()).await;
+    assert_eq!(status, 409);
+
+    // Attempt 2: another processor takes it, and its lease lapses.
+    let (status, second) = post(
+        &app,
+        "/api/v1/pools/lab/claims",
+        Some(p2),
+        json!({"lease_secs": 1}),
+    )
+    .await;
+    assert_eq!(
+        (status, second["group"]["attempts"].as_i64()),
+        (200, Some(2)),
+        "{second}"
+    );
+    let sealed = wait_for_state(&app, "sealed").await;
+    assert_eq!(sealed["attempts"], 2);
+
+    // Attempt 3: a report after a lapse is the last attempt.
+    let (_, third) = post(&app, "/api/v1/pools/lab/claims", Some(p1), json!({})).await;
+    assert_eq!(third["group"]["attempts"], 3);
+    let now = reported(
+        &app,
+        &group,
+        p1,
+        &third["lease_id"],
+        json!({"reason": "exit status 1: flaky again"}),
+    )
+    .await;
+    assert_eq!(now, ("failed".to_owned(), 3));
+    let (status, _) = post(&app, "/api/v1/pools/lab/claims", Some(p2), json!({})).await;
+    assert_eq!(status, 204, "a failed group is not claimed");
+
+    // Reopened: a final report fails it at its first attempt.
+    post(
+        &app,
+        &format!("/api/v1/pools/lab/groups/{group}/reopen"),
+        None,
+        json!({}),
+    )
+    .await;
+    let (_, fourth) = post(&app, "/api/v1/pools/lab/claims", Some(p2), json!({})).await;
+    let now = reported(
+        &app,
+        &group,
+        p2,
+        &fourth["lease_id"],
+        json!({"reason": "exit status 65: not an image", "final": true}),
+    )
+    .await;
+    assert_eq!(now, ("failed".to_owned(), 1));
+
+    // Every member hears of each end, with the processor's reason.
+    let events = read_events(&app, "", &screen[0].1, None, |seen| {
         seen.iter().filter(|e| e["kind"] == "group.failed").count() == 2
     })
     .await;
-    let reasons: Vec<&str> = events
+    let ends: Vec<(&str, &Value)> = events
         .iter()
-        .filter(|e| e["kind"] == "group.failed")
-        .map(|e| e["data"]["reason"].as_str().unwrap())
+        .filter(|e| e["kind"] != "group.claimed")
+        .map(|e| (e["kind"].as_str().unwrap(), &e["data"]))
         .collect();
+    assert_eq!(ends.len(), 6, "{ends:?}");
+    assert_eq!(ends[0].0, "group.sealed", "sealed by the owner");
     assert_eq!(
-        reasons,
-        ["3 attempts lapsed", "exit status 2: out of memory"]
+        ends[1],
+        (
+            "group.sealed",
+            &json!({"failure_reported": true, "reason": "exit status 1: flaky", "attempts": 1})
+        )
+    );
+    assert_eq!(
+        ends[2],
+        (
+            "group.sealed",
+            &json!({"lease_lapsed": true, "attempts": 2})
+        )
+    );
+    assert_eq!(
+        ends[3],
+        (
+            "group.failed",
+            &json!({"reason": "exit status 1: flaky again", "attempts": 3, "final": false})
+        )
+    );
+    assert_eq!(ends[4], ("group.sealed", &json!({"reopened": true})));
+    assert_eq!(
+        ends[5],
+        (
+            "group.failed",
+            &json!({"reason": "exit status 65: not an image", "attempts": 1, "final": true})
+        )
     );
     app.stop().await;
 }

@@ -1109,17 +1109,22 @@ pub struct FailureReport {
     pub lease_id: String,
     /// What went wrong (exit status, the tail of stderr).
     pub reason: String,
+    /// Retrying cannot help (the input itself is bad): the group fails at
+    /// once instead of returning to `sealed` for another attempt. Default
+    /// false.
+    #[serde(rename = "final", default)]
+    pub last: bool,
 }
 
-#[utoipa::path(post, path = "/api/v1/pools/{pool}/groups/{group}/fail", tag = "pools", params(("pool" = String, Path, description = "Pool name", example = "sky"), ("group" = String, Path, description = "RFC 3339 start of the group's window", example = "2026-11-23T12:00:00.000Z")), request_body = FailureReport, responses((status = 204, description = "The group is failed")))]
+#[utoipa::path(post, path = "/api/v1/pools/{pool}/groups/{group}/fail", tag = "pools", params(("pool" = String, Path, description = "Pool name", example = "sky"), ("group" = String, Path, description = "RFC 3339 start of the group's window", example = "2026-11-23T12:00:00.000Z")), request_body = FailureReport, responses((status = 200, description = "The attempt is over and the lease released. The group is `sealed` again for another attempt (a `group.sealed` event with `failure_reported` and the reason), or `failed` (`group.failed`) when the report is final or this was its third attempt, lapses and reports counting alike. 409 when the lease lapsed or is not yours.", body = GroupView)))]
 pub async fn fail(
     State(state): State<WebState>,
     caller: PoolCaller,
     Path((pool, group)): Path<(String, String)>,
     JsonBody(body): JsonBody<FailureReport>,
-) -> ApiResult<StatusCode> {
+) -> ApiResult<Json<GroupView>> {
     let (pool, member) = processor(&state, caller, &pool).await?;
-    state
+    let group = state
         .store
         .fail_group(
             &pool,
@@ -1127,9 +1132,10 @@ pub async fn fail(
             group_time(&group)?,
             &body.lease_id,
             &body.reason,
+            body.last,
         )
         .await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(Json(group.into()))
 }
 
 #[utoipa::path(post, path = "/api/v1/pools/{pool}/groups/{group}/reopen", tag = "pools", params(("pool" = String, Path, description = "Pool name", example = "sky"), ("group" = String, Path, description = "RFC 3339 start of the group's window", example = "2026-11-23T12:00:00.000Z")), responses((status = 204, description = "A failed group is sealed again with fresh attempts (owner)")))]
