@@ -150,17 +150,18 @@ fn length(headers: &axum::http::HeaderMap) -> u64 {
         .unwrap_or(0)
 }
 
-/// Routes whose bodies are files, not JSON: they stream into storage up to
-/// the largest object size.
-fn takes_files(method: &axum::http::Method, route: &str) -> bool {
+/// The most a route's body may announce: one object for a raw upload or a
+/// result, no bound for forms that carry many files (each file is held to
+/// its own limit as it streams), 1 MiB of JSON for everything else.
+fn body_limit(method: &axum::http::Method, route: &str, max_object_size: u64) -> u64 {
     use axum::http::Method;
-    matches!(
-        (method, route),
+    match (method, route) {
         (&Method::PUT, "/api/v1/buckets/{bucket}/objects/{*key}")
-            | (&Method::POST, "/api/v1/buckets/{bucket}/objects")
-            | (&Method::POST, "/api/v1/pools/{pool}/contributions")
-            | (&Method::PUT, "/api/v1/pools/{pool}/groups/{group}/result")
-    )
+        | (&Method::PUT, "/api/v1/pools/{pool}/groups/{group}/result") => max_object_size,
+        (&Method::POST, "/api/v1/buckets/{bucket}/objects")
+        | (&Method::POST, "/api/v1/pools/{pool}/contributions") => u64::MAX,
+        _ => JSON_BODY_LIMIT as u64,
+    }
 }
 
 /// Gives each API request an id (the `x-request-id` header and error
@@ -193,10 +194,9 @@ async fn with_request_id(State(state): State<WebState>, request: Request, next: 
         .get(axum::http::header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let limit = match &route {
-        Some(route) if takes_files(&parts.method, route) => state.api.max_object_size,
-        _ => JSON_BODY_LIMIT as u64,
-    };
+    let limit = route.as_deref().map_or(JSON_BODY_LIMIT as u64, |route| {
+        body_limit(&parts.method, route, state.api.max_object_size)
+    });
     let declared = crate::serving::declared_length(&parts.headers, &["content-length"]);
     // Bytes received are counted as the handler reads them: streamed
     // uploads announce no length.
