@@ -86,6 +86,56 @@ fn copy_source_bucket(headers: &http::HeaderMap) -> Option<String> {
     Some(path.split('/').next().unwrap_or_default().to_owned())
 }
 
+/// Grace for a signer's clock running ahead of ours, as s3s allows for
+/// SigV4 presigned URLs.
+const CLOCK_SKEW_SECS: i64 = 15 * 60;
+
+/// Presigned URLs may live seven days at most, as on S3, whatever their
+/// signature version: SigV4 says for how long (`X-Amz-Expires`), SigV2
+/// until when (`Expires`, Unix seconds). s3s checks only that they have not
+/// expired yet.
+fn presign_lifetime(uri: &http::Uri) -> S3Result<()> {
+    let Some(query) = uri.query() else {
+        return Ok(());
+    };
+    let param = |name: &str| {
+        query
+            .split('&')
+            .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+    };
+    let max = crate::core::presign::MAX_EXPIRY_SECS;
+    let too_long = |message: String| {
+        let mut error = s3s::S3Error::with_message(
+            s3s::S3ErrorCode::Custom("AuthorizationQueryParametersError".into()),
+            message,
+        );
+        error.set_status_code(http::StatusCode::BAD_REQUEST);
+        Err(error)
+    };
+    if let Some(secs) = param("X-Amz-Expires") {
+        if secs.parse::<u64>().is_ok_and(|secs| secs <= max) {
+            return Ok(());
+        }
+        return too_long(format!(
+            "X-Amz-Expires must be less than a week (in seconds); that is, the given X-Amz-Expires must be less than {max} seconds"
+        ));
+    }
+    if param("Signature").is_some()
+        && let Some(expires) = param("Expires")
+    {
+        let now = crate::core::now_ms() / 1000;
+        let lifetime = expires
+            .parse::<i64>()
+            .map_or(i64::MAX, |at| at.saturating_sub(now));
+        if lifetime > max as i64 + CLOCK_SKEW_SECS {
+            return too_long(format!(
+                "Presigned URLs may live at most 7 days: Expires must be at most {max} seconds from now, but this URL expires {lifetime} seconds from now; sign it again with a shorter expiry"
+            ));
+        }
+    }
+    Ok(())
+}
+
 impl BucketPolicy {
     async fn allow(&self, who: Option<&Principal>, bucket: &str, access: Access) -> S3Result<()> {
         match self.store.authorize(who, bucket, access).await {
@@ -112,20 +162,7 @@ impl S3Access for BucketPolicy {
                 facts.key = Some(key.to_string());
             }
         }
-        // Presigned URLs may live seven days at most, as on S3.
-        let expires = cx.uri().query().and_then(|q| {
-            q.split('&')
-                .find_map(|pair| pair.strip_prefix("X-Amz-Expires="))
-                .map(|v| v.parse::<u64>().unwrap_or(u64::MAX))
-        });
-        if expires.is_some_and(|secs| secs > crate::core::presign::MAX_EXPIRY_SECS) {
-            let mut error = s3s::S3Error::with_message(
-                s3s::S3ErrorCode::Custom("AuthorizationQueryParametersError".into()),
-                "X-Amz-Expires must be less than a week (in seconds); that is, the given X-Amz-Expires must be less than 604800 seconds",
-            );
-            error.set_status_code(http::StatusCode::BAD_REQUEST);
-            return Err(error);
-        }
+        presign_lifetime(cx.uri())?;
         let who = match cx.credentials() {
             Some(credentials) => match self
                 .store
