@@ -19,7 +19,7 @@ use crate::core::audit::AuditLog;
 use crate::core::objects::StoreSettings;
 use crate::core::sweeper::SweepSettings;
 use crate::s3::CisternS3;
-use crate::s3::auth::{BucketPolicy, KeyAuth};
+use crate::s3::auth::{BucketPolicy, KeyAuth, NamesCheckedLater};
 use crate::s3::server::{S3Front, serve};
 use crate::web::{ApiSettings, WebState, router};
 
@@ -133,6 +133,7 @@ impl Server {
         builder.set_access(BucketPolicy {
             store: store.clone(),
         });
+        builder.set_validation(NamesCheckedLater);
         let s3_service = S3Front {
             inner: builder.build(),
             audit: audit.clone(),

@@ -11,9 +11,11 @@ use s3s::auth::{S3Auth, SecretKey};
 use s3s::s3_error;
 
 use s3s::path::S3Path;
+use s3s::validation::NameValidation;
 
 use super::error::to_s3;
 use crate::core::accounts::Access;
+use crate::core::names::BucketName;
 use crate::core::{CoreError, Principal, Store};
 
 pub struct KeyAuth {
@@ -30,6 +32,17 @@ impl S3Auth for KeyAuth {
                 "The AWS Access Key Id you provided does not exist in our records."
             )),
         }
+    }
+}
+
+/// Lets every non-empty bucket name through s3s's path parsing, which
+/// refuses bad ones with a bare `InvalidBucketName`. [`BucketPolicy`] checks
+/// the name next, with a message that says what is wrong with it.
+pub struct NamesCheckedLater;
+
+impl NameValidation for NamesCheckedLater {
+    fn validate_bucket_name(&self, name: &str) -> bool {
+        !name.is_empty()
     }
 }
 
@@ -85,6 +98,8 @@ fn copy_source_bucket(headers: &http::HeaderMap) -> Option<String> {
     let path = decoded.trim_start_matches('/');
     Some(path.split('/').next().unwrap_or_default().to_owned())
 }
+
+const ANONYMOUS_REFUSED: &str = "Anonymous access is not allowed; sign the request";
 
 /// Grace for a signer's clock running ahead of ours, as s3s allows for
 /// SigV4 presigned URLs.
@@ -163,6 +178,13 @@ impl S3Access for BucketPolicy {
             }
         }
         presign_lifetime(cx.uri())?;
+        let bucket = match cx.s3_path() {
+            S3Path::Root => None,
+            S3Path::Bucket { bucket } | S3Path::Object { bucket, .. } => Some(bucket.to_string()),
+        };
+        if let Some(bucket) = &bucket {
+            BucketName::parse(bucket).map_err(to_s3)?;
+        }
         let who = match cx.credentials() {
             Some(credentials) => match self
                 .store
@@ -175,17 +197,10 @@ impl S3Access for BucketPolicy {
             },
             None => None,
         };
-        let bucket = match cx.s3_path() {
-            S3Path::Root => None,
-            S3Path::Bucket { bucket } | S3Path::Object { bucket, .. } => Some(bucket.to_string()),
-        };
         match (bucket, operation.as_str()) {
             (_, "ListBuckets") | (None, _) | (_, "CreateBucket") => {
                 let Some(who) = &who else {
-                    return Err(s3_error!(
-                        AccessDenied,
-                        "Anonymous access is not allowed; sign the request"
-                    ));
+                    return Err(s3_error!(AccessDenied, "{ANONYMOUS_REFUSED}"));
                 };
                 if operation == "CreateBucket" && who.read_only {
                     return Err(s3_error!(AccessDenied, "This access key is read-only"));
@@ -218,7 +233,7 @@ pub async fn principal<T>(store: &Store, req: &s3s::S3Request<T>) -> S3Result<Pr
         return Ok(found.clone());
     }
     let Some(credentials) = &req.credentials else {
-        return Err(s3_error!(AccessDenied));
+        return Err(s3_error!(AccessDenied, "{ANONYMOUS_REFUSED}"));
     };
     match store
         .credentials(&credentials.access_key)
@@ -226,6 +241,9 @@ pub async fn principal<T>(store: &Store, req: &s3s::S3Request<T>) -> S3Result<Pr
         .map_err(to_s3)?
     {
         Some((principal, _)) => Ok(principal),
-        None => Err(s3_error!(InvalidAccessKeyId)),
+        None => Err(s3_error!(
+            InvalidAccessKeyId,
+            "The AWS Access Key Id you provided does not exist in our records."
+        )),
     }
 }

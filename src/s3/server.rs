@@ -158,7 +158,7 @@ impl Service<Request<Incoming>> for S3Front {
             async move {
                 let started = Instant::now();
                 let mut response = match inner.call(req.map(s3s::Body::from)).await {
-                    Ok(response) => response,
+                    Ok(response) => super::error::with_message(response),
                     Err(e) => {
                         tracing::error!(error = ?e, "s3 service failed");
                         let mut response = Response::new(s3s::Body::empty());

@@ -1,5 +1,5 @@
 //! What S3 clients meet beyond everyday reads and writes: SigV2 presigned
-//! URLs from aws-cli v1.
+//! URLs from aws-cli v1 and error messages people read.
 
 use base64::Engine;
 use hmac::{Hmac, Mac};
@@ -57,5 +57,91 @@ async fn sigv2_presigned_urls_live_at_most_a_week() {
     // A week plus a few minutes of clock skew still passes.
     let week = presign_v2(&app, "sigv2", "cat.txt", unix_now() + 7 * 86_400 + 60);
     assert_eq!(reqwest::get(&week).await.expect("answer").status(), 200);
+    app.stop().await;
+}
+
+/// The code and message of a failed SDK call.
+fn code_and_message<E, R>(result: Result<R, aws_sdk_s3::error::SdkError<E>>) -> (String, String)
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata + std::fmt::Debug,
+    R: std::fmt::Debug,
+{
+    match result {
+        Ok(ok) => panic!("expected an error, got {ok:?}"),
+        Err(e) => {
+            let service = e.as_service_error();
+            (
+                service
+                    .and_then(|s| s.code())
+                    .unwrap_or_default()
+                    .to_owned(),
+                service
+                    .and_then(|s| s.message())
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_error_carries_a_message() {
+    let app = spawn_app().await;
+    let s3 = app.client();
+    for name in ["t", "Bad_Name"] {
+        let (code, message) = code_and_message(s3.create_bucket().bucket(name).send().await);
+        assert_eq!(code, "InvalidBucketName", "{name}");
+        assert!(
+            message.contains(name) && message.contains("3 to 63 characters"),
+            "{name}: {message:?}"
+        );
+    }
+    let (code, message) = code_and_message(s3.list_objects_v2().bucket("Bad_Name").send().await);
+    assert_eq!(code, "InvalidBucketName");
+    assert!(!message.is_empty());
+
+    let wrong_secret = client_for(&app.s3_url(), ROOT_USER, "not-the-password", None);
+    let (code, message) = code_and_message(wrong_secret.list_buckets().send().await);
+    assert_eq!(code, "SignatureDoesNotMatch");
+    assert!(message.contains("signature"), "{message:?}");
+
+    s3.create_bucket()
+        .bucket("msgs")
+        .send()
+        .await
+        .expect("bucket");
+    let long_key = "k".repeat(1100);
+    let (code, message) = code_and_message(
+        s3.put_object()
+            .bucket("msgs")
+            .key(&long_key)
+            .body(b"x".to_vec().into())
+            .send()
+            .await,
+    );
+    assert_eq!(code, "KeyTooLongError");
+    assert!(message.contains("1024"), "{message:?}");
+
+    // Raw requests that s3s refuses before any operation runs.
+    for (path, code) in [
+        ("/Bad_Name/k", "InvalidBucketName"),
+        ("//k", "InvalidBucketName"),
+        ("/msgs/%ff", "InvalidURI"),
+    ] {
+        let response = reqwest::get(format!("{}{path}", app.s3_url()))
+            .await
+            .expect("answer");
+        assert_eq!(response.status(), 400, "{path}");
+        let text = response.text().await.expect("body");
+        assert!(
+            text.contains(&format!("<Code>{code}</Code>")),
+            "{path}: {text}"
+        );
+        let message = text
+            .split_once("<Message>")
+            .and_then(|(_, rest)| rest.split_once("</Message>"))
+            .map(|(message, _)| message);
+        assert!(message.is_some_and(|m| m.len() > 10), "{path}: {text}");
+    }
     app.stop().await;
 }

@@ -62,6 +62,7 @@ async fn malformed_xml_is_refused_and_deletes_nothing() {
         let text = response.text().await.unwrap();
         assert_eq!(status, 400, "{body}: {text}");
         assert!(text.contains("<Code>MalformedXML</Code>"), "{text}");
+        assert!(text.contains("<Message>"), "a message for people: {text}");
     }
     assert_eq!(
         get_bytes(&s3, "xml", "a").await,
