@@ -196,6 +196,24 @@ def rclone_sync_up_and_back(ctx):
 
 
 @check
+def rclone_purge_says_nothing(ctx):
+    """rclone purge asks whether the bucket is versioned; the answer
+    (unversioned) must not be an error it prints."""
+    env = ctx["rclone_env"]
+    src = os.path.join(ctx["tmp"], "purge.txt")
+    with open(src, "wb") as f:
+        f.write(b"purge me\n")
+    run(["rclone", "mkdir", "cis:purge"], env=env)
+    for target in ["cis:purge", "cis:purge/dir", "cis:purge/dir/sub"]:
+        run(["rclone", "copy", src, target], env=env)
+    result = subprocess.run(["rclone", "purge", "cis:purge"], env=dict(os.environ, **env),
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "ERROR" not in result.stderr, result.stderr
+    assert "purge" not in run(["rclone", "lsd", "cis:"], env=env)
+
+
+@check
 def api_schemathesis(ctx):
     """The JSON API against its own OpenAPI document: schemathesis generates
     requests from it; no answer may be a 5xx, and every answer must match the

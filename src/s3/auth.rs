@@ -74,6 +74,7 @@ fn access_of(operation: &str) -> Access {
         | "ListObjectsV2"
         | "HeadBucket"
         | "GetBucketLocation"
+        | "GetBucketVersioning"
         | "ListParts"
         | "ListMultipartUploads" => Access::Read,
         "PutObject"

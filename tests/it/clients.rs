@@ -1,5 +1,6 @@
 //! What S3 clients meet beyond everyday reads and writes: SigV2 presigned
-//! URLs from aws-cli v1 and error messages people read.
+//! URLs from aws-cli v1, error messages people read and the versioning
+//! question sync tools ask.
 
 use base64::Engine;
 use hmac::{Hmac, Mac};
@@ -143,5 +144,33 @@ async fn every_error_carries_a_message() {
             .map(|(message, _)| message);
         assert!(message.is_some_and(|m| m.len() > 10), "{path}: {text}");
     }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn buckets_say_they_are_unversioned() {
+    let app = spawn_app().await;
+    let s3 = app.client();
+    s3.create_bucket()
+        .bucket("plain")
+        .send()
+        .await
+        .expect("bucket");
+    let versioning = s3
+        .get_bucket_versioning()
+        .bucket("plain")
+        .send()
+        .await
+        .expect("versioning");
+    assert_eq!(versioning.status(), None);
+    assert_eq!(versioning.mfa_delete(), None);
+    assert_eq!(
+        error_code(s3.get_bucket_versioning().bucket("nope").send().await),
+        "NoSuchBucket"
+    );
+    let anonymous = reqwest::get(format!("{}/plain?versioning", app.s3_url()))
+        .await
+        .expect("answer");
+    assert_eq!(anonymous.status(), 403);
     app.stop().await;
 }
