@@ -20,6 +20,7 @@ use crate::core::objects::StoreSettings;
 use crate::core::sweeper::SweepSettings;
 use crate::s3::CisternS3;
 use crate::s3::auth::{BucketPolicy, KeyAuth, NamesCheckedLater};
+use crate::s3::cors::Preflight;
 use crate::s3::server::{S3Front, serve};
 use crate::web::{ApiSettings, WebState, router};
 
@@ -134,6 +135,9 @@ impl Server {
             store: store.clone(),
         });
         builder.set_validation(NamesCheckedLater);
+        builder.set_route(Preflight {
+            store: store.clone(),
+        });
         let s3_service = S3Front {
             inner: builder.build(),
             audit: audit.clone(),

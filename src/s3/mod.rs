@@ -1,11 +1,13 @@
 //! The S3 front-end. `s3s` parses requests, checks SigV4 and writes XML;
 //! this module implements its `S3` trait by translating each operation into
 //! service-layer calls (one file per S3 area), its `S3Auth`/`S3Access`
-//! traits ([`auth`]), and the listener that serves it ([`server`]).
+//! traits ([`auth`]), CORS preflights, which s3s does not route
+//! ([`cors`]), and the listener that serves it ([`server`]).
 
 pub mod auth;
 mod bucket;
 pub mod convert;
+pub mod cors;
 pub mod error;
 mod list;
 mod multipart;

@@ -1,6 +1,6 @@
 //! What S3 clients meet beyond everyday reads and writes: SigV2 presigned
-//! URLs from aws-cli v1, error messages people read and the versioning
-//! question sync tools ask.
+//! URLs from aws-cli v1, error messages people read, the versioning question
+//! sync tools ask and browsers' CORS preflights.
 
 use base64::Engine;
 use hmac::{Hmac, Mac};
@@ -172,5 +172,56 @@ async fn buckets_say_they_are_unversioned() {
         .await
         .expect("answer");
     assert_eq!(anonymous.status(), 403);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn cors_preflights_get_s3s_answer_for_a_bucket_without_cors() {
+    let app = spawn_app().await;
+    app.client()
+        .create_bucket()
+        .bucket("site")
+        .send()
+        .await
+        .expect("bucket");
+    let http = reqwest::Client::new();
+    let preflight = |path: &str| {
+        http.request(reqwest::Method::OPTIONS, format!("{}{path}", app.s3_url()))
+            .header("origin", "https://example.net")
+            .header("access-control-request-method", "PUT")
+    };
+    for (path, message) in [
+        (
+            "/site/index.html",
+            "CORSResponse: CORS is not enabled for this bucket.",
+        ),
+        (
+            "/site",
+            "CORSResponse: CORS is not enabled for this bucket.",
+        ),
+        ("/missing/index.html", "CORSResponse: Bucket not found"),
+    ] {
+        let response = preflight(path).send().await.expect("answer");
+        assert_eq!(response.status(), 403, "{path}");
+        assert!(
+            !response
+                .headers()
+                .contains_key("access-control-allow-origin"),
+            "{path}"
+        );
+        let text = response.text().await.expect("body");
+        assert!(
+            text.contains("<Code>AccessForbidden</Code>")
+                && text.contains(&format!("<Message>{message}</Message>")),
+            "{path}: {text}"
+        );
+    }
+    let no_origin = http
+        .request(reqwest::Method::OPTIONS, format!("{}/site/k", app.s3_url()))
+        .header("access-control-request-method", "GET")
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(no_origin.status(), 400);
     app.stop().await;
 }
