@@ -141,6 +141,7 @@ impl Server {
         let s3_service = S3Front {
             inner: builder.build(),
             audit: audit.clone(),
+            region: settings.region.clone(),
         };
         let web_service = TowerToHyperService::new(router(WebState {
             store: store.clone(),

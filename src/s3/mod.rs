@@ -1,8 +1,8 @@
 //! The S3 front-end. `s3s` parses requests, checks SigV4 and writes XML;
 //! this module implements its `S3` trait by translating each operation into
 //! service-layer calls (one file per S3 area), its `S3Auth`/`S3Access`
-//! traits ([`auth`]), CORS preflights, which s3s does not route
-//! ([`cors`]), and the listener that serves it ([`server`]).
+//! traits ([`auth`]), the answers given before or beside s3s ([`region`],
+//! [`cors`]), and the listener that serves it ([`server`]).
 
 pub mod auth;
 mod bucket;
@@ -12,6 +12,7 @@ pub mod error;
 mod list;
 mod multipart;
 mod object;
+pub mod region;
 pub mod server;
 
 use s3s::dto::*;

@@ -101,6 +101,8 @@ fn declared_length(headers: &http::HeaderMap, names: &[&str]) -> u64 {
 pub struct S3Front {
     pub inner: s3s::service::S3Service,
     pub audit: AuditLog,
+    /// The region credential scopes must name.
+    pub region: String,
 }
 
 /// The access key a request claims (SigV4 header or presigned query), even
@@ -138,6 +140,7 @@ impl Service<Request<Incoming>> for S3Front {
     fn call(&self, mut req: Request<Incoming>) -> Self::Future {
         let inner = self.inner.clone();
         let audit = self.audit.clone();
+        let wrong_region = super::region::refusal(&req, &self.region);
         let request_id = new_request_id();
         let facts = RequestFacts::default();
         req.extensions_mut().insert(facts.clone());
@@ -157,7 +160,11 @@ impl Service<Request<Incoming>> for S3Front {
         Box::pin(
             async move {
                 let started = Instant::now();
-                let mut response = match inner.call(req.map(s3s::Body::from)).await {
+                let response = match wrong_region {
+                    Some(refusal) => Ok(refusal),
+                    None => inner.call(req.map(s3s::Body::from)).await,
+                };
+                let mut response = match response {
                     Ok(response) => super::error::with_message(response),
                     Err(e) => {
                         tracing::error!(error = ?e, "s3 service failed");

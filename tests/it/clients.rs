@@ -1,7 +1,11 @@
 //! What S3 clients meet beyond everyday reads and writes: SigV2 presigned
-//! URLs from aws-cli v1, error messages people read, the versioning question
-//! sync tools ask and browsers' CORS preflights.
+//! URLs from aws-cli v1, error messages people read, credential scopes for
+//! another region (s3cmd's `US`), the versioning question sync tools ask and
+//! browsers' CORS preflights.
 
+use std::time::Duration;
+
+use aws_sdk_s3::presigning::PresigningConfig;
 use base64::Engine;
 use hmac::{Hmac, Mac};
 
@@ -223,5 +227,73 @@ async fn cors_preflights_get_s3s_answer_for_a_bucket_without_cors() {
         .await
         .expect("answer");
     assert_eq!(no_origin.status(), 400);
+    app.stop().await;
+}
+
+/// A GET signed with SigV4 for `region`, sent raw.
+async fn signed_get(app: &TestApp, path: &str, region: &str) -> reqwest::Response {
+    signed_request(app, "GET", path, region, &[], "").await
+}
+
+#[tokio::test]
+async fn other_regions_are_told_which_region_to_sign_for() {
+    let app = spawn_app().await;
+    app.client()
+        .create_bucket()
+        .bucket("here")
+        .send()
+        .await
+        .expect("bucket");
+
+    // s3cmd's default `US` and a genuinely wrong region get S3's answer,
+    // which names the region to sign for.
+    for region in ["US", "eu-west-1"] {
+        let (code, message) =
+            code_and_message(client_in_region(&app, region).list_buckets().send().await);
+        assert_eq!(code, "AuthorizationHeaderMalformed", "{region}");
+        assert!(
+            message.contains(&format!(
+                "the region '{region}' is wrong; expecting 'us-east-1'"
+            )),
+            "{message:?}"
+        );
+        let response = signed_get(&app, "/here", region).await;
+        assert_eq!(response.status(), 400);
+        let text = response.text().await.expect("body");
+        assert!(text.contains("<Region>us-east-1</Region>"), "{text}");
+    }
+    // Signed again for the region named, as s3cmd does, it is served.
+    assert_eq!(signed_get(&app, "/here", "us-east-1").await.status(), 200);
+
+    let presigned = client_in_region(&app, "eu-west-1")
+        .get_object()
+        .bucket("here")
+        .key("k")
+        .presigned(PresigningConfig::expires_in(Duration::from_secs(60)).unwrap())
+        .await
+        .expect("presign");
+    let response = reqwest::get(presigned.uri()).await.expect("answer");
+    assert_eq!(response.status(), 400);
+    let text = response.text().await.expect("body");
+    assert!(
+        text.contains("<Code>AuthorizationQueryParametersError</Code>")
+            && text.contains("<Region>us-east-1</Region>"),
+        "{text}"
+    );
+    app.stop().await;
+
+    let app = spawn_app_with(&["--region", "eu-central-1"]).await;
+    let (code, _) = code_and_message(
+        client_in_region(&app, "us-east-1")
+            .list_buckets()
+            .send()
+            .await,
+    );
+    assert_eq!(code, "AuthorizationHeaderMalformed");
+    client_in_region(&app, "eu-central-1")
+        .list_buckets()
+        .send()
+        .await
+        .expect("the server's own region");
     app.stop().await;
 }
