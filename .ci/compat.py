@@ -185,20 +185,31 @@ def awscli_s3api_multipart(ctx):
         assert len(response.read()) == 5 * 1024 * 1024 + 1000
 
 
-@check
-def s3cmd_put_get_ls_del(ctx):
-    s3cmd = ctx["s3cmd"]
-    src = os.path.join(ctx["tmp"], "s3cmd.txt")
+def s3cmd_round_trip(ctx, s3cmd, bucket):
+    src = os.path.join(ctx["tmp"], f"{bucket}.txt")
     with open(src, "wb") as f:
         f.write(b"s3cmd payload\n" * 1000)
-    run(s3cmd + ["mb", "s3://s3cmd"])
-    run(s3cmd + ["put", src, "s3://s3cmd/dir/file.txt"])
-    assert "s3://s3cmd/dir/file.txt" in run(s3cmd + ["ls", "--recursive", "s3://s3cmd"])
-    dst = os.path.join(ctx["tmp"], "s3cmd.out")
-    run(s3cmd + ["get", "s3://s3cmd/dir/file.txt", dst])
+    run(s3cmd + ["mb", f"s3://{bucket}"])
+    run(s3cmd + ["put", src, f"s3://{bucket}/dir/file.txt"])
+    assert f"s3://{bucket}/dir/file.txt" in run(s3cmd + ["ls", "--recursive", f"s3://{bucket}"])
+    assert f"s3://{bucket}" in run(s3cmd + ["ls"])
+    dst = os.path.join(ctx["tmp"], f"{bucket}.out")
+    run(s3cmd + ["get", f"s3://{bucket}/dir/file.txt", dst])
     assert open(dst, "rb").read() == open(src, "rb").read()
-    run(s3cmd + ["del", "s3://s3cmd/dir/file.txt"])
-    assert "file.txt" not in run(s3cmd + ["ls", "--recursive", "s3://s3cmd"])
+    run(s3cmd + ["del", f"s3://{bucket}/dir/file.txt"])
+    assert "file.txt" not in run(s3cmd + ["ls", "--recursive", f"s3://{bucket}"])
+
+
+@check
+def s3cmd_put_get_ls_del(ctx):
+    s3cmd_round_trip(ctx, ctx["s3cmd"], "s3cmd")
+
+
+@check
+def s3cmd_with_the_readme_config(ctx):
+    """Only what README.md tells people to put in ~/.s3cfg: s3cmd then signs
+    bucket creation and listing for its default region `US`."""
+    s3cmd_round_trip(ctx, ctx["s3cmd_readme"], "s3cmd-readme")
 
 
 @check
@@ -217,6 +228,24 @@ def rclone_sync_up_and_back(ctx):
     os.remove(os.path.join(tree, "a.txt"))
     run(["rclone", "sync", tree, "cis:rclone/tree"], env=env)
     assert "a.txt" not in run(["rclone", "lsf", "-R", "cis:rclone/tree"], env=env)
+
+
+@check
+def rclone_purge_says_nothing(ctx):
+    """rclone purge asks whether the bucket is versioned; the answer
+    (unversioned) must not be an error it prints."""
+    env = ctx["rclone_env"]
+    src = os.path.join(ctx["tmp"], "purge.txt")
+    with open(src, "wb") as f:
+        f.write(b"purge me\n")
+    run(["rclone", "mkdir", "cis:purge"], env=env)
+    for target in ["cis:purge", "cis:purge/dir", "cis:purge/dir/sub"]:
+        run(["rclone", "copy", src, target], env=env)
+    result = subprocess.run(["rclone", "purge", "cis:purge"], env=dict(os.environ, **env),
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "ERROR" not in result.stderr, result.stderr
+    assert "purge" not in run(["rclone", "lsd", "cis:"], env=env)
 
 
 @check
@@ -285,6 +314,11 @@ def main():
         f.write(f"[default]\naccess_key = {USER}\nsecret_key = {PASSWORD}\nhost_base = 127.0.0.1:{s3_port}\n"
                 f"host_bucket = 127.0.0.1:{s3_port}\nuse_https = False\nsignature_v2 = False\n"
                 "bucket_location = us-east-1\n")
+    # README.md's s3cmd settings, and nothing else.
+    s3cfg_readme = os.path.join(tmp, "s3cfg-readme")
+    with open(s3cfg_readme, "w") as f:
+        f.write(f"[default]\naccess_key = {USER}\nsecret_key = {PASSWORD}\nhost_base = 127.0.0.1:{s3_port}\n"
+                f"host_bucket = 127.0.0.1:{s3_port}\nuse_https = False\n")
     # Plain-HTTP endpoints need no CA bundle, and rclone refuses to start
     # with one set for its custom transport.
     os.environ.pop("AWS_CA_BUNDLE", None)
@@ -297,6 +331,7 @@ def main():
                               region_name="us-east-1", config=Config(s3={"addressing_style": "path"})),
         "aws": [os.path.join(bin_dir, "aws"), "--endpoint-url", endpoint],
         "s3cmd": [os.path.join(bin_dir, "s3cmd"), "-c", s3cfg],
+        "s3cmd_readme": [os.path.join(bin_dir, "s3cmd"), "-c", s3cfg_readme],
         "rclone_env": {
             "RCLONE_CONFIG_CIS_TYPE": "s3", "RCLONE_CONFIG_CIS_PROVIDER": "Other",
             "RCLONE_CONFIG_CIS_ACCESS_KEY_ID": USER, "RCLONE_CONFIG_CIS_SECRET_ACCESS_KEY": PASSWORD,

@@ -19,7 +19,8 @@ use crate::core::audit::AuditLog;
 use crate::core::objects::StoreSettings;
 use crate::core::sweeper::SweepSettings;
 use crate::s3::CisternS3;
-use crate::s3::auth::{BucketPolicy, KeyAuth};
+use crate::s3::auth::{BucketPolicy, KeyAuth, NamesCheckedLater};
+use crate::s3::cors::Preflight;
 use crate::s3::server::S3Front;
 use crate::serving::serve;
 use crate::web::{ApiSettings, MetricsAccess, WebState, router};
@@ -140,10 +141,15 @@ impl Server {
         builder.set_access(BucketPolicy {
             store: store.clone(),
         });
+        builder.set_validation(NamesCheckedLater);
+        builder.set_route(Preflight {
+            store: store.clone(),
+        });
         let s3_service = S3Front {
             inner: builder.build(),
             audit: audit.clone(),
             max_object_size: settings.max_object_size,
+            region: settings.region.clone(),
         };
         let web_service = TowerToHyperService::new(router(WebState {
             store: store.clone(),

@@ -11,9 +11,11 @@ use s3s::auth::{S3Auth, SecretKey};
 use s3s::s3_error;
 
 use s3s::path::S3Path;
+use s3s::validation::NameValidation;
 
 use super::error::to_s3;
 use crate::core::accounts::Access;
+use crate::core::names::BucketName;
 use crate::core::{CoreError, Principal, Store};
 
 pub struct KeyAuth {
@@ -30,6 +32,17 @@ impl S3Auth for KeyAuth {
                 "The AWS Access Key Id you provided does not exist in our records."
             )),
         }
+    }
+}
+
+/// Lets every non-empty bucket name through s3s's path parsing, which
+/// refuses bad ones with a bare `InvalidBucketName`. [`BucketPolicy`] checks
+/// the name next, with a message that says what is wrong with it.
+pub struct NamesCheckedLater;
+
+impl NameValidation for NamesCheckedLater {
+    fn validate_bucket_name(&self, name: &str) -> bool {
+        !name.is_empty()
     }
 }
 
@@ -61,6 +74,7 @@ fn access_of(operation: &str) -> Access {
         | "ListObjectsV2"
         | "HeadBucket"
         | "GetBucketLocation"
+        | "GetBucketVersioning"
         | "ListParts"
         | "ListMultipartUploads" => Access::Read,
         "PutObject"
@@ -84,6 +98,58 @@ fn copy_source_bucket(headers: &http::HeaderMap) -> Option<String> {
         .ok()?;
     let path = decoded.trim_start_matches('/');
     Some(path.split('/').next().unwrap_or_default().to_owned())
+}
+
+const ANONYMOUS_REFUSED: &str = "Anonymous access is not allowed; sign the request";
+
+/// Grace for a signer's clock running ahead of ours, as s3s allows for
+/// SigV4 presigned URLs.
+const CLOCK_SKEW_SECS: i64 = 15 * 60;
+
+/// Presigned URLs may live seven days at most, as on S3, whatever their
+/// signature version: SigV4 says for how long (`X-Amz-Expires`), SigV2
+/// until when (`Expires`, Unix seconds). s3s checks only that they have not
+/// expired yet.
+fn presign_lifetime(uri: &http::Uri) -> S3Result<()> {
+    let Some(query) = uri.query() else {
+        return Ok(());
+    };
+    let param = |name: &str| {
+        query
+            .split('&')
+            .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+    };
+    let max = crate::core::presign::MAX_EXPIRY_SECS;
+    let too_long = |message: String| {
+        let mut error = s3s::S3Error::with_message(
+            s3s::S3ErrorCode::Custom("AuthorizationQueryParametersError".into()),
+            message,
+        );
+        error.set_status_code(http::StatusCode::BAD_REQUEST);
+        Err(error)
+    };
+    if let Some(secs) = param("X-Amz-Expires") {
+        if secs.parse::<u64>().is_ok_and(|secs| secs <= max) {
+            return Ok(());
+        }
+        return too_long(format!(
+            "X-Amz-Expires must be less than a week (in seconds); that is, the given X-Amz-Expires must be less than {max} seconds"
+        ));
+    }
+    if param("Signature").is_some()
+        && let Some(expires) = param("Expires")
+    {
+        let now = crate::core::now_ms() / 1000;
+        let lifetime = expires
+            .parse::<i64>()
+            .map_or(i64::MAX, |at| at.saturating_sub(now));
+        if lifetime > max as i64 + CLOCK_SKEW_SECS {
+            return too_long(format!(
+                "Presigned URLs may live at most 7 days: Expires must be at most {max} seconds from now, but this URL expires {lifetime} seconds from now; sign it again with a shorter expiry"
+            ));
+        }
+    }
+    Ok(())
 }
 
 impl BucketPolicy {
@@ -112,19 +178,13 @@ impl S3Access for BucketPolicy {
                 facts.key = Some(key.to_string());
             }
         }
-        // Presigned URLs may live seven days at most, as on S3.
-        let expires = cx.uri().query().and_then(|q| {
-            q.split('&')
-                .find_map(|pair| pair.strip_prefix("X-Amz-Expires="))
-                .map(|v| v.parse::<u64>().unwrap_or(u64::MAX))
-        });
-        if expires.is_some_and(|secs| secs > crate::core::presign::MAX_EXPIRY_SECS) {
-            let mut error = s3s::S3Error::with_message(
-                s3s::S3ErrorCode::Custom("AuthorizationQueryParametersError".into()),
-                "X-Amz-Expires must be less than a week (in seconds); that is, the given X-Amz-Expires must be less than 604800 seconds",
-            );
-            error.set_status_code(http::StatusCode::BAD_REQUEST);
-            return Err(error);
+        presign_lifetime(cx.uri())?;
+        let bucket = match cx.s3_path() {
+            S3Path::Root => None,
+            S3Path::Bucket { bucket } | S3Path::Object { bucket, .. } => Some(bucket.to_string()),
+        };
+        if let Some(bucket) = &bucket {
+            BucketName::parse(bucket).map_err(to_s3)?;
         }
         let who = match cx.credentials() {
             Some(credentials) => match self
@@ -138,17 +198,10 @@ impl S3Access for BucketPolicy {
             },
             None => None,
         };
-        let bucket = match cx.s3_path() {
-            S3Path::Root => None,
-            S3Path::Bucket { bucket } | S3Path::Object { bucket, .. } => Some(bucket.to_string()),
-        };
         match (bucket, operation.as_str()) {
             (_, "ListBuckets") | (None, _) | (_, "CreateBucket") => {
                 let Some(who) = &who else {
-                    return Err(s3_error!(
-                        AccessDenied,
-                        "Anonymous access is not allowed; sign the request"
-                    ));
+                    return Err(s3_error!(AccessDenied, "{ANONYMOUS_REFUSED}"));
                 };
                 if operation == "CreateBucket" && who.read_only {
                     return Err(s3_error!(AccessDenied, "This access key is read-only"));
@@ -181,7 +234,7 @@ pub async fn principal<T>(store: &Store, req: &s3s::S3Request<T>) -> S3Result<Pr
         return Ok(found.clone());
     }
     let Some(credentials) = &req.credentials else {
-        return Err(s3_error!(AccessDenied));
+        return Err(s3_error!(AccessDenied, "{ANONYMOUS_REFUSED}"));
     };
     match store
         .credentials(&credentials.access_key)
@@ -189,6 +242,9 @@ pub async fn principal<T>(store: &Store, req: &s3s::S3Request<T>) -> S3Result<Pr
         .map_err(to_s3)?
     {
         Some((principal, _)) => Ok(principal),
-        None => Err(s3_error!(InvalidAccessKeyId)),
+        None => Err(s3_error!(
+            InvalidAccessKeyId,
+            "The AWS Access Key Id you provided does not exist in our records."
+        )),
     }
 }

@@ -1,4 +1,4 @@
-//! Bucket operations: list, create, head, delete, location.
+//! Bucket operations: list, create, head, delete, location, versioning.
 
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result};
@@ -80,4 +80,14 @@ pub async fn get_bucket_location(
     Ok(S3Response::new(GetBucketLocationOutput {
         location_constraint: constraint,
     }))
+}
+
+/// No bucket is ever versioned: S3 says so with an empty configuration (no
+/// `Status`), which tools such as rclone read as "unversioned".
+pub async fn get_bucket_versioning(
+    s3: &CisternS3,
+    req: S3Request<GetBucketVersioningInput>,
+) -> S3Result<S3Response<GetBucketVersioningOutput>> {
+    s3.store.bucket(&req.input.bucket).await.s3()?;
+    Ok(S3Response::new(GetBucketVersioningOutput::default()))
 }

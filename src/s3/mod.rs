@@ -1,15 +1,18 @@
 //! The S3 front-end. `s3s` parses requests, checks SigV4 and writes XML;
 //! this module implements its `S3` trait by translating each operation into
 //! service-layer calls (one file per S3 area), its `S3Auth`/`S3Access`
-//! traits ([`auth`]), and the listener that serves it ([`server`]).
+//! traits ([`auth`]), the answers given before or beside s3s ([`region`],
+//! [`cors`]), and the listener that serves it ([`server`]).
 
 pub mod auth;
 mod bucket;
 pub mod convert;
+pub mod cors;
 pub mod error;
 mod list;
 mod multipart;
 mod object;
+pub mod region;
 pub mod server;
 
 use s3s::dto::*;
@@ -59,6 +62,13 @@ impl S3 for CisternS3 {
         req: S3Request<GetBucketLocationInput>,
     ) -> S3Result<S3Response<GetBucketLocationOutput>> {
         bucket::get_bucket_location(self, req).await
+    }
+
+    async fn get_bucket_versioning(
+        &self,
+        req: S3Request<GetBucketVersioningInput>,
+    ) -> S3Result<S3Response<GetBucketVersioningOutput>> {
+        bucket::get_bucket_versioning(self, req).await
     }
 
     async fn put_object(

@@ -28,6 +28,8 @@ pub struct S3Front {
     pub audit: AuditLog,
     /// The largest object or part, in bytes.
     pub max_object_size: u64,
+    /// The region credential scopes must name.
+    pub region: String,
 }
 
 /// A body announced larger than this request may carry, refused before
@@ -99,6 +101,7 @@ impl Service<Request<GuardedBody>> for S3Front {
         let inner = self.inner.clone();
         let audit = self.audit.clone();
         let max_object_size = self.max_object_size;
+        let wrong_region = super::region::refusal(&req, &self.region);
         let request_id = new_request_id();
         let facts = RequestFacts::default();
         req.extensions_mut().insert(facts.clone());
@@ -118,12 +121,12 @@ impl Service<Request<GuardedBody>> for S3Front {
         Box::pin(
             async move {
                 let started = Instant::now();
-                let answer = match oversized_body(&req, max_object_size) {
-                    Some(refusal) => Ok(refusal),
-                    None => inner.call(req.map(s3s::Body::http_body)).await,
+                let answer = match (wrong_region, oversized_body(&req, max_object_size)) {
+                    (Some(refusal), _) | (None, Some(refusal)) => Ok(refusal),
+                    (None, None) => inner.call(req.map(s3s::Body::http_body)).await,
                 };
                 let mut response = match answer {
-                    Ok(response) => response,
+                    Ok(response) => super::error::with_message(response),
                     Err(e) => {
                         tracing::error!(error = ?e, "s3 service failed");
                         let mut response = Response::new(s3s::Body::empty());

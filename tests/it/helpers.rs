@@ -151,6 +151,20 @@ impl aws_smithy_async::time::TimeSource for OffsetClock {
     }
 }
 
+fn client_config(
+    endpoint: &str,
+    key: &str,
+    secret: &str,
+    region: &str,
+) -> aws_sdk_s3::config::Builder {
+    aws_sdk_s3::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(region.to_owned()))
+        .endpoint_url(endpoint)
+        .credentials_provider(Credentials::new(key, secret, None, None, "test"))
+        .force_path_style(true)
+}
+
 /// An S3 client; `clock_behind` makes it sign with a clock that is late.
 pub fn client_for(
     endpoint: &str,
@@ -158,12 +172,7 @@ pub fn client_for(
     secret: &str,
     clock_behind: Option<Duration>,
 ) -> Client {
-    let mut config = aws_sdk_s3::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(endpoint)
-        .credentials_provider(Credentials::new(key, secret, None, None, "test"))
-        .force_path_style(true);
+    let mut config = client_config(endpoint, key, secret, "us-east-1");
     if let Some(offset) = clock_behind {
         // The SDK corrects skew by retrying with the server's clock; a
         // single attempt shows what the server said.
@@ -172,6 +181,59 @@ pub fn client_for(
             .retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled());
     }
     Client::from_conf(config.build())
+}
+
+/// The root user's S3 client, signing for `region` and trying once (the
+/// SDK would not retry a refusal anyway, but says so plainly).
+pub fn client_in_region(app: &TestApp, region: &str) -> Client {
+    let config = client_config(&app.s3_url(), ROOT_USER, ROOT_PASSWORD, region)
+        .retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled());
+    Client::from_conf(config.build())
+}
+
+/// A request of the root user signed with SigV4 for `region` over its exact
+/// body and `headers`, sent raw: for what the SDK would not send.
+pub async fn signed_request(
+    app: &TestApp,
+    method: &str,
+    path_and_query: &str,
+    region: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> reqwest::Response {
+    use aws_sigv4::http_request::{
+        PayloadChecksumKind, SignableBody, SignableRequest, SigningSettings, sign,
+    };
+    let url = format!("{}{path_and_query}", app.s3_url());
+    let identity =
+        aws_credential_types::Credentials::new(ROOT_USER, ROOT_PASSWORD, None, None, "test").into();
+    let mut settings = SigningSettings::default();
+    settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
+    let params = aws_sigv4::sign::v4::SigningParams::builder()
+        .identity(&identity)
+        .region(region)
+        .name("s3")
+        .time(SystemTime::now())
+        .settings(settings)
+        .build()
+        .expect("signing parameters")
+        .into();
+    let signable = SignableRequest::new(
+        method,
+        url.as_str(),
+        headers.iter().copied(),
+        SignableBody::Bytes(body.as_bytes()),
+    )
+    .expect("a signable request");
+    let (instructions, _) = sign(signable, &params).expect("signed").into_parts();
+    let method = reqwest::Method::from_bytes(method.as_bytes()).expect("a method");
+    let mut request = reqwest::Client::new()
+        .request(method, &url)
+        .body(body.to_owned());
+    for (name, value) in headers.iter().copied().chain(instructions.headers()) {
+        request = request.header(name, value);
+    }
+    request.send().await.expect("answer")
 }
 
 /// Deterministic test bytes.

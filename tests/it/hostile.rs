@@ -62,6 +62,7 @@ async fn malformed_xml_is_refused_and_deletes_nothing() {
         let text = response.text().await.unwrap();
         assert_eq!(status, 400, "{body}: {text}");
         assert!(text.contains("<Code>MalformedXML</Code>"), "{text}");
+        assert!(text.contains("<Message>"), "a message for people: {text}");
     }
     assert_eq!(
         get_bytes(&s3, "xml", "a").await,
@@ -73,42 +74,10 @@ async fn malformed_xml_is_refused_and_deletes_nothing() {
 
 /// A POST signed with SigV4 over its exact (malformed) body, sent raw.
 async fn signed_post(app: &TestApp, path_and_query: &str, body: &str) -> reqwest::Response {
-    use aws_sigv4::http_request::{
-        PayloadChecksumKind, SignableBody, SignableRequest, SigningSettings, sign,
-    };
-    let url = format!("{}{path_and_query}", app.s3_url());
-    let identity =
-        aws_credential_types::Credentials::new(ROOT_USER, ROOT_PASSWORD, None, None, "test").into();
-    let mut settings = SigningSettings::default();
-    settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
-    let params = aws_sigv4::sign::v4::SigningParams::builder()
-        .identity(&identity)
-        .region("us-east-1")
-        .name("s3")
-        .time(std::time::SystemTime::now())
-        .settings(settings)
-        .build()
-        .unwrap()
-        .into();
     let content_md5 = base64::Engine::encode(
         &base64::engine::general_purpose::STANDARD,
         md5::Digest::finalize(<md5::Md5 as md5::Digest>::new_with_prefix(body.as_bytes())),
     );
     let headers = [("content-md5", content_md5.as_str())];
-    let signable = SignableRequest::new(
-        "POST",
-        url.as_str(),
-        headers.iter().copied(),
-        SignableBody::Bytes(body.as_bytes()),
-    )
-    .unwrap();
-    let (instructions, _) = sign(signable, &params).unwrap().into_parts();
-    let mut request = reqwest::Client::new()
-        .post(&url)
-        .header("content-md5", &content_md5)
-        .body(body.to_owned());
-    for (name, value) in instructions.headers() {
-        request = request.header(name, value);
-    }
-    request.send().await.expect("answer")
+    signed_request(app, "POST", path_and_query, "us-east-1", &headers, body).await
 }

@@ -10,6 +10,7 @@ mod api_objects;
 mod audit;
 mod auth;
 mod buckets;
+mod clients;
 mod crash;
 mod hardening;
 mod listing;
