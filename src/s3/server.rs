@@ -73,9 +73,13 @@ fn claimed_access_key<B>(req: &Request<B>) -> Option<String> {
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split("Credential=").nth(1));
+    // SigV4 presigned URLs carry `X-Amz-Credential`, SigV2 ones the bare
+    // `AWSAccessKeyId`.
     let from_query = req.uri().query().and_then(|q| {
-        q.split('&')
-            .find_map(|pair| pair.strip_prefix("X-Amz-Credential="))
+        q.split('&').find_map(|pair| {
+            pair.strip_prefix("X-Amz-Credential=")
+                .or_else(|| pair.strip_prefix("AWSAccessKeyId="))
+        })
     });
     let credential = from_header.or(from_query)?;
     let decoded = percent_encoding::percent_decode_str(credential)
