@@ -8,7 +8,8 @@
 //! password, so they cost the same as known ones.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use argon2::password_hash::SaltString;
@@ -28,12 +29,15 @@ const REMEMBER_FOR: Duration = Duration::from_secs(30);
 const REMEMBER_AT_MOST: usize = 10_000;
 
 pub struct Passwords {
-    slots: Semaphore,
+    slots: Arc<Semaphore>,
     queue_wait: Duration,
     /// Key of the hash under which checked credentials are remembered;
     /// random per process.
     remember_key: [u8; 32],
     remembered: Mutex<HashMap<[u8; 32], (Principal, Instant)>>,
+    /// Bumped by every `forget_all`, so that a check that read an account
+    /// before a change cannot remember its outcome after it.
+    generation: AtomicU64,
     /// The hash that unknown names are checked against.
     decoy: OnceCell<String>,
 }
@@ -47,10 +51,11 @@ impl Passwords {
             concurrency
         };
         Self {
-            slots: Semaphore::new(concurrency),
+            slots: Arc::new(Semaphore::new(concurrency)),
             queue_wait,
             remember_key: rand::random(),
             remembered: Mutex::new(HashMap::new()),
+            generation: AtomicU64::new(0),
             decoy: OnceCell::new(),
         }
     }
@@ -60,16 +65,21 @@ impl Passwords {
         &self,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> CoreResult<T> {
-        let _slot = tokio::time::timeout(self.queue_wait, self.slots.acquire())
+        let slot = tokio::time::timeout(self.queue_wait, self.slots.clone().acquire_owned())
             .await
             .map_err(|_| {
                 metrics::counter!("cistern_password_checks_refused_total").increment(1);
                 CoreError::Busy("too many password checks waiting")
             })?
             .map_err(|e| CoreError::Internal(e.to_string()))?;
-        tokio::task::spawn_blocking(work)
-            .await
-            .map_err(|e| CoreError::Internal(e.to_string()))
+        // The slot goes with the work: a caller that hangs up (and drops
+        // this future) does not free it while the hash still runs.
+        tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            work()
+        })
+        .await
+        .map_err(|e| CoreError::Internal(e.to_string()))
     }
 
     /// A new argon2id hash of `password`.
@@ -131,9 +141,19 @@ impl Passwords {
         (at.elapsed() < REMEMBER_FOR).then(|| principal.clone())
     }
 
-    pub fn remember(&self, name: &str, password: &str, principal: &Principal) {
+    /// The current generation, to hand back to [`Passwords::remember`].
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    /// Remembers a check that began at `generation`, unless an account
+    /// changed since.
+    pub fn remember(&self, name: &str, password: &str, principal: &Principal, generation: u64) {
         let slot = self.slot(name, password);
         if let Ok(mut map) = self.remembered.lock() {
+            if self.generation.load(Ordering::SeqCst) != generation {
+                return;
+            }
             if map.len() >= REMEMBER_AT_MOST {
                 map.retain(|_, (_, at)| at.elapsed() < REMEMBER_FOR);
                 if map.len() >= REMEMBER_AT_MOST {
@@ -147,6 +167,7 @@ impl Passwords {
     /// Forgets every remembered credential (an account changed).
     pub fn forget_all(&self) {
         if let Ok(mut map) = self.remembered.lock() {
+            self.generation.fetch_add(1, Ordering::SeqCst);
             map.clear();
         }
     }
@@ -196,11 +217,18 @@ mod tests {
     #[test]
     fn remembered_by_name_and_password_until_forgotten() {
         let passwords = Passwords::new(1, Duration::from_secs(1));
-        passwords.remember("alice", "pw-one", &someone());
+        let before_a_change = passwords.generation();
+        passwords.remember("alice", "pw-one", &someone(), before_a_change);
         assert_eq!(passwords.remembered("alice", "pw-one"), Some(someone()));
         assert_eq!(passwords.remembered("alice", "pw-two"), None);
         assert_eq!(passwords.remembered("alicepw", "-one"), None);
         passwords.forget_all();
         assert_eq!(passwords.remembered("alice", "pw-one"), None);
+        passwords.remember("alice", "pw-one", &someone(), before_a_change);
+        assert_eq!(
+            passwords.remembered("alice", "pw-one"),
+            None,
+            "a check that began before the change is not remembered"
+        );
     }
 }

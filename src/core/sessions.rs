@@ -57,11 +57,24 @@ struct Subjects {
 
 impl Subjects {
     fn new(name: &str, addr: Option<IpAddr>) -> Self {
-        let address = addr.map_or_else(|| "unknown".to_owned(), |a| a.to_string());
+        let address = addr.map_or_else(|| "unknown".to_owned(), |a| network_of(a.to_canonical()));
         Self {
             name_at_address: format!("{name}@{address}"),
             address: format!("addr:{address}"),
             name: format!("name:{name}"),
+        }
+    }
+}
+
+/// The network an address counts for: an IPv4 address alone, an IPv6
+/// address with its /64 (one host commonly holds a whole /64, so single
+/// addresses would give it endless fresh counters).
+fn network_of(addr: IpAddr) -> String {
+    match addr {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
         }
     }
 }
@@ -76,10 +89,14 @@ impl LoginThrottle {
     }
 
     /// How long the caller must still wait before another attempt.
+    #[cfg(test)]
     fn wait(&self, subjects: &Subjects) -> Duration {
-        let Ok(map) = self.failures.lock() else {
-            return Duration::ZERO;
-        };
+        self.failures
+            .lock()
+            .map_or(Duration::ZERO, |map| Self::owed(&map, subjects))
+    }
+
+    fn owed(map: &HashMap<String, (u32, Instant)>, subjects: &Subjects) -> Duration {
         let count = |key: &str| map.get(key).copied();
         let remaining = |entry: Option<(u32, Instant)>, free: u32| {
             entry.map_or(Duration::ZERO, |(n, last)| {
@@ -96,20 +113,50 @@ impl LoginThrottle {
             .max(remaining(count(&subjects.address), FREE_PER_ADDRESS))
     }
 
-    fn failed(&self, subjects: &Subjects) {
+    /// Starts an attempt: refuses it with the wait still owed, or counts
+    /// it as a failure at once, in the same locked step, so that attempts
+    /// sent side by side cannot all pass before the first one fails.
+    fn begin(&self, subjects: &Subjects) -> Result<(), Duration> {
+        let Ok(mut map) = self.failures.lock() else {
+            return Ok(());
+        };
+        let wait = Self::owed(&map, subjects);
+        if !wait.is_zero() {
+            return Err(wait);
+        }
+        map.retain(|_, (_, last)| last.elapsed() < FORGET_AFTER);
+        Self::count_failure(&mut map, subjects);
+        Ok(())
+    }
+
+    fn count_failure(map: &mut HashMap<String, (u32, Instant)>, subjects: &Subjects) {
+        for key in [&subjects.name_at_address, &subjects.address, &subjects.name] {
+            let entry = map.entry(key.clone()).or_insert((0, Instant::now()));
+            entry.0 += 1;
+            entry.1 = Instant::now();
+        }
+    }
+
+    /// Takes back the failure counted by [`LoginThrottle::begin`] for an
+    /// attempt that did not fail; a success also clears the pair.
+    fn not_a_failure(&self, subjects: &Subjects, succeeded: bool) {
         if let Ok(mut map) = self.failures.lock() {
-            map.retain(|_, (_, last)| last.elapsed() < FORGET_AFTER);
-            for key in [&subjects.name_at_address, &subjects.address, &subjects.name] {
-                let entry = map.entry(key.clone()).or_insert((0, Instant::now()));
-                entry.0 += 1;
-                entry.1 = Instant::now();
+            for key in [&subjects.address, &subjects.name, &subjects.name_at_address] {
+                if let Some(entry) = map.get_mut(key.as_str()) {
+                    entry.0 = entry.0.saturating_sub(1);
+                }
+            }
+            if succeeded {
+                map.remove(&subjects.name_at_address);
             }
         }
     }
 
-    fn succeeded(&self, subjects: &Subjects) {
+    /// A failure whose wait had passed (tests leave no time between them).
+    #[cfg(test)]
+    fn failed(&self, subjects: &Subjects) {
         if let Ok(mut map) = self.failures.lock() {
-            map.remove(&subjects.name_at_address);
+            Self::count_failure(&mut map, subjects);
         }
     }
 }
@@ -128,21 +175,22 @@ impl Store {
             return Ok(principal);
         }
         let subjects = Subjects::new(name, addr);
-        let wait = self.throttle.wait(&subjects);
-        if !wait.is_zero() {
+        if let Err(wait) = self.throttle.begin(&subjects) {
             return Err(CoreError::TooManyAttempts(wait.as_secs().max(1)));
         }
+        let generation = self.passwords.generation();
         match self.login(name, password).await {
             Ok(principal) => {
-                self.throttle.succeeded(&subjects);
-                self.passwords.remember(name, password, &principal);
+                self.throttle.not_a_failure(&subjects, true);
+                self.passwords
+                    .remember(name, password, &principal, generation);
                 Ok(principal)
             }
-            Err(e @ CoreError::BadLogin) => {
-                self.throttle.failed(&subjects);
+            Err(e @ CoreError::BadLogin) => Err(e),
+            Err(e) => {
+                self.throttle.not_a_failure(&subjects, false);
                 Err(e)
             }
-            Err(e) => Err(e),
         }
     }
 
@@ -251,7 +299,7 @@ mod tests {
         for _ in 0..FREE_PER_NAME_AND_ADDRESS + 2 {
             throttle.failed(&pair);
         }
-        throttle.succeeded(&pair);
+        throttle.not_a_failure(&pair, true);
         assert!(throttle.wait(&pair).is_zero());
         for _ in 0..FREE_PER_ADDRESS {
             throttle.failed(&Subjects::new("bob", ip("10.0.0.2")));
@@ -260,6 +308,28 @@ mod tests {
             throttle.wait(&Subjects::new("carol", ip("10.0.0.2"))) > Duration::ZERO,
             "an address that tries many names slows down for all of them"
         );
+    }
+
+    #[test]
+    fn attempts_side_by_side_count_before_they_finish() {
+        let throttle = LoginThrottle::default();
+        let pair = Subjects::new("alice", ip("10.3.0.1"));
+        for _ in 0..FREE_PER_NAME_AND_ADDRESS {
+            assert!(throttle.begin(&pair).is_ok());
+        }
+        assert!(
+            throttle.begin(&pair).is_err(),
+            "the sixth attempt in flight waits"
+        );
+    }
+
+    #[test]
+    fn ipv6_addresses_count_by_their_64_bit_network() {
+        let a = Subjects::new("alice", ip("2001:db8:1:2::1"));
+        let b = Subjects::new("alice", ip("2001:db8:1:2:ffff::9"));
+        assert_eq!(a.address, b.address);
+        let mapped = Subjects::new("alice", ip("::ffff:10.0.0.7"));
+        assert_eq!(mapped.address, "addr:10.0.0.7");
     }
 
     #[test]

@@ -34,10 +34,16 @@ pub struct GuardedBody {
     /// the body yet (the first poll is what sends `100 Continue`).
     awaiting_continue: bool,
     finished: bool,
+    clock: Arc<ConnClock>,
 }
 
 impl GuardedBody {
-    pub fn new(inner: Incoming, idle: Duration, expects_continue: bool) -> Self {
+    pub fn new(
+        inner: Incoming,
+        idle: Duration,
+        expects_continue: bool,
+        clock: Arc<ConnClock>,
+    ) -> Self {
         let finished = inner.is_end_stream();
         Self {
             inner: Some(inner),
@@ -45,6 +51,7 @@ impl GuardedBody {
             waiting: None,
             awaiting_continue: expects_continue,
             finished,
+            clock,
         }
     }
 }
@@ -122,15 +129,23 @@ impl Drop for GuardedBody {
         }
         let idle = self.idle;
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(drain(inner, idle));
+            self.clock.drain_started();
+            runtime.spawn(drain(inner, idle, self.clock.clone()));
         }
     }
 }
 
 /// Reads and discards what is left of a small request body.
-async fn drain(mut body: Incoming, idle: Duration) {
+async fn drain(mut body: Incoming, idle: Duration, clock: Arc<ConnClock>) {
     use http_body_util::BodyExt;
-    while let Ok(Some(Ok(_))) = tokio::time::timeout(idle, body.frame()).await {}
+    // The whole rest gets one idle time: a client trickling bytes cannot
+    // hold the connection without a deadline.
+    let _ = tokio::time::timeout(idle, async {
+        while let Some(Ok(_)) = body.frame().await {}
+    })
+    .await;
+    drop(body);
+    clock.drain_finished();
 }
 
 /// A response body that tells its connection's clock when it is done.

@@ -2,12 +2,14 @@
 //! sends no head, sends half a head, sits idle between requests, or stops
 //! reading an answer is closed when its phase's time runs out. A phase
 //! change comes from the request side (`request_started`), the end of an
-//! answer (`response_finished`), or an upgrade, which ends all timing (a
-//! WebSocket may stay quiet for as long as it likes).
+//! answer (`response_finished`), or an upgrade, which ends the read
+//! deadlines (a WebSocket may stay quiet for as long as it likes); a write
+//! the client does not take is cut off in every phase.
 
 use std::io;
 use std::pin::Pin;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, Waker, ready};
 use std::time::Duration;
 
@@ -35,6 +37,9 @@ pub struct ConnClock {
     /// A read waiting with no deadline (while a request is served), woken
     /// when the phase changes so that it takes up the new deadline.
     untimed_reader: Mutex<Option<Waker>>,
+    /// The unread rest of a refused request body is being read and thrown
+    /// away: its bytes start no new head, and the idle time starts after.
+    draining: AtomicBool,
 }
 
 impl ConnClock {
@@ -42,6 +47,7 @@ impl ConnClock {
         Self {
             state: Mutex::new((Phase::Head, Instant::now())),
             untimed_reader: Mutex::new(None),
+            draining: AtomicBool::new(false),
         }
     }
 
@@ -74,8 +80,24 @@ impl ConnClock {
         self.set(Phase::Upgraded);
     }
 
+    pub fn drain_started(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    pub fn drain_finished(&self) {
+        self.draining.store(false, Ordering::SeqCst);
+        let idle = self.state.lock().is_ok_and(|s| s.0 == Phase::Idle);
+        if idle {
+            // The idle time counts from the end of the drain.
+            self.set(Phase::Idle);
+        }
+    }
+
     /// Bytes arrived: on an idle connection they start the next head.
     fn bytes_arrived(&self) {
+        if self.draining.load(Ordering::SeqCst) {
+            return;
+        }
         if let Ok(mut state) = self.state.lock()
             && state.0 == Phase::Idle
         {
@@ -85,19 +107,15 @@ impl ConnClock {
 
     /// When a read still waiting must give up, if ever.
     fn read_deadline(&self, limits: &ConnectionLimits) -> Option<Instant> {
+        if self.draining.load(Ordering::SeqCst) {
+            return None;
+        }
         let (phase, since) = *self.state.lock().ok()?;
         match phase {
             Phase::Idle => Some(since + limits.keep_alive_idle),
             Phase::Head => Some(since + limits.header_timeout),
             Phase::Busy | Phase::Upgraded => None,
         }
-    }
-
-    fn is_upgraded(&self) -> bool {
-        self.state
-            .lock()
-            .map(|s| s.0 == Phase::Upgraded)
-            .unwrap_or(false)
     }
 }
 
@@ -109,16 +127,25 @@ pub struct TimedIo<T> {
     read_timer: Pin<Box<Sleep>>,
     /// Set while a write waits for the client to read.
     write_timer: Option<Pin<Box<Sleep>>>,
+    /// This connection's place under the connection limit, held as long
+    /// as the socket lives (also after an upgrade to a WebSocket).
+    _slot: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl<T> TimedIo<T> {
-    pub fn new(inner: T, clock: std::sync::Arc<ConnClock>, limits: ConnectionLimits) -> Self {
+    pub fn new(
+        inner: T,
+        clock: std::sync::Arc<ConnClock>,
+        limits: ConnectionLimits,
+        slot: tokio::sync::OwnedSemaphorePermit,
+    ) -> Self {
         Self {
             inner,
             clock,
             limits,
             read_timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
             write_timer: None,
+            _slot: slot,
         }
     }
 }
@@ -179,7 +206,6 @@ impl<T: AsyncWrite + Unpin> TimedIo<T> {
                 self.write_timer = None;
                 Poll::Ready(result)
             }
-            Poll::Pending if self.clock.is_upgraded() => Poll::Pending,
             Poll::Pending => {
                 let idle = self.limits.body_idle_timeout;
                 let timer = self

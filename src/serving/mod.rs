@@ -120,7 +120,7 @@ pub async fn serve<S, B>(
             tracing::debug!(error = %e, %peer, "could not set TCP_NODELAY");
         }
         let clock = Arc::new(ConnClock::new());
-        let io = TokioIo::new(TimedIo::new(socket, clock.clone(), limits));
+        let io = TokioIo::new(TimedIo::new(socket, clock.clone(), limits, slot));
         let per_connection = service.clone();
         let tagged = hyper::service::service_fn(move |request: Request<Incoming>| {
             let clock = clock.clone();
@@ -129,8 +129,15 @@ pub async fn serve<S, B>(
             let answers_head = request.method() == http::Method::HEAD;
             let empty_expecting_continue =
                 continue_expected && http_body::Body::is_end_stream(request.body());
-            let mut request = request
-                .map(|body| GuardedBody::new(body, limits.body_idle_timeout, continue_expected));
+            let body_clock = clock.clone();
+            let mut request = request.map(|body| {
+                GuardedBody::new(
+                    body,
+                    limits.body_idle_timeout,
+                    continue_expected,
+                    body_clock,
+                )
+            });
             request.extensions_mut().insert(PeerAddr(peer));
             let call = per_connection.call(request);
             async move {
@@ -154,7 +161,6 @@ pub async fn serve<S, B>(
         let connection = builder.serve_connection(io, tagged).with_upgrades();
         let stopping = stopping.clone();
         connections.spawn(async move {
-            let _slot = slot;
             tokio::pin!(connection);
             let result = tokio::select! {
                 result = connection.as_mut() => result,

@@ -100,8 +100,12 @@ pub fn describe<'a>(
         };
     };
     let action = match action {
-        // One route for disable, enable and rekey.
-        "member." => format!("member.{}", param("action").unwrap_or_default()),
+        // One route for disable, enable and rekey; anything else is not
+        // an action and is named by its route.
+        "member." => match param("action").as_deref() {
+            Some(word @ ("disable" | "enable" | "rekey")) => format!("member.{word}"),
+            _ => format!("api:{method} {}", route.unwrap_or(path)),
+        },
         other => other.to_owned(),
     };
     let mut target = None;
@@ -224,5 +228,13 @@ mod tests {
     fn unknown_routes_keep_method_and_path() {
         let described = describe("GET", None, "/api/v1/nothing", []);
         assert_eq!(described.action, "api:GET /api/v1/nothing");
+        let route = "/api/v1/pools/{pool}/members/{member}/{action}";
+        let made_up = describe(
+            "POST",
+            Some(route),
+            route,
+            [("pool", "p"), ("member", "m"), ("action", "explode")],
+        );
+        assert_eq!(made_up.action, format!("api:POST {route}"));
     }
 }
