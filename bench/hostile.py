@@ -4,7 +4,8 @@ docs/BENCHMARKS.md). Three attacks, one after the other, each while a
 normal client keeps reading one object through the JSON API with a session
 token:
 
-  1. 1,000 concurrent HTTP Basic requests with made-up user names;
+  1. 1,000 concurrent HTTP Basic requests with made-up user names, each
+     from its own loopback address (127.1.x.y);
   2. 2,000 slow connections that send a request head a byte at a time;
   3. 1,000 stalled uploads that announce 100 MiB and send 3 bytes.
 
@@ -44,9 +45,12 @@ def reset_peak(pid):
         pass
 
 
-async def request(host, port, raw, timeout=30.0):
-    """Sends one raw request on a new connection; returns (status, body)."""
-    reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+async def request(host, port, raw, timeout=30.0, source=None):
+    """Sends one raw request on a new connection (from the loopback address
+    `source`, if given); returns (status, body)."""
+    local = (source, 0) if source else None
+    reader, writer = await asyncio.wait_for(
+        asyncio.open_connection(host, port, local_addr=local), timeout)
     try:
         writer.write(raw)
         await writer.drain()
@@ -113,12 +117,16 @@ class NormalClient:
 
 
 async def unknown_users(host, port, count):
+    # Each attacker has an address of its own (127.1.x.y), as a botnet
+    # would: the per-address throttle does not stop them, the bounded
+    # password queue has to.
     async def one(i):
         credential = base64.b64encode(f"nobody-{i}:made-up-password-{i}".encode()).decode()
         raw = (f"GET /api/v1/auth/me HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {credential}\r\n"
                "Connection: close\r\n\r\n").encode()
         try:
-            status, _ = await request(host, port, raw, timeout=60)
+            source = f"127.1.{i // 250}.{i % 250 + 1}"
+            status, _ = await request(host, port, raw, timeout=60, source=source)
             return str(status)
         except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError) as e:
             return type(e).__name__
