@@ -38,6 +38,8 @@ const UNDER_ATTACK: u32 = 20;
 const MAX_DELAY: Duration = Duration::from_secs(60);
 /// Failures are forgotten after this long without a new one.
 const FORGET_AFTER: Duration = Duration::from_secs(900);
+/// Counters kept before forgotten ones are swept out.
+const SWEEP_AT: usize = 4096;
 
 /// Counts failed logins and says how long a caller must wait. Failures
 /// count against the name at an address and against the address, never
@@ -97,7 +99,11 @@ impl LoginThrottle {
     }
 
     fn owed(map: &HashMap<String, (u32, Instant)>, subjects: &Subjects) -> Duration {
-        let count = |key: &str| map.get(key).copied();
+        let count = |key: &str| {
+            map.get(key)
+                .copied()
+                .filter(|(_, last)| last.elapsed() < FORGET_AFTER)
+        };
         let remaining = |entry: Option<(u32, Instant)>, free: u32| {
             entry.map_or(Duration::ZERO, |(n, last)| {
                 Self::delay(n, free).saturating_sub(last.elapsed())
@@ -124,7 +130,11 @@ impl LoginThrottle {
         if !wait.is_zero() {
             return Err(wait);
         }
-        map.retain(|_, (_, last)| last.elapsed() < FORGET_AFTER);
+        // Forgotten entries are skipped when read; sweeping them out costs a
+        // pass over the map, so it waits until the map has grown.
+        if map.len() >= SWEEP_AT {
+            map.retain(|_, (_, last)| last.elapsed() < FORGET_AFTER);
+        }
         Self::count_failure(&mut map, subjects);
         Ok(())
     }
@@ -132,6 +142,9 @@ impl LoginThrottle {
     fn count_failure(map: &mut HashMap<String, (u32, Instant)>, subjects: &Subjects) {
         for key in [&subjects.name_at_address, &subjects.address, &subjects.name] {
             let entry = map.entry(key.clone()).or_insert((0, Instant::now()));
+            if entry.1.elapsed() >= FORGET_AFTER {
+                entry.0 = 0;
+            }
             entry.0 += 1;
             entry.1 = Instant::now();
         }

@@ -138,6 +138,20 @@ fn body_failure(message: &str) -> (S3ErrorCode, String) {
 
 /// An S3 error document (`Code`, `Message`, then any further elements such
 /// as `Region`), written by s3s's XML serializer.
+/// An S3 error answer written before s3s sees the request.
+pub fn error_response(
+    status: http::StatusCode,
+    fields: &[(&str, &str)],
+) -> http::Response<s3s::Body> {
+    let mut response = http::Response::new(s3s::Body::from(error_document(fields)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/xml"),
+    );
+    response
+}
+
 pub fn error_document(fields: &[(&str, &str)]) -> Vec<u8> {
     let mut buf = Vec::with_capacity(256);
     let mut xml = s3s::xml::Serializer::new(&mut buf);

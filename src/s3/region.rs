@@ -17,7 +17,7 @@
 
 use http::{Request, Response};
 
-use super::error::error_document;
+use super::error::error_response;
 
 /// Where a request's credential scope is.
 enum Scope {
@@ -82,14 +82,10 @@ pub fn refusal<B>(req: &Request<B>, expected: &str) -> Option<Response<s3s::Body
             ),
         ),
     };
-    let body = error_document(&[("Code", code), ("Message", &message), ("Region", expected)]);
-    let mut response = Response::new(s3s::Body::from(body));
-    *response.status_mut() = http::StatusCode::BAD_REQUEST;
-    response.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/xml"),
-    );
-    Some(response)
+    Some(error_response(
+        http::StatusCode::BAD_REQUEST,
+        &[("Code", code), ("Message", &message), ("Region", expected)],
+    ))
 }
 
 #[cfg(test)]

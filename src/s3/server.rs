@@ -47,15 +47,12 @@ fn oversized_body<B>(req: &Request<B>, max_object_size: u64) -> Option<Response<
     if declared <= limit {
         return None;
     }
-    let body = format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>EntityTooLarge</Code>\
-         <Message>Your proposed upload of {declared} bytes exceeds the maximum allowed size of {limit} bytes.</Message></Error>"
+    let message = format!(
+        "Your proposed upload of {declared} bytes exceeds the maximum allowed size of {limit} bytes."
     );
-    let mut response = Response::new(s3s::Body::from(body));
-    *response.status_mut() = http::StatusCode::PAYLOAD_TOO_LARGE;
-    response.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/xml"),
+    let mut response = super::error::error_response(
+        http::StatusCode::PAYLOAD_TOO_LARGE,
+        &[("Code", "EntityTooLarge"), ("Message", &message)],
     );
     // The body that follows is not read, so this connection cannot carry
     // another request.

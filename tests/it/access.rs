@@ -5,16 +5,20 @@ use serde_json::{Value, json};
 
 use crate::helpers::*;
 
+/// The shared client, with the argument order these tests read best in.
 struct Api {
+    shared: ApiClient,
     http: reqwest::Client,
     base: String,
 }
 
 impl Api {
     fn new(app: &TestApp) -> Self {
+        let shared = api_client(app);
         Self {
-            http: reqwest::Client::new(),
-            base: app.web_url("/api/v1"),
+            http: shared.http.clone(),
+            base: shared.base.clone(),
+            shared,
         }
     }
 
@@ -25,17 +29,10 @@ impl Api {
         who: (&str, &str),
         body: Option<Value>,
     ) -> (u16, Value) {
-        let mut request = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .basic_auth(who.0, Some(who.1));
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.expect("api call");
-        let status = response.status().as_u16();
-        let text = response.text().await.expect("body");
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+        self.shared
+            .call(who, method.as_str(), path, body)
+            .await
+            .into_json()
     }
 
     async fn get(&self, path: &str, who: (&str, &str)) -> (u16, Value) {

@@ -606,31 +606,13 @@ async fn a_start_that_cannot_bind_does_not_rename_the_root_user() {
     let (data_dir, database_url) = app.stop_keeping_data().await;
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a port to hold");
     let taken_addr = taken.local_addr().expect("addr").to_string();
-    let mut argv: Vec<String> = [
-        "cistern",
-        "serve",
-        "--s3-listen",
-        "127.0.0.1:0",
-        "--web-listen",
+    let args = serve_args(
+        data_dir.path(),
+        database_url.as_deref(),
         &taken_addr,
-        "--root-user",
         "renamed-root",
-        "--root-password",
-        ROOT_PASSWORD,
-        "--data-dir",
-        &data_dir.path().to_string_lossy(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    if let Some(url) = &database_url {
-        argv.extend(["--database-url".to_owned(), url.clone()]);
-    }
-    let cistern::config::Command::Serve(args) =
-        cistern::config::parse_from(argv).expect("settings").command
-    else {
-        unreachable!("a serve command line")
-    };
+        &[],
+    );
     let failed = cistern::startup::Server::build(args).await;
     assert!(failed.is_err(), "the web port is taken");
     drop(taken);

@@ -91,38 +91,55 @@ pub async fn spawn_app_with(extra: &[&str]) -> TestApp {
     spawn_on(data_dir, database_url, extra).await
 }
 
-pub async fn spawn_on(
-    data_dir: tempfile::TempDir,
-    database_url: Option<String>,
+/// The settings of a test server: loopback ports (`web_listen` for the
+/// web port), `root_user` with the test root password, `extra` flags last.
+pub fn serve_args(
+    data_dir: &std::path::Path,
+    database_url: Option<&str>,
+    web_listen: &str,
+    root_user: &str,
     extra: &[&str],
-) -> TestApp {
-    let mut argv: Vec<String> = [
+) -> cistern::config::ServeArgs {
+    let data_dir = data_dir.to_string_lossy();
+    let mut argv: Vec<&str> = vec![
         "cistern",
         "serve",
         "--s3-listen",
         "127.0.0.1:0",
         "--web-listen",
-        "127.0.0.1:0",
+        web_listen,
         "--root-user",
-        ROOT_USER,
+        root_user,
         "--root-password",
         ROOT_PASSWORD,
         "--shutdown-grace-secs",
         "5",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    argv.push("--data-dir".into());
-    argv.push(data_dir.path().to_string_lossy().into_owned());
-    if let Some(url) = &database_url {
-        argv.push("--database-url".into());
-        argv.push(url.clone());
+        "--data-dir",
+        &data_dir,
+    ];
+    if let Some(url) = database_url {
+        argv.extend(["--database-url", url]);
     }
-    argv.extend(extra.iter().map(|s| s.to_string()));
+    argv.extend(extra);
+    let argv = argv.into_iter().map(str::to_owned).collect();
     let Command::Serve(args) = parse_from(argv).expect("valid test settings").command else {
         unreachable!("a serve command line")
     };
+    args
+}
+
+pub async fn spawn_on(
+    data_dir: tempfile::TempDir,
+    database_url: Option<String>,
+    extra: &[&str],
+) -> TestApp {
+    let args = serve_args(
+        data_dir.path(),
+        database_url.as_deref(),
+        "127.0.0.1:0",
+        ROOT_USER,
+        extra,
+    );
     let (server, _) = Server::build(args).await.expect("server builds");
     let (stop, stopped) = oneshot::channel::<()>();
     let s3_addr = server.s3_addr();
@@ -361,11 +378,8 @@ impl ApiClient {
         let response = request.send().await.expect("an answer");
         let status = response.status().as_u16();
         let text = response.text().await.expect("a body");
-        let body = if text.is_empty() {
-            serde_json::Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text))
-        };
+        // Not JSON (an empty 204, say): `Null`.
+        let body = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
         ApiAnswer { status, body }
     }
 

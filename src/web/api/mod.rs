@@ -142,14 +142,6 @@ impl ApiActor {
     }
 }
 
-fn length(headers: &axum::http::HeaderMap) -> u64 {
-    headers
-        .get(axum::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
 /// The most a route's body may announce: one object for a raw upload or a
 /// result, no bound for forms that carry many files (each file is held to
 /// its own limit as it streams), 1 MiB of JSON for everything else.
@@ -259,7 +251,11 @@ async fn with_request_id(State(state): State<WebState>, request: Request, next: 
         target: described.target,
         status: response.status().as_u16(),
         bytes_in: if ok { bytes_in } else { 0 },
-        bytes_out: if ok { length(response.headers()) } else { 0 },
+        bytes_out: if ok {
+            crate::serving::declared_length(response.headers(), &["content-length"])
+        } else {
+            0
+        },
         user_agent,
     });
     response
