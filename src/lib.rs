@@ -16,11 +16,10 @@
 //! - [`config`], [`telemetry`] and [`startup`] turn settings into a running
 //!   server; `main.rs` only parses the command line and dispatches.
 
-pub mod blob;
 pub mod cli;
 pub mod config;
 pub mod core;
-pub mod meta;
+pub mod model;
 pub mod s3;
 pub mod serving;
 pub mod startup;

@@ -14,10 +14,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ServeArgs;
-use crate::core::Store;
 use crate::core::audit::AuditLog;
-use crate::core::objects::StoreSettings;
 use crate::core::sweeper::SweepSettings;
+use crate::core::{Store, StoreLocation, StoreSettings};
 use crate::s3::CisternS3;
 use crate::s3::auth::{BucketPolicy, KeyAuth, NamesCheckedLater};
 use crate::s3::cors::Preflight;
@@ -50,19 +49,14 @@ impl Server {
                 settings.data_dir.display()
             )
         })?;
-        let meta = crate::meta::MetaStore::open(
-            settings.database_url.as_deref(),
-            &settings.data_dir,
-            Duration::from_millis(settings.database_wait_ms.max(1)),
-        )
-        .await
-        .context("while opening the metadata store")?;
-        let blobs = crate::blob::open(settings.blob_url.as_deref(), &settings.data_dir)
-            .await
-            .context("while opening the blob store")?;
-        let store = Store::new(
-            meta,
-            blobs,
+        let location = StoreLocation {
+            database_url: settings.database_url.as_deref(),
+            blob_url: settings.blob_url.as_deref(),
+            data_dir: &settings.data_dir,
+            database_wait: Duration::from_millis(settings.database_wait_ms.max(1)),
+        };
+        let store = Store::open(
+            location,
             StoreSettings {
                 inline_threshold: settings.inline_threshold,
                 max_object_size: settings.max_object_size,
@@ -70,7 +64,9 @@ impl Server {
                 password_queue: Duration::from_millis(settings.password_queue_ms),
                 ..StoreSettings::default()
             },
-        );
+        )
+        .await
+        .context("while opening the metadata and blob stores")?;
         store.follow_account_changes();
         // Both ports first: a start that cannot serve changes no account.
         let s3_listener = TcpListener::bind(settings.s3_listen)
@@ -234,7 +230,7 @@ impl Server {
         let _ = event_hub.await;
         // Requests are done: commit their audit records, then the rest.
         audit.flush().await;
-        store.meta().close().await;
+        store.close().await;
         tracing::info!("stopped");
         Ok(())
     }

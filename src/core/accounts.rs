@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 
 use super::{CoreError, CoreResult, Principal, Store, now_ms};
-use crate::meta::{AccountRecord, BucketRecord, GrantLevel, KeyRecord, Mutation};
+use crate::core::meta::{AccountRecord, BucketRecord, GrantLevel, KeyRecord, Mutation};
 
 /// The id of the admin created from `CISTERN_ROOT_USER`.
 pub const ROOT_USER_ID: &str = "root";
@@ -159,7 +159,7 @@ impl Store {
         }
         let password_hash = self.passwords.hash(password).await?;
         self.change_accounts(Mutation::EnsureUser {
-            user: crate::meta::UserRecord {
+            user: crate::core::meta::UserRecord {
                 // One fixed identity: renaming the root user moves it
                 // instead of leaving the old name an admin.
                 id: ROOT_USER_ID.to_owned(),

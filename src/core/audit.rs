@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Store, now_ms};
-use crate::meta::{AuditRecord, Mutation};
+use crate::core::meta::{AuditRecord, Mutation};
 
 const QUEUE: usize = 100_000;
 const BATCH: usize = 1_000;

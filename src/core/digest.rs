@@ -13,7 +13,7 @@ use bytes::Bytes;
 use futures::Stream;
 use md5::{Digest, Md5};
 
-use crate::blob::ByteStream;
+use crate::core::blob::ByteStream;
 
 /// The additional checksum algorithms S3 clients send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -1,8 +1,8 @@
 //! The errors of the service layer. Each front-end maps them to its wire
 //! codes in one exhaustive match.
 
-use crate::blob::BlobError;
-use crate::meta::MetaError;
+use crate::core::blob::BlobError;
+use crate::core::meta::MetaError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CoreError {

@@ -15,7 +15,7 @@ use futures::{Stream, StreamExt};
 use tokio::sync::broadcast;
 
 use super::{CoreResult, Store};
-use crate::meta::pools::PoolEvent;
+use crate::model::PoolEvent;
 
 /// Events kept for owner streams that are momentarily slow.
 pub const HUB_CAPACITY: usize = 8192;

@@ -5,20 +5,23 @@
 
 pub mod accounts;
 pub mod audit;
+mod blob;
 pub mod digest;
 pub mod error;
 pub mod events;
+mod meta;
 pub mod names;
 pub mod objects;
 pub mod passwords;
 pub mod pools;
 pub mod presign;
 pub mod sessions;
+pub mod store;
 pub mod sweeper;
 pub mod webhooks;
 
 pub use self::error::{CoreError, CoreResult};
-pub use self::objects::Store;
+pub use self::store::{Store, StoreLocation, StoreSettings};
 
 /// Who is making a request, once their key has been checked.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -2,68 +2,17 @@
 //! verify, then commit), the read path (conditions, ranges, streaming out of
 //! blobs), listings with delimiters, copies and multipart uploads.
 
-use std::sync::Arc;
-
 use bytes::{Bytes, BytesMut};
 use futures::{StreamExt, TryStreamExt};
-use tokio::sync::Notify;
 
 use super::digest::{BodyDigests, BodyFailure, ChecksumAlgorithm, DigestHandle, DigestingStream};
 use super::names::{BucketName, ObjectKey};
-use super::{CoreError, CoreResult, Principal, now_ms};
-use crate::blob::{BlobStore, ByteStream, new_blob_id};
-use crate::meta::{
-    BlobSegment, BucketRecord, MetaStore, Mutation, MutationOutcome, ObjectAttrs, ObjectBody,
-    ObjectRecord, ObjectSummary, PartRecord, PutCondition, UploadRecord,
+use super::{CoreError, CoreResult, Principal, Store, now_ms};
+use crate::core::blob::{ByteStream, new_blob_id};
+use crate::core::meta::{
+    BlobSegment, BucketRecord, Mutation, MutationOutcome, ObjectAttrs, ObjectBody, ObjectRecord,
+    ObjectSummary, PartRecord, PutCondition, UploadRecord,
 };
-
-/// Limits and thresholds of the object store.
-#[derive(Debug, Clone)]
-pub struct StoreSettings {
-    /// Bodies up to this size live inline in the metadata row.
-    pub inline_threshold: u64,
-    /// Smallest part allowed before the last one when completing an upload.
-    pub min_part_size: u64,
-    /// Largest single PUT or part.
-    pub max_object_size: u64,
-    /// Password checks run at once (0: one per core).
-    pub password_checks: usize,
-    /// How long a password check may wait for its turn.
-    pub password_queue: std::time::Duration,
-}
-
-impl Default for StoreSettings {
-    fn default() -> Self {
-        Self {
-            inline_threshold: 64 * 1024,
-            min_part_size: 5 * 1024 * 1024,
-            max_object_size: 5 * 1024 * 1024 * 1024,
-            password_checks: 0,
-            password_queue: std::time::Duration::from_secs(2),
-        }
-    }
-}
-
-/// The service layer's handle on storage; cheap to clone.
-#[derive(Clone)]
-pub struct Store {
-    pub(super) meta: MetaStore,
-    pub(super) blobs: Arc<dyn BlobStore>,
-    pub(super) settings: StoreSettings,
-    /// Wakes the sweeper after a commit released blobs.
-    pub(super) sweep: Arc<Notify>,
-    /// Recently used credentials, so that signed requests do not each cost
-    /// a database round trip.
-    pub(super) credentials_cache: super::accounts::CredentialsCache,
-    /// Woken when this node writes a pool event.
-    pub(super) pool_events: Arc<Notify>,
-    /// New pool events, for every open event stream of this node.
-    pub(super) event_hub: Arc<super::events::EventHub>,
-    /// Slows down repeated failed logins.
-    pub(super) throttle: Arc<super::sessions::LoginThrottle>,
-    /// Bounded password hashing and recently checked credentials.
-    pub(super) passwords: Arc<super::passwords::Passwords>,
-}
 
 /// An ETag condition: `*` or a list of ETags (without quotes).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -198,31 +147,6 @@ pub(super) struct StoredBody {
 }
 
 impl Store {
-    pub fn new(meta: MetaStore, blobs: Arc<dyn BlobStore>, settings: StoreSettings) -> Self {
-        Self {
-            meta,
-            blobs,
-            sweep: Arc::new(Notify::new()),
-            credentials_cache: super::accounts::CredentialsCache::default(),
-            pool_events: Arc::new(Notify::new()),
-            event_hub: Arc::new(super::events::EventHub::default()),
-            throttle: Arc::default(),
-            passwords: Arc::new(super::passwords::Passwords::new(
-                settings.password_checks,
-                settings.password_queue,
-            )),
-            settings,
-        }
-    }
-
-    pub fn meta(&self) -> &MetaStore {
-        &self.meta
-    }
-
-    pub fn blobs(&self) -> &Arc<dyn BlobStore> {
-        &self.blobs
-    }
-
     // ---- buckets -------------------------------------------------------
 
     pub async fn create_bucket(&self, who: &Principal, name: &BucketName) -> CoreResult<()> {
@@ -460,7 +384,7 @@ impl Store {
                     self.sweep.notify_one();
                     return Ok(object);
                 }
-                Err(crate::meta::MetaError::SourceChanged) => continue,
+                Err(crate::core::meta::MetaError::SourceChanged) => continue,
                 Err(e) => return Err(e.into()),
             }
         }

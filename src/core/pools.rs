@@ -15,12 +15,14 @@ use super::digest::ChecksumAlgorithm;
 use super::objects::IncomingBody;
 use super::sessions::token_hash;
 use super::{CoreError, CoreResult, Principal, Store, now_ms};
-use crate::blob::ByteStream;
-use crate::meta::pools::{
-    ContributionRecord, GroupRecord, MemberChange, MemberRecord, NewContribution, NewMember,
-    PoolEvent, PoolMutation, PoolOutcome, PoolRecord,
+use crate::core::blob::ByteStream;
+use crate::core::meta::pools::{
+    MemberChange, NewContribution, NewMember, PoolMutation, PoolOutcome,
 };
-use crate::meta::{Mutation, MutationOutcome, ObjectAttrs, ObjectRecord};
+use crate::core::meta::{Mutation, MutationOutcome};
+use crate::model::{
+    ContributionRecord, GroupRecord, MemberRecord, ObjectAttrs, ObjectRecord, PoolEvent, PoolRecord,
+};
 
 /// Member roles.
 pub const ROLES: [&str; 3] = ["contributor", "listener", "processor"];
@@ -215,7 +217,10 @@ fn watched(stream: ByteStream, limit: u64, watch: Arc<Mutex<BodyWatch>>) -> Byte
 }
 
 impl Store {
-    async fn apply_pool(&self, mutation: PoolMutation) -> crate::meta::MetaResult<MutationOutcome> {
+    async fn apply_pool(
+        &self,
+        mutation: PoolMutation,
+    ) -> crate::core::meta::MetaResult<MutationOutcome> {
         self.meta.apply(Mutation::Pool(Box::new(mutation))).await
     }
 
@@ -701,24 +706,43 @@ impl Store {
         };
         for pool in pools {
             let before_ms = now_ms() - pool.retention_days * 86_400_000;
-            loop {
-                let expired = self
-                    .apply_pool(PoolMutation::Expire {
-                        pool_id: pool.id.clone(),
-                        before_ms,
-                    })
-                    .await;
-                match expired {
-                    Ok(MutationOutcome::Pool(PoolOutcome::Sealed(n))) if n > 0 => continue,
-                    Ok(_) => break,
-                    Err(e) => {
-                        tracing::warn!(error = %e, pool = %pool.name, "applying retention failed");
-                        break;
-                    }
-                }
+            if let Err(e) = self.forget_groups_before(&pool, before_ms).await {
+                tracing::warn!(error = %e, pool = %pool.name, "applying retention failed");
             }
         }
         self.sweep.notify_one();
+    }
+
+    /// Forgets the pool's finished groups that ended before `before_ms`,
+    /// with their files, results and events, a batch per transaction.
+    pub async fn forget_groups_before(&self, pool: &PoolRecord, before_ms: i64) -> CoreResult<()> {
+        loop {
+            let expired = self
+                .apply_pool(PoolMutation::Expire {
+                    pool_id: pool.id.clone(),
+                    before_ms,
+                })
+                .await?;
+            if !matches!(expired, MutationOutcome::Pool(PoolOutcome::Sealed(n)) if n > 0) {
+                self.sweep.notify_one();
+                return Ok(());
+            }
+        }
+    }
+
+    /// The pool by name, for the server's own tasks (no caller to check).
+    pub async fn pool_by_name(&self, name: &str) -> CoreResult<PoolRecord> {
+        Ok(self.meta.pool(name).await?)
+    }
+
+    /// A page of the pool's event log after `after`, for every member.
+    pub async fn pool_event_page(
+        &self,
+        pool: &PoolRecord,
+        after: i64,
+        limit: i64,
+    ) -> CoreResult<Vec<PoolEvent>> {
+        Ok(self.meta.pool_events(&pool.id, None, after, limit).await?)
     }
 
     fn require_processor(member: &MemberRecord) -> CoreResult<()> {
@@ -892,7 +916,7 @@ impl Store {
     ) -> CoreResult<Vec<ContributionRecord>> {
         self.meta.group(&pool.id, start_ms).await?;
         let mut all = Vec::new();
-        let mut filter = crate::meta::pools::ContributionFilter {
+        let mut filter = crate::model::ContributionFilter {
             group_start_ms: Some(start_ms),
             ..Default::default()
         };

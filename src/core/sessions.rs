@@ -14,7 +14,7 @@ use base64::Engine;
 use sha2::{Digest, Sha256};
 
 use super::{CoreError, CoreResult, Principal, Store, now_ms};
-use crate::meta::Mutation;
+use crate::core::meta::Mutation;
 
 /// A new session, as the login answer carries it.
 #[derive(Debug, Clone)]

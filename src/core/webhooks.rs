@@ -22,7 +22,8 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use super::{Store, now_ms};
-use crate::meta::pools::{PoolEvent, PoolMutation, PoolRecord, WebhookAttempt};
+use crate::core::meta::pools::PoolMutation;
+use crate::model::{PoolEvent, PoolRecord, WebhookAttempt};
 
 /// How long an event is retried before the webhook moves past it.
 const GIVE_UP_AFTER_MS: i64 = 25 * 3600 * 1000;
@@ -232,7 +233,7 @@ impl Store {
         }
         let taken = self
             .meta
-            .apply(crate::meta::Mutation::Pool(Box::new(
+            .apply(crate::core::meta::Mutation::Pool(Box::new(
                 PoolMutation::TakeWebhook {
                     pool_id: pool_id.to_owned(),
                     node: node.to_owned(),
@@ -341,7 +342,7 @@ impl Store {
         };
         let recorded = self
             .meta
-            .apply(crate::meta::Mutation::Pool(Box::new(
+            .apply(crate::core::meta::Mutation::Pool(Box::new(
                 PoolMutation::WebhookAttempt {
                     pool_id: pool.id.clone(),
                     attempt,

@@ -8,12 +8,12 @@ use futures::TryStreamExt;
 use s3s::dto::{ETag, ETagCondition, Metadata, StreamingBlob, Timestamp};
 use s3s::{S3Result, s3_error};
 
-use crate::blob::ByteStream;
 use crate::core::CoreError;
 use crate::core::digest::{BodyDigests, ChecksumAlgorithm};
 use crate::core::names::{BucketName, ObjectKey};
 use crate::core::objects::{EtagMatch, IncomingBody, ReadConditions};
-use crate::meta::{ObjectAttrs, ObjectRecord};
+use crate::model::ByteStream;
+use crate::model::{ObjectAttrs, ObjectRecord};
 
 use super::error::to_s3;
 

@@ -7,7 +7,7 @@ use super::CisternS3;
 use super::convert::*;
 use super::error::IntoS3;
 use super::object::copy_source;
-use crate::meta::PutCondition;
+use crate::model::PutCondition;
 
 pub async fn create(
     s3: &CisternS3,

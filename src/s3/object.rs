@@ -9,7 +9,7 @@ use super::convert::*;
 use super::error::{IntoS3, to_s3};
 use crate::core::digest::ChecksumAlgorithm;
 use crate::core::objects::ByteRange;
-use crate::meta::{ObjectRecord, PutCondition};
+use crate::model::{ObjectRecord, PutCondition};
 
 fn put_condition(
     if_match: Option<&ETagCondition>,

@@ -13,7 +13,7 @@ use tracing::Instrument;
 
 use super::auth::RequestFacts;
 use crate::core::audit::AuditLog;
-use crate::meta::AuditRecord;
+use crate::model::AuditRecord;
 use crate::serving::{GuardedBody, PeerAddr, declared_length, new_request_id};
 
 /// The largest body of a request that is not an upload (XML documents

@@ -113,8 +113,8 @@ const PROBE_WAIT: std::time::Duration = std::time::Duration::from_millis(1500);
 async fn ready(State(state): State<WebState>) -> Response {
     let timed_out = || "no answer in time".to_owned();
     let (meta, blobs) = tokio::join!(
-        tokio::time::timeout(PROBE_WAIT, state.store.meta().ping()),
-        tokio::time::timeout(PROBE_WAIT, state.store.blobs().check()),
+        tokio::time::timeout(PROBE_WAIT, state.store.check_metadata()),
+        tokio::time::timeout(PROBE_WAIT, state.store.check_blobs()),
     );
     let meta = meta
         .map_err(|_| timed_out())
@@ -167,7 +167,7 @@ async fn metrics_text(State(state): State<WebState>, request: axum::extract::Req
         }
         Err(e) => tracing::warn!(error = %e, "could not read bucket figures for metrics"),
     }
-    match state.store.meta().stored_totals().await {
+    match state.store.stored_totals().await {
         Ok(totals) => {
             metrics::gauge!("cistern_objects_stored").set(totals.objects as f64);
             metrics::gauge!("cistern_bytes_stored").set(totals.bytes as f64);

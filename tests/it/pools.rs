@@ -1332,8 +1332,6 @@ async fn a_member_disabled_mid_stream_hears_no_more_and_sends_no_more() {
 
 #[tokio::test]
 async fn retention_forgets_finished_groups_with_their_files_and_events() {
-    use cistern::meta::Mutation;
-    use cistern::meta::pools::PoolMutation;
     let app = spawn_app().await;
     create_pool(
         &app,
@@ -1376,13 +1374,7 @@ async fn retention_forgets_finished_groups_with_their_files_and_events() {
         .await
         .unwrap();
     assert_eq!(response.status(), 201);
-    let pool_id = app.store.meta().pool("old").await.unwrap().id;
-    let expire = |before_ms: i64| {
-        Mutation::Pool(Box::new(PoolMutation::Expire {
-            pool_id: pool_id.clone(),
-            before_ms,
-        }))
-    };
+    let pool = app.store.pool_by_name("old").await.unwrap();
     let objects = |s3: aws_sdk_s3::Client| async move {
         s3.list_objects_v2()
             .bucket("pool-old")
@@ -1395,8 +1387,7 @@ async fn retention_forgets_finished_groups_with_their_files_and_events() {
 
     // Younger than the cutoff: kept.
     app.store
-        .meta()
-        .apply(expire(now_ms() - 86_400_000))
+        .forget_groups_before(&pool, now_ms() - 86_400_000)
         .await
         .unwrap();
     assert_eq!(objects(app.client()).await, 3, "two files and the result");
@@ -1406,8 +1397,7 @@ async fn retention_forgets_finished_groups_with_their_files_and_events() {
 
     // Older than the cutoff: the group, its files, result and events go.
     app.store
-        .meta()
-        .apply(expire(now_ms() + 1_000))
+        .forget_groups_before(&pool, now_ms() + 1_000)
         .await
         .unwrap();
     assert_eq!(objects(app.client()).await, 0);
@@ -1417,8 +1407,7 @@ async fn retention_forgets_finished_groups_with_their_files_and_events() {
     assert_eq!(contributions["contributions"], json!([]));
     assert!(
         app.store
-            .meta()
-            .pool_events(&pool_id, None, 0, 10)
+            .pool_event_page(&pool, 0, 10)
             .await
             .unwrap()
             .is_empty()

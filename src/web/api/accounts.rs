@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, ApiResult};
 use super::{Caller, JsonBody, QueryArgs, require_admin};
-use crate::meta::{AccountRecord, KeyRecord};
+use crate::model::{AccountRecord, KeyRecord};
 use crate::web::WebState;
 
 #[derive(Serialize, utoipa::ToSchema)]

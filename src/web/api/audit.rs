@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::error::{ApiError, ApiResult};
 use super::{Caller, QueryArgs, require_admin};
 use crate::core::Principal;
-use crate::meta::{AuditFilter, AuditRecord, UsageRow};
+use crate::model::{AuditFilter, AuditRecord, UsageRow};
 use crate::web::WebState;
 
 #[derive(Deserialize, Default, utoipa::IntoParams)]

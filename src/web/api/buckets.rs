@@ -9,7 +9,7 @@ use super::error::{ApiError, ApiResult};
 use super::{Caller, JsonBody, MaybeCaller, refusal_for};
 use crate::core::accounts::Access;
 use crate::core::names::BucketName;
-use crate::meta::{BucketRecord, GrantLevel};
+use crate::model::{BucketRecord, GrantLevel};
 use crate::web::WebState;
 
 #[derive(Serialize, utoipa::ToSchema)]

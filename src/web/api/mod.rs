@@ -230,7 +230,7 @@ async fn with_request_id(State(state): State<WebState>, request: Request, next: 
     } = actor.0.lock().map(|s| s.clone()).unwrap_or_default();
     let (billed_user, billed_bucket) = billed.unzip();
     let ok = response.status().is_success();
-    state.audit.record(crate::meta::AuditRecord {
+    state.audit.record(crate::model::AuditRecord {
         id: 0,
         time_ms: crate::core::now_ms(),
         request_id: id,

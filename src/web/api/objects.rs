@@ -14,11 +14,11 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, ApiResult};
 use super::{Caller, JsonBody, MaybeCaller, QueryArgs, refusal_for};
-use crate::blob::ByteStream;
 use crate::core::accounts::Access;
 use crate::core::names::ObjectKey;
 use crate::core::objects::{ByteRange, IncomingBody, ReadConditions};
-use crate::meta::{ObjectAttrs, ObjectRecord, PutCondition};
+use crate::model::ByteStream;
+use crate::model::{ObjectAttrs, ObjectRecord, PutCondition};
 use crate::web::WebState;
 
 #[derive(Serialize, utoipa::ToSchema)]

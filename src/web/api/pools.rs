@@ -19,10 +19,10 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, ApiResult};
 use super::{ApiActor, Caller, JsonBody, QueryArgs};
-use crate::blob::ByteStream;
 use crate::core::pools::{MEMBER_TOKEN_PREFIX, PoolSpec, Receipt};
 use crate::core::{CoreError, Principal};
-use crate::meta::pools::{
+use crate::model::ByteStream;
+use crate::model::{
     ContributionFilter, ContributionRecord, GroupRecord, MemberRecord, PoolEvent, PoolRecord,
 };
 use crate::web::WebState;
@@ -1308,15 +1308,20 @@ async fn result_response(
 ) -> ApiResult<Response> {
     let (pool, member) = caller.pool(state, pool).await?;
     let group = match start_ms {
-        Some(start_ms) => state.store.meta().group(&pool.id, start_ms).await,
+        Some(start_ms) => state
+            .store
+            .meta()
+            .group(&pool.id, start_ms)
+            .await
+            .map_err(CoreError::from)?,
         None => state
             .store
             .meta()
             .latest_published(&pool.id)
             .await
-            .and_then(|g| g.ok_or(crate::meta::MetaError::NotFound("result"))),
-    }
-    .map_err(CoreError::from)?;
+            .map_err(CoreError::from)?
+            .ok_or(CoreError::NotFound("result"))?,
+    };
     let key = match (&group.state[..], &group.result_key) {
         ("published", Some(key)) => key.clone(),
         _ => return Err(CoreError::NotFound("result").into()),

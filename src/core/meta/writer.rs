@@ -13,26 +13,17 @@ use sqlx::{AnyConnection, AnyPool, Connection, Row};
 
 use tokio::sync::{Mutex, mpsc, oneshot};
 
-use super::accounts::{self, AccountRecord, GrantLevel, KeyRecord};
+use super::accounts;
 use super::queries::{OBJECT_COLUMNS, encode_attrs, part_from_row};
 use super::small_puts;
 use super::{
     MetaError, MetaResult, ObjectAttrs, ObjectBody, ObjectRecord, PartRecord, UploadRecord,
     UserRecord,
 };
+use crate::model::{AccountRecord, GrantLevel, KeyRecord, PutCondition};
 
 /// Most mutations one transaction carries.
 const MAX_BATCH: usize = 256;
-
-/// Create-only and compare-and-swap writes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PutCondition {
-    Always,
-    /// `If-None-Match: *`: only if no object has the key.
-    IfAbsent,
-    /// `If-Match: "etag"`: only if the current object has this ETag.
-    IfEtag(String),
-}
 
 /// How an object's blob segments relate to existing blob rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

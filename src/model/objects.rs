@@ -1,16 +1,16 @@
-//! The rows the metadata store reads and writes, as plain Rust values.
+//! Buckets and objects as every layer sees them: what the metadata store
+//! reads and writes, what the service layer decides on, and what the
+//! front-ends turn into S3 XML or JSON.
 
 use std::collections::BTreeMap;
+use std::pin::Pin;
 
+use bytes::Bytes;
+use futures::Stream;
 use serde::{Deserialize, Serialize};
 
-/// A user as the metadata store knows it.
-#[derive(Debug, Clone)]
-pub struct UserRecord {
-    pub id: String,
-    pub name: String,
-    pub role: String,
-}
+/// A stream of bytes with I/O errors, as blobs are written and read.
+pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>;
 
 #[derive(Debug, Clone)]
 pub struct BucketRecord {
@@ -101,4 +101,21 @@ pub struct PartRecord {
     pub size: i64,
     pub etag: String,
     pub last_modified_ms: i64,
+}
+
+/// Create-only and compare-and-swap writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PutCondition {
+    Always,
+    /// `If-None-Match: *`: only if no object has the key.
+    IfAbsent,
+    /// `If-Match: "etag"`: only if the current object has this ETag.
+    IfEtag(String),
+}
+
+/// Totals over every bucket, for the metrics endpoint.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StoredTotals {
+    pub objects: i64,
+    pub bytes: i64,
 }

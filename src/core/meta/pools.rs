@@ -4,116 +4,16 @@
 //! so a follower of the event log never sees a change without its event or
 //! an event without its change.
 
+use crate::model::{
+    ContributionFilter, ContributionRecord, GroupRecord, MemberRecord, PoolEvent, PoolRecord,
+    WebhookAttempt,
+};
 use serde_json::json;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use super::writer::{BlobRefs, create_bucket, delete_object, put_object};
 use super::{MetaError, MetaResult, MetaStore, MutationOutcome, ObjectRecord, PutCondition};
-
-/// A pool and its rules.
-#[derive(Debug, Clone)]
-pub struct PoolRecord {
-    pub id: String,
-    pub name: String,
-    pub owner_id: String,
-    /// The bucket that holds the pool's files and results.
-    pub bucket: String,
-    pub window_secs: i64,
-    pub grace_secs: i64,
-    /// Windows are aligned to this instant (Unix ms).
-    pub origin_ms: i64,
-    pub max_file_size: i64,
-    /// Detected content types accepted; empty means any not forbidden.
-    /// A trailing `/*` matches a whole family (`image/*`).
-    pub allowed_types: Vec<String>,
-    pub forbidden_types: Vec<String>,
-    pub allow_empty: bool,
-    pub retention_days: i64,
-    pub webhook_url: Option<String>,
-    pub webhook_secret: Option<String>,
-    /// The last event the webhook has had (delivered or given up on).
-    pub webhook_cursor: i64,
-    pub created_ms: i64,
-}
-
-/// One attempt to deliver an event to a pool's webhook.
-#[derive(Debug, Clone)]
-pub struct WebhookAttempt {
-    pub event_id: i64,
-    /// 1 for the first try.
-    pub attempt: i64,
-    pub time_ms: i64,
-    /// The receiver's HTTP status, if it answered.
-    pub status: Option<i64>,
-    pub error: Option<String>,
-    pub delivered: bool,
-}
-
-#[derive(Debug, Clone)]
-pub struct MemberRecord {
-    pub id: String,
-    pub pool_id: String,
-    pub name: String,
-    /// `contributor`, `listener` or `processor`.
-    pub role: String,
-    pub created_ms: i64,
-    pub disabled_ms: Option<i64>,
-}
-
-/// One time window of a pool.
-#[derive(Debug, Clone)]
-pub struct GroupRecord {
-    pub pool_id: String,
-    pub start_ms: i64,
-    pub end_ms: i64,
-    /// When the window closes for late files too (end plus grace).
-    pub seal_at_ms: i64,
-    /// `open`, `sealed`, `processing`, `published` or `failed`.
-    pub state: String,
-    pub files: i64,
-    pub bytes: i64,
-    pub attempts: i64,
-    pub lease_id: Option<String>,
-    pub lease_expires_ms: Option<i64>,
-    pub result_key: Option<String>,
-    pub result_size: Option<i64>,
-    pub result_etag: Option<String>,
-    pub updated_ms: i64,
-}
-
-#[derive(Debug, Clone)]
-pub struct ContributionRecord {
-    pub id: String,
-    pub pool_id: String,
-    pub member_id: String,
-    pub group_start_ms: i64,
-    pub client_time_ms: i64,
-    pub name: String,
-    pub size: i64,
-    /// Hex.
-    pub sha256: String,
-    /// Detected from the bytes.
-    pub content_type: String,
-    pub object_key: String,
-    pub created_ms: i64,
-}
-
-/// One entry of the pool event log.
-#[derive(Debug, Clone)]
-pub struct PoolEvent {
-    /// Assigned by the database; 0 before the insert.
-    pub id: i64,
-    pub pool_id: String,
-    /// `None`: for everyone in the pool; otherwise for that member only.
-    pub member_id: Option<String>,
-    /// `contribution.accepted`, `group.sealed`, ...
-    pub kind: String,
-    pub group_start_ms: Option<i64>,
-    /// JSON text.
-    pub data: String,
-    pub time_ms: i64,
-}
 
 /// A new member and the hash of the token that authenticates it.
 #[derive(Debug, Clone)]
@@ -1118,15 +1018,6 @@ fn event_from_row(row: &AnyRow) -> MetaResult<PoolEvent> {
         data: row.try_get("data")?,
         time_ms: row.try_get("time_ms")?,
     })
-}
-
-/// Which contributions a listing wants.
-#[derive(Debug, Clone, Default)]
-pub struct ContributionFilter {
-    pub member_id: Option<String>,
-    pub group_start_ms: Option<i64>,
-    /// Contributions with a larger id than this (the cursor).
-    pub after_id: Option<String>,
 }
 
 impl MetaStore {

@@ -2,6 +2,8 @@
 
 use bytes::Bytes;
 use sqlx::Row;
+
+use crate::model::StoredTotals;
 use sqlx::any::AnyRow;
 
 use super::{
@@ -80,13 +82,6 @@ pub(super) fn part_from_row(row: &AnyRow) -> MetaResult<PartRecord> {
         etag: row.try_get("etag")?,
         last_modified_ms: row.try_get("last_modified_ms")?,
     })
-}
-
-/// Totals over every bucket, for the metrics endpoint.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct StoredTotals {
-    pub objects: i64,
-    pub bytes: i64,
 }
 
 impl MetaStore {

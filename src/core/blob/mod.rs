@@ -9,15 +9,10 @@ pub mod local;
 pub mod remote;
 
 use std::path::Path;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use bytes::Bytes;
-use futures::Stream;
-
-/// A stream of bytes with I/O errors, as blobs are written and read.
-pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>;
+pub use crate::model::ByteStream;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BlobError {

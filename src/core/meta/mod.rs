@@ -13,7 +13,6 @@ mod notices;
 pub mod pools;
 mod queries;
 pub mod quota;
-pub mod records;
 mod small_puts;
 mod writer;
 
@@ -25,11 +24,9 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
-pub use self::accounts::{AccountRecord, GrantLevel, KeyGrant, KeyRecord};
-pub use self::audit::{AuditFilter, AuditRecord, UsageRow};
-pub use self::records::*;
 use self::writer::Writer;
-pub use self::writer::{Mutation, MutationOutcome, PutCondition};
+pub use self::writer::{Mutation, MutationOutcome};
+pub use crate::model::*;
 
 /// Errors of the metadata layer. Rule violations found inside a transaction
 /// (a bucket that is not empty, a precondition) are typed so that the
@@ -231,10 +228,6 @@ impl MetaStore {
             url,
             closed: tokio_util::sync::CancellationToken::new(),
         })
-    }
-
-    pub fn dialect(&self) -> Dialect {
-        self.dialect
     }
 
     /// Applies one mutation through the group-commit writer; returns once

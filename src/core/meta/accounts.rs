@@ -1,34 +1,11 @@
 //! Accounts, access keys and bucket sharing: the reads, and the writes the
 //! group-commit writer applies for the account mutations.
 
+use crate::model::{AccountRecord, GrantLevel, KeyRecord};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use super::{MetaError, MetaResult, MetaStore, MutationOutcome};
-
-/// A user with the fields access decisions need.
-#[derive(Debug, Clone)]
-pub struct AccountRecord {
-    pub id: String,
-    pub name: String,
-    pub role: String,
-    pub created_ms: i64,
-    pub disabled_ms: Option<i64>,
-    pub password_hash: Option<String>,
-}
-
-/// An access key as its owner may see it (never the secret).
-#[derive(Debug, Clone)]
-pub struct KeyRecord {
-    pub access_key: String,
-    pub user_id: String,
-    pub created_ms: i64,
-    pub read_only: bool,
-    /// Buckets the key is limited to; `None` means all the user may reach.
-    pub buckets: Option<Vec<String>>,
-    /// Made by the server to sign share links (read-only, one bucket).
-    pub for_share_links: bool,
-}
 
 /// What a signature check and an access decision need about a key.
 #[derive(Debug, Clone)]
@@ -36,30 +13,6 @@ pub struct KeyGrant {
     pub key: KeyRecord,
     pub secret: String,
     pub user: AccountRecord,
-}
-
-/// How far a grant on a bucket reaches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GrantLevel {
-    Read,
-    ReadWrite,
-}
-
-impl GrantLevel {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Read => "read",
-            Self::ReadWrite => "read-write",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "read" => Some(Self::Read),
-            "read-write" => Some(Self::ReadWrite),
-            _ => None,
-        }
-    }
 }
 
 fn account_from_row(row: &AnyRow) -> MetaResult<AccountRecord> {
