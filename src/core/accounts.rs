@@ -343,7 +343,7 @@ impl Store {
         {
             return Err(CoreError::AccessDenied);
         }
-        if who.role == "admin" || record.owner_id == who.user_id {
+        if who.is_admin() || record.owner_id == who.user_id {
             return Ok(record);
         }
         let allowed = match (self.meta.grant(bucket, &who.user_id).await?, access) {
@@ -413,7 +413,7 @@ impl Store {
     /// shared with them, and public ones they were given.
     pub async fn visible_buckets(&self, who: &Principal) -> CoreResult<Vec<BucketRecord>> {
         let all = self.meta.buckets().await?;
-        if who.role == "admin" {
+        if who.is_admin() {
             return Ok(all);
         }
         let granted: Vec<String> = self

@@ -39,6 +39,13 @@ pub struct Principal {
     pub session: Option<String>,
 }
 
+impl Principal {
+    /// Admins manage users and see every bucket, pool and audit record.
+    pub fn is_admin(&self) -> bool {
+        self.role == "admin"
+    }
+}
+
 /// Unix time in milliseconds.
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()

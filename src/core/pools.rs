@@ -297,7 +297,7 @@ impl Store {
     /// A pool its owner (or an admin) manages.
     pub async fn owned_pool(&self, who: &Principal, name: &str) -> CoreResult<PoolRecord> {
         let pool = self.meta.pool(name).await?;
-        if pool.owner_id == who.user_id || who.role == "admin" || who.user_id == ROOT_USER_ID {
+        if pool.owner_id == who.user_id || who.is_admin() || who.user_id == ROOT_USER_ID {
             Ok(pool)
         } else {
             // Someone else's pool is not even acknowledged.

@@ -45,7 +45,7 @@ pub struct AuditPage {
 fn filter_for(who: &Principal, query: &AuditQuery) -> AuditFilter {
     AuditFilter {
         // Users see what they did; admins see everything.
-        actor_id: (who.role != "admin").then(|| who.user_id.clone()),
+        actor_id: (!who.is_admin()).then(|| who.user_id.clone()),
         actor: query.actor.clone(),
         action: query.action.clone(),
         bucket: query.bucket.clone(),

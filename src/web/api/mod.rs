@@ -360,7 +360,7 @@ pub async fn may_read_metrics(parts: &mut Parts, state: &WebState) -> Result<(),
 
 /// Refuses callers who are not admins.
 pub fn require_admin(caller: &Principal) -> Result<(), ApiError> {
-    if caller.role == "admin" {
+    if caller.is_admin() {
         Ok(())
     } else {
         Err(ApiError::from(crate::core::CoreError::AccessDenied))

@@ -191,7 +191,7 @@ pub async fn list(
     State(state): State<WebState>,
     Caller(who): Caller,
 ) -> ApiResult<Json<Vec<PoolView>>> {
-    let owner = (who.role != "admin").then_some(who.user_id.as_str());
+    let owner = (!who.is_admin()).then_some(who.user_id.as_str());
     let pools = state
         .store
         .meta()
