@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 
 use super::{CoreError, CoreResult, Principal, Store, now_ms};
-use crate::core::meta::{AccountRecord, BucketRecord, GrantLevel, KeyRecord, Mutation};
+use crate::core::meta::Mutation;
+use crate::model::{AccountRecord, BucketRecord, GrantLevel, KeyRecord, Role};
 
 /// The id of the admin created from `CISTERN_ROOT_USER`.
 pub const ROOT_USER_ID: &str = "root";
@@ -70,7 +71,7 @@ pub(super) fn principal_of(account: &AccountRecord, key: Option<&KeyRecord>) -> 
     Principal {
         user_id: account.id.clone(),
         name: account.name.clone(),
-        role: account.role.clone(),
+        role: account.role,
         access_key: key.map(|k| k.access_key.clone()).unwrap_or_default(),
         read_only: key.is_some_and(|k| k.read_only),
         key_buckets: key.and_then(|k| k.buckets.clone()),
@@ -164,7 +165,7 @@ impl Store {
                 // instead of leaving the old name an admin.
                 id: ROOT_USER_ID.to_owned(),
                 name: name.to_owned(),
-                role: "admin".to_owned(),
+                role: Role::Admin,
             },
             access_key: name.to_owned(),
             secret: password.to_owned(),
@@ -199,13 +200,13 @@ impl Store {
     ) -> CoreResult<AccountRecord> {
         validate_user_name(name)?;
         validate_password(password)?;
-        if role != "admin" && role != "user" {
-            return Err(CoreError::InvalidArgument("role: 'admin' or 'user'".into()));
-        }
+        let role: Role = role
+            .parse()
+            .map_err(|_| CoreError::InvalidArgument("role: 'admin' or 'user'".into()))?;
         let account = AccountRecord {
             id: uuid::Uuid::new_v4().simple().to_string(),
             name: name.to_owned(),
-            role: role.to_owned(),
+            role,
             created_ms: now_ms(),
             disabled_ms: None,
             password_hash: Some(self.passwords.hash(password).await?),

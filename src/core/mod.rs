@@ -22,13 +22,14 @@ pub mod webhooks;
 
 pub use self::error::{CoreError, CoreResult};
 pub use self::store::{Store, StoreLocation, StoreSettings};
+use crate::model::Role;
 
 /// Who is making a request, once their key has been checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
     pub user_id: String,
     pub name: String,
-    pub role: String,
+    pub role: Role,
     /// The key that signed the request (empty for password logins).
     pub access_key: String,
     /// The key may only read.
@@ -42,7 +43,7 @@ pub struct Principal {
 impl Principal {
     /// Admins manage users and see every bucket, pool and audit record.
     pub fn is_admin(&self) -> bool {
-        self.role == "admin"
+        self.role == Role::Admin
     }
 }
 

@@ -181,7 +181,7 @@ mod tests {
         Principal {
             user_id: "u1".into(),
             name: "alice".into(),
-            role: "user".into(),
+            role: crate::model::Role::User,
             access_key: String::new(),
             read_only: false,
             key_buckets: None,

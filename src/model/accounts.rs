@@ -5,7 +5,7 @@
 pub struct UserRecord {
     pub id: String,
     pub name: String,
-    pub role: String,
+    pub role: Role,
 }
 
 /// A user with the fields access decisions need.
@@ -13,7 +13,7 @@ pub struct UserRecord {
 pub struct AccountRecord {
     pub id: String,
     pub name: String,
-    pub role: String,
+    pub role: Role,
     pub created_ms: i64,
     pub disabled_ms: Option<i64>,
     pub password_hash: Option<String>,

@@ -19,7 +19,7 @@ fn account_from_row(row: &AnyRow) -> MetaResult<AccountRecord> {
     Ok(AccountRecord {
         id: row.try_get("id")?,
         name: row.try_get("name")?,
-        role: row.try_get("role")?,
+        role: super::parse_word(row, "role")?,
         created_ms: row.try_get("created_ms")?,
         disabled_ms: row.try_get("disabled_ms")?,
         password_hash: row.try_get("password_hash")?,
@@ -163,7 +163,7 @@ pub(super) async fn create_user(
     )
     .bind(&account.id)
     .bind(&account.name)
-    .bind(&account.role)
+    .bind(account.role.as_str())
     .bind(account.created_ms)
     .bind(&account.password_hash)
     .execute(&mut *conn)

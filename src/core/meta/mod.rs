@@ -249,3 +249,14 @@ impl MetaStore {
         Ok(())
     }
 }
+
+/// Reads a text column holding one of a set of words (a role, a state),
+/// refusing a row whose word this build does not know.
+pub(super) fn parse_word<T>(row: &sqlx::any::AnyRow, column: &str) -> MetaResult<T>
+where
+    T: std::str::FromStr<Err = crate::model::UnknownWord>,
+{
+    let text: String = sqlx::Row::try_get(row, column)?;
+    text.parse()
+        .map_err(|e: crate::model::UnknownWord| MetaError::Corrupt(format!("{column}: {e}")))
+}

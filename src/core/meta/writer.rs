@@ -453,7 +453,7 @@ async fn ensure_user(
     )
     .bind(&user.id)
     .bind(&user.name)
-    .bind(&user.role)
+    .bind(user.role.as_str())
     .bind(now_ms)
     .bind(password_hash)
     .execute(&mut *conn)

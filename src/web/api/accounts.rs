@@ -7,13 +7,14 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, ApiResult};
 use super::{Caller, JsonBody, QueryArgs, require_admin};
-use crate::model::{AccountRecord, KeyRecord};
+use crate::model::{AccountRecord, KeyRecord, Role};
 use crate::web::WebState;
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct UserView {
     pub name: String,
-    pub role: String,
+    #[schema(value_type = String, example = "user")]
+    pub role: Role,
     pub created_ms: i64,
     pub disabled: bool,
 }
