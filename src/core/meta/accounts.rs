@@ -1,7 +1,7 @@
 //! Accounts, access keys and bucket sharing: the reads, and the writes the
 //! group-commit writer applies for the account mutations.
 
-use crate::model::{AccountRecord, GrantLevel, KeyRecord};
+use crate::model::{AccountRecord, GrantLevel, KeyRecord, UserRecord};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
@@ -146,6 +146,47 @@ impl MetaStore {
 }
 
 // ---- writes (called by the writer inside its transaction) ----------------
+
+/// Creates or refreshes a configured user and its one access key.
+pub(super) async fn ensure_user(
+    conn: &mut AnyConnection,
+    user: &UserRecord,
+    access_key: &str,
+    secret: &str,
+    password_hash: &str,
+    now_ms: i64,
+) -> MetaResult<MutationOutcome> {
+    sqlx::query(
+        "INSERT INTO users (id, name, role, created_ms, password_hash) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (id) DO UPDATE SET name = excluded.name, role = excluded.role, \
+         password_hash = excluded.password_hash, disabled_ms = NULL",
+    )
+    .bind(&user.id)
+    .bind(&user.name)
+    .bind(user.role.as_str())
+    .bind(now_ms)
+    .bind(password_hash)
+    .execute(&mut *conn)
+    .await?;
+    let id = user.id.clone();
+    // The user's previous keys (an old name or password) stop working.
+    sqlx::query("DELETE FROM access_keys WHERE user_id = $1 AND access_key <> $2")
+        .bind(&id)
+        .bind(access_key)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(
+        "INSERT INTO access_keys (access_key, secret, user_id, created_ms) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (access_key) DO UPDATE SET secret = excluded.secret, user_id = excluded.user_id",
+    )
+    .bind(access_key)
+    .bind(secret)
+    .bind(&id)
+    .bind(now_ms)
+    .execute(&mut *conn)
+    .await?;
+    Ok(MutationOutcome::Done)
+}
 
 pub(super) async fn create_user(
     conn: &mut AnyConnection,

@@ -9,11 +9,14 @@
 
 pub mod accounts;
 pub mod audit;
+mod mutations;
 mod notices;
+mod objects;
 pub mod pools;
 mod queries;
 pub mod quota;
 mod small_puts;
+mod uploads;
 mod writer;
 
 use std::path::Path;
@@ -24,8 +27,8 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
+pub use self::mutations::{Mutation, MutationOutcome};
 use self::writer::Writer;
-pub use self::writer::{Mutation, MutationOutcome};
 pub use crate::model::*;
 
 /// Errors of the metadata layer. Rule violations found inside a transaction

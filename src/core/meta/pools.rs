@@ -12,7 +12,7 @@ use serde_json::json;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
-use super::writer::{BlobRefs, create_bucket, delete_object, put_object};
+use super::objects::{BlobRefs, create_bucket, delete_object, put_object};
 use super::{MetaError, MetaResult, MetaStore, MutationOutcome, ObjectRecord, PutCondition};
 
 /// A new member and the hash of the token that authenticates it.

@@ -9,9 +9,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use sqlx::{AnyConnection, Row};
 
+use super::objects::{check_condition, release_blob, segment_blobs};
 use super::queries::{OBJECT_COLUMNS, encode_attrs};
 use super::quota::{self, Room};
-use super::writer::{check_condition, release_blob, segment_blobs};
 use super::{MetaError, MetaResult, MutationOutcome, ObjectBody, ObjectRecord, PutCondition};
 
 /// Largest run handled at once: 9 parameters a row stays far below every

@@ -1,0 +1,133 @@
+//! The vocabulary of writes: every change to metadata is one [`Mutation`],
+//! and the writer answers each with a [`MutationOutcome`]. Only types live
+//! here, so the appliers (objects, uploads, accounts, audit, quota, pools)
+//! and the group-commit engine can all name them without naming each other.
+
+use super::pools::{PoolMutation, PoolOutcome};
+use super::{AuditRecord, ObjectRecord, PartRecord, UploadRecord, UserRecord};
+use crate::model::{AccountRecord, GrantLevel, KeyRecord, PutCondition};
+
+/// One change to metadata.
+#[derive(Debug)]
+pub enum Mutation {
+    EnsureUser {
+        user: UserRecord,
+        access_key: String,
+        secret: String,
+        password_hash: String,
+        now_ms: i64,
+    },
+    CreateBucket {
+        name: String,
+        owner_id: String,
+        now_ms: i64,
+    },
+    DeleteBucket {
+        name: String,
+    },
+    /// Store an object whose blobs (if any) were just written.
+    PutObject {
+        object: ObjectRecord,
+        condition: PutCondition,
+    },
+    /// Store an object that shares the blobs of an existing one.
+    CopyObject {
+        object: ObjectRecord,
+        condition: PutCondition,
+    },
+    DeleteObject {
+        bucket: String,
+        key: String,
+    },
+    CreateUpload {
+        upload: UploadRecord,
+    },
+    PutPart {
+        upload_id: String,
+        part: PartRecord,
+    },
+    CompleteUpload {
+        upload_id: String,
+        /// (part number, ETag) as the client listed them.
+        parts: Vec<(i32, String)>,
+        min_part_size: i64,
+        now_ms: i64,
+        condition: PutCondition,
+    },
+    AbortUpload {
+        upload_id: String,
+    },
+    CreateUser {
+        account: AccountRecord,
+    },
+    SetUserDisabled {
+        user_id: String,
+        disabled_ms: Option<i64>,
+    },
+    SetPassword {
+        user_id: String,
+        password_hash: String,
+    },
+    DeleteUser {
+        user_id: String,
+    },
+    CreateKey {
+        key: KeyRecord,
+        secret: String,
+    },
+    DeleteKey {
+        access_key: String,
+        user_id: String,
+    },
+    SetPublicRead {
+        bucket: String,
+        public_read: bool,
+    },
+    CreateSession {
+        token_hash: String,
+        user_id: String,
+        created_ms: i64,
+        expires_ms: i64,
+    },
+    /// Revokes the session `only` (or all of the user's), except `keep`.
+    RevokeSessions {
+        user_id: String,
+        only: Option<String>,
+        keep: Option<String>,
+        now_ms: i64,
+    },
+    /// Appends audit records and adds their traffic to the daily usage.
+    AppendAudit {
+        records: Vec<AuditRecord>,
+    },
+    /// Drops audit and usage rows older than this.
+    ExpireAudit {
+        before_ms: i64,
+    },
+    SetUserQuota {
+        user_id: String,
+        bytes: Option<i64>,
+    },
+    SetBucketQuota {
+        bucket: String,
+        bytes: Option<i64>,
+    },
+    /// A change to pools, their members, groups or contributions.
+    Pool(Box<PoolMutation>),
+    /// Shares a bucket with a user (`None` takes the grant back).
+    SetGrant {
+        bucket: String,
+        user_id: String,
+        level: Option<GrantLevel>,
+    },
+}
+
+#[derive(Debug)]
+pub enum MutationOutcome {
+    Done,
+    /// DeleteObject: whether an object was there.
+    Deleted(bool),
+    /// CompleteUpload: the object it created.
+    Completed(Box<ObjectRecord>),
+    Pool(PoolOutcome),
+}

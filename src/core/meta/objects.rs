@@ -1,0 +1,296 @@
+//! Object rows and what moves with them: buckets (create, delete, the
+//! object and byte counters), putting and deleting an object, preconditions,
+//! and blob reference counts (a released blob goes to the trash for the
+//! sweeper). The writer, the multipart uploads, the small-PUT fast path and
+//! pools all store objects through these functions, inside the writer's
+//! transaction.
+
+use sqlx::{AnyConnection, Row};
+
+use super::queries::{OBJECT_COLUMNS, encode_attrs};
+use super::{
+    BlobSegment, MetaError, MetaResult, MutationOutcome, ObjectBody, ObjectRecord, PutCondition,
+};
+
+/// How an object's blob segments relate to existing blob rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum BlobRefs {
+    /// Newly written blobs: insert them with one reference.
+    Fresh,
+    /// Blobs of another object (CopyObject): add a reference each.
+    Share,
+    /// Blobs already counted (parts of a completed upload).
+    Adopt,
+}
+
+pub(super) async fn create_bucket(
+    conn: &mut AnyConnection,
+    name: &str,
+    owner_id: &str,
+    now_ms: i64,
+) -> MetaResult<MutationOutcome> {
+    let existing = sqlx::query("SELECT owner_id FROM buckets WHERE name = $1")
+        .bind(name)
+        .fetch_optional(&mut *conn)
+        .await?;
+    if let Some(row) = existing {
+        let owner: String = row.try_get("owner_id")?;
+        return Err(if owner == owner_id {
+            MetaError::BucketAlreadyOwnedByYou
+        } else {
+            MetaError::BucketAlreadyExists
+        });
+    }
+    sqlx::query("INSERT INTO buckets (name, owner_id, created_ms) VALUES ($1, $2, $3)")
+        .bind(name)
+        .bind(owner_id)
+        .bind(now_ms)
+        .execute(&mut *conn)
+        .await?;
+    Ok(MutationOutcome::Done)
+}
+
+pub(super) async fn delete_bucket(
+    conn: &mut AnyConnection,
+    name: &str,
+) -> MetaResult<MutationOutcome> {
+    require_bucket(conn, name).await?;
+    let busy = sqlx::query(
+        "SELECT 1 AS x FROM objects WHERE bucket = $1 \
+         UNION ALL SELECT 1 AS x FROM uploads WHERE bucket = $1 LIMIT 1",
+    )
+    .bind(name)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if busy.is_some() {
+        return Err(MetaError::BucketNotEmpty);
+    }
+    sqlx::query("DELETE FROM buckets WHERE name = $1")
+        .bind(name)
+        .execute(&mut *conn)
+        .await?;
+    Ok(MutationOutcome::Done)
+}
+
+pub(super) async fn require_bucket(conn: &mut AnyConnection, name: &str) -> MetaResult<()> {
+    let found = sqlx::query("SELECT 1 AS x FROM buckets WHERE name = $1")
+        .bind(name)
+        .fetch_optional(&mut *conn)
+        .await?;
+    found.map(|_| ()).ok_or(MetaError::NoSuchBucket)
+}
+
+/// The blob ids of a `segments` column.
+pub(super) fn segment_blobs(segments: Option<String>) -> MetaResult<Vec<String>> {
+    match segments {
+        Some(text) => Ok(serde_json::from_str::<Vec<BlobSegment>>(&text)
+            .map_err(|e| MetaError::Corrupt(format!("segments: {e}")))?
+            .into_iter()
+            .map(|s| s.blob)
+            .collect()),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// The current object's size, ETag and blobs, if there is one.
+async fn current_object(
+    conn: &mut AnyConnection,
+    bucket: &str,
+    key: &str,
+) -> MetaResult<Option<(i64, String, Vec<String>)>> {
+    let row =
+        sqlx::query("SELECT size, etag, segments FROM objects WHERE bucket = $1 AND key = $2")
+            .bind(bucket)
+            .bind(key)
+            .fetch_optional(&mut *conn)
+            .await?;
+    let Some(row) = row else { return Ok(None) };
+    let blobs = segment_blobs(row.try_get("segments")?)?;
+    Ok(Some((row.try_get("size")?, row.try_get("etag")?, blobs)))
+}
+
+/// Drops one reference to a blob; a blob nobody references goes to the trash
+/// for the sweeper, after this transaction commits.
+pub(super) async fn release_blob(
+    conn: &mut AnyConnection,
+    blob: &str,
+    now_ms: i64,
+) -> MetaResult<()> {
+    sqlx::query("UPDATE blobs SET refs = refs - 1 WHERE id = $1")
+        .bind(blob)
+        .execute(&mut *conn)
+        .await?;
+    let gone = sqlx::query("DELETE FROM blobs WHERE id = $1 AND refs <= 0")
+        .bind(blob)
+        .execute(&mut *conn)
+        .await?;
+    if gone.rows_affected() > 0 {
+        sqlx::query(
+            "INSERT INTO blob_trash (id, queued_ms) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(blob)
+        .bind(now_ms)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+pub(super) async fn add_blob(
+    conn: &mut AnyConnection,
+    blob: &str,
+    size: i64,
+    now_ms: i64,
+) -> MetaResult<()> {
+    sqlx::query("INSERT INTO blobs (id, size, refs, created_ms) VALUES ($1, $2, 1, $3)")
+        .bind(blob)
+        .bind(size)
+        .bind(now_ms)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+pub(super) fn check_condition(
+    condition: &PutCondition,
+    current: Option<&(i64, String, Vec<String>)>,
+) -> MetaResult<()> {
+    match (condition, current) {
+        (PutCondition::Always, _) => Ok(()),
+        (PutCondition::IfAbsent, None) => Ok(()),
+        (PutCondition::IfEtag(want), Some((_, etag, _))) if want == etag => Ok(()),
+        (PutCondition::IfEtag(_), None) => Err(MetaError::NoSuchKey),
+        _ => Err(MetaError::PreconditionFailed),
+    }
+}
+
+pub(super) async fn put_object(
+    conn: &mut AnyConnection,
+    object: &ObjectRecord,
+    condition: &PutCondition,
+    refs: BlobRefs,
+) -> MetaResult<MutationOutcome> {
+    let current = current_object(conn, &object.bucket, &object.key).await?;
+    check_condition(condition, current.as_ref())?;
+    let now_ms = object.last_modified_ms;
+    if let (ObjectBody::Blobs(segments), BlobRefs::Share) = (&object.body, refs) {
+        for segment in segments {
+            let live = sqlx::query("SELECT 1 AS x FROM blobs WHERE id = $1")
+                .bind(&segment.blob)
+                .fetch_optional(&mut *conn)
+                .await?;
+            if live.is_none() {
+                return Err(MetaError::SourceChanged);
+            }
+        }
+    }
+    let (added, old_size) = match &current {
+        Some((size, _, _)) => (0_i64, *size),
+        None => (1, 0),
+    };
+    super::quota::check_growth(conn, &object.bucket, object.size - old_size).await?;
+    // The first write doubles as the bucket check: no row, no bucket, and
+    // nothing has been written yet.
+    let counted = sqlx::query(
+        "UPDATE buckets SET object_count = object_count + $1, bytes_stored = bytes_stored + $2 \
+         WHERE name = $3",
+    )
+    .bind(added)
+    .bind(object.size - old_size)
+    .bind(&object.bucket)
+    .execute(&mut *conn)
+    .await?;
+    if counted.rows_affected() == 0 {
+        return Err(MetaError::NoSuchBucket);
+    }
+    let (inline, segments) = match &object.body {
+        ObjectBody::Inline(data) => (Some(data.to_vec()), None),
+        ObjectBody::Blobs(segments) => {
+            for segment in segments {
+                match refs {
+                    BlobRefs::Fresh => add_blob(conn, &segment.blob, segment.len, now_ms).await?,
+                    BlobRefs::Share => {
+                        let shared = sqlx::query("UPDATE blobs SET refs = refs + 1 WHERE id = $1")
+                            .bind(&segment.blob)
+                            .execute(&mut *conn)
+                            .await?;
+                        if shared.rows_affected() != 1 {
+                            // Checked above in this transaction, so only a
+                            // concurrent writer can get here: abort it all.
+                            return Err(MetaError::Corrupt(format!(
+                                "blob {} vanished during a copy",
+                                segment.blob
+                            )));
+                        }
+                    }
+                    BlobRefs::Adopt => {}
+                }
+            }
+            (
+                None,
+                Some(
+                    serde_json::to_string(segments)
+                        .map_err(|e| MetaError::Corrupt(e.to_string()))?,
+                ),
+            )
+        }
+    };
+    let sql = format!(
+        "INSERT INTO objects ({OBJECT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+         ON CONFLICT (bucket, key) DO UPDATE SET size = excluded.size, etag = excluded.etag, \
+         last_modified_ms = excluded.last_modified_ms, attrs = excluded.attrs, \
+         inline_data = excluded.inline_data, segments = excluded.segments, \
+         parts_count = excluded.parts_count"
+    );
+    sqlx::query(&sql)
+        .bind(&object.bucket)
+        .bind(&object.key)
+        .bind(object.size)
+        .bind(&object.etag)
+        .bind(object.last_modified_ms)
+        .bind(encode_attrs(&object.attrs))
+        .bind(inline)
+        .bind(segments)
+        .bind(object.parts_count.map(i64::from))
+        .execute(&mut *conn)
+        .await?;
+    if let Some((_, _, blobs)) = &current {
+        let kept: Vec<&str> = match &object.body {
+            ObjectBody::Blobs(segments) => segments.iter().map(|s| s.blob.as_str()).collect(),
+            ObjectBody::Inline(_) => Vec::new(),
+        };
+        for blob in blobs.iter().filter(|b| !kept.contains(&b.as_str())) {
+            release_blob(conn, blob, now_ms).await?;
+        }
+    }
+    Ok(MutationOutcome::Done)
+}
+
+pub(super) async fn delete_object(
+    conn: &mut AnyConnection,
+    bucket: &str,
+    key: &str,
+) -> MetaResult<MutationOutcome> {
+    require_bucket(conn, bucket).await?;
+    let Some((size, _, blobs)) = current_object(conn, bucket, key).await? else {
+        return Ok(MutationOutcome::Deleted(false));
+    };
+    sqlx::query("DELETE FROM objects WHERE bucket = $1 AND key = $2")
+        .bind(bucket)
+        .bind(key)
+        .execute(&mut *conn)
+        .await?;
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    for blob in &blobs {
+        release_blob(conn, blob, now_ms).await?;
+    }
+    sqlx::query(
+        "UPDATE buckets SET object_count = object_count - 1, bytes_stored = bytes_stored - $1 \
+         WHERE name = $2",
+    )
+    .bind(size)
+    .bind(bucket)
+    .execute(&mut *conn)
+    .await?;
+    Ok(MutationOutcome::Deleted(true))
+}
