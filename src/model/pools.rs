@@ -45,8 +45,7 @@ pub struct MemberRecord {
     pub id: String,
     pub pool_id: String,
     pub name: String,
-    /// `contributor`, `listener` or `processor`.
-    pub role: String,
+    pub role: MemberRole,
     pub created_ms: i64,
     pub disabled_ms: Option<i64>,
 }
@@ -59,8 +58,7 @@ pub struct GroupRecord {
     pub end_ms: i64,
     /// When the window closes for late files too (end plus grace).
     pub seal_at_ms: i64,
-    /// `open`, `sealed`, `processing`, `published` or `failed`.
-    pub state: String,
+    pub state: GroupState,
     pub files: i64,
     pub bytes: i64,
     pub attempts: i64,
@@ -97,8 +95,7 @@ pub struct PoolEvent {
     pub pool_id: String,
     /// `None`: for everyone in the pool; otherwise for that member only.
     pub member_id: Option<String>,
-    /// `contribution.accepted`, `group.sealed`, ...
-    pub kind: String,
+    pub kind: PoolEventKind,
     pub group_start_ms: Option<i64>,
     /// JSON text.
     pub data: String,
@@ -174,5 +171,30 @@ wire_words! {
         MemberEnabled = "member.enabled",
         MemberRekeyed = "member.rekeyed",
         MemberRemoved = "member.removed",
+    }
+}
+
+impl GroupState {
+    /// The event that announces a group's move into this state. None for
+    /// `open`: a group opens with its first file, whose own event says so.
+    pub fn event_kind(self) -> Option<PoolEventKind> {
+        match self {
+            Self::Open => None,
+            Self::Sealed => Some(PoolEventKind::GroupSealed),
+            Self::Processing => Some(PoolEventKind::GroupClaimed),
+            Self::Published => Some(PoolEventKind::GroupPublished),
+            Self::Failed => Some(PoolEventKind::GroupFailed),
+        }
+    }
+}
+
+impl PoolEventKind {
+    /// A change to one member (disabled, enabled, re-keyed, removed): the
+    /// member's open streams check whether it may still listen.
+    pub fn is_member_change(self) -> bool {
+        matches!(
+            self,
+            Self::MemberDisabled | Self::MemberEnabled | Self::MemberRekeyed | Self::MemberRemoved
+        )
     }
 }
