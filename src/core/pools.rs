@@ -22,7 +22,7 @@ use crate::core::meta::pools::{
 use crate::core::meta::{Mutation, MutationOutcome};
 use crate::model::{
     ContributionRecord, GroupRecord, GroupState, MemberRecord, MemberRole, ObjectAttrs,
-    ObjectRecord, PoolEvent, PoolEventKind, PoolRecord, RefusalReason,
+    ObjectRecord, PoolError, PoolEvent, PoolEventKind, PoolRecord, RefusalReason,
 };
 
 /// Content types refused unless a pool says otherwise: programs.
@@ -299,7 +299,7 @@ impl Store {
             Ok(pool)
         } else {
             // Someone else's pool is not even acknowledged.
-            Err(CoreError::NotFound("pool"))
+            Err(PoolError::NoSuchPool.into())
         }
     }
 
@@ -583,7 +583,9 @@ impl Store {
             Err(e) if e.is_refusal() => {
                 self.discard(&stored.body).await;
                 match CoreError::from(e) {
-                    CoreError::Conflict(m) => refused(RefusalReason::Sealed, m),
+                    e @ CoreError::Pool(PoolError::GroupNotOpen(_)) => {
+                        refused(RefusalReason::Sealed, e.to_string())
+                    }
                     e @ CoreError::QuotaExceeded { .. } => {
                         refused(RefusalReason::QuotaExceeded, e.to_string())
                     }

@@ -198,3 +198,39 @@ impl PoolEventKind {
         )
     }
 }
+
+/// Why a request about a pool, a member or a group cannot be done as
+/// asked. The metadata store and the service layer carry it whole, so each
+/// case is written once and each front-end maps it in one place.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PoolError {
+    #[error("no such pool")]
+    NoSuchPool,
+    #[error("no such member")]
+    NoSuchMember,
+    #[error("no such group")]
+    NoSuchGroup,
+    #[error("no such contribution")]
+    NoSuchContribution,
+    /// The group (or, asked for the latest, the pool) has no published
+    /// result.
+    #[error("no such result")]
+    NoResultYet,
+    #[error("a pool named {0:?} exists")]
+    PoolExists(String),
+    #[error("a member named {0:?} exists")]
+    MemberExists(String),
+    /// A file, or an early seal, came after its group stopped taking files.
+    #[error("the group is already {0}")]
+    GroupNotOpen(GroupState),
+    #[error("only a sealed group can be claimed; this one is {0}")]
+    GroupNotSealed(GroupState),
+    #[error("only a failed group can be reopened; this one is {0}")]
+    GroupNotFailed(GroupState),
+    /// The lease lapsed, or another processor holds the group.
+    #[error("this lease does not hold the group (it lapsed, or another processor has it)")]
+    LeaseNotHeld,
+    /// Another node's turn at the pool's webhook has not lapsed.
+    #[error("another node delivers this pool's webhook")]
+    WebhookTaken,
+}

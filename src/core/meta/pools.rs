@@ -5,8 +5,8 @@
 //! an event without its change.
 
 use crate::model::{
-    ContributionFilter, ContributionRecord, GroupRecord, GroupState, MemberRecord, PoolEvent,
-    PoolEventKind, PoolRecord, WebhookAttempt,
+    ContributionFilter, ContributionRecord, GroupRecord, GroupState, MemberRecord, PoolError,
+    PoolEvent, PoolEventKind, PoolRecord, WebhookAttempt,
 };
 use serde_json::json;
 use sqlx::any::AnyRow;
@@ -287,10 +287,7 @@ pub(super) async fn apply(
         } => {
             let group = group_in(conn, pool_id, *start_ms).await?;
             if group.state != GroupState::Failed {
-                return Err(MetaError::Conflict(format!(
-                    "only a failed group can be reopened; this one is {}",
-                    group.state
-                )));
+                return Err(PoolError::GroupNotFailed(group.state).into());
             }
             sqlx::query("UPDATE pool_groups SET attempts = 0 WHERE pool_id = $1 AND start_ms = $2")
                 .bind(pool_id)
@@ -369,9 +366,7 @@ pub(super) async fn apply(
             .execute(&mut *conn)
             .await?;
             if taken.rows_affected() == 0 {
-                return Err(MetaError::Conflict(
-                    "another node delivers this pool's webhook".into(),
-                ));
+                return Err(PoolError::WebhookTaken.into());
             }
             Ok(MutationOutcome::Done)
         }
@@ -410,7 +405,7 @@ async fn expire(
         .bind(pool_id)
         .fetch_optional(&mut *conn)
         .await?
-        .ok_or(MetaError::NotFound("pool"))?
+        .ok_or(MetaError::Pool(PoolError::NoSuchPool))?
         .try_get("bucket")?;
     // A few groups per transaction keeps each commit short.
     let old: Vec<GroupRecord> = sqlx::query(&format!(
@@ -480,7 +475,7 @@ async fn change_member(
             .bind(name)
             .fetch_optional(&mut *conn)
             .await?
-            .ok_or(MetaError::NotFound("member"))?
+            .ok_or(MetaError::Pool(PoolError::NoSuchMember))?
             .try_get("id")?;
     let statement = match change {
         MemberChange::Disable => {
@@ -538,7 +533,7 @@ async fn group_in(
     .bind(start_ms)
     .fetch_optional(&mut *conn)
     .await?
-    .ok_or(MetaError::NotFound("group"))?;
+    .ok_or(MetaError::Pool(PoolError::NoSuchGroup))?;
     group_from_row(&row)
 }
 
@@ -557,9 +552,7 @@ async fn held_group(
     if held {
         Ok(group)
     } else {
-        Err(MetaError::Conflict(
-            "this lease does not hold the group (it lapsed, or another processor has it)".into(),
-        ))
+        Err(PoolError::LeaseNotHeld.into())
     }
 }
 
@@ -657,10 +650,7 @@ async fn claim(
         Some(start_ms) => {
             let group = group_in(conn, pool_id, start_ms).await?;
             if group.state != GroupState::Sealed {
-                return Err(MetaError::Conflict(format!(
-                    "only a sealed group can be claimed; this one is {}",
-                    group.state
-                )));
+                return Err(PoolError::GroupNotSealed(group.state).into());
             }
             group
         }
@@ -727,10 +717,7 @@ async fn create_pool(conn: &mut AnyConnection, pool: &PoolRecord) -> MetaResult<
         .fetch_optional(&mut *conn)
         .await?;
     if taken.is_some() {
-        return Err(MetaError::Conflict(format!(
-            "a pool named {:?} exists",
-            pool.name
-        )));
+        return Err(PoolError::PoolExists(pool.name.clone()).into());
     }
     // Checks the bucket name before its first write.
     create_bucket(conn, &pool.bucket, &pool.owner_id, pool.created_ms).await?;
@@ -777,10 +764,7 @@ async fn add_members(
     let mut names = std::collections::HashSet::new();
     for new in members {
         if existing.contains(&new.member.name) || !names.insert(new.member.name.as_str()) {
-            return Err(MetaError::Conflict(format!(
-                "a member named {:?} exists",
-                new.member.name
-            )));
+            return Err(PoolError::MemberExists(new.member.name.clone()).into());
         }
     }
     // Short statements: SQLite binds `$n` by name, at a cost that grows
@@ -842,10 +826,10 @@ async fn contribute(
     if let Some(row) = state {
         let state: GroupState = parse_word(&row, "state")?;
         if state != GroupState::Open {
-            return Err(MetaError::Conflict(format!("the group is already {state}")));
+            return Err(PoolError::GroupNotOpen(state).into());
         }
     } else if group.seal_at_ms <= event.time_ms {
-        return Err(MetaError::Conflict("the group is already sealed".into()));
+        return Err(PoolError::GroupNotOpen(GroupState::Sealed).into());
     }
     // The object write checks the bucket and quotas before it writes.
     put_object(conn, object, &PutCondition::Always, BlobRefs::Fresh).await?;
@@ -899,10 +883,7 @@ async fn seal(
         (Some(pool_id), Some(start_ms)) => {
             let group = group_in(conn, pool_id, start_ms).await?;
             if group.state != GroupState::Open {
-                return Err(MetaError::Conflict(format!(
-                    "the group is already {}",
-                    group.state
-                )));
+                return Err(PoolError::GroupNotOpen(group.state).into());
             }
             vec![group]
         }
@@ -1041,7 +1022,7 @@ impl MetaStore {
             .bind(name)
             .fetch_optional(&self.pool)
             .await?
-            .ok_or(MetaError::NotFound("pool"))?;
+            .ok_or(MetaError::Pool(PoolError::NoSuchPool))?;
         pool_from_row(&row)
     }
 
@@ -1131,7 +1112,7 @@ impl MetaStore {
         .bind(start_ms)
         .fetch_optional(&self.pool)
         .await?
-        .ok_or(MetaError::NotFound("group"))?;
+        .ok_or(MetaError::Pool(PoolError::NoSuchGroup))?;
         group_from_row(&row)
     }
 
@@ -1291,7 +1272,7 @@ impl MetaStore {
         .bind(id)
         .fetch_optional(&self.pool)
         .await?
-        .ok_or(MetaError::NotFound("contribution"))?;
+        .ok_or(MetaError::Pool(PoolError::NoSuchContribution))?;
         contribution_from_row(&row)
     }
 

@@ -24,7 +24,7 @@ use crate::core::{CoreError, Principal};
 use crate::model::ByteStream;
 use crate::model::{
     ContributionFilter, ContributionRecord, GroupRecord, GroupState, MemberRecord, MemberRole,
-    PoolEvent, PoolRecord, RefusalReason,
+    PoolError, PoolEvent, PoolRecord, RefusalReason,
 };
 use crate::web::WebState;
 
@@ -73,7 +73,7 @@ impl PoolCaller {
                 if pool.name == name {
                     Ok((pool, Some(member)))
                 } else {
-                    Err(CoreError::NotFound("pool").into())
+                    Err(CoreError::from(PoolError::NoSuchPool).into())
                 }
             }
             Self::User(who) => Ok((state.store.owned_pool(&who, name).await?, None)),
@@ -651,7 +651,7 @@ pub async fn contributions(
                 .iter()
                 .find(|m| &m.name == name)
                 .map(|m| m.id.clone())
-                .ok_or(CoreError::NotFound("member"))?,
+                .ok_or(CoreError::from(PoolError::NoSuchMember))?,
         ),
         (None, None) => None,
     };
@@ -1215,7 +1215,7 @@ pub async fn file(
         .await
         .map_err(CoreError::from)?;
     if found.group_start_ms != start_ms {
-        return Err(CoreError::NotFound("contribution").into());
+        return Err(CoreError::from(PoolError::NoSuchContribution).into());
     }
     serve_object(&state, &pool, &found.object_key, None).await
 }
@@ -1328,11 +1328,11 @@ async fn result_response(
             .latest_published(&pool.id)
             .await
             .map_err(CoreError::from)?
-            .ok_or(CoreError::NotFound("result"))?,
+            .ok_or(CoreError::from(PoolError::NoResultYet))?,
     };
     let key = match (group.state, &group.result_key) {
         (GroupState::Published, Some(key)) => key.clone(),
-        _ => return Err(CoreError::NotFound("result").into()),
+        _ => return Err(CoreError::from(PoolError::NoResultYet).into()),
     };
     let if_none_match = headers
         .get(header::IF_NONE_MATCH)
