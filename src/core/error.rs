@@ -3,6 +3,7 @@
 
 use crate::core::blob::BlobError;
 use crate::core::meta::MetaError;
+use crate::model::PoolError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CoreError {
@@ -72,12 +73,10 @@ pub enum CoreError {
         quota: i64,
         used: i64,
     },
-    /// A pool, member or group is not there.
-    #[error("no such {0}")]
-    NotFound(&'static str),
-    /// The change conflicts with the current state (the text says how).
-    #[error("{0}")]
-    Conflict(String),
+    /// A pool, member, group or result is not there, or not in a state
+    /// that allows the change.
+    #[error(transparent)]
+    Pool(#[from] PoolError),
     #[error("the body could not be read: {0}")]
     BodyRead(String),
     #[error("storage unavailable: {0}")]
@@ -112,8 +111,7 @@ impl From<MetaError> for CoreError {
             MetaError::QuotaExceeded { scope, quota, used } => {
                 Self::QuotaExceeded { scope, quota, used }
             }
-            MetaError::NotFound(what) => Self::NotFound(what),
-            MetaError::Conflict(m) => Self::Conflict(m),
+            MetaError::Pool(e) => Self::Pool(e),
             MetaError::WriterStopped => Self::Unavailable("metadata writer stopped".into()),
             e @ MetaError::CommitUncertain(_) => Self::Unavailable(e.to_string()),
             MetaError::Database(sqlx::Error::PoolTimedOut) => {

@@ -102,7 +102,7 @@ impl EventFilter {
     fn changes_me(&self, event: &PoolEvent) -> bool {
         self.member_id.is_some()
             && event.member_id == self.member_id
-            && event.kind.starts_with("member.")
+            && event.kind.is_member_change()
     }
 }
 

@@ -21,11 +21,9 @@ use crate::core::meta::pools::{
 };
 use crate::core::meta::{Mutation, MutationOutcome};
 use crate::model::{
-    ContributionRecord, GroupRecord, MemberRecord, ObjectAttrs, ObjectRecord, PoolEvent, PoolRecord,
+    ContributionRecord, GroupRecord, GroupState, MemberRecord, MemberRole, ObjectAttrs,
+    ObjectRecord, PoolError, PoolEvent, PoolEventKind, PoolRecord, RefusalReason,
 };
-
-/// Member roles.
-pub const ROLES: [&str; 3] = ["contributor", "listener", "processor"];
 
 /// Content types refused unless a pool says otherwise: programs.
 pub const DEFAULT_FORBIDDEN: [&str; 8] = [
@@ -74,7 +72,7 @@ pub enum Receipt {
     Duplicate(ContributionRecord),
     /// Not stored; `code` is stable, `message` explains.
     Refused {
-        code: &'static str,
+        code: RefusalReason,
         message: String,
     },
 }
@@ -301,7 +299,7 @@ impl Store {
             Ok(pool)
         } else {
             // Someone else's pool is not even acknowledged.
-            Err(CoreError::NotFound("pool"))
+            Err(PoolError::NoSuchPool.into())
         }
     }
 
@@ -319,9 +317,9 @@ impl Store {
         let mut rows = Vec::with_capacity(wanted.len());
         for (name, role) in wanted {
             check_name("name", &name)?;
-            if !ROLES.contains(&role.as_str()) {
-                return Err(invalid("role", "contributor, listener or processor"));
-            }
+            let role: MemberRole = role
+                .parse()
+                .map_err(|_| invalid("role", "contributor, listener or processor"))?;
             let token = new_member_token();
             let member = MemberRecord {
                 id: uuid::Uuid::now_v7().simple().to_string(),
@@ -416,7 +414,7 @@ impl Store {
             .contribute_file(pool, member, name, client_time_ms, stream)
             .await?;
         if let Receipt::Refused { code, message } = &receipt {
-            self.record_refusal(pool, member, name, Some(client_time_ms), code, message)
+            self.record_refusal(pool, member, name, Some(client_time_ms), *code, message)
                 .await?;
         }
         Ok(receipt)
@@ -429,14 +427,14 @@ impl Store {
         member: &MemberRecord,
         name: &str,
         client_time_ms: Option<i64>,
-        code: &str,
+        code: RefusalReason,
         message: &str,
     ) -> CoreResult<()> {
         let event = PoolEvent {
             id: 0,
             pool_id: pool.id.clone(),
             member_id: Some(member.id.clone()),
-            kind: "contribution.refused".into(),
+            kind: PoolEventKind::ContributionRefused,
             group_start_ms: None,
             data: serde_json::json!({
                 "member": member.name,
@@ -463,19 +461,19 @@ impl Store {
         stream: ByteStream,
     ) -> CoreResult<Receipt> {
         let refused = |code, message: String| Ok(Receipt::Refused { code, message });
-        if member.role != "contributor" {
+        if member.role != MemberRole::Contributor {
             return Err(CoreError::AccessDenied);
         }
         if name.is_empty() || name.len() > 255 || name.contains(['/', '\\', '\0']) {
             return refused(
-                "bad_name",
+                RefusalReason::BadName,
                 "a file name has 1 to 255 bytes and no slashes".into(),
             );
         }
         let now = now_ms();
         if client_time_ms > now + FUTURE_TOLERANCE_MS {
             return refused(
-                "in_future",
+                RefusalReason::InFuture,
                 "the timestamp is more than 5 minutes in the future".into(),
             );
         }
@@ -483,13 +481,13 @@ impl Store {
         let seal_at_ms = end_ms + pool.grace_secs * 1000;
         if seal_at_ms <= now {
             return refused(
-                "sealed",
+                RefusalReason::Sealed,
                 format!("the group of {} is already sealed", rfc3339(start_ms)),
             );
         }
         let Some((stored, head, size)) = self.store_pool_file(pool, stream).await? else {
             return refused(
-                "too_large",
+                RefusalReason::TooLarge,
                 format!(
                     "the pool accepts files of at most {} bytes",
                     pool.max_file_size
@@ -498,10 +496,13 @@ impl Store {
         };
         let content_type = detect_type(&head);
         let refusal = if size == 0 && !pool.allow_empty {
-            Some(("empty", "the pool does not accept empty files".to_owned()))
+            Some((
+                RefusalReason::Empty,
+                "the pool does not accept empty files".to_owned(),
+            ))
         } else if !type_allowed(pool, &content_type) {
             Some((
-                "forbidden_type",
+                RefusalReason::ForbiddenType,
                 format!("the pool does not accept {content_type}"),
             ))
         } else {
@@ -532,7 +533,7 @@ impl Store {
             id: 0,
             pool_id: pool.id.clone(),
             member_id: Some(member.id.clone()),
-            kind: "contribution.accepted".into(),
+            kind: PoolEventKind::ContributionAccepted,
             group_start_ms: Some(start_ms),
             data: serde_json::json!({
                 "contribution": id,
@@ -550,7 +551,7 @@ impl Store {
             start_ms,
             end_ms,
             seal_at_ms,
-            state: "open".into(),
+            state: GroupState::Open,
             files: 0,
             bytes: 0,
             attempts: 0,
@@ -582,8 +583,12 @@ impl Store {
             Err(e) if e.is_refusal() => {
                 self.discard(&stored.body).await;
                 match CoreError::from(e) {
-                    CoreError::Conflict(m) => refused("sealed", m),
-                    e @ CoreError::QuotaExceeded { .. } => refused("quota_exceeded", e.to_string()),
+                    e @ CoreError::Pool(PoolError::GroupNotOpen(_)) => {
+                        refused(RefusalReason::Sealed, e.to_string())
+                    }
+                    e @ CoreError::QuotaExceeded { .. } => {
+                        refused(RefusalReason::QuotaExceeded, e.to_string())
+                    }
                     other => Err(other),
                 }
             }
@@ -746,7 +751,7 @@ impl Store {
     }
 
     fn require_processor(member: &MemberRecord) -> CoreResult<()> {
-        if member.role == "processor" {
+        if member.role == MemberRole::Processor {
             Ok(())
         } else {
             Err(CoreError::AccessDenied)
@@ -831,7 +836,7 @@ impl Store {
             id: 0,
             pool_id: pool.id.clone(),
             member_id: None,
-            kind: "group.published".into(),
+            kind: PoolEventKind::GroupPublished,
             group_start_ms: Some(start_ms),
             data: serde_json::json!({
                 "size": result.size,

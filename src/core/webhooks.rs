@@ -296,7 +296,7 @@ impl Store {
         let mut request = http
             .post(url)
             .header("content-type", "application/json")
-            .header("x-cistern-event", &event.kind)
+            .header("x-cistern-event", event.kind.as_str())
             .header("x-cistern-event-id", event.id.to_string())
             .body(body.clone());
         if let Some(secret) = &pool.webhook_secret {

@@ -45,8 +45,7 @@ pub struct MemberRecord {
     pub id: String,
     pub pool_id: String,
     pub name: String,
-    /// `contributor`, `listener` or `processor`.
-    pub role: String,
+    pub role: MemberRole,
     pub created_ms: i64,
     pub disabled_ms: Option<i64>,
 }
@@ -59,8 +58,7 @@ pub struct GroupRecord {
     pub end_ms: i64,
     /// When the window closes for late files too (end plus grace).
     pub seal_at_ms: i64,
-    /// `open`, `sealed`, `processing`, `published` or `failed`.
-    pub state: String,
+    pub state: GroupState,
     pub files: i64,
     pub bytes: i64,
     pub attempts: i64,
@@ -97,8 +95,7 @@ pub struct PoolEvent {
     pub pool_id: String,
     /// `None`: for everyone in the pool; otherwise for that member only.
     pub member_id: Option<String>,
-    /// `contribution.accepted`, `group.sealed`, ...
-    pub kind: String,
+    pub kind: PoolEventKind,
     pub group_start_ms: Option<i64>,
     /// JSON text.
     pub data: String,
@@ -175,4 +172,65 @@ wire_words! {
         MemberRekeyed = "member.rekeyed",
         MemberRemoved = "member.removed",
     }
+}
+
+impl GroupState {
+    /// The event that announces a group's move into this state. None for
+    /// `open`: a group opens with its first file, whose own event says so.
+    pub fn event_kind(self) -> Option<PoolEventKind> {
+        match self {
+            Self::Open => None,
+            Self::Sealed => Some(PoolEventKind::GroupSealed),
+            Self::Processing => Some(PoolEventKind::GroupClaimed),
+            Self::Published => Some(PoolEventKind::GroupPublished),
+            Self::Failed => Some(PoolEventKind::GroupFailed),
+        }
+    }
+}
+
+impl PoolEventKind {
+    /// A change to one member (disabled, enabled, re-keyed, removed): the
+    /// member's open streams check whether it may still listen.
+    pub fn is_member_change(self) -> bool {
+        matches!(
+            self,
+            Self::MemberDisabled | Self::MemberEnabled | Self::MemberRekeyed | Self::MemberRemoved
+        )
+    }
+}
+
+/// Why a request about a pool, a member or a group cannot be done as
+/// asked. The metadata store and the service layer carry it whole, so each
+/// case is written once and each front-end maps it in one place.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PoolError {
+    #[error("no such pool")]
+    NoSuchPool,
+    #[error("no such member")]
+    NoSuchMember,
+    #[error("no such group")]
+    NoSuchGroup,
+    #[error("no such contribution")]
+    NoSuchContribution,
+    /// The group (or, asked for the latest, the pool) has no published
+    /// result.
+    #[error("no such result")]
+    NoResultYet,
+    #[error("a pool named {0:?} exists")]
+    PoolExists(String),
+    #[error("a member named {0:?} exists")]
+    MemberExists(String),
+    /// A file, or an early seal, came after its group stopped taking files.
+    #[error("the group is already {0}")]
+    GroupNotOpen(GroupState),
+    #[error("only a sealed group can be claimed; this one is {0}")]
+    GroupNotSealed(GroupState),
+    #[error("only a failed group can be reopened; this one is {0}")]
+    GroupNotFailed(GroupState),
+    /// The lease lapsed, or another processor holds the group.
+    #[error("this lease does not hold the group (it lapsed, or another processor has it)")]
+    LeaseNotHeld,
+    /// Another node's turn at the pool's webhook has not lapsed.
+    #[error("another node delivers this pool's webhook")]
+    WebhookTaken,
 }

@@ -68,8 +68,8 @@ pub fn to_s3(error: CoreError) -> S3Error {
                 .into(),
         ),
         CoreError::AccessDenied => (C::AccessDenied, "Access Denied".into()),
-        // Account errors come from the JSON API; on this port they can only
-        // mean the caller may not act.
+        // Account and pool errors come from the JSON API; on this port they
+        // can only mean the caller may not act.
         e @ (CoreError::NoSuchUser
         | CoreError::UserExists
         | CoreError::UserOwnsBuckets
@@ -78,8 +78,7 @@ pub fn to_s3(error: CoreError) -> S3Error {
         | CoreError::NoSuchAccessKey
         | CoreError::BadSession
         | CoreError::SignupDisabled
-        | CoreError::NotFound(_)
-        | CoreError::Conflict(_)) => (C::AccessDenied, e.to_string()),
+        | CoreError::Pool(_)) => (C::AccessDenied, e.to_string()),
         e @ CoreError::TooManyAttempts(_) => (C::SlowDown, e.to_string()),
         e @ CoreError::QuotaExceeded { .. } => {
             let mut error = S3Error::with_message(C::Custom("QuotaExceeded".into()), e.to_string());

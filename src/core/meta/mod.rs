@@ -70,12 +70,10 @@ pub enum MetaError {
         quota: i64,
         used: i64,
     },
-    /// A pool, member or group (named by the text) is not there.
-    #[error("no such {0}")]
-    NotFound(&'static str),
-    /// The change conflicts with what is stored (the text says how).
-    #[error("{0}")]
-    Conflict(String),
+    /// A pool, member or group is not there, or not in a state that
+    /// allows the change.
+    #[error(transparent)]
+    Pool(#[from] crate::model::PoolError),
     #[error("the metadata writer has stopped")]
     WriterStopped,
     #[error("database error: {0}")]

@@ -5,15 +5,17 @@
 //! an event without its change.
 
 use crate::model::{
-    ContributionFilter, ContributionRecord, GroupRecord, MemberRecord, PoolEvent, PoolRecord,
-    WebhookAttempt,
+    ContributionFilter, ContributionRecord, GroupRecord, GroupState, MemberRecord, PoolError,
+    PoolEvent, PoolEventKind, PoolRecord, WebhookAttempt,
 };
 use serde_json::json;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use super::objects::{BlobRefs, create_bucket, delete_object, put_object};
-use super::{MetaError, MetaResult, MetaStore, MutationOutcome, ObjectRecord, PutCondition};
+use super::{
+    MetaError, MetaResult, MetaStore, MutationOutcome, ObjectRecord, PutCondition, parse_word,
+};
 
 /// A new member and the hash of the token that authenticates it.
 #[derive(Debug, Clone)]
@@ -44,12 +46,12 @@ pub enum MemberChange {
 
 impl MemberChange {
     /// The event kind that announces the change.
-    pub fn event_kind(&self) -> &'static str {
+    pub fn event_kind(&self) -> PoolEventKind {
         match self {
-            Self::Disable => "member.disabled",
-            Self::Enable => "member.enabled",
-            Self::Rekey(_) => "member.rekeyed",
-            Self::Remove => "member.removed",
+            Self::Disable => PoolEventKind::MemberDisabled,
+            Self::Enable => PoolEventKind::MemberEnabled,
+            Self::Rekey(_) => PoolEventKind::MemberRekeyed,
+            Self::Remove => PoolEventKind::MemberRemoved,
         }
     }
 }
@@ -237,10 +239,11 @@ pub(super) async fn apply(
             held_group(conn, pool_id, *start_ms, lease_id, event.time_ms).await?;
             put_object(conn, result, &PutCondition::Always, BlobRefs::Fresh).await?;
             sqlx::query(
-                "UPDATE pool_groups SET state = 'published', lease_id = NULL, \
-                 lease_expires_ms = NULL, result_key = $1, result_size = $2, result_etag = $3, \
-                 updated_ms = $4 WHERE pool_id = $5 AND start_ms = $6",
+                "UPDATE pool_groups SET state = $1, lease_id = NULL, lease_expires_ms = NULL, \
+                 result_key = $2, result_size = $3, result_etag = $4, updated_ms = $5 \
+                 WHERE pool_id = $6 AND start_ms = $7",
             )
+            .bind(GroupState::Published.as_str())
             .bind(&result.key)
             .bind(result.size)
             .bind(&result.etag)
@@ -269,7 +272,7 @@ pub(super) async fn apply(
             let state = end_attempt(conn, &group, ended, *max_attempts, *now_ms).await?;
             Ok(MutationOutcome::Pool(PoolOutcome::AttemptEnded(Box::new(
                 GroupRecord {
-                    state: state.into(),
+                    state,
                     lease_id: None,
                     lease_expires_ms: None,
                     updated_ms: *now_ms,
@@ -283,18 +286,16 @@ pub(super) async fn apply(
             now_ms,
         } => {
             let group = group_in(conn, pool_id, *start_ms).await?;
-            if group.state != "failed" {
-                return Err(MetaError::Conflict(format!(
-                    "only a failed group can be reopened; this one is {}",
-                    group.state
-                )));
+            if group.state != GroupState::Failed {
+                return Err(PoolError::GroupNotFailed(group.state).into());
             }
             sqlx::query("UPDATE pool_groups SET attempts = 0 WHERE pool_id = $1 AND start_ms = $2")
                 .bind(pool_id)
                 .bind(*start_ms)
                 .execute(&mut *conn)
                 .await?;
-            set_state(conn, &group, "sealed", *now_ms, json!({"reopened": true})).await?;
+            let reopened = json!({"reopened": true});
+            set_state(conn, &group, GroupState::Sealed, *now_ms, reopened).await?;
             Ok(MutationOutcome::Done)
         }
         PoolMutation::ExpireLeases {
@@ -303,9 +304,10 @@ pub(super) async fn apply(
         } => {
             let lock = row_lock(conn, true);
             let lapsed: Vec<GroupRecord> = sqlx::query(&format!(
-                "SELECT {GROUP_COLUMNS} FROM pool_groups WHERE state = 'processing' \
-                 AND lease_expires_ms < $1 LIMIT 500{lock}"
+                "SELECT {GROUP_COLUMNS} FROM pool_groups WHERE state = $1 \
+                 AND lease_expires_ms < $2 LIMIT 500{lock}"
             ))
+            .bind(GroupState::Processing.as_str())
             .bind(*now_ms)
             .fetch_all(&mut *conn)
             .await?
@@ -364,9 +366,7 @@ pub(super) async fn apply(
             .execute(&mut *conn)
             .await?;
             if taken.rows_affected() == 0 {
-                return Err(MetaError::Conflict(
-                    "another node delivers this pool's webhook".into(),
-                ));
+                return Err(PoolError::WebhookTaken.into());
             }
             Ok(MutationOutcome::Done)
         }
@@ -405,14 +405,16 @@ async fn expire(
         .bind(pool_id)
         .fetch_optional(&mut *conn)
         .await?
-        .ok_or(MetaError::NotFound("pool"))?
+        .ok_or(MetaError::Pool(PoolError::NoSuchPool))?
         .try_get("bucket")?;
     // A few groups per transaction keeps each commit short.
     let old: Vec<GroupRecord> = sqlx::query(&format!(
         "SELECT {GROUP_COLUMNS} FROM pool_groups WHERE pool_id = $1 \
-         AND state IN ('published', 'failed') AND updated_ms < $2 ORDER BY start_ms LIMIT 20"
+         AND state IN ($2, $3) AND updated_ms < $4 ORDER BY start_ms LIMIT 20"
     ))
     .bind(pool_id)
+    .bind(GroupState::Published.as_str())
+    .bind(GroupState::Failed.as_str())
     .bind(before_ms)
     .fetch_all(&mut *conn)
     .await?
@@ -473,7 +475,7 @@ async fn change_member(
             .bind(name)
             .fetch_optional(&mut *conn)
             .await?
-            .ok_or(MetaError::NotFound("member"))?
+            .ok_or(MetaError::Pool(PoolError::NoSuchMember))?
             .try_get("id")?;
     let statement = match change {
         MemberChange::Disable => {
@@ -494,7 +496,7 @@ async fn change_member(
             id: 0,
             pool_id: pool_id.to_owned(),
             member_id: Some(member_id),
-            kind: change.event_kind().into(),
+            kind: change.event_kind(),
             group_start_ms: None,
             data: json!({ "member": name }).to_string(),
             time_ms: now_ms,
@@ -531,7 +533,7 @@ async fn group_in(
     .bind(start_ms)
     .fetch_optional(&mut *conn)
     .await?
-    .ok_or(MetaError::NotFound("group"))?;
+    .ok_or(MetaError::Pool(PoolError::NoSuchGroup))?;
     group_from_row(&row)
 }
 
@@ -544,24 +546,22 @@ async fn held_group(
     now_ms: i64,
 ) -> MetaResult<GroupRecord> {
     let group = group_in(conn, pool_id, start_ms).await?;
-    let held = group.state == "processing"
+    let held = group.state == GroupState::Processing
         && group.lease_id.as_deref() == Some(lease_id)
         && group.lease_expires_ms.is_some_and(|at| at >= now_ms);
     if held {
         Ok(group)
     } else {
-        Err(MetaError::Conflict(
-            "this lease does not hold the group (it lapsed, or another processor has it)".into(),
-        ))
+        Err(PoolError::LeaseNotHeld.into())
     }
 }
 
-/// Moves a group to `state`, releasing any lease, with its event
-/// (`group.<state>`).
+/// Moves a group to `state`, releasing any lease, with the event that
+/// announces that state.
 async fn set_state(
     conn: &mut AnyConnection,
     group: &GroupRecord,
-    state: &str,
+    state: GroupState,
     now_ms: i64,
     data: serde_json::Value,
 ) -> MetaResult<()> {
@@ -569,19 +569,22 @@ async fn set_state(
         "UPDATE pool_groups SET state = $1, lease_id = NULL, lease_expires_ms = NULL, \
          updated_ms = $2 WHERE pool_id = $3 AND start_ms = $4",
     )
-    .bind(state)
+    .bind(state.as_str())
     .bind(now_ms)
     .bind(&group.pool_id)
     .bind(group.start_ms)
     .execute(&mut *conn)
     .await?;
+    let Some(kind) = state.event_kind() else {
+        return Ok(());
+    };
     insert_event(
         conn,
         &PoolEvent {
             id: 0,
             pool_id: group.pool_id.clone(),
             member_id: None,
-            kind: format!("group.{state}"),
+            kind,
             group_start_ms: Some(group.start_ms),
             data: data.to_string(),
             time_ms: now_ms,
@@ -608,24 +611,24 @@ async fn end_attempt(
     end: AttemptEnd<'_>,
     max_attempts: i64,
     now_ms: i64,
-) -> MetaResult<&'static str> {
+) -> MetaResult<GroupState> {
     let attempts = group.attempts;
     let used_up = attempts >= max_attempts;
     let (state, data) = match end {
         AttemptEnd::Lapsed if used_up => (
-            "failed",
+            GroupState::Failed,
             json!({"reason": format!("{attempts} attempts lapsed"), "attempts": attempts}),
         ),
         AttemptEnd::Lapsed => (
-            "sealed",
+            GroupState::Sealed,
             json!({"lease_lapsed": true, "attempts": attempts}),
         ),
         AttemptEnd::Reported { reason, last } if last || used_up => (
-            "failed",
+            GroupState::Failed,
             json!({"reason": reason, "attempts": attempts, "final": last}),
         ),
         AttemptEnd::Reported { reason, .. } => (
-            "sealed",
+            GroupState::Sealed,
             json!({"failure_reported": true, "reason": reason, "attempts": attempts}),
         ),
     };
@@ -646,21 +649,19 @@ async fn claim(
     let group = match start_ms {
         Some(start_ms) => {
             let group = group_in(conn, pool_id, start_ms).await?;
-            if group.state != "sealed" {
-                return Err(MetaError::Conflict(format!(
-                    "only a sealed group can be claimed; this one is {}",
-                    group.state
-                )));
+            if group.state != GroupState::Sealed {
+                return Err(PoolError::GroupNotSealed(group.state).into());
             }
             group
         }
         None => {
             let lock = row_lock(conn, true);
             let row = sqlx::query(&format!(
-                "SELECT {GROUP_COLUMNS} FROM pool_groups WHERE pool_id = $1 AND state = 'sealed' \
+                "SELECT {GROUP_COLUMNS} FROM pool_groups WHERE pool_id = $1 AND state = $2 \
                  ORDER BY start_ms LIMIT 1{lock}"
             ))
             .bind(pool_id)
+            .bind(GroupState::Sealed.as_str())
             .fetch_optional(&mut *conn)
             .await?;
             match row {
@@ -672,16 +673,18 @@ async fn claim(
     // The row lock (or SQLite's single writer) makes check-then-update
     // exact: no second claim can slip between them.
     sqlx::query(
-        "UPDATE pool_groups SET state = 'processing', attempts = attempts + 1, lease_id = $1, \
-         lease_member = $2, lease_expires_ms = $3, updated_ms = $4 \
-         WHERE pool_id = $5 AND start_ms = $6 AND state = 'sealed'",
+        "UPDATE pool_groups SET state = $1, attempts = attempts + 1, lease_id = $2, \
+         lease_member = $3, lease_expires_ms = $4, updated_ms = $5 \
+         WHERE pool_id = $6 AND start_ms = $7 AND state = $8",
     )
+    .bind(GroupState::Processing.as_str())
     .bind(lease_id)
     .bind(member)
     .bind(now_ms + lease_ms)
     .bind(now_ms)
     .bind(pool_id)
     .bind(group.start_ms)
+    .bind(GroupState::Sealed.as_str())
     .execute(&mut *conn)
     .await?;
     insert_event(
@@ -690,7 +693,7 @@ async fn claim(
             id: 0,
             pool_id: pool_id.to_owned(),
             member_id: None,
-            kind: "group.claimed".into(),
+            kind: PoolEventKind::GroupClaimed,
             group_start_ms: Some(group.start_ms),
             data: json!({"processor": member, "attempt": group.attempts + 1}).to_string(),
             time_ms: now_ms,
@@ -699,7 +702,7 @@ async fn claim(
     .await?;
     Ok(MutationOutcome::Pool(PoolOutcome::Claimed(Box::new(
         GroupRecord {
-            state: "processing".into(),
+            state: GroupState::Processing,
             attempts: group.attempts + 1,
             lease_id: Some(lease_id.to_owned()),
             lease_expires_ms: Some(now_ms + lease_ms),
@@ -714,10 +717,7 @@ async fn create_pool(conn: &mut AnyConnection, pool: &PoolRecord) -> MetaResult<
         .fetch_optional(&mut *conn)
         .await?;
     if taken.is_some() {
-        return Err(MetaError::Conflict(format!(
-            "a pool named {:?} exists",
-            pool.name
-        )));
+        return Err(PoolError::PoolExists(pool.name.clone()).into());
     }
     // Checks the bucket name before its first write.
     create_bucket(conn, &pool.bucket, &pool.owner_id, pool.created_ms).await?;
@@ -764,10 +764,7 @@ async fn add_members(
     let mut names = std::collections::HashSet::new();
     for new in members {
         if existing.contains(&new.member.name) || !names.insert(new.member.name.as_str()) {
-            return Err(MetaError::Conflict(format!(
-                "a member named {:?} exists",
-                new.member.name
-            )));
+            return Err(PoolError::MemberExists(new.member.name.clone()).into());
         }
     }
     // Short statements: SQLite binds `$n` by name, at a cost that grows
@@ -784,7 +781,7 @@ async fn add_members(
                 .bind(new.member.id.clone())
                 .bind(pool_id.to_owned())
                 .bind(new.member.name.clone())
-                .bind(new.member.role.clone())
+                .bind(new.member.role.as_str())
                 .bind(new.token_hash.clone())
                 .bind(new.member.created_ms);
         }
@@ -827,12 +824,12 @@ async fn contribute(
     .fetch_optional(&mut *conn)
     .await?;
     if let Some(row) = state {
-        let state: String = row.try_get("state")?;
-        if state != "open" {
-            return Err(MetaError::Conflict(format!("the group is already {state}")));
+        let state: GroupState = parse_word(&row, "state")?;
+        if state != GroupState::Open {
+            return Err(PoolError::GroupNotOpen(state).into());
         }
     } else if group.seal_at_ms <= event.time_ms {
-        return Err(MetaError::Conflict("the group is already sealed".into()));
+        return Err(PoolError::GroupNotOpen(GroupState::Sealed).into());
     }
     // The object write checks the bucket and quotas before it writes.
     put_object(conn, object, &PutCondition::Always, BlobRefs::Fresh).await?;
@@ -855,7 +852,7 @@ async fn contribute(
     .await?;
     sqlx::query(
         "INSERT INTO pool_groups (pool_id, start_ms, end_ms, seal_at_ms, state, files, bytes, \
-         attempts, updated_ms) VALUES ($1, $2, $3, $4, 'open', 1, $5, 0, $6) \
+         attempts, updated_ms) VALUES ($1, $2, $3, $4, $5, 1, $6, 0, $7) \
          ON CONFLICT (pool_id, start_ms) DO UPDATE SET files = pool_groups.files + 1, \
          bytes = pool_groups.bytes + excluded.bytes, updated_ms = excluded.updated_ms",
     )
@@ -863,6 +860,7 @@ async fn contribute(
     .bind(group.start_ms)
     .bind(group.end_ms)
     .bind(group.seal_at_ms)
+    .bind(GroupState::Open.as_str())
     .bind(c.size)
     .bind(c.created_ms)
     .execute(&mut *conn)
@@ -884,19 +882,17 @@ async fn seal(
     let due = match (pool_id, start_ms) {
         (Some(pool_id), Some(start_ms)) => {
             let group = group_in(conn, pool_id, start_ms).await?;
-            if group.state != "open" {
-                return Err(MetaError::Conflict(format!(
-                    "the group is already {}",
-                    group.state
-                )));
+            if group.state != GroupState::Open {
+                return Err(PoolError::GroupNotOpen(group.state).into());
             }
             vec![group]
         }
         _ => sqlx::query(&format!(
-            "SELECT {GROUP_COLUMNS} FROM pool_groups WHERE state = 'open' AND seal_at_ms <= $1 \
+            "SELECT {GROUP_COLUMNS} FROM pool_groups WHERE state = $1 AND seal_at_ms <= $2 \
              ORDER BY seal_at_ms LIMIT 500{}",
             row_lock(conn, true)
         ))
+        .bind(GroupState::Open.as_str())
         .bind(now_ms)
         .fetch_all(&mut *conn)
         .await?
@@ -906,7 +902,7 @@ async fn seal(
     };
     for group in &due {
         let data = json!({"files": group.files, "bytes": group.bytes});
-        set_state(conn, group, "sealed", now_ms, data).await?;
+        set_state(conn, group, GroupState::Sealed, now_ms, data).await?;
     }
     Ok(MutationOutcome::Pool(PoolOutcome::Sealed(due.len() as u64)))
 }
@@ -918,7 +914,7 @@ async fn insert_event(conn: &mut AnyConnection, event: &PoolEvent) -> MetaResult
     )
     .bind(&event.pool_id)
     .bind(event.member_id.clone())
-    .bind(&event.kind)
+    .bind(event.kind.as_str())
     .bind(event.group_start_ms)
     .bind(&event.data)
     .bind(event.time_ms)
@@ -967,7 +963,7 @@ fn member_from_row(row: &AnyRow) -> MetaResult<MemberRecord> {
         id: row.try_get("id")?,
         pool_id: row.try_get("pool_id")?,
         name: row.try_get("name")?,
-        role: row.try_get("role")?,
+        role: parse_word(row, "role")?,
         created_ms: row.try_get("created_ms")?,
         disabled_ms: row.try_get("disabled_ms")?,
     })
@@ -979,7 +975,7 @@ fn group_from_row(row: &AnyRow) -> MetaResult<GroupRecord> {
         start_ms: row.try_get("start_ms")?,
         end_ms: row.try_get("end_ms")?,
         seal_at_ms: row.try_get("seal_at_ms")?,
-        state: row.try_get("state")?,
+        state: parse_word(row, "state")?,
         files: row.try_get("files")?,
         bytes: row.try_get("bytes")?,
         attempts: row.try_get("attempts")?,
@@ -1013,7 +1009,7 @@ fn event_from_row(row: &AnyRow) -> MetaResult<PoolEvent> {
         id: row.try_get("id")?,
         pool_id: row.try_get("pool_id")?,
         member_id: row.try_get("member_id")?,
-        kind: row.try_get("kind")?,
+        kind: parse_word(row, "kind")?,
         group_start_ms: row.try_get("group_start_ms")?,
         data: row.try_get("data")?,
         time_ms: row.try_get("time_ms")?,
@@ -1026,7 +1022,7 @@ impl MetaStore {
             .bind(name)
             .fetch_optional(&self.pool)
             .await?
-            .ok_or(MetaError::NotFound("pool"))?;
+            .ok_or(MetaError::Pool(PoolError::NoSuchPool))?;
         pool_from_row(&row)
     }
 
@@ -1116,17 +1112,18 @@ impl MetaStore {
         .bind(start_ms)
         .fetch_optional(&self.pool)
         .await?
-        .ok_or(MetaError::NotFound("group"))?;
+        .ok_or(MetaError::Pool(PoolError::NoSuchGroup))?;
         group_from_row(&row)
     }
 
     /// The newest published group of a pool.
     pub async fn latest_published(&self, pool_id: &str) -> MetaResult<Option<GroupRecord>> {
         sqlx::query(&format!(
-            "SELECT {GROUP_COLUMNS} FROM pool_groups WHERE pool_id = $1 AND state = 'published' \
+            "SELECT {GROUP_COLUMNS} FROM pool_groups WHERE pool_id = $1 AND state = $2 \
              ORDER BY start_ms DESC LIMIT 1"
         ))
         .bind(pool_id)
+        .bind(GroupState::Published.as_str())
         .fetch_optional(&self.pool)
         .await?
         .as_ref()
@@ -1217,9 +1214,10 @@ impl MetaStore {
     /// The earliest lease expiry of a group being processed.
     pub async fn next_lease_expiry_ms(&self) -> MetaResult<Option<i64>> {
         let row = sqlx::query(
-            "SELECT lease_expires_ms FROM pool_groups WHERE state = 'processing' \
+            "SELECT lease_expires_ms FROM pool_groups WHERE state = $1 \
              ORDER BY lease_expires_ms LIMIT 1",
         )
+        .bind(GroupState::Processing.as_str())
         .fetch_optional(&self.pool)
         .await?;
         Ok(match row {
@@ -1231,8 +1229,9 @@ impl MetaStore {
     /// The seal time of the earliest open group, across all pools.
     pub async fn next_seal_ms(&self) -> MetaResult<Option<i64>> {
         let row = sqlx::query(
-            "SELECT seal_at_ms FROM pool_groups WHERE state = 'open' ORDER BY seal_at_ms LIMIT 1",
+            "SELECT seal_at_ms FROM pool_groups WHERE state = $1 ORDER BY seal_at_ms LIMIT 1",
         )
+        .bind(GroupState::Open.as_str())
         .fetch_optional(&self.pool)
         .await?;
         Ok(match row {
@@ -1273,7 +1272,7 @@ impl MetaStore {
         .bind(id)
         .fetch_optional(&self.pool)
         .await?
-        .ok_or(MetaError::NotFound("contribution"))?;
+        .ok_or(MetaError::Pool(PoolError::NoSuchContribution))?;
         contribution_from_row(&row)
     }
 

@@ -8,6 +8,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::core::CoreError;
+use crate::model::PoolError;
 
 tokio::task_local! {
     /// The id of the request being served, for error bodies and logs.
@@ -125,11 +126,21 @@ impl From<CoreError> for ApiError {
             CoreError::BadLogin => (S::UNAUTHORIZED, "bad_login"),
             CoreError::BadSession => (S::UNAUTHORIZED, "bad_session"),
             CoreError::SignupDisabled => (S::FORBIDDEN, "signup_disabled"),
-            CoreError::NotFound("pool") => (S::NOT_FOUND, "no_such_pool"),
-            CoreError::NotFound("member") => (S::NOT_FOUND, "no_such_member"),
-            CoreError::NotFound("group") => (S::NOT_FOUND, "no_such_group"),
-            CoreError::NotFound(_) => (S::NOT_FOUND, "not_found"),
-            CoreError::Conflict(_) => (S::CONFLICT, "conflict"),
+            CoreError::Pool(e) => match e {
+                PoolError::NoSuchPool => (S::NOT_FOUND, "no_such_pool"),
+                PoolError::NoSuchMember => (S::NOT_FOUND, "no_such_member"),
+                PoolError::NoSuchGroup => (S::NOT_FOUND, "no_such_group"),
+                PoolError::NoSuchContribution | PoolError::NoResultYet => {
+                    (S::NOT_FOUND, "not_found")
+                }
+                PoolError::PoolExists(_)
+                | PoolError::MemberExists(_)
+                | PoolError::GroupNotOpen(_)
+                | PoolError::GroupNotSealed(_)
+                | PoolError::GroupNotFailed(_)
+                | PoolError::LeaseNotHeld
+                | PoolError::WebhookTaken => (S::CONFLICT, "conflict"),
+            },
             CoreError::QuotaExceeded { scope, quota, used } => {
                 let mut error = Self::new(S::PAYLOAD_TOO_LARGE, "quota_exceeded", message);
                 error.quota = Some(QuotaDetail { scope, quota, used });
@@ -204,5 +215,50 @@ mod tests {
         assert_eq!(error.status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(error.code, "busy");
         assert_eq!(error.retry_after, Some(1));
+    }
+
+    #[test]
+    fn pool_errors_keep_their_status_code_and_text() {
+        use crate::model::GroupState;
+        let cases = [
+            (PoolError::NoSuchPool, 404, "no_such_pool", "no such pool"),
+            (
+                PoolError::NoSuchMember,
+                404,
+                "no_such_member",
+                "no such member",
+            ),
+            (
+                PoolError::NoSuchGroup,
+                404,
+                "no_such_group",
+                "no such group",
+            ),
+            (
+                PoolError::NoSuchContribution,
+                404,
+                "not_found",
+                "no such contribution",
+            ),
+            (PoolError::NoResultYet, 404, "not_found", "no such result"),
+            (
+                PoolError::MemberExists("cam".into()),
+                409,
+                "conflict",
+                "a member named \"cam\" exists",
+            ),
+            (
+                PoolError::GroupNotSealed(GroupState::Open),
+                409,
+                "conflict",
+                "only a sealed group can be claimed; this one is open",
+            ),
+        ];
+        for (pool_error, status, code, message) in cases {
+            let error = ApiError::from(CoreError::from(pool_error));
+            assert_eq!(error.status.as_u16(), status, "{code}");
+            assert_eq!(error.code, code);
+            assert_eq!(error.message, message);
+        }
     }
 }

@@ -23,7 +23,8 @@ use crate::core::pools::{MEMBER_TOKEN_PREFIX, PoolSpec, Receipt};
 use crate::core::{CoreError, Principal};
 use crate::model::ByteStream;
 use crate::model::{
-    ContributionFilter, ContributionRecord, GroupRecord, MemberRecord, PoolEvent, PoolRecord,
+    ContributionFilter, ContributionRecord, GroupRecord, GroupState, MemberRecord, MemberRole,
+    PoolError, PoolEvent, PoolRecord, RefusalReason,
 };
 use crate::web::WebState;
 
@@ -72,7 +73,7 @@ impl PoolCaller {
                 if pool.name == name {
                     Ok((pool, Some(member)))
                 } else {
-                    Err(CoreError::NotFound("pool").into())
+                    Err(CoreError::from(PoolError::NoSuchPool).into())
                 }
             }
             Self::User(who) => Ok((state.store.owned_pool(&who, name).await?, None)),
@@ -281,7 +282,7 @@ pub async fn add_members(
         .into_iter()
         .map(|(m, token)| MemberToken {
             name: m.name,
-            role: m.role,
+            role: m.role.to_string(),
             token,
         })
         .collect();
@@ -336,7 +337,7 @@ pub async fn members(
             .map(|m| MemberView {
                 contributions: counts.get(&m.id).copied().unwrap_or(0),
                 name: m.name,
-                role: m.role,
+                role: m.role.to_string(),
                 created_ms: m.created_ms,
                 disabled: m.disabled_ms.is_some(),
             })
@@ -366,7 +367,7 @@ pub async fn member_action(
                 .store
                 .pool_member(&token)
                 .await
-                .map(|(m, _)| m.role)
+                .map(|(m, _)| m.role.to_string())
                 .unwrap_or_default();
             Ok(Json(MemberToken {
                 name: member,
@@ -444,7 +445,7 @@ fn receipt_view(name: String, receipt: Receipt, member: &str) -> ReceiptView {
         Receipt::Accepted(c) => ("accepted", Some(contribution_view(c, member)), None, None),
         Receipt::Duplicate(c) => ("duplicate", Some(contribution_view(c, member)), None, None),
         Receipt::Refused { code, message } => {
-            ("refused", None, Some(code.to_owned()), Some(message))
+            ("refused", None, Some(code.to_string()), Some(message))
         }
     };
     ReceiptView {
@@ -492,7 +493,7 @@ pub async fn contribute(
 ) -> ApiResult<Json<Receipts>> {
     let (pool, member) = caller.pool(&state, &pool).await?;
     let member = member
-        .filter(|m| m.role == "contributor")
+        .filter(|m| m.role == MemberRole::Contributor)
         .ok_or(CoreError::AccessDenied)?;
     let is_form = headers
         .get(header::CONTENT_TYPE)
@@ -543,12 +544,19 @@ pub async fn contribute(
                         };
                         state
                             .store
-                            .record_refusal(&pool, &member, &name, None, "bad_timestamp", &message)
+                            .record_refusal(
+                                &pool,
+                                &member,
+                                &name,
+                                None,
+                                RefusalReason::BadTimestamp,
+                                &message,
+                            )
                             .await?;
                         receipts.push(receipt_view(
                             name,
                             Receipt::Refused {
-                                code: "bad_timestamp",
+                                code: RefusalReason::BadTimestamp,
                                 message,
                             },
                             &member.name,
@@ -643,7 +651,7 @@ pub async fn contributions(
                 .iter()
                 .find(|m| &m.name == name)
                 .map(|m| m.id.clone())
-                .ok_or(CoreError::NotFound("member"))?,
+                .ok_or(CoreError::from(PoolError::NoSuchMember))?,
         ),
         (None, None) => None,
     };
@@ -703,7 +711,7 @@ impl From<GroupRecord> for GroupView {
             group: rfc3339(g.start_ms),
             end: rfc3339(g.end_ms),
             seals_at: rfc3339(g.seal_at_ms),
-            state: g.state,
+            state: g.state.to_string(),
             files: g.files,
             bytes: g.bytes,
             attempts: g.attempts,
@@ -742,7 +750,7 @@ pub async fn seal(
     Path((pool, group)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
     let (pool, member) = caller.pool(&state, &pool).await?;
-    if member.is_some_and(|m| m.role != "processor") {
+    if member.is_some_and(|m| m.role != MemberRole::Processor) {
         return Err(CoreError::AccessDenied.into());
     }
     let start_ms = parse_time("group", &group)?;
@@ -774,7 +782,7 @@ pub struct EventView {
 fn event_view(event: PoolEvent, pool: &str) -> EventView {
     EventView {
         id: event.id,
-        kind: event.kind,
+        kind: event.kind.to_string(),
         pool: pool.to_owned(),
         group: event.group_start_ms.map(rfc3339),
         time: rfc3339(event.time_ms),
@@ -870,7 +878,7 @@ fn event_stream(
                 match item {
                     Ok(Some(event)) => Some(Some((
                         event.id,
-                        event.kind.clone(),
+                        event.kind.to_string(),
                         event_view(event.as_ref().clone(), &pool_name),
                     ))),
                     // At the start and after each change to the member:
@@ -913,7 +921,7 @@ async fn processor(
     pool: &str,
 ) -> ApiResult<(PoolRecord, MemberRecord)> {
     match caller.pool(state, pool).await? {
-        (pool, Some(member)) if member.role == "processor" => Ok((pool, member)),
+        (pool, Some(member)) if member.role == MemberRole::Processor => Ok((pool, member)),
         _ => Err(CoreError::AccessDenied.into()),
     }
 }
@@ -922,7 +930,7 @@ async fn processor(
 async fn reader(state: &WebState, caller: PoolCaller, pool: &str) -> ApiResult<PoolRecord> {
     match caller.pool(state, pool).await? {
         (pool, None) => Ok(pool),
-        (pool, Some(member)) if member.role == "processor" => Ok(pool),
+        (pool, Some(member)) if member.role == MemberRole::Processor => Ok(pool),
         _ => Err(CoreError::AccessDenied.into()),
     }
 }
@@ -1207,7 +1215,7 @@ pub async fn file(
         .await
         .map_err(CoreError::from)?;
     if found.group_start_ms != start_ms {
-        return Err(CoreError::NotFound("contribution").into());
+        return Err(CoreError::from(PoolError::NoSuchContribution).into());
     }
     serve_object(&state, &pool, &found.object_key, None).await
 }
@@ -1320,11 +1328,11 @@ async fn result_response(
             .latest_published(&pool.id)
             .await
             .map_err(CoreError::from)?
-            .ok_or(CoreError::NotFound("result"))?,
+            .ok_or(CoreError::from(PoolError::NoResultYet))?,
     };
-    let key = match (&group.state[..], &group.result_key) {
-        ("published", Some(key)) => key.clone(),
-        _ => return Err(CoreError::NotFound("result").into()),
+    let key = match (group.state, &group.result_key) {
+        (GroupState::Published, Some(key)) => key.clone(),
+        _ => return Err(CoreError::from(PoolError::NoResultYet).into()),
     };
     let if_none_match = headers
         .get(header::IF_NONE_MATCH)
@@ -1403,7 +1411,7 @@ pub async fn deliveries(
         .collect();
     let (mut got, mut missing) = (Vec::new(), Vec::new());
     for m in meta.members(&pool.id).await.map_err(CoreError::from)? {
-        if m.role == "processor" {
+        if m.role == MemberRole::Processor {
             continue;
         }
         if fetched.contains(&m.id) {
