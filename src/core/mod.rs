@@ -1,7 +1,11 @@
-//! The service layer: the rules of buckets and objects, independent of any
-//! protocol. Front-ends hand it validated names ([`names`]), byte streams and
-//! conditions; it decides, streams bytes into blobs, verifies digests, and
-//! commits metadata. It never sees an HTTP type and never writes SQL.
+//! The service layer: every rule of Cistern, independent of any protocol.
+//! Front-ends hand it validated names ([`names`]), the caller
+//! ([`Principal`] or a pool member), byte streams and conditions; it decides
+//! (access, quotas, object and multipart rules, pool windows, receipts and
+//! leases), streams bytes into blobs, verifies digests, commits metadata,
+//! and records audit and events. It never sees an HTTP type. Its storage,
+//! `meta` (all SQL) and `blob` (all bytes), is private to this module, so
+//! [`Store`]'s methods are the only way front-ends reach data.
 
 pub mod accounts;
 pub mod audit;

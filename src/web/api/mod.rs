@@ -1,6 +1,11 @@
-//! The JSON API at `/api/v1`: every call is authenticated (HTTP Basic for
-//! now), answers JSON, and reports errors as
-//! `{"error": {"code", "message", "request_id"}}`. One file per resource.
+//! The JSON API at `/api/v1`: accounts and keys, sessions, buckets and
+//! grants, objects, quotas, audit and usage, and pools (members,
+//! contributions, groups, results, events over SSE and WebSocket,
+//! webhooks). Callers authenticate with HTTP Basic, a session bearer token or
+//! a pool member token; every answer is JSON (errors as
+//! `{"error": {"code", "message", "request_id"}}`) and every call is audited.
+//! Handlers parse and answer; the rules they apply live in `core`. One file
+//! (or folder) per resource; the OpenAPI document is built from them.
 
 mod accounts;
 mod actions;
