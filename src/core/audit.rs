@@ -4,16 +4,20 @@
 //! records) through the group-commit writer, together with the day's usage
 //! counters. A clean shutdown flushes the queue; a crash loses at most what
 //! was queued and not yet committed (about the last 200 ms). Rows older than
-//! the retention are deleted hourly.
+//! the retention are deleted hourly. The queries of the log and of the
+//! usage counters are here too, with who may see what: users their own
+//! records and usage, admins everything.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Store, now_ms};
+use super::{CoreError, CoreResult, Principal, Store, now_ms};
 use crate::core::meta::{AuditRecord, Mutation};
+use crate::model::{AuditFilter, BucketRecord, UsageRow};
 
 const QUEUE: usize = 100_000;
 const BATCH: usize = 1_000;
@@ -112,5 +116,103 @@ async fn run(store: Store, mut receiver: mpsc::Receiver<Message>, retention: Dur
                 }
             }
         }
+    }
+}
+
+/// Stored data and traffic added up.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UsageTotals {
+    pub objects: i64,
+    pub bytes_stored: i64,
+    pub bytes_in: i64,
+    pub bytes_out: i64,
+    pub requests: i64,
+}
+
+impl UsageTotals {
+    fn add_bucket(&mut self, bucket: &BucketRecord) {
+        self.objects += bucket.object_count;
+        self.bytes_stored += bucket.bytes_stored;
+    }
+
+    fn add_day(&mut self, day: &UsageRow) {
+        self.bytes_in += day.bytes_in;
+        self.bytes_out += day.bytes_out;
+        self.requests += day.requests;
+    }
+}
+
+/// A user's own usage.
+pub struct OwnUsage {
+    pub totals: UsageTotals,
+    /// The buckets the user owns.
+    pub buckets: Vec<BucketRecord>,
+    /// Traffic per day and bucket.
+    pub daily: Vec<UsageRow>,
+}
+
+impl Store {
+    /// A page of the audit records matching `filter`, newest first. Users
+    /// see what they did; admins see everything.
+    pub async fn audit_page(
+        &self,
+        who: &Principal,
+        filter: &AuditFilter,
+        limit: i64,
+    ) -> CoreResult<Vec<AuditRecord>> {
+        let filter = AuditFilter {
+            actor_id: (!who.is_admin()).then(|| who.user_id.clone()),
+            ..filter.clone()
+        };
+        Ok(self.meta.audit(&filter, limit).await?)
+    }
+
+    /// The caller's buckets and traffic.
+    pub async fn own_usage(&self, who: &Principal) -> CoreResult<OwnUsage> {
+        let buckets: Vec<BucketRecord> = self
+            .meta
+            .buckets()
+            .await?
+            .into_iter()
+            .filter(|b| b.owner_id == who.user_id)
+            .collect();
+        let daily = self.meta.usage(Some(&who.user_id)).await?;
+        let mut totals = UsageTotals::default();
+        buckets.iter().for_each(|b| totals.add_bucket(b));
+        daily.iter().for_each(|d| totals.add_day(d));
+        Ok(OwnUsage {
+            totals,
+            buckets,
+            daily,
+        })
+    }
+
+    /// Every user's usage by user name (the id of a user who is gone), in
+    /// the order of their ids; admins only.
+    pub async fn usage_by_user(&self, who: &Principal) -> CoreResult<Vec<(String, UsageTotals)>> {
+        if !who.is_admin() {
+            return Err(CoreError::AccessDenied);
+        }
+        let names: BTreeMap<String, String> = self
+            .meta
+            .accounts()
+            .await?
+            .into_iter()
+            .map(|a| (a.id, a.name))
+            .collect();
+        let mut totals: BTreeMap<String, UsageTotals> = names
+            .keys()
+            .map(|id| (id.clone(), UsageTotals::default()))
+            .collect();
+        for b in self.meta.buckets().await? {
+            totals.entry(b.owner_id.clone()).or_default().add_bucket(&b);
+        }
+        for d in self.meta.usage(None).await? {
+            totals.entry(d.user_id.clone()).or_default().add_day(&d);
+        }
+        Ok(totals
+            .into_iter()
+            .map(|(id, totals)| (names.get(&id).cloned().unwrap_or(id), totals))
+            .collect())
     }
 }

@@ -17,6 +17,7 @@ mod meta;
 pub mod names;
 pub mod objects;
 pub mod passwords;
+pub mod pool_access;
 pub mod pools;
 pub mod presign;
 pub mod sessions;

@@ -105,12 +105,6 @@ impl Store {
         }
     }
 
-    /// Front-ends still reaching the metadata store directly; removed once
-    /// pools and audit have their service-layer calls.
-    pub(crate) fn meta(&self) -> &MetaStore {
-        &self.meta
-    }
-
     /// Closes the database connections once the writer has committed.
     pub async fn close(&self) {
         self.meta.close().await;

@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 /// One request, as the audit log keeps it.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize)]
 pub struct AuditRecord {
     /// Assigned by the database; 0 before the append.
     pub id: i64,
@@ -40,7 +40,7 @@ pub struct AuditFilter {
 }
 
 /// Traffic of one user on one bucket on one day.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize)]
 pub struct UsageRow {
     pub day: String,
     pub user_id: String,

@@ -1,7 +1,7 @@
 //! `/api/v1/audit` (filtered, paged by cursor, or streamed as NDJSON) and
-//! `/api/v1/usage`, `/api/v1/admin/usage`.
-
-use std::collections::BTreeMap;
+//! `/api/v1/usage`, `/api/v1/admin/usage`. Who sees which records and
+//! whose usage is decided by the service layer; this module turns its
+//! records into the API's own types.
 
 use axum::Json;
 use axum::body::Body;
@@ -11,8 +11,9 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, ApiResult};
-use super::{Caller, QueryArgs, require_admin};
+use super::{Caller, QueryArgs};
 use crate::core::Principal;
+use crate::core::audit::UsageTotals;
 use crate::model::{AuditFilter, AuditRecord, UsageRow};
 use crate::web::WebState;
 
@@ -36,16 +37,61 @@ pub struct AuditQuery {
     pub format: Option<String>,
 }
 
+/// One request, as the audit log keeps it.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct AuditEntry {
+    /// Grows with time; the last one of a page is its `next_cursor`.
+    pub id: i64,
+    pub time_ms: i64,
+    pub request_id: String,
+    pub actor_id: Option<String>,
+    /// A user name, or `anonymous`.
+    pub actor: String,
+    pub access_key: Option<String>,
+    pub source: Option<String>,
+    pub action: String,
+    pub bucket: Option<String>,
+    pub key: Option<String>,
+    /// What else the action was done to (`user:alice`, `pool:sky/member:cam`).
+    pub target: Option<String>,
+    pub status: u16,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub user_agent: Option<String>,
+}
+
+impl From<AuditRecord> for AuditEntry {
+    fn from(r: AuditRecord) -> Self {
+        Self {
+            id: r.id,
+            time_ms: r.time_ms,
+            request_id: r.request_id,
+            actor_id: r.actor_id,
+            actor: r.actor,
+            access_key: r.access_key,
+            source: r.source,
+            action: r.action,
+            bucket: r.bucket,
+            key: r.key,
+            target: r.target,
+            status: r.status,
+            bytes_in: r.bytes_in,
+            bytes_out: r.bytes_out,
+            user_agent: r.user_agent,
+        }
+    }
+}
+
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct AuditPage {
-    pub records: Vec<AuditRecord>,
+    pub records: Vec<AuditEntry>,
     pub next_cursor: Option<i64>,
 }
 
-fn filter_for(who: &Principal, query: &AuditQuery) -> AuditFilter {
+fn filter_for(query: &AuditQuery) -> AuditFilter {
     AuditFilter {
-        // Users see what they did; admins see everything.
-        actor_id: (!who.is_admin()).then(|| who.user_id.clone()),
+        // The service layer limits it to the caller's own unless an admin asks.
+        actor_id: None,
         actor: query.actor.clone(),
         action: query.action.clone(),
         bucket: query.bucket.clone(),
@@ -66,25 +112,20 @@ pub async fn query(
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::bad_field("limit", "1 to 1000"));
     }
-    let filter = filter_for(&who, &query);
+    let filter = filter_for(&query);
     match query.format.as_deref() {
         None | Some("json") => {
-            let records = state
-                .store
-                .meta()
-                .audit(&filter, limit)
-                .await
-                .map_err(crate::core::CoreError::from)?;
+            let records = state.store.audit_page(&who, &filter, limit).await?;
             let next_cursor = (records.len() as i64 == limit)
                 .then(|| records.last().map(|r| r.id))
                 .flatten();
             Ok(Json(AuditPage {
-                records,
+                records: records.into_iter().map(AuditEntry::from).collect(),
                 next_cursor,
             })
             .into_response())
         }
-        Some("ndjson") => Ok(ndjson(state, filter)),
+        Some("ndjson") => Ok(ndjson(state, who, filter)),
         Some(other) => Err(ApiError::bad_field(
             "format",
             format!("'json' or 'ndjson', not {other:?}"),
@@ -94,25 +135,27 @@ pub async fn query(
 
 /// Streams every matching record, newest first, one JSON object a line,
 /// reading pages as the client consumes them.
-fn ndjson(state: WebState, filter: AuditFilter) -> Response {
+fn ndjson(state: WebState, who: Principal, filter: AuditFilter) -> Response {
     let pages = futures::stream::unfold(Some(filter), move |filter| {
-        let state = state.clone();
+        let (state, who) = (state.clone(), who.clone());
         async move {
             let mut filter = filter?;
-            let page = match state.store.meta().audit(&filter, 1000).await {
+            let page = match state.store.audit_page(&who, &filter, 1000).await {
                 Ok(page) => page,
                 Err(e) => return Some((Err(std::io::Error::other(e.to_string())), None)),
             };
             if page.is_empty() {
                 return None;
             }
-            let mut text = String::new();
-            for record in &page {
-                text.push_str(&serde_json::to_string(record).unwrap_or_default());
-                text.push('\n');
-            }
             let more = page.len() == 1000;
             filter.before_id = page.last().map(|r| r.id);
+            let mut text = String::new();
+            for record in page {
+                text.push_str(
+                    &serde_json::to_string(&AuditEntry::from(record)).unwrap_or_default(),
+                );
+                text.push('\n');
+            }
             Some((Ok(text), more.then_some(filter)))
         }
     });
@@ -132,6 +175,18 @@ pub struct Totals {
     pub requests: i64,
 }
 
+impl From<UsageTotals> for Totals {
+    fn from(t: UsageTotals) -> Self {
+        Self {
+            objects: t.objects,
+            bytes_stored: t.bytes_stored,
+            bytes_in: t.bytes_in,
+            bytes_out: t.bytes_out,
+            requests: t.requests,
+        }
+    }
+}
+
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct BucketUsage {
     pub bucket: String,
@@ -139,12 +194,36 @@ pub struct BucketUsage {
     pub bytes_stored: i64,
 }
 
+/// Traffic of one user on one bucket on one day.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct DailyUsage {
+    pub day: String,
+    pub user_id: String,
+    pub bucket: String,
+    pub bytes_in: i64,
+    pub bytes_out: i64,
+    pub requests: i64,
+}
+
+impl From<UsageRow> for DailyUsage {
+    fn from(r: UsageRow) -> Self {
+        Self {
+            day: r.day,
+            user_id: r.user_id,
+            bucket: r.bucket,
+            bytes_in: r.bytes_in,
+            bytes_out: r.bytes_out,
+            requests: r.requests,
+        }
+    }
+}
+
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct OwnUsage {
     pub totals: Totals,
     pub buckets: Vec<BucketUsage>,
     /// Traffic per day and bucket.
-    pub daily: Vec<UsageRow>,
+    pub daily: Vec<DailyUsage>,
 }
 
 #[utoipa::path(get, path = "/api/v1/usage", tag = "usage", responses((status = 200, description = "The caller's usage", body = OwnUsage)))]
@@ -152,37 +231,19 @@ pub async fn own_usage(
     State(state): State<WebState>,
     Caller(who): Caller,
 ) -> ApiResult<Json<OwnUsage>> {
-    let meta = state.store.meta();
-    let buckets: Vec<BucketUsage> = meta
-        .buckets()
-        .await
-        .map_err(crate::core::CoreError::from)?
-        .into_iter()
-        .filter(|b| b.owner_id == who.user_id)
-        .map(|b| BucketUsage {
-            bucket: b.name,
-            objects: b.object_count,
-            bytes_stored: b.bytes_stored,
-        })
-        .collect();
-    let daily = meta
-        .usage(Some(&who.user_id))
-        .await
-        .map_err(crate::core::CoreError::from)?;
-    let mut totals = Totals::default();
-    for b in &buckets {
-        totals.objects += b.objects;
-        totals.bytes_stored += b.bytes_stored;
-    }
-    for d in &daily {
-        totals.bytes_in += d.bytes_in;
-        totals.bytes_out += d.bytes_out;
-        totals.requests += d.requests;
-    }
+    let usage = state.store.own_usage(&who).await?;
     Ok(Json(OwnUsage {
-        totals,
-        buckets,
-        daily,
+        totals: usage.totals.into(),
+        buckets: usage
+            .buckets
+            .into_iter()
+            .map(|b| BucketUsage {
+                bucket: b.name,
+                objects: b.object_count,
+                bytes_stored: b.bytes_stored,
+            })
+            .collect(),
+        daily: usage.daily.into_iter().map(DailyUsage::from).collect(),
     }))
 }
 
@@ -206,36 +267,14 @@ pub async fn all_usage(
     Caller(who): Caller,
     QueryArgs(sort): QueryArgs<UsageSort>,
 ) -> ApiResult<Json<Vec<UserUsage>>> {
-    require_admin(&who)?;
-    let meta = state.store.meta();
-    let core = crate::core::CoreError::from;
-    let names: BTreeMap<String, String> = meta
-        .accounts()
-        .await
-        .map_err(core)?
+    let mut rows: Vec<UserUsage> = state
+        .store
+        .usage_by_user(&who)
+        .await?
         .into_iter()
-        .map(|a| (a.id, a.name))
-        .collect();
-    let mut totals: BTreeMap<String, Totals> = names
-        .keys()
-        .map(|id| (id.clone(), Totals::default()))
-        .collect();
-    for b in meta.buckets().await.map_err(core)? {
-        let t = totals.entry(b.owner_id).or_default();
-        t.objects += b.object_count;
-        t.bytes_stored += b.bytes_stored;
-    }
-    for d in meta.usage(None).await.map_err(core)? {
-        let t = totals.entry(d.user_id).or_default();
-        t.bytes_in += d.bytes_in;
-        t.bytes_out += d.bytes_out;
-        t.requests += d.requests;
-    }
-    let mut rows: Vec<UserUsage> = totals
-        .into_iter()
-        .map(|(id, totals)| UserUsage {
-            user: names.get(&id).cloned().unwrap_or(id),
-            totals,
+        .map(|(user, totals)| UserUsage {
+            user,
+            totals: totals.into(),
         })
         .collect();
     let key = sort.sort.as_deref().unwrap_or("bytes_stored");

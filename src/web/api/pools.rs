@@ -14,25 +14,20 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use futures::{Stream, StreamExt};
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, ApiResult};
 use super::{ApiActor, Caller, JsonBody, QueryArgs};
+use crate::core::CoreError;
+use crate::core::pool_access::{PoolAccess, PoolActor, PoolIntent, PublishedResult};
 use crate::core::pools::{MEMBER_TOKEN_PREFIX, PoolSpec, Receipt};
-use crate::core::{CoreError, Principal};
 use crate::model::ByteStream;
-use crate::model::{
-    ContributionFilter, ContributionRecord, GroupRecord, GroupState, MemberRecord, MemberRole,
-    PoolError, PoolEvent, PoolRecord, RefusalReason,
-};
+use crate::model::{ContributionRecord, GroupRecord, PoolEvent, PoolRecord, RefusalReason};
 use crate::web::WebState;
 
 /// Who is calling a pool route: a member (by its token) or a user.
-pub enum PoolCaller {
-    Member(Box<(MemberRecord, PoolRecord)>),
-    User(Principal),
-}
+pub struct PoolCaller(PoolActor);
 
 impl FromRequestParts<WebState> for PoolCaller {
     type Rejection = ApiError;
@@ -47,45 +42,27 @@ impl FromRequestParts<WebState> for PoolCaller {
             .filter(|t| t.starts_with(MEMBER_TOKEN_PREFIX));
         match token {
             Some(token) => {
-                let (member, pool) = state.store.pool_member(token).await?;
-                let name = format!("{}/{}", pool.name, member.name);
-                ApiActor::set_member(parts, name, &pool.owner_id, &pool.bucket);
-                Ok(Self::Member(Box::new((member, pool))))
+                let session = state.store.member_session(token).await?;
+                let name = format!("{}/{}", session.pool.name, session.member.name);
+                ApiActor::set_member(parts, name, &session.pool.owner_id, &session.pool.bucket);
+                Ok(Self(PoolActor::Member(Box::new(session))))
             }
-            None => Ok(Self::User(
+            None => Ok(Self(PoolActor::User(
                 Caller::from_request_parts(parts, state).await?.0,
-            )),
+            ))),
         }
     }
 }
 
 impl PoolCaller {
-    /// The pool named in the path, if the caller may see it; and the
-    /// member, when the caller is one.
-    async fn pool(
+    /// The pool named in the path, if the caller may act on it this way.
+    async fn access(
         self,
         state: &WebState,
-        name: &str,
-    ) -> ApiResult<(PoolRecord, Option<MemberRecord>)> {
-        match self {
-            Self::Member(found) => {
-                let (member, pool) = *found;
-                if pool.name == name {
-                    Ok((pool, Some(member)))
-                } else {
-                    Err(CoreError::from(PoolError::NoSuchPool).into())
-                }
-            }
-            Self::User(who) => Ok((state.store.owned_pool(&who, name).await?, None)),
-        }
-    }
-
-    /// Only the pool's owner or an admin.
-    async fn owner(self, state: &WebState, name: &str) -> ApiResult<PoolRecord> {
-        match self.pool(state, name).await? {
-            (pool, None) => Ok(pool),
-            (_, Some(_)) => Err(CoreError::AccessDenied.into()),
-        }
+        pool: &str,
+        intent: PoolIntent,
+    ) -> ApiResult<PoolAccess> {
+        Ok(state.store.pool_access(self.0, pool, intent).await?)
     }
 }
 
@@ -192,13 +169,7 @@ pub async fn list(
     State(state): State<WebState>,
     Caller(who): Caller,
 ) -> ApiResult<Json<Vec<PoolView>>> {
-    let owner = (!who.is_admin()).then_some(who.user_id.as_str());
-    let pools = state
-        .store
-        .meta()
-        .pools(owner)
-        .await
-        .map_err(CoreError::from)?;
+    let pools = state.store.visible_pools(&who).await?;
     Ok(Json(pools.into_iter().map(PoolView::from).collect()))
 }
 
@@ -208,9 +179,9 @@ pub async fn show(
     caller: PoolCaller,
     Path(pool): Path<String>,
 ) -> ApiResult<Json<PoolView>> {
-    let (pool, member) = caller.pool(&state, &pool).await?;
-    let mut view = PoolView::from(pool);
-    if member.is_some() {
+    let access = caller.access(&state, &pool, PoolIntent::View).await?;
+    let mut view = PoolView::from(access.pool);
+    if access.member.is_some() {
         // The URL may carry a secret; members have no use for it.
         view.webhook_url = None;
     }
@@ -252,7 +223,7 @@ pub async fn add_members(
     QueryArgs(format): QueryArgs<TokenFormat>,
     JsonBody(body): JsonBody<NewMembers>,
 ) -> ApiResult<Response> {
-    let pool = caller.owner(&state, &pool).await?;
+    let pool = caller.access(&state, &pool, PoolIntent::Manage).await?.pool;
     let names: Vec<String> = match (body.name, body.count, body.prefix) {
         (Some(name), None, None) => vec![name],
         (None, Some(count), Some(prefix)) => {
@@ -322,20 +293,13 @@ pub async fn members(
     caller: PoolCaller,
     Path(pool): Path<String>,
 ) -> ApiResult<Json<Vec<MemberView>>> {
-    let pool = caller.owner(&state, &pool).await?;
-    let meta = state.store.meta();
-    let counts: std::collections::HashMap<String, i64> = meta
-        .contribution_counts(&pool.id)
-        .await
-        .map_err(CoreError::from)?
-        .into_iter()
-        .collect();
-    let members = meta.members(&pool.id).await.map_err(CoreError::from)?;
+    let pool = caller.access(&state, &pool, PoolIntent::Manage).await?.pool;
+    let members = state.store.members_with_counts(&pool).await?;
     Ok(Json(
         members
             .into_iter()
-            .map(|m| MemberView {
-                contributions: counts.get(&m.id).copied().unwrap_or(0),
+            .map(|(m, contributions)| MemberView {
+                contributions,
                 name: m.name,
                 role: m.role.to_string(),
                 created_ms: m.created_ms,
@@ -352,7 +316,7 @@ pub async fn member_action(
     caller: PoolCaller,
     Path((pool, member, action)): Path<(String, String, String)>,
 ) -> ApiResult<Response> {
-    let pool = caller.owner(&state, &pool).await?;
+    let pool = caller.access(&state, &pool, PoolIntent::Manage).await?.pool;
     match action.as_str() {
         "disable" | "enable" => {
             state
@@ -390,7 +354,7 @@ pub async fn remove_member(
     caller: PoolCaller,
     Path((pool, member)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    let pool = caller.owner(&state, &pool).await?;
+    let pool = caller.access(&state, &pool, PoolIntent::Manage).await?.pool;
     state.store.remove_member(&pool, &member).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -491,10 +455,10 @@ pub async fn contribute(
     headers: HeaderMap,
     request: axum::extract::Request,
 ) -> ApiResult<Json<Receipts>> {
-    let (pool, member) = caller.pool(&state, &pool).await?;
-    let member = member
-        .filter(|m| m.role == MemberRole::Contributor)
-        .ok_or(CoreError::AccessDenied)?;
+    let (pool, member) = caller
+        .access(&state, &pool, PoolIntent::Contribute)
+        .await?
+        .into_member()?;
     let is_form = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -637,56 +601,32 @@ pub async fn contributions(
     Path(pool): Path<String>,
     QueryArgs(query): QueryArgs<ContributionQuery>,
 ) -> ApiResult<Json<ContributionPage>> {
-    let (pool, member) = caller.pool(&state, &pool).await?;
+    let access = caller.access(&state, &pool, PoolIntent::View).await?;
     let limit = query.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::bad_field("limit", "1 to 1000"));
     }
-    let meta = state.store.meta();
-    let members = meta.members(&pool.id).await.map_err(CoreError::from)?;
-    let member_id = match (&member, &query.member) {
-        (Some(m), _) => Some(m.id.clone()),
-        (None, Some(name)) => Some(
-            members
-                .iter()
-                .find(|m| &m.name == name)
-                .map(|m| m.id.clone())
-                .ok_or(CoreError::from(PoolError::NoSuchMember))?,
-        ),
-        (None, None) => None,
-    };
-    let filter = ContributionFilter {
-        member_id,
-        group_start_ms: query
-            .group
-            .as_deref()
-            .map(|g| parse_time("group", g))
-            .transpose()?,
-        after_id: query.cursor.clone(),
-    };
-    let page = meta
-        .contributions(&pool.id, &filter, limit)
-        .await
-        .map_err(CoreError::from)?;
-    let names: std::collections::HashMap<&str, &str> = members
-        .iter()
-        .map(|m| (m.id.as_str(), m.name.as_str()))
-        .collect();
+    let scope = state
+        .store
+        .contribution_scope(&access, query.member.as_deref())
+        .await?;
+    let group_start_ms = query
+        .group
+        .as_deref()
+        .map(|g| parse_time("group", g))
+        .transpose()?;
+    let page = state
+        .store
+        .contribution_page(&scope, group_start_ms, query.cursor, limit)
+        .await?;
     let next_cursor = (page.len() as i64 == limit)
-        .then(|| page.last().map(|c| c.id.clone()))
+        .then(|| page.last().map(|(c, _)| c.id.clone()))
         .flatten();
     Ok(Json(ContributionPage {
         next_cursor,
         contributions: page
             .into_iter()
-            .map(|c| {
-                let member = names
-                    .get(c.member_id.as_str())
-                    .copied()
-                    .unwrap_or("")
-                    .to_owned();
-                contribution_view(c, &member)
-            })
+            .map(|(c, member)| contribution_view(c, &member))
             .collect(),
     }))
 }
@@ -733,13 +673,11 @@ pub async fn groups(
     Path(pool): Path<String>,
     QueryArgs(query): QueryArgs<GroupQuery>,
 ) -> ApiResult<Json<Vec<GroupView>>> {
-    let (pool, _) = caller.pool(&state, &pool).await?;
+    let pool = caller.access(&state, &pool, PoolIntent::View).await?.pool;
     let groups = state
         .store
-        .meta()
-        .groups(&pool.id, query.state.as_deref())
-        .await
-        .map_err(CoreError::from)?;
+        .pool_groups(&pool, query.state.as_deref())
+        .await?;
     Ok(Json(groups.into_iter().map(GroupView::from).collect()))
 }
 
@@ -749,10 +687,7 @@ pub async fn seal(
     caller: PoolCaller,
     Path((pool, group)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    let (pool, member) = caller.pool(&state, &pool).await?;
-    if member.is_some_and(|m| m.role != MemberRole::Processor) {
-        return Err(CoreError::AccessDenied.into());
-    }
+    let pool = caller.access(&state, &pool, PoolIntent::Seal).await?.pool;
     let start_ms = parse_time("group", &group)?;
     state.store.seal_group(&pool, start_ms).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -779,7 +714,7 @@ pub struct EventView {
     pub data: serde_json::Value,
 }
 
-fn event_view(event: PoolEvent, pool: &str) -> EventView {
+fn event_view(event: &PoolEvent, pool: &str) -> EventView {
     EventView {
         id: event.id,
         kind: event.kind.to_string(),
@@ -798,14 +733,14 @@ pub async fn events(
     headers: HeaderMap,
     websocket: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> ApiResult<Response> {
-    let name = match (&caller, &query.pool) {
-        (_, Some(name)) => name.clone(),
-        (PoolCaller::Member(found), None) => found.1.name.clone(),
-        (PoolCaller::User(_), None) => {
+    let name = match (&query.pool, caller.0.member_pool_name()) {
+        (Some(name), _) => name.clone(),
+        (None, Some(own)) => own.to_owned(),
+        (None, None) => {
             return Err(ApiError::bad_field("pool", "name the pool to follow"));
         }
     };
-    let (pool, member) = caller.pool(&state, &name).await?;
+    let access = caller.access(&state, &name, PoolIntent::View).await?;
     let resume = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
@@ -816,22 +751,18 @@ pub async fn events(
         })
         .transpose()?;
     let after = resume.or(query.after).unwrap_or(0);
-    let member_id = member.map(|m| m.id);
-    let token_hash = member_id.as_ref().and_then(|_| {
-        headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(|t| crate::core::sessions::token_hash(t.trim()))
-    });
-    let events = event_stream(state.clone(), pool, member_id, token_hash, after)
+    let pool_name = access.pool.name.clone();
+    let events = state
+        .store
+        .pool_event_feed(&access, after)
+        .map(move |event| (event.id, event.kind.clone(), event_view(&event, &pool_name)))
         .take_until(state.stopping.clone().cancelled_owned());
     let Ok(upgrade) = websocket else {
         let sse = events.map(|(id, kind, view)| {
             Ok::<_, Infallible>(
                 Event::default()
                     .id(id.to_string())
-                    .event(kind)
+                    .event(kind.as_str())
                     .json_data(view)
                     .unwrap_or_default(),
             )
@@ -852,87 +783,8 @@ pub async fn events(
     }))
 }
 
-/// A pool's events after `after`, as they are written: (id, kind, view).
-/// Ends when the member is disabled, removed or re-keyed.
-fn event_stream(
-    state: WebState,
-    pool: PoolRecord,
-    member_id: Option<String>,
-    token_hash: Option<String>,
-    after: i64,
-) -> impl Stream<Item = (i64, String, EventView)> + Send + 'static {
-    let filter = crate::core::events::EventFilter {
-        pool_id: pool.id.clone(),
-        member_id: member_id.clone(),
-    };
-    let events = state.store.follow_events(filter, after);
-    events
-        .then(move |item| {
-            let (state, member_id, pool_name, token_hash) = (
-                state.clone(),
-                member_id.clone(),
-                pool.name.clone(),
-                token_hash.clone(),
-            );
-            async move {
-                match item {
-                    Ok(Some(event)) => Some(Some((
-                        event.id,
-                        event.kind.to_string(),
-                        event_view(event.as_ref().clone(), &pool_name),
-                    ))),
-                    // At the start and after each change to the member:
-                    // may it still listen (not disabled, removed or
-                    // re-keyed)?
-                    Ok(None) => match (&member_id, &token_hash) {
-                        (Some(id), Some(hash))
-                            if !state
-                                .store
-                                .meta()
-                                .member_active(id, hash)
-                                .await
-                                // Unsure is no: the client reconnects and
-                                // is checked afresh.
-                                .unwrap_or(false) =>
-                        {
-                            None
-                        }
-                        _ => Some(None),
-                    },
-                    Err(e) => {
-                        tracing::warn!(error = %e, "reading pool events failed");
-                        Some(None)
-                    }
-                }
-            }
-        })
-        .take_while(|item| std::future::ready(item.is_some()))
-        .filter_map(|item| std::future::ready(item.flatten()))
-}
-
 fn group_time(group: &str) -> ApiResult<i64> {
     parse_time("group", group)
-}
-
-/// The pool and processor member of a processor-only call.
-async fn processor(
-    state: &WebState,
-    caller: PoolCaller,
-    pool: &str,
-) -> ApiResult<(PoolRecord, MemberRecord)> {
-    match caller.pool(state, pool).await? {
-        (pool, Some(member)) if member.role == MemberRole::Processor => Ok((pool, member)),
-        _ => Err(CoreError::AccessDenied.into()),
-    }
-}
-
-/// The pool, for its owner or one of its processors (who read groups).
-async fn reader(state: &WebState, caller: PoolCaller, pool: &str) -> ApiResult<PoolRecord> {
-    match caller.pool(state, pool).await? {
-        (pool, None) => Ok(pool),
-        (pool, Some(member)) if member.role == MemberRole::Processor => Ok(pool),
-        _ => Err(CoreError::AccessDenied.into()),
-    }
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -960,29 +812,15 @@ pub struct Manifest {
 }
 
 async fn manifest_of(state: &WebState, pool: &PoolRecord, start_ms: i64) -> ApiResult<Manifest> {
-    let files = state.store.manifest(pool, start_ms).await?;
-    let members = state
-        .store
-        .meta()
-        .members(&pool.id)
-        .await
-        .map_err(CoreError::from)?;
-    let names: std::collections::HashMap<&str, &str> = members
-        .iter()
-        .map(|m| (m.id.as_str(), m.name.as_str()))
-        .collect();
+    let files = state.store.group_manifest(pool, start_ms).await?;
     let group = rfc3339(start_ms);
     Ok(Manifest {
         files: files
             .into_iter()
-            .map(|c| ManifestEntry {
+            .map(|(c, member)| ManifestEntry {
                 url: format!("/api/v1/pools/{}/groups/{group}/files/{}", pool.name, c.id),
                 archive_path: format!("files/{}", c.id),
-                member: names
-                    .get(c.member_id.as_str())
-                    .copied()
-                    .unwrap_or("")
-                    .to_owned(),
+                member,
                 timestamp: rfc3339(c.client_time_ms),
                 id: c.id,
                 name: c.name,
@@ -1031,7 +869,10 @@ pub async fn claim(
     Path(pool): Path<String>,
     JsonBody(body): JsonBody<ClaimRequest>,
 ) -> ApiResult<Response> {
-    let (pool, member) = processor(&state, caller, &pool).await?;
+    let (pool, member) = caller
+        .access(&state, &pool, PoolIntent::Process)
+        .await?
+        .into_member()?;
     let start_ms = body.group.as_deref().map(group_time).transpose()?;
     let secs = lease_secs(body.lease_secs)?;
     let Some(group) = state
@@ -1072,7 +913,10 @@ pub async fn renew(
     Path((pool, group)): Path<(String, String)>,
     JsonBody(body): JsonBody<LeaseRenewal>,
 ) -> ApiResult<Json<LeaseView>> {
-    let (pool, member) = processor(&state, caller, &pool).await?;
+    let (pool, member) = caller
+        .access(&state, &pool, PoolIntent::Process)
+        .await?
+        .into_member()?;
     let secs = lease_secs(body.lease_secs)?;
     let expires = state
         .store
@@ -1099,7 +943,10 @@ pub async fn put_result(
     QueryArgs(lease): QueryArgs<LeaseParam>,
     body: axum::body::Body,
 ) -> ApiResult<(StatusCode, Json<GroupView>)> {
-    let (pool, member) = processor(&state, caller, &pool).await?;
+    let (pool, member) = caller
+        .access(&state, &pool, PoolIntent::Process)
+        .await?
+        .into_member()?;
     let stream: ByteStream = Box::pin(
         body.into_data_stream()
             .map(|r| r.map_err(std::io::Error::other)),
@@ -1131,7 +978,10 @@ pub async fn fail(
     Path((pool, group)): Path<(String, String)>,
     JsonBody(body): JsonBody<FailureReport>,
 ) -> ApiResult<Json<GroupView>> {
-    let (pool, member) = processor(&state, caller, &pool).await?;
+    let (pool, member) = caller
+        .access(&state, &pool, PoolIntent::Process)
+        .await?
+        .into_member()?;
     let group = state
         .store
         .fail_group(
@@ -1152,7 +1002,7 @@ pub async fn reopen(
     caller: PoolCaller,
     Path((pool, group)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    let pool = caller.owner(&state, &pool).await?;
+    let pool = caller.access(&state, &pool, PoolIntent::Manage).await?.pool;
     state.store.reopen_group(&pool, group_time(&group)?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -1163,7 +1013,10 @@ pub async fn manifest(
     caller: PoolCaller,
     Path((pool, group)): Path<(String, String)>,
 ) -> ApiResult<Json<Manifest>> {
-    let pool = reader(&state, caller, &pool).await?;
+    let pool = caller
+        .access(&state, &pool, PoolIntent::ReadFiles)
+        .await?
+        .pool;
     Ok(Json(manifest_of(&state, &pool, group_time(&group)?).await?))
 }
 
@@ -1206,17 +1059,12 @@ pub async fn file(
     caller: PoolCaller,
     Path((pool, group, id)): Path<(String, String, String)>,
 ) -> ApiResult<Response> {
-    let pool = reader(&state, caller, &pool).await?;
+    let pool = caller
+        .access(&state, &pool, PoolIntent::ReadFiles)
+        .await?
+        .pool;
     let start_ms = group_time(&group)?;
-    let found = state
-        .store
-        .meta()
-        .contribution(&pool.id, &id)
-        .await
-        .map_err(CoreError::from)?;
-    if found.group_start_ms != start_ms {
-        return Err(CoreError::from(PoolError::NoSuchContribution).into());
-    }
+    let found = state.store.group_file(&pool, start_ms, &id).await?;
     serve_object(&state, &pool, &found.object_key, None).await
 }
 
@@ -1244,7 +1092,10 @@ pub async fn archive(
     caller: PoolCaller,
     Path((pool, group)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    let pool = reader(&state, caller, &pool).await?;
+    let pool = caller
+        .access(&state, &pool, PoolIntent::ReadFiles)
+        .await?
+        .pool;
     let start_ms = group_time(&group)?;
     let manifest = manifest_of(&state, &pool, start_ms).await?;
     let manifest_json =
@@ -1314,26 +1165,8 @@ async fn result_response(
     start_ms: Option<i64>,
     headers: &HeaderMap,
 ) -> ApiResult<Response> {
-    let (pool, member) = caller.pool(state, pool).await?;
-    let group = match start_ms {
-        Some(start_ms) => state
-            .store
-            .meta()
-            .group(&pool.id, start_ms)
-            .await
-            .map_err(CoreError::from)?,
-        None => state
-            .store
-            .meta()
-            .latest_published(&pool.id)
-            .await
-            .map_err(CoreError::from)?
-            .ok_or(CoreError::from(PoolError::NoResultYet))?,
-    };
-    let key = match (group.state, &group.result_key) {
-        (GroupState::Published, Some(key)) => key.clone(),
-        _ => return Err(CoreError::from(PoolError::NoResultYet).into()),
-    };
+    let PoolAccess { pool, member, .. } = caller.access(state, pool, PoolIntent::View).await?;
+    let PublishedResult { group, key } = state.store.published_result(&pool, start_ms).await?;
     let if_none_match = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok());
@@ -1389,41 +1222,18 @@ pub async fn deliveries(
     caller: PoolCaller,
     Path(pool): Path<String>,
 ) -> ApiResult<Json<Deliveries>> {
-    let pool = caller.owner(&state, &pool).await?;
-    let meta = state.store.meta();
-    let Some(group) = meta
-        .latest_published(&pool.id)
-        .await
-        .map_err(CoreError::from)?
-    else {
+    let pool = caller.access(&state, &pool, PoolIntent::Manage).await?.pool;
+    let Some(report) = state.store.latest_deliveries(&pool).await? else {
         return Ok(Json(Deliveries {
             group: None,
             fetched: vec![],
             missing: vec![],
         }));
     };
-    let fetched: std::collections::HashSet<String> = meta
-        .deliveries(&pool.id, group.start_ms)
-        .await
-        .map_err(CoreError::from)?
-        .into_iter()
-        .map(|(id, _)| id)
-        .collect();
-    let (mut got, mut missing) = (Vec::new(), Vec::new());
-    for m in meta.members(&pool.id).await.map_err(CoreError::from)? {
-        if m.role == MemberRole::Processor {
-            continue;
-        }
-        if fetched.contains(&m.id) {
-            got.push(m.name);
-        } else {
-            missing.push(m.name);
-        }
-    }
     Ok(Json(Deliveries {
-        group: Some(rfc3339(group.start_ms)),
-        fetched: got,
-        missing,
+        group: Some(rfc3339(report.group_start_ms)),
+        fetched: report.fetched,
+        missing: report.missing,
     }))
 }
 
@@ -1445,13 +1255,8 @@ pub async fn webhook_attempts(
     caller: PoolCaller,
     Path(pool): Path<String>,
 ) -> ApiResult<Json<Vec<WebhookAttemptView>>> {
-    let pool = caller.owner(&state, &pool).await?;
-    let attempts = state
-        .store
-        .meta()
-        .webhook_attempts(&pool.id, 1000)
-        .await
-        .map_err(CoreError::from)?;
+    let pool = caller.access(&state, &pool, PoolIntent::Manage).await?.pool;
+    let attempts = state.store.webhook_attempts(&pool).await?;
     Ok(Json(
         attempts
             .into_iter()

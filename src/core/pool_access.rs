@@ -1,0 +1,471 @@
+//! Who may do what to a pool, in one place. A pool call names its actor (a
+//! signed-in user, or a member by its token) and what it wants
+//! ([`PoolIntent`]); [`Store::pool_access`] answers with the pool and the
+//! member, or refuses. The reads a pool route makes once admitted live here
+//! too, with the rules that shape them: admins list every pool, members
+//! list only their own contributions, processors are not counted among the
+//! receivers of a result, and a member's event feed ends when it is
+//! disabled, removed or re-keyed.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use futures::{Stream, StreamExt};
+
+use super::events::EventFilter;
+use super::sessions::token_hash;
+use super::{CoreError, CoreResult, Principal, Store};
+use crate::model::{
+    ContributionFilter, ContributionRecord, GroupRecord, GroupState, MemberRecord, MemberRole,
+    PoolError, PoolEvent, PoolRecord, WebhookAttempt,
+};
+
+/// Who is calling on a pool.
+pub enum PoolActor {
+    /// A signed-in user: the pool's owner, an admin, or a stranger.
+    User(Principal),
+    /// A member, by the token it presented.
+    Member(Box<MemberSession>),
+}
+
+impl PoolActor {
+    /// The pool a member belongs to; `None` for a user.
+    pub fn member_pool_name(&self) -> Option<&str> {
+        match self {
+            Self::Member(session) => Some(&session.pool.name),
+            Self::User(_) => None,
+        }
+    }
+}
+
+/// A member signed in with its token.
+pub struct MemberSession {
+    pub member: MemberRecord,
+    pub pool: PoolRecord,
+    /// Kept so that its event feed notices a re-key.
+    token_hash: String,
+}
+
+/// What an actor wants to do to a pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PoolIntent {
+    /// See the pool, its groups, events and results: its owner, an admin,
+    /// any of its members.
+    View,
+    /// Change members, reopen groups, read deliveries and webhook
+    /// attempts: the owner or an admin, never a member.
+    Manage,
+    /// Send files: contributors.
+    Contribute,
+    /// Seal a group before its time: the owner, an admin or a processor.
+    Seal,
+    /// Claim groups, renew leases, publish or fail: processors.
+    Process,
+    /// Read a group's files (manifest, one file, archive): the owner, an
+    /// admin or a processor.
+    ReadFiles,
+}
+
+/// An admitted pool call: the pool, and the member when the caller is one.
+pub struct PoolAccess {
+    pub pool: PoolRecord,
+    pub member: Option<MemberRecord>,
+    token_hash: Option<String>,
+}
+
+impl PoolAccess {
+    /// The pool and the calling member, for the intents only members have
+    /// ([`PoolIntent::Contribute`], [`PoolIntent::Process`]).
+    pub fn into_member(self) -> CoreResult<(PoolRecord, MemberRecord)> {
+        match self.member {
+            Some(member) => Ok((self.pool, member)),
+            None => Err(CoreError::AccessDenied),
+        }
+    }
+}
+
+fn has_role(member: &MemberRecord, role: MemberRole) -> bool {
+    member.role == role
+}
+
+/// Whether a caller (a member, or the owner or an admin when `None`) may
+/// act with `intent` on a pool it can see.
+fn permits(intent: PoolIntent, member: Option<&MemberRecord>) -> bool {
+    match (intent, member) {
+        (PoolIntent::View, _) => true,
+        (PoolIntent::Manage, member) => member.is_none(),
+        (PoolIntent::Contribute, Some(m)) => has_role(m, MemberRole::Contributor),
+        (PoolIntent::Process, Some(m)) => has_role(m, MemberRole::Processor),
+        (PoolIntent::Contribute | PoolIntent::Process, None) => false,
+        (PoolIntent::Seal | PoolIntent::ReadFiles, member) => {
+            member.is_none_or(|m| has_role(m, MemberRole::Processor))
+        }
+    }
+}
+
+/// A group's published result: the group, and the result's object key in
+/// the pool's bucket.
+pub struct PublishedResult {
+    pub group: GroupRecord,
+    pub key: String,
+}
+
+/// Who has fetched the newest published result.
+pub struct DeliveryReport {
+    pub group_start_ms: i64,
+    /// Names of the contributors and listeners who fetched it.
+    pub fetched: Vec<String>,
+    /// Names of those who have not.
+    pub missing: Vec<String>,
+}
+
+/// Whose contributions a caller may list, with the names of the pool's
+/// members to label them.
+pub struct ContributionScope {
+    pool_id: String,
+    member_id: Option<String>,
+    names: HashMap<String, String>,
+}
+
+impl ContributionScope {
+    fn name_of(&self, member_id: &str) -> String {
+        self.names.get(member_id).cloned().unwrap_or_default()
+    }
+}
+
+impl Store {
+    /// The member behind a token, as a pool actor.
+    pub async fn member_session(&self, token: &str) -> CoreResult<MemberSession> {
+        let (member, pool) = self.pool_member(token).await?;
+        Ok(MemberSession {
+            member,
+            pool,
+            token_hash: token_hash(token),
+        })
+    }
+
+    /// Whether `actor` may act with `intent` on the pool called `name`.
+    /// A pool the actor cannot see is not found (a member sees only its
+    /// own, a user only the ones they own, an admin all); one it sees but
+    /// may not act on this way is denied.
+    pub async fn pool_access(
+        &self,
+        actor: PoolActor,
+        name: &str,
+        intent: PoolIntent,
+    ) -> CoreResult<PoolAccess> {
+        let access = match actor {
+            PoolActor::Member(session) => {
+                let MemberSession {
+                    member,
+                    pool,
+                    token_hash,
+                } = *session;
+                if pool.name != name {
+                    return Err(CoreError::from(PoolError::NoSuchPool));
+                }
+                PoolAccess {
+                    pool,
+                    member: Some(member),
+                    token_hash: Some(token_hash),
+                }
+            }
+            PoolActor::User(who) => PoolAccess {
+                pool: self.owned_pool(&who, name).await?,
+                member: None,
+                token_hash: None,
+            },
+        };
+        if permits(intent, access.member.as_ref()) {
+            Ok(access)
+        } else {
+            Err(CoreError::AccessDenied)
+        }
+    }
+
+    /// The pools a user sees: their own; an admin every pool.
+    pub async fn visible_pools(&self, who: &Principal) -> CoreResult<Vec<PoolRecord>> {
+        let owner = (!who.is_admin()).then_some(who.user_id.as_str());
+        Ok(self.meta.pools(owner).await?)
+    }
+
+    /// Member id → name.
+    async fn member_names(&self, pool: &PoolRecord) -> CoreResult<HashMap<String, String>> {
+        Ok(self
+            .meta
+            .members(&pool.id)
+            .await?
+            .into_iter()
+            .map(|m| (m.id, m.name))
+            .collect())
+    }
+
+    /// Every member, with how many files each has contributed.
+    pub async fn members_with_counts(
+        &self,
+        pool: &PoolRecord,
+    ) -> CoreResult<Vec<(MemberRecord, i64)>> {
+        let counts: HashMap<String, i64> = self
+            .meta
+            .contribution_counts(&pool.id)
+            .await?
+            .into_iter()
+            .collect();
+        let members = self.meta.members(&pool.id).await?;
+        Ok(members
+            .into_iter()
+            .map(|m| {
+                let count = counts.get(&m.id).copied().unwrap_or(0);
+                (m, count)
+            })
+            .collect())
+    }
+
+    /// Whose contributions the caller may list: a member its own; the
+    /// owner everyone's, or those of the member named.
+    pub async fn contribution_scope(
+        &self,
+        access: &PoolAccess,
+        member: Option<&str>,
+    ) -> CoreResult<ContributionScope> {
+        let members = self.meta.members(&access.pool.id).await?;
+        let member_id = match (&access.member, member) {
+            (Some(me), _) => Some(me.id.clone()),
+            (None, Some(name)) => Some(
+                members
+                    .iter()
+                    .find(|m| m.name == name)
+                    .map(|m| m.id.clone())
+                    .ok_or(CoreError::from(PoolError::NoSuchMember))?,
+            ),
+            (None, None) => None,
+        };
+        Ok(ContributionScope {
+            pool_id: access.pool.id.clone(),
+            member_id,
+            names: members.into_iter().map(|m| (m.id, m.name)).collect(),
+        })
+    }
+
+    /// A page of the contributions in `scope` (of one group, if given),
+    /// after the id `after_id`, each with its member's name.
+    pub async fn contribution_page(
+        &self,
+        scope: &ContributionScope,
+        group_start_ms: Option<i64>,
+        after_id: Option<String>,
+        limit: i64,
+    ) -> CoreResult<Vec<(ContributionRecord, String)>> {
+        let filter = ContributionFilter {
+            member_id: scope.member_id.clone(),
+            group_start_ms,
+            after_id,
+        };
+        let page = self
+            .meta
+            .contributions(&scope.pool_id, &filter, limit)
+            .await?;
+        Ok(page
+            .into_iter()
+            .map(|c| {
+                let name = scope.name_of(&c.member_id);
+                (c, name)
+            })
+            .collect())
+    }
+
+    /// The pool's groups (in one state, if given), newest window first.
+    pub async fn pool_groups(
+        &self,
+        pool: &PoolRecord,
+        state: Option<&str>,
+    ) -> CoreResult<Vec<GroupRecord>> {
+        Ok(self.meta.groups(&pool.id, state).await?)
+    }
+
+    /// Every file of a group, each with its member's name.
+    pub async fn group_manifest(
+        &self,
+        pool: &PoolRecord,
+        start_ms: i64,
+    ) -> CoreResult<Vec<(ContributionRecord, String)>> {
+        let files = self.manifest(pool, start_ms).await?;
+        let names = self.member_names(pool).await?;
+        Ok(files
+            .into_iter()
+            .map(|c| {
+                let name = names.get(&c.member_id).cloned().unwrap_or_default();
+                (c, name)
+            })
+            .collect())
+    }
+
+    /// One file of a group, by its contribution id.
+    pub async fn group_file(
+        &self,
+        pool: &PoolRecord,
+        start_ms: i64,
+        id: &str,
+    ) -> CoreResult<ContributionRecord> {
+        let found = self.meta.contribution(&pool.id, id).await?;
+        if found.group_start_ms != start_ms {
+            return Err(CoreError::from(PoolError::NoSuchContribution));
+        }
+        Ok(found)
+    }
+
+    /// The result of a group, or of the newest published group when
+    /// `start_ms` is `None`; not found until it is published.
+    pub async fn published_result(
+        &self,
+        pool: &PoolRecord,
+        start_ms: Option<i64>,
+    ) -> CoreResult<PublishedResult> {
+        let group = match start_ms {
+            Some(start_ms) => self.meta.group(&pool.id, start_ms).await?,
+            None => self
+                .meta
+                .latest_published(&pool.id)
+                .await?
+                .ok_or(CoreError::from(PoolError::NoResultYet))?,
+        };
+        match &group.result_key {
+            Some(key) if group.state == GroupState::Published => Ok(PublishedResult {
+                key: key.clone(),
+                group,
+            }),
+            _ => Err(CoreError::from(PoolError::NoResultYet)),
+        }
+    }
+
+    /// Which contributors and listeners fetched the newest published
+    /// result; `None` before the first one.
+    pub async fn latest_deliveries(&self, pool: &PoolRecord) -> CoreResult<Option<DeliveryReport>> {
+        let Some(group) = self.meta.latest_published(&pool.id).await? else {
+            return Ok(None);
+        };
+        let fetched: std::collections::HashSet<String> = self
+            .meta
+            .deliveries(&pool.id, group.start_ms)
+            .await?
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        let mut report = DeliveryReport {
+            group_start_ms: group.start_ms,
+            fetched: Vec::new(),
+            missing: Vec::new(),
+        };
+        for m in self.meta.members(&pool.id).await? {
+            if has_role(&m, MemberRole::Processor) {
+                continue;
+            }
+            if fetched.contains(&m.id) {
+                report.fetched.push(m.name);
+            } else {
+                report.missing.push(m.name);
+            }
+        }
+        Ok(Some(report))
+    }
+
+    /// The newest 1000 webhook delivery attempts, newest first.
+    pub async fn webhook_attempts(&self, pool: &PoolRecord) -> CoreResult<Vec<WebhookAttempt>> {
+        Ok(self.meta.webhook_attempts(&pool.id, 1000).await?)
+    }
+
+    /// The pool's events after `after`, as they are written: a member gets
+    /// the pool's and its own, the owner all of them. A member's feed ends
+    /// once it is disabled, removed or re-keyed; failed reads are logged
+    /// and skipped.
+    pub fn pool_event_feed(
+        &self,
+        access: &PoolAccess,
+        after: i64,
+    ) -> impl Stream<Item = Arc<PoolEvent>> + Send + 'static {
+        let member_id = access.member.as_ref().map(|m| m.id.clone());
+        let filter = EventFilter {
+            pool_id: access.pool.id.clone(),
+            member_id: member_id.clone(),
+        };
+        let token_hash = access.token_hash.clone();
+        let store = self.clone();
+        self.follow_events(filter, after)
+            .then(move |item| {
+                let (store, member_id, token_hash) =
+                    (store.clone(), member_id.clone(), token_hash.clone());
+                async move {
+                    match item {
+                        Ok(Some(event)) => Some(Some(event)),
+                        // At the start and after each change to the
+                        // member: may it still listen?
+                        Ok(None) => match (&member_id, &token_hash) {
+                            (Some(id), Some(hash))
+                                if !store
+                                    .meta
+                                    .member_active(id, hash)
+                                    .await
+                                    // Unsure is no: the client reconnects
+                                    // and is checked afresh.
+                                    .unwrap_or(false) =>
+                            {
+                                None
+                            }
+                            _ => Some(None),
+                        },
+                        Err(e) => {
+                            tracing::warn!(error = %e, "reading pool events failed");
+                            Some(None)
+                        }
+                    }
+                }
+            })
+            .take_while(|item| std::future::ready(item.is_some()))
+            .filter_map(|item| std::future::ready(item.flatten()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(role: MemberRole) -> MemberRecord {
+        MemberRecord {
+            id: "m".into(),
+            pool_id: "p".into(),
+            name: "m".into(),
+            role,
+            created_ms: 0,
+            disabled_ms: None,
+        }
+    }
+
+    #[test]
+    fn each_intent_admits_its_callers() {
+        use MemberRole::{Contributor, Listener, Processor};
+        use PoolIntent::*;
+        // (intent, owner or admin, contributor, listener, processor)
+        let table = [
+            (View, true, true, true, true),
+            (Manage, true, false, false, false),
+            (Contribute, false, true, false, false),
+            (Seal, true, false, false, true),
+            (Process, false, false, false, true),
+            (ReadFiles, true, false, false, true),
+        ];
+        for (intent, owner, contributor, listener, processor) in table {
+            assert_eq!(permits(intent, None), owner, "{intent:?} by the owner");
+            for (role, expected) in [
+                (Contributor, contributor),
+                (Listener, listener),
+                (Processor, processor),
+            ] {
+                assert_eq!(
+                    permits(intent, Some(&member(role))),
+                    expected,
+                    "{intent:?} by a {role}"
+                );
+            }
+        }
+    }
+}
