@@ -16,6 +16,8 @@ pub mod pools;
 mod queries;
 pub mod quota;
 mod small_puts;
+#[cfg(test)]
+mod tests;
 mod uploads;
 mod writer;
 
