@@ -9,6 +9,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use super::queries::{OBJECT_COLUMNS, encode_attrs};
+use super::quota;
 use super::{
     BlobSegment, MetaError, MetaResult, MutationOutcome, ObjectBody, ObjectRecord, PutCondition,
     value_rows,
@@ -25,6 +26,7 @@ pub(super) enum BlobRefs {
     Adopt,
 }
 
+/// Creates a bucket; refused if the name is taken, saying by whom.
 pub(super) async fn create_bucket(
     conn: &mut AnyConnection,
     name: &str,
@@ -52,6 +54,7 @@ pub(super) async fn create_bucket(
     Ok(MutationOutcome::Done)
 }
 
+/// Deletes a bucket with no objects and no uploads in progress.
 pub(super) async fn delete_bucket(
     conn: &mut AnyConnection,
     name: &str,
@@ -74,6 +77,7 @@ pub(super) async fn delete_bucket(
     Ok(MutationOutcome::Done)
 }
 
+/// Refuses with `NoSuchBucket` unless the bucket exists.
 pub(super) async fn require_bucket(conn: &mut AnyConnection, name: &str) -> MetaResult<()> {
     let found = sqlx::query("SELECT 1 AS x FROM buckets WHERE name = $1")
         .bind(name)
@@ -83,7 +87,7 @@ pub(super) async fn require_bucket(conn: &mut AnyConnection, name: &str) -> Meta
 }
 
 /// The blob ids of a `segments` column.
-pub(super) fn segment_blobs(segments: Option<String>) -> MetaResult<Vec<String>> {
+fn segment_blobs(segments: Option<String>) -> MetaResult<Vec<String>> {
     match segments {
         Some(text) => Ok(serde_json::from_str::<Vec<BlobSegment>>(&text)
             .map_err(|e| MetaError::Corrupt(format!("segments: {e}")))?
@@ -222,6 +226,7 @@ pub(super) async fn release_blob(
     Ok(())
 }
 
+/// Records a just-written blob with its one reference.
 pub(super) async fn add_blob(
     conn: &mut AnyConnection,
     blob: &str,
@@ -251,6 +256,10 @@ pub(super) fn check_condition(
     }
 }
 
+/// Stores an object in place of the current one (if `condition` allows and
+/// the quotas have room), counts it in its bucket, takes references on its
+/// blobs as `refs` says and releases the blobs the old version no longer
+/// shares.
 pub(super) async fn put_object(
     conn: &mut AnyConnection,
     object: &ObjectRecord,
@@ -275,7 +284,7 @@ pub(super) async fn put_object(
         Some(current) => (0_i64, current.size),
         None => (1, 0),
     };
-    super::quota::check_growth(conn, &object.bucket, object.size - old_size).await?;
+    quota::check_growth(conn, &object.bucket, object.size - old_size).await?;
     // The first write doubles as the bucket check: no row, no bucket, and
     // nothing has been written yet.
     if !count_in_bucket(conn, &object.bucket, added, object.size - old_size).await? {
@@ -316,6 +325,8 @@ pub(super) async fn put_object(
     Ok(MutationOutcome::Done)
 }
 
+/// Deletes an object and releases its blobs; `Deleted(false)` if there was
+/// none.
 pub(super) async fn delete_object(
     conn: &mut AnyConnection,
     bucket: &str,
