@@ -1,10 +1,12 @@
-//! Accounts, access keys and bucket sharing: the reads, and the writes the
-//! group-commit writer applies for the account mutations.
+//! Accounts, access keys, bucket sharing and login sessions: the reads, and
+//! the writes the group-commit writer applies for the account mutations
+//! (the configured users of `EnsureUser` included).
 
 use crate::model::{AccountRecord, GrantLevel, KeyRecord, UserRecord};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
+use super::objects::require_bucket;
 use super::{MetaError, MetaResult, MetaStore, MutationOutcome};
 
 /// What a signature check and an access decision need about a key.
@@ -334,13 +336,7 @@ pub(super) async fn set_grant(
     user_id: &str,
     level: Option<GrantLevel>,
 ) -> MetaResult<MutationOutcome> {
-    let exists = sqlx::query("SELECT 1 AS x FROM buckets WHERE name = $1")
-        .bind(bucket)
-        .fetch_optional(&mut *conn)
-        .await?;
-    if exists.is_none() {
-        return Err(MetaError::NoSuchBucket);
-    }
+    require_bucket(conn, bucket).await?;
     require_user(conn, user_id).await?;
     match level {
         Some(level) => {

@@ -3,9 +3,16 @@
 //! default, a file in the data directory) and PostgreSQL/CockroachDB, through
 //! `sqlx`'s `Any` driver with portable SQL (`$n` placeholders, `ON CONFLICT`).
 //!
-//! Reads go straight to the pool. Writes are [`Mutation`]s handed to the
-//! group-commit [`writer`], which applies many of them in one transaction so
-//! that small PUTs share one fsync.
+//! Reads go straight to the pool ([`MetaStore`] methods in `queries`,
+//! `accounts`, `audit`, `quota`, `pools`). Writes are [`Mutation`]s
+//! (`mutations`) handed to the group-commit engine (`writer`), which applies
+//! many of them in one transaction so that small PUTs share one fsync. The
+//! engine hands each mutation to its applier: `objects` (buckets, object
+//! rows, blob reference counts), `uploads` (multipart), `small_puts` (a run
+//! of inline PUTs at once), `accounts`, `audit`, `quota` and `pools`. The
+//! dependency runs one way: the engine calls the appliers, and the appliers
+//! store objects through `objects`; none of them knows the engine.
+//! `notices` carries cross-node notices over PostgreSQL LISTEN/NOTIFY.
 
 pub mod accounts;
 pub mod audit;
@@ -16,6 +23,8 @@ pub mod pools;
 mod queries;
 pub mod quota;
 mod small_puts;
+#[cfg(test)]
+mod tests;
 mod uploads;
 mod writer;
 

@@ -2,6 +2,8 @@
 //! and the writer answers each with a [`MutationOutcome`]. Only types live
 //! here, so the appliers (objects, uploads, accounts, audit, quota, pools)
 //! and the group-commit engine can all name them without naming each other.
+//! The pool changes and their outcomes are declared beside their SQL in
+//! `pools` and carried here as one variant each.
 
 use super::pools::{PoolMutation, PoolOutcome};
 use super::{AuditRecord, ObjectRecord, PartRecord, UploadRecord, UserRecord};
@@ -122,6 +124,7 @@ pub enum Mutation {
     },
 }
 
+/// What a committed mutation reports back beyond success.
 #[derive(Debug)]
 pub enum MutationOutcome {
     Done,

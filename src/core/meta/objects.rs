@@ -5,11 +5,14 @@
 //! pools all store objects through these functions, inside the writer's
 //! transaction.
 
+use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use super::queries::{OBJECT_COLUMNS, encode_attrs};
+use super::quota;
 use super::{
     BlobSegment, MetaError, MetaResult, MutationOutcome, ObjectBody, ObjectRecord, PutCondition,
+    value_rows,
 };
 
 /// How an object's blob segments relate to existing blob rows.
@@ -23,6 +26,7 @@ pub(super) enum BlobRefs {
     Adopt,
 }
 
+/// Creates a bucket; refused if the name is taken, saying by whom.
 pub(super) async fn create_bucket(
     conn: &mut AnyConnection,
     name: &str,
@@ -50,6 +54,7 @@ pub(super) async fn create_bucket(
     Ok(MutationOutcome::Done)
 }
 
+/// Deletes a bucket with no objects and no uploads in progress.
 pub(super) async fn delete_bucket(
     conn: &mut AnyConnection,
     name: &str,
@@ -72,6 +77,7 @@ pub(super) async fn delete_bucket(
     Ok(MutationOutcome::Done)
 }
 
+/// Refuses with `NoSuchBucket` unless the bucket exists.
 pub(super) async fn require_bucket(conn: &mut AnyConnection, name: &str) -> MetaResult<()> {
     let found = sqlx::query("SELECT 1 AS x FROM buckets WHERE name = $1")
         .bind(name)
@@ -81,7 +87,7 @@ pub(super) async fn require_bucket(conn: &mut AnyConnection, name: &str) -> Meta
 }
 
 /// The blob ids of a `segments` column.
-pub(super) fn segment_blobs(segments: Option<String>) -> MetaResult<Vec<String>> {
+fn segment_blobs(segments: Option<String>) -> MetaResult<Vec<String>> {
     match segments {
         Some(text) => Ok(serde_json::from_str::<Vec<BlobSegment>>(&text)
             .map_err(|e| MetaError::Corrupt(format!("segments: {e}")))?
@@ -92,21 +98,105 @@ pub(super) fn segment_blobs(segments: Option<String>) -> MetaResult<Vec<String>>
     }
 }
 
-/// The current object's size, ETag and blobs, if there is one.
+/// What a write needs to know of the object it replaces or deletes.
+#[derive(Debug)]
+pub(super) struct StoredObject {
+    pub size: i64,
+    pub etag: String,
+    pub blobs: Vec<String>,
+}
+
+impl StoredObject {
+    /// Columns the row was selected with: `size, etag, segments`.
+    pub(super) fn from_row(row: &AnyRow) -> MetaResult<Self> {
+        Ok(Self {
+            size: row.try_get("size")?,
+            etag: row.try_get("etag")?,
+            blobs: segment_blobs(row.try_get("segments")?)?,
+        })
+    }
+}
+
+/// The current object, if there is one.
 async fn current_object(
     conn: &mut AnyConnection,
     bucket: &str,
     key: &str,
-) -> MetaResult<Option<(i64, String, Vec<String>)>> {
+) -> MetaResult<Option<StoredObject>> {
     let row =
         sqlx::query("SELECT size, etag, segments FROM objects WHERE bucket = $1 AND key = $2")
             .bind(bucket)
             .bind(key)
             .fetch_optional(&mut *conn)
             .await?;
-    let Some(row) = row else { return Ok(None) };
-    let blobs = segment_blobs(row.try_get("segments")?)?;
-    Ok(Some((row.try_get("size")?, row.try_get("etag")?, blobs)))
+    row.as_ref().map(StoredObject::from_row).transpose()
+}
+
+/// Adds to a bucket's object and byte counters; false when there is no
+/// such bucket (nothing was written then).
+pub(super) async fn count_in_bucket(
+    conn: &mut AnyConnection,
+    bucket: &str,
+    objects: i64,
+    bytes: i64,
+) -> MetaResult<bool> {
+    let counted = sqlx::query(
+        "UPDATE buckets SET object_count = object_count + $1, bytes_stored = bytes_stored + $2 \
+         WHERE name = $3",
+    )
+    .bind(objects)
+    .bind(bytes)
+    .bind(bucket)
+    .execute(&mut *conn)
+    .await?;
+    Ok(counted.rows_affected() > 0)
+}
+
+/// Columns of an object row, as listed in `OBJECT_COLUMNS`.
+const OBJECT_ROW_VALUES: usize = 9;
+
+/// Inserts or replaces object rows in one statement. Every object row is
+/// written here, so a column is never set on one path and missed on another.
+pub(super) async fn upsert_objects(
+    conn: &mut AnyConnection,
+    objects: &[&ObjectRecord],
+) -> MetaResult<()> {
+    if objects.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "INSERT INTO objects ({OBJECT_COLUMNS}) VALUES {} \
+         ON CONFLICT (bucket, key) DO UPDATE SET size = excluded.size, etag = excluded.etag, \
+         last_modified_ms = excluded.last_modified_ms, attrs = excluded.attrs, \
+         inline_data = excluded.inline_data, segments = excluded.segments, \
+         parts_count = excluded.parts_count",
+        value_rows(objects.len(), OBJECT_ROW_VALUES)
+    );
+    let mut query = sqlx::query(&sql);
+    for object in objects {
+        let (inline, segments) = match &object.body {
+            ObjectBody::Inline(data) => (Some(data.to_vec()), None),
+            ObjectBody::Blobs(segments) => (
+                None,
+                Some(
+                    serde_json::to_string(segments)
+                        .map_err(|e| MetaError::Corrupt(e.to_string()))?,
+                ),
+            ),
+        };
+        query = query
+            .bind(&object.bucket)
+            .bind(&object.key)
+            .bind(object.size)
+            .bind(&object.etag)
+            .bind(object.last_modified_ms)
+            .bind(encode_attrs(&object.attrs))
+            .bind(inline)
+            .bind(segments)
+            .bind(object.parts_count.map(i64::from));
+    }
+    query.execute(&mut *conn).await?;
+    Ok(())
 }
 
 /// Drops one reference to a blob; a blob nobody references goes to the trash
@@ -136,6 +226,7 @@ pub(super) async fn release_blob(
     Ok(())
 }
 
+/// Records a just-written blob with its one reference.
 pub(super) async fn add_blob(
     conn: &mut AnyConnection,
     blob: &str,
@@ -151,19 +242,24 @@ pub(super) async fn add_blob(
     Ok(())
 }
 
+/// Whether a conditional write may replace `current`.
 pub(super) fn check_condition(
     condition: &PutCondition,
-    current: Option<&(i64, String, Vec<String>)>,
+    current: Option<&StoredObject>,
 ) -> MetaResult<()> {
     match (condition, current) {
         (PutCondition::Always, _) => Ok(()),
         (PutCondition::IfAbsent, None) => Ok(()),
-        (PutCondition::IfEtag(want), Some((_, etag, _))) if want == etag => Ok(()),
+        (PutCondition::IfEtag(want), Some(current)) if *want == current.etag => Ok(()),
         (PutCondition::IfEtag(_), None) => Err(MetaError::NoSuchKey),
         _ => Err(MetaError::PreconditionFailed),
     }
 }
 
+/// Stores an object in place of the current one (if `condition` allows and
+/// the quotas have room), counts it in its bucket, takes references on its
+/// blobs as `refs` says and releases the blobs the old version no longer
+/// shares.
 pub(super) async fn put_object(
     conn: &mut AnyConnection,
     object: &ObjectRecord,
@@ -185,94 +281,59 @@ pub(super) async fn put_object(
         }
     }
     let (added, old_size) = match &current {
-        Some((size, _, _)) => (0_i64, *size),
+        Some(current) => (0_i64, current.size),
         None => (1, 0),
     };
-    super::quota::check_growth(conn, &object.bucket, object.size - old_size).await?;
+    quota::check_growth(conn, &object.bucket, object.size - old_size).await?;
     // The first write doubles as the bucket check: no row, no bucket, and
     // nothing has been written yet.
-    let counted = sqlx::query(
-        "UPDATE buckets SET object_count = object_count + $1, bytes_stored = bytes_stored + $2 \
-         WHERE name = $3",
-    )
-    .bind(added)
-    .bind(object.size - old_size)
-    .bind(&object.bucket)
-    .execute(&mut *conn)
-    .await?;
-    if counted.rows_affected() == 0 {
+    if !count_in_bucket(conn, &object.bucket, added, object.size - old_size).await? {
         return Err(MetaError::NoSuchBucket);
     }
-    let (inline, segments) = match &object.body {
-        ObjectBody::Inline(data) => (Some(data.to_vec()), None),
-        ObjectBody::Blobs(segments) => {
-            for segment in segments {
-                match refs {
-                    BlobRefs::Fresh => add_blob(conn, &segment.blob, segment.len, now_ms).await?,
-                    BlobRefs::Share => {
-                        let shared = sqlx::query("UPDATE blobs SET refs = refs + 1 WHERE id = $1")
-                            .bind(&segment.blob)
-                            .execute(&mut *conn)
-                            .await?;
-                        if shared.rows_affected() != 1 {
-                            // Checked above in this transaction, so only a
-                            // concurrent writer can get here: abort it all.
-                            return Err(MetaError::Corrupt(format!(
-                                "blob {} vanished during a copy",
-                                segment.blob
-                            )));
-                        }
+    if let ObjectBody::Blobs(segments) = &object.body {
+        for segment in segments {
+            match refs {
+                BlobRefs::Fresh => add_blob(conn, &segment.blob, segment.len, now_ms).await?,
+                BlobRefs::Share => {
+                    let shared = sqlx::query("UPDATE blobs SET refs = refs + 1 WHERE id = $1")
+                        .bind(&segment.blob)
+                        .execute(&mut *conn)
+                        .await?;
+                    if shared.rows_affected() != 1 {
+                        // Checked above in this transaction, so only a
+                        // concurrent writer can get here: abort it all.
+                        return Err(MetaError::Corrupt(format!(
+                            "blob {} vanished during a copy",
+                            segment.blob
+                        )));
                     }
-                    BlobRefs::Adopt => {}
                 }
+                BlobRefs::Adopt => {}
             }
-            (
-                None,
-                Some(
-                    serde_json::to_string(segments)
-                        .map_err(|e| MetaError::Corrupt(e.to_string()))?,
-                ),
-            )
         }
-    };
-    let sql = format!(
-        "INSERT INTO objects ({OBJECT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-         ON CONFLICT (bucket, key) DO UPDATE SET size = excluded.size, etag = excluded.etag, \
-         last_modified_ms = excluded.last_modified_ms, attrs = excluded.attrs, \
-         inline_data = excluded.inline_data, segments = excluded.segments, \
-         parts_count = excluded.parts_count"
-    );
-    sqlx::query(&sql)
-        .bind(&object.bucket)
-        .bind(&object.key)
-        .bind(object.size)
-        .bind(&object.etag)
-        .bind(object.last_modified_ms)
-        .bind(encode_attrs(&object.attrs))
-        .bind(inline)
-        .bind(segments)
-        .bind(object.parts_count.map(i64::from))
-        .execute(&mut *conn)
-        .await?;
-    if let Some((_, _, blobs)) = &current {
+    }
+    upsert_objects(conn, &[object]).await?;
+    if let Some(current) = &current {
         let kept: Vec<&str> = match &object.body {
             ObjectBody::Blobs(segments) => segments.iter().map(|s| s.blob.as_str()).collect(),
             ObjectBody::Inline(_) => Vec::new(),
         };
-        for blob in blobs.iter().filter(|b| !kept.contains(&b.as_str())) {
+        for blob in current.blobs.iter().filter(|b| !kept.contains(&b.as_str())) {
             release_blob(conn, blob, now_ms).await?;
         }
     }
     Ok(MutationOutcome::Done)
 }
 
+/// Deletes an object and releases its blobs; `Deleted(false)` if there was
+/// none.
 pub(super) async fn delete_object(
     conn: &mut AnyConnection,
     bucket: &str,
     key: &str,
 ) -> MetaResult<MutationOutcome> {
     require_bucket(conn, bucket).await?;
-    let Some((size, _, blobs)) = current_object(conn, bucket, key).await? else {
+    let Some(current) = current_object(conn, bucket, key).await? else {
         return Ok(MutationOutcome::Deleted(false));
     };
     sqlx::query("DELETE FROM objects WHERE bucket = $1 AND key = $2")
@@ -281,16 +342,9 @@ pub(super) async fn delete_object(
         .execute(&mut *conn)
         .await?;
     let now_ms = chrono::Utc::now().timestamp_millis();
-    for blob in &blobs {
+    for blob in &current.blobs {
         release_blob(conn, blob, now_ms).await?;
     }
-    sqlx::query(
-        "UPDATE buckets SET object_count = object_count - 1, bytes_stored = bytes_stored - $1 \
-         WHERE name = $2",
-    )
-    .bind(size)
-    .bind(bucket)
-    .execute(&mut *conn)
-    .await?;
+    count_in_bucket(conn, bucket, -1, -current.size).await?;
     Ok(MutationOutcome::Deleted(true))
 }

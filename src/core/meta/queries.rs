@@ -1,4 +1,6 @@
-//! Read-only queries and the row decoding shared with the writer.
+//! Read-only queries of buckets, objects, uploads and blobs, and the row
+//! encoding and decoding the write side shares (object columns, attributes,
+//! parts).
 
 use bytes::Bytes;
 use sqlx::Row;

@@ -9,8 +9,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use sqlx::{AnyConnection, Row};
 
-use super::objects::{check_condition, release_blob, segment_blobs};
-use super::queries::{OBJECT_COLUMNS, encode_attrs};
+use super::objects::{
+    StoredObject, check_condition, count_in_bucket, release_blob, upsert_objects,
+};
 use super::quota::{self, Room};
 use super::{MetaError, MetaResult, MutationOutcome, ObjectBody, ObjectRecord, PutCondition};
 
@@ -19,7 +20,8 @@ use super::{MetaError, MetaResult, MutationOutcome, ObjectBody, ObjectRecord, Pu
 /// binding cost grow with the square of a statement's parameters.
 pub(super) const MAX_RUN: usize = 64;
 
-type Current = HashMap<(String, String), (i64, String, Vec<String>)>;
+/// The stored objects a run replaces, by (bucket, key).
+type Current = HashMap<(String, String), StoredObject>;
 
 async fn current_rows(
     conn: &mut AnyConnection,
@@ -38,10 +40,9 @@ async fn current_rows(
     }
     let mut current = Current::new();
     for row in query.fetch_all(&mut *conn).await? {
-        let blobs = segment_blobs(row.try_get("segments")?)?;
         current.insert(
             (row.try_get("bucket")?, row.try_get("key")?),
-            (row.try_get("size")?, row.try_get("etag")?, blobs),
+            StoredObject::from_row(&row)?,
         );
     }
     Ok(current)
@@ -52,6 +53,16 @@ pub(super) async fn put_inline_run(
     conn: &mut AnyConnection,
     run: &[(&ObjectRecord, &PutCondition)],
 ) -> MetaResult<Vec<MetaResult<MutationOutcome>>> {
+    // Blob references are not counted here: a blob object would be stored
+    // pointing at blobs no row accounts for.
+    if run
+        .iter()
+        .any(|(object, _)| !matches!(object.body, ObjectBody::Inline(_)))
+    {
+        return Err(MetaError::Corrupt(
+            "a non-inline object in an inline run".into(),
+        ));
+    }
     let current = current_rows(conn, run).await?;
     let mut results: Vec<Option<MetaResult<MutationOutcome>>> = run.iter().map(|_| None).collect();
     let mut deltas: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
@@ -67,7 +78,7 @@ pub(super) async fn put_inline_run(
             let room = quota::room(conn, &object.bucket).await?;
             rooms.insert(object.bucket.as_str(), room);
         }
-        let growth = object.size - existing.map_or(0, |(size, _, _)| *size);
+        let growth = object.size - existing.map_or(0, |existing| existing.size);
         if let Some(Some(room)) = rooms.get_mut(object.bucket.as_str())
             && growth > 0
         {
@@ -79,7 +90,7 @@ pub(super) async fn put_inline_run(
         }
         let delta = deltas.entry(object.bucket.as_str()).or_default();
         match existing {
-            Some((size, _, _)) => delta.1 += object.size - size,
+            Some(existing) => delta.1 += object.size - existing.size,
             None => {
                 delta.0 += 1;
                 delta.1 += object.size;
@@ -87,16 +98,7 @@ pub(super) async fn put_inline_run(
         }
     }
     for (bucket, (count, bytes)) in &deltas {
-        let updated = sqlx::query(
-            "UPDATE buckets SET object_count = object_count + $1, bytes_stored = bytes_stored + $2 \
-             WHERE name = $3",
-        )
-        .bind(*count)
-        .bind(*bytes)
-        .bind(*bucket)
-        .execute(&mut *conn)
-        .await?;
-        if updated.rows_affected() == 0 {
+        if !count_in_bucket(conn, bucket, *count, *bytes).await? {
             for (i, (object, _)) in run.iter().enumerate() {
                 if object.bucket == *bucket && results[i].is_none() {
                     results[i] = Some(Err(MetaError::NoSuchBucket));
@@ -105,44 +107,18 @@ pub(super) async fn put_inline_run(
         }
     }
     let accepted: Vec<usize> = (0..run.len()).filter(|i| results[*i].is_none()).collect();
-    if !accepted.is_empty() {
-        let sql = format!(
-            "INSERT INTO objects ({OBJECT_COLUMNS}) VALUES {} \
-             ON CONFLICT (bucket, key) DO UPDATE SET size = excluded.size, etag = excluded.etag, \
-             last_modified_ms = excluded.last_modified_ms, attrs = excluded.attrs, \
-             inline_data = excluded.inline_data, segments = excluded.segments, \
-             parts_count = excluded.parts_count",
-            super::value_rows(accepted.len(), 9)
-        );
-        let mut query = sqlx::query(&sql);
-        for i in &accepted {
-            let object = run[*i].0;
-            let ObjectBody::Inline(data) = &object.body else {
-                return Err(MetaError::Corrupt(
-                    "a non-inline object in an inline run".into(),
-                ));
-            };
-            query = query
-                .bind(object.bucket.clone())
-                .bind(object.key.clone())
-                .bind(object.size)
-                .bind(object.etag.clone())
-                .bind(object.last_modified_ms)
-                .bind(encode_attrs(&object.attrs))
-                .bind(Some(data.to_vec()))
-                .bind(None::<String>)
-                .bind(None::<i64>);
-        }
-        query.execute(&mut *conn).await?;
-        for i in &accepted {
-            let object = run[*i].0;
-            if let Some((_, _, blobs)) = current.get(&(object.bucket.clone(), object.key.clone())) {
-                for blob in blobs {
-                    release_blob(conn, blob, object.last_modified_ms).await?;
-                }
+    let objects: Vec<&ObjectRecord> = accepted.iter().map(|i| run[*i].0).collect();
+    // One statement for every row: per-row statements are what this path
+    // exists to avoid.
+    upsert_objects(conn, &objects).await?;
+    for i in &accepted {
+        let object = run[*i].0;
+        if let Some(existing) = current.get(&(object.bucket.clone(), object.key.clone())) {
+            for blob in &existing.blobs {
+                release_blob(conn, blob, object.last_modified_ms).await?;
             }
-            results[*i] = Some(Ok(MutationOutcome::Done));
         }
+        results[*i] = Some(Ok(MutationOutcome::Done));
     }
     Ok(results
         .into_iter()
