@@ -755,7 +755,7 @@ pub async fn events(
     let events = state
         .store
         .pool_event_feed(&access, after)
-        .map(move |event| (event.id, event.kind.clone(), event_view(&event, &pool_name)))
+        .map(move |event| (event.id, event.kind, event_view(&event, &pool_name)))
         .take_until(state.stopping.clone().cancelled_owned());
     let Ok(upgrade) = websocket else {
         let sse = events.map(|(id, kind, view)| {

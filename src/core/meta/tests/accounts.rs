@@ -34,7 +34,7 @@ async fn users_and_keys(store: MetaStore) {
     let alice = AccountRecord {
         id: ALICE.into(),
         name: "alice".into(),
-        role: "admin".into(),
+        role: crate::model::Role::Admin,
         created_ms: 3,
         disabled_ms: None,
         password_hash: Some("hash-1".into()),
@@ -263,7 +263,7 @@ async fn ensure_user_keeps_one_key(store: MetaStore) {
         user: UserRecord {
             id: "u-root".into(),
             name: "root".into(),
-            role: role.into(),
+            role: role.parse().expect("a role"),
         },
         access_key: access_key.into(),
         secret: secret.into(),

@@ -111,7 +111,7 @@ async fn add_user(store: &MetaStore, id: &str) {
     let account = AccountRecord {
         id: id.to_owned(),
         name: id.trim_start_matches("u-").to_owned(),
-        role: "user".to_owned(),
+        role: crate::model::Role::User,
         created_ms: 1,
         disabled_ms: None,
         password_hash: None,
