@@ -42,7 +42,7 @@ use crate::serving::PeerAddr;
 /// The API's routes and the OpenAPI document that describes them, built
 /// from the same handler annotations so the two cannot drift apart.
 pub fn router(state: WebState) -> Router<WebState> {
-    let (routes, document) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+    let router = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(accounts::me))
         .routes(routes!(sessions::login))
         .routes(routes!(sessions::logout))
@@ -64,27 +64,8 @@ pub fn router(state: WebState) -> Router<WebState> {
         .routes(routes!(objects::share))
         .routes(routes!(audit::query))
         .routes(routes!(audit::own_usage))
-        .routes(routes!(audit::all_usage))
-        .routes(routes!(pools::list, pools::create))
-        .routes(routes!(pools::show))
-        .routes(routes!(pools::members, pools::add_members))
-        .routes(routes!(pools::member_action))
-        .routes(routes!(pools::remove_member))
-        .routes(routes!(pools::contribute, pools::contributions))
-        .routes(routes!(pools::groups))
-        .routes(routes!(pools::seal))
-        .routes(routes!(pools::events))
-        .routes(routes!(pools::claim))
-        .routes(routes!(pools::renew))
-        .routes(routes!(pools::put_result, pools::result))
-        .routes(routes!(pools::fail))
-        .routes(routes!(pools::reopen))
-        .routes(routes!(pools::manifest))
-        .routes(routes!(pools::file))
-        .routes(routes!(pools::archive))
-        .routes(routes!(pools::latest_result))
-        .routes(routes!(pools::deliveries))
-        .routes(routes!(pools::webhook_attempts))
+        .routes(routes!(audit::all_usage));
+    let (routes, document) = pools::routes(router)
         // OpenAPI has no multi-segment parameter, so the object routes are
         // documented as `{key}` (in `openapi::ApiDoc`) and routed here with
         // axum's catch-all, which lets keys contain slashes.
