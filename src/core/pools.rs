@@ -22,7 +22,7 @@ use crate::core::meta::pools::{
 use crate::core::meta::{Mutation, MutationOutcome};
 use crate::model::{
     ContributionRecord, GroupRecord, GroupState, MemberRecord, MemberRole, ObjectAttrs,
-    ObjectRecord, PoolError, PoolEvent, PoolEventKind, PoolRecord, RefusalReason,
+    ObjectRecord, PoolError, PoolEvent, PoolEventKind, PoolRecord, RefusalReason, Secret,
 };
 
 /// Content types refused unless a pool says otherwise: programs.
@@ -49,8 +49,9 @@ const SNIFF_LEN: usize = 8192;
 /// Prefix of member tokens, so a bearer token says what it is.
 pub const MEMBER_TOKEN_PREFIX: &str = "cpm_";
 
-/// What a pool is created with; `None` takes the default.
-#[derive(Debug, Clone, Default)]
+/// What a pool is created with; `None` takes the default. No `Debug`: it
+/// holds the webhook secret as sent.
+#[derive(Clone, Default)]
 pub struct PoolSpec {
     pub name: String,
     pub window_secs: i64,
@@ -283,7 +284,7 @@ impl Store {
             allow_empty: spec.allow_empty,
             retention_days,
             webhook_url: spec.webhook_url,
-            webhook_secret: spec.webhook_secret,
+            webhook_secret: spec.webhook_secret.map(Secret::new),
             webhook_cursor: 0,
             created_ms: now,
         };
@@ -331,7 +332,7 @@ impl Store {
             };
             rows.push(NewMember {
                 member: member.clone(),
-                token_hash: token_hash(&token),
+                token_hash: Secret::new(token_hash(&token)),
             });
             created.push((member, token));
         }
@@ -377,8 +378,12 @@ impl Store {
     /// Gives a member a new token; the old one stops working at once.
     pub async fn rekey_member(&self, pool: &PoolRecord, name: &str) -> CoreResult<String> {
         let token = new_member_token();
-        self.change_member(pool, name, MemberChange::Rekey(token_hash(&token)))
-            .await?;
+        self.change_member(
+            pool,
+            name,
+            MemberChange::Rekey(Secret::new(token_hash(&token))),
+        )
+        .await?;
         Ok(token)
     }
 

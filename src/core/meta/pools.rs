@@ -6,7 +6,7 @@
 
 use crate::model::{
     ContributionFilter, ContributionRecord, GroupRecord, GroupState, MemberRecord, PoolError,
-    PoolEvent, PoolEventKind, PoolRecord, WebhookAttempt,
+    PoolEvent, PoolEventKind, PoolRecord, Secret, WebhookAttempt,
 };
 use serde_json::json;
 use sqlx::any::AnyRow;
@@ -21,7 +21,7 @@ use super::{
 #[derive(Debug, Clone)]
 pub struct NewMember {
     pub member: MemberRecord,
-    pub token_hash: String,
+    pub token_hash: Secret,
 }
 
 /// A file to record: its object, its row, its group (created open if
@@ -40,7 +40,7 @@ pub enum MemberChange {
     Disable,
     Enable,
     /// A new token (its hash); the old one stops working.
-    Rekey(String),
+    Rekey(Secret),
     Remove,
 }
 
@@ -485,7 +485,8 @@ async fn change_member(
             sqlx::query("UPDATE pool_members SET disabled_ms = $1 WHERE id = $2").bind(None::<i64>)
         }
         MemberChange::Rekey(token_hash) => {
-            sqlx::query("UPDATE pool_members SET token_hash = $1 WHERE id = $2").bind(token_hash)
+            sqlx::query("UPDATE pool_members SET token_hash = $1 WHERE id = $2")
+                .bind(token_hash.expose())
         }
         MemberChange::Remove => sqlx::query("DELETE FROM pool_members WHERE id = $1"),
     };
@@ -741,7 +742,7 @@ async fn create_pool(conn: &mut AnyConnection, pool: &PoolRecord) -> MetaResult<
     .bind(i64::from(pool.allow_empty))
     .bind(pool.retention_days)
     .bind(pool.webhook_url.clone())
-    .bind(pool.webhook_secret.clone())
+    .bind(pool.webhook_secret.as_ref().map(Secret::expose))
     .bind(pool.created_ms)
     .execute(&mut *conn)
     .await?;
@@ -782,7 +783,7 @@ async fn add_members(
                 .bind(pool_id.to_owned())
                 .bind(new.member.name.clone())
                 .bind(new.member.role.as_str())
-                .bind(new.token_hash.clone())
+                .bind(new.token_hash.expose())
                 .bind(new.member.created_ms);
         }
         query.execute(&mut *conn).await?;
@@ -952,7 +953,9 @@ fn pool_from_row(row: &AnyRow) -> MetaResult<PoolRecord> {
         allow_empty: row.try_get::<i64, _>("allow_empty")? != 0,
         retention_days: row.try_get("retention_days")?,
         webhook_url: row.try_get("webhook_url")?,
-        webhook_secret: row.try_get("webhook_secret")?,
+        webhook_secret: row
+            .try_get::<Option<String>, _>("webhook_secret")?
+            .map(Secret::new),
         webhook_cursor: row.try_get("webhook_cursor")?,
         created_ms: row.try_get("created_ms")?,
     })
