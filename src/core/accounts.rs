@@ -11,7 +11,7 @@ use base64::Engine;
 
 use super::{CoreError, CoreResult, Principal, Store, now_ms};
 use crate::core::meta::Mutation;
-use crate::model::{AccountRecord, BucketRecord, GrantLevel, KeyRecord, Role};
+use crate::model::{AccountRecord, BucketRecord, GrantLevel, KeyRecord, Role, Secret};
 
 /// The id of the admin created from `CISTERN_ROOT_USER`.
 pub const ROOT_USER_ID: &str = "root";
@@ -183,7 +183,9 @@ impl Store {
     /// the same work as wrong passwords.
     pub async fn login(&self, name: &str, password: &str) -> CoreResult<Principal> {
         let account = self.meta.account_by_name(name).await?;
-        let hash = account.as_ref().and_then(|a| a.password_hash.as_deref());
+        let hash = account
+            .as_ref()
+            .and_then(|a| a.password_hash.as_ref().map(Secret::expose));
         let ok = self.passwords.matches(password, hash).await?;
         match account {
             Some(a) if ok && a.disabled_ms.is_none() => Ok(principal_of(&a, None)),
@@ -209,7 +211,7 @@ impl Store {
             role,
             created_ms: now_ms(),
             disabled_ms: None,
-            password_hash: Some(self.passwords.hash(password).await?),
+            password_hash: Some(Secret::new(self.passwords.hash(password).await?)),
         };
         self.change_accounts(Mutation::CreateUser {
             account: account.clone(),

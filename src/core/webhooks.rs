@@ -300,7 +300,8 @@ impl Store {
             .header("x-cistern-event-id", event.id.to_string())
             .body(body.clone());
         if let Some(secret) = &pool.webhook_secret {
-            request = request.header("x-cistern-signature", signature(secret, body.as_bytes()));
+            let signed = signature(secret.expose(), body.as_bytes());
+            request = request.header("x-cistern-signature", signed);
         }
         state.attempts += 1;
         let sent = match refused_address(url, settings) {

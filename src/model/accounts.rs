@@ -1,5 +1,7 @@
 //! Users, roles, access keys and bucket grants as every layer sees them.
 
+use super::Secret;
+
 /// A user as the metadata store knows it.
 #[derive(Debug, Clone)]
 pub struct UserRecord {
@@ -16,7 +18,7 @@ pub struct AccountRecord {
     pub role: Role,
     pub created_ms: i64,
     pub disabled_ms: Option<i64>,
-    pub password_hash: Option<String>,
+    pub password_hash: Option<Secret>,
 }
 
 /// An access key as its owner may see it (never the secret).

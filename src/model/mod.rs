@@ -68,6 +68,28 @@ pub struct UnknownWord {
     pub text: String,
 }
 
+/// Text that must stay out of logs and panic messages (a password hash,
+/// a webhook secret, a token hash): its `Debug` shows `<redacted>`, and
+/// its text is reached only through [`Secret::expose`].
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(text: impl Into<String>) -> Self {
+        Self(text.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
 pub mod accounts;
 pub mod audit;
 pub mod objects;
@@ -77,3 +99,50 @@ pub use self::accounts::*;
 pub use self::audit::*;
 pub use self::objects::*;
 pub use self::pools::*;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_do_not_show_in_debug_output() {
+        let pool = PoolRecord {
+            id: "p".into(),
+            name: "sky".into(),
+            owner_id: "o".into(),
+            bucket: "pool-sky".into(),
+            window_secs: 60,
+            grace_secs: 0,
+            origin_ms: 0,
+            max_file_size: 1,
+            allowed_types: vec![],
+            forbidden_types: vec![],
+            allow_empty: false,
+            retention_days: 30,
+            webhook_url: Some("https://example.com/hook".into()),
+            webhook_secret: Some(Secret::new("hunter2")),
+            webhook_cursor: 0,
+            created_ms: 0,
+        };
+        let account = AccountRecord {
+            id: "u".into(),
+            name: "ada".into(),
+            role: Role::User,
+            created_ms: 0,
+            disabled_ms: None,
+            password_hash: Some(Secret::new("$argon2id$v=19$hash")),
+        };
+        let shown = format!("{pool:?} {account:?}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("argon2"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("webhook_secret: Some(<redacted>)"),
+            "{shown}"
+        );
+        assert!(shown.contains("password_hash: Some(<redacted>)"), "{shown}");
+        assert!(shown.contains("https://example.com/hook"), "{shown}");
+        assert_eq!(Secret::new("hunter2").expose(), "hunter2");
+    }
+}

@@ -1,6 +1,8 @@
 //! Pools, members, groups, contributions and pool events as every layer
 //! sees them.
 
+use super::Secret;
+
 /// A pool and its rules.
 #[derive(Debug, Clone)]
 pub struct PoolRecord {
@@ -21,7 +23,7 @@ pub struct PoolRecord {
     pub allow_empty: bool,
     pub retention_days: i64,
     pub webhook_url: Option<String>,
-    pub webhook_secret: Option<String>,
+    pub webhook_secret: Option<Secret>,
     /// The last event the webhook has had (delivered or given up on).
     pub webhook_cursor: i64,
     pub created_ms: i64,

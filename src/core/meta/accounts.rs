@@ -2,7 +2,7 @@
 //! the writes the group-commit writer applies for the account mutations
 //! (the configured users of `EnsureUser` included).
 
-use crate::model::{AccountRecord, GrantLevel, KeyRecord, UserRecord};
+use crate::model::{AccountRecord, GrantLevel, KeyRecord, Secret, UserRecord};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
@@ -24,7 +24,9 @@ fn account_from_row(row: &AnyRow) -> MetaResult<AccountRecord> {
         role: super::parse_word(row, "role")?,
         created_ms: row.try_get("created_ms")?,
         disabled_ms: row.try_get("disabled_ms")?,
-        password_hash: row.try_get("password_hash")?,
+        password_hash: row
+            .try_get::<Option<String>, _>("password_hash")?
+            .map(Secret::new),
     })
 }
 
@@ -208,7 +210,7 @@ pub(super) async fn create_user(
     .bind(&account.name)
     .bind(account.role.as_str())
     .bind(account.created_ms)
-    .bind(&account.password_hash)
+    .bind(account.password_hash.as_ref().map(Secret::expose))
     .execute(&mut *conn)
     .await?;
     Ok(MutationOutcome::Done)

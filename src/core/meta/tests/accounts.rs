@@ -3,7 +3,7 @@
 
 use super::{ALICE, BOB, add_bucket, add_user};
 use crate::core::meta::{MetaError, MetaStore, Mutation, UserRecord};
-use crate::model::{AccountRecord, GrantLevel, KeyRecord};
+use crate::model::{AccountRecord, GrantLevel, KeyRecord, Secret};
 
 on_every_engine!(
     users_and_keys,
@@ -37,7 +37,7 @@ async fn users_and_keys(store: MetaStore) {
         role: crate::model::Role::Admin,
         created_ms: 3,
         disabled_ms: None,
-        password_hash: Some("hash-1".into()),
+        password_hash: Some(Secret::new("hash-1")),
     };
     store
         .apply(Mutation::CreateUser {
@@ -75,7 +75,10 @@ async fn users_and_keys(store: MetaStore) {
         (found.id.as_str(), found.role.as_str(), found.created_ms),
         (ALICE, "admin", 3)
     );
-    assert_eq!(found.password_hash.as_deref(), Some("hash-1"));
+    assert_eq!(
+        found.password_hash.as_ref().map(Secret::expose),
+        Some("hash-1")
+    );
     assert_eq!(found.disabled_ms, None);
 
     store
@@ -151,7 +154,10 @@ async fn users_and_keys(store: MetaStore) {
         .await
         .unwrap()
         .expect("alice");
-    assert_eq!(found.password_hash.as_deref(), Some("hash-2"));
+    assert_eq!(
+        found.password_hash.as_ref().map(Secret::expose),
+        Some("hash-2")
+    );
 
     let delete_key = |user_id: &str| Mutation::DeleteKey {
         access_key: "AK-1".into(),
