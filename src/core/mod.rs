@@ -10,6 +10,7 @@ pub mod digest;
 pub mod error;
 pub mod events;
 mod meta;
+pub mod multipart;
 pub mod names;
 pub mod objects;
 pub mod passwords;
