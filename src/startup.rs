@@ -1,6 +1,6 @@
-//! Turns settings into a running server: opens the stores, makes sure an
-//! admin exists, binds both listeners (so tests can use port 0 and ask for
-//! the address), and runs until a shutdown future resolves.
+//! Turns settings into a running server: binds both listeners (or takes
+//! ones the caller bound, as tests do on port 0), opens the stores, makes
+//! sure an admin exists, and runs until a shutdown future resolves.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -40,9 +40,29 @@ pub struct GeneratedRoot {
 }
 
 impl Server {
-    /// Opens stores, ensures the first admin, binds listeners. Returns the
-    /// generated root pair when one had to be made (the caller prints it).
+    /// Binds both listeners, then builds the server on them
+    /// ([`Server::build_on`]). Returns the generated root pair when one had
+    /// to be made (the caller prints it).
     pub async fn build(settings: ServeArgs) -> anyhow::Result<(Self, Option<GeneratedRoot>)> {
+        // Both ports first: a start that cannot serve changes no account.
+        let s3_listener = TcpListener::bind(settings.s3_listen)
+            .await
+            .with_context(|| format!("while binding the S3 port {}", settings.s3_listen))?;
+        let web_listener = TcpListener::bind(settings.web_listen)
+            .await
+            .with_context(|| format!("while binding the web port {}", settings.web_listen))?;
+        Self::build_on(settings, s3_listener, web_listener).await
+    }
+
+    /// Opens stores and ensures the first admin, to serve on listeners the
+    /// caller has bound already (the settings' listen addresses are then
+    /// not used): a caller that holds its sockets never has to hope that a
+    /// port it let go of is still free.
+    pub async fn build_on(
+        settings: ServeArgs,
+        s3_listener: TcpListener,
+        web_listener: TcpListener,
+    ) -> anyhow::Result<(Self, Option<GeneratedRoot>)> {
         std::fs::create_dir_all(&settings.data_dir).with_context(|| {
             format!(
                 "while creating the data directory {}",
@@ -68,13 +88,6 @@ impl Server {
         .await
         .context("while opening the metadata and blob stores")?;
         store.follow_account_changes();
-        // Both ports first: a start that cannot serve changes no account.
-        let s3_listener = TcpListener::bind(settings.s3_listen)
-            .await
-            .with_context(|| format!("while binding the S3 port {}", settings.s3_listen))?;
-        let web_listener = TcpListener::bind(settings.web_listen)
-            .await
-            .with_context(|| format!("while binding the web port {}", settings.web_listen))?;
         let generated = ensure_root(&store, &settings).await?;
         Ok((
             Self {

@@ -14,6 +14,7 @@ pub mod digest;
 pub mod error;
 pub mod events;
 mod meta;
+pub mod multipart;
 pub mod names;
 pub mod objects;
 pub mod passwords;

@@ -248,3 +248,168 @@ pub async fn principal<T>(store: &Store, req: &s3s::S3Request<T>) -> S3Result<Pr
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::core::{StoreLocation, StoreSettings};
+    use crate::model::GrantLevel;
+
+    /// Every operation on a bucket that Cistern serves (and some it does
+    /// not), with the right it needs there.
+    const OPERATIONS: &[(&str, Access)] = &[
+        ("GetObject", Access::Read),
+        ("HeadObject", Access::Read),
+        ("ListObjects", Access::Read),
+        ("ListObjectsV2", Access::Read),
+        ("HeadBucket", Access::Read),
+        ("GetBucketLocation", Access::Read),
+        ("GetBucketVersioning", Access::Read),
+        ("ListParts", Access::Read),
+        ("ListMultipartUploads", Access::Read),
+        ("PutObject", Access::Write),
+        ("DeleteObject", Access::Write),
+        ("DeleteObjects", Access::Write),
+        ("CopyObject", Access::Write),
+        ("CreateMultipartUpload", Access::Write),
+        ("UploadPart", Access::Write),
+        ("UploadPartCopy", Access::Write),
+        ("CompleteMultipartUpload", Access::Write),
+        ("AbortMultipartUpload", Access::Write),
+        ("DeleteBucket", Access::Manage),
+        // Not served, and refused to all but the owner before the handler
+        // says so.
+        ("PutBucketPolicy", Access::Manage),
+        ("PutBucketAcl", Access::Manage),
+        ("PutBucketVersioning", Access::Manage),
+    ];
+
+    #[test]
+    fn each_operation_needs_its_right() {
+        for &(operation, access) in OPERATIONS {
+            assert_eq!(access_of(operation), access, "{operation}");
+        }
+    }
+
+    /// Callers of a bucket, as the columns of the table below.
+    const CALLERS: [&str; 7] = [
+        "owner",
+        "admin",
+        "read grantee",
+        "read-write grantee",
+        "stranger",
+        "anonymous",
+        "owner's read-only key",
+    ];
+
+    /// Who may do an operation on a public-read bucket, by the right the
+    /// operation needs (in the order of [`CALLERS`]).
+    fn allowed_on_public_bucket(access: Access) -> [bool; 7] {
+        match access {
+            Access::Read => [true, true, true, true, true, true, true],
+            Access::Write => [true, true, false, true, false, false, false],
+            Access::Manage => [true, true, false, false, false, false, false],
+        }
+    }
+
+    /// The caller that signs with `access_key`.
+    async fn principal_of(store: &Store, access_key: &str) -> Principal {
+        let found = store.credentials(access_key).await.expect("a lookup");
+        found.expect("a known key").0
+    }
+
+    /// A new user with a key of its own: the user's id, and the caller.
+    async fn user_with_key(store: &Store, name: &str) -> (String, Principal) {
+        let account = store
+            .create_user(name, "a-good-password", "user")
+            .await
+            .expect("a user");
+        let (key, _) = store
+            .create_key(&account.id, false, None)
+            .await
+            .expect("a key");
+        (account.id, principal_of(store, &key.access_key).await)
+    }
+
+    #[tokio::test]
+    async fn who_may_do_each_operation() {
+        let dir = tempfile::tempdir().expect("a directory");
+        let location = StoreLocation {
+            database_url: None,
+            blob_url: None,
+            data_dir: dir.path(),
+            database_wait: Duration::from_secs(5),
+        };
+        let store = Store::open(location, StoreSettings::default())
+            .await
+            .expect("a store");
+        store
+            .ensure_admin("rootuser", "root-password")
+            .await
+            .expect("an admin");
+        let (owner_id, owner) = user_with_key(&store, "owner").await;
+        let (_, reader) = user_with_key(&store, "reader").await;
+        let (_, writer) = user_with_key(&store, "writer").await;
+        let (_, stranger) = user_with_key(&store, "stranger").await;
+        let admin = principal_of(&store, "rootuser").await;
+        let (key, _) = store
+            .create_key(&owner_id, true, None)
+            .await
+            .expect("a key");
+        let owner_read_only = principal_of(&store, &key.access_key).await;
+        for name in ["public", "private"] {
+            let name = BucketName::parse(name).expect("a name");
+            store.create_bucket(&owner, &name).await.expect("a bucket");
+        }
+        store
+            .set_public_read(&owner, "public", true)
+            .await
+            .expect("public");
+        for (user, level) in [
+            ("reader", GrantLevel::Read),
+            ("writer", GrantLevel::ReadWrite),
+        ] {
+            store
+                .set_grant(&owner, "public", user, Some(level))
+                .await
+                .expect("a grant");
+        }
+
+        let policy = BucketPolicy {
+            store: store.clone(),
+        };
+        let callers = [
+            Some(&owner),
+            Some(&admin),
+            Some(&reader),
+            Some(&writer),
+            Some(&stranger),
+            None,
+            Some(&owner_read_only),
+        ];
+        for &(operation, access) in OPERATIONS {
+            for ((name, who), expected) in CALLERS
+                .iter()
+                .zip(callers)
+                .zip(allowed_on_public_bucket(access))
+            {
+                let allowed = policy
+                    .allow(who, "public", access_of(operation))
+                    .await
+                    .is_ok();
+                assert_eq!(allowed, expected, "{operation} by the {name}");
+            }
+            // Without public read, a stranger or nobody may not even read.
+            for who in [Some(&stranger), None] {
+                let allowed = policy.allow(who, "private", access_of(operation)).await;
+                assert!(
+                    allowed.is_err(),
+                    "{operation} by {who:?} on a private bucket"
+                );
+            }
+        }
+        store.close().await;
+    }
+}

@@ -8,7 +8,6 @@ use super::CisternS3;
 use super::convert::*;
 use super::error::{IntoS3, to_s3};
 use crate::core::digest::ChecksumAlgorithm;
-use crate::core::objects::ByteRange;
 use crate::model::{ObjectRecord, PutCondition};
 
 fn put_condition(
@@ -73,13 +72,6 @@ pub async fn put_object(
         checksum_sha256: sum(ChecksumAlgorithm::Sha256),
         ..Default::default()
     }))
-}
-
-fn byte_range(range: Option<Range>) -> Option<ByteRange> {
-    range.map(|r| match r {
-        Range::Int { first, last } => ByteRange::From { first, last },
-        Range::Suffix { length } => ByteRange::Suffix(length),
-    })
 }
 
 /// Checksums are returned only for whole objects, when the client asks.

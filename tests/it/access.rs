@@ -5,72 +5,12 @@ use serde_json::{Value, json};
 
 use crate::helpers::*;
 
-/// The shared client, with the argument order these tests read best in.
-struct Api {
-    shared: ApiClient,
-    http: reqwest::Client,
-    base: String,
-}
-
-impl Api {
-    fn new(app: &TestApp) -> Self {
-        let shared = api_client(app);
-        Self {
-            http: shared.http.clone(),
-            base: shared.base.clone(),
-            shared,
-        }
-    }
-
-    async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        who: (&str, &str),
-        body: Option<Value>,
-    ) -> (u16, Value) {
-        self.shared
-            .call(who, method.as_str(), path, body)
-            .await
-            .into_json()
-    }
-
-    async fn get(&self, path: &str, who: (&str, &str)) -> (u16, Value) {
-        self.call(reqwest::Method::GET, path, who, None).await
-    }
-
-    async fn delete(&self, path: &str, who: (&str, &str)) -> (u16, Value) {
-        self.call(reqwest::Method::DELETE, path, who, None).await
-    }
-
-    async fn post(&self, path: &str, who: (&str, &str), body: Value) -> (u16, Value) {
-        self.call(reqwest::Method::POST, path, who, Some(body))
-            .await
-    }
-
-    async fn put(&self, path: &str, who: (&str, &str), body: Value) -> (u16, Value) {
-        self.call(reqwest::Method::PUT, path, who, Some(body)).await
-    }
-
-    async fn key_for(&self, who: (&str, &str), body: Value) -> (String, String) {
-        let (status, key) = self
-            .call(reqwest::Method::POST, "/keys", who, Some(body))
-            .await;
-        assert_eq!(status, 201, "{key}");
-        (
-            key["access_key"].as_str().expect("key").to_owned(),
-            key["secret_key"].as_str().expect("secret").to_owned(),
-        )
-    }
-}
-
-const ROOT: (&str, &str) = (ROOT_USER, ROOT_PASSWORD);
 const ALICE: (&str, &str) = ("alice", "alice-password");
 const BOB: (&str, &str) = ("bob", "bob-password-1");
 
-async fn with_users() -> (TestApp, Api) {
+async fn with_users() -> (TestApp, ApiClient) {
     let app = spawn_app().await;
-    let api = Api::new(&app);
+    let api = app.api();
     for (name, password) in [ALICE, BOB] {
         let (status, body) = api
             .post("/users", ROOT, json!({"name": name, "password": password}))
@@ -98,14 +38,7 @@ async fn users_are_managed_by_admins_and_errors_are_json() {
             .is_some_and(|id| id.len() == 16)
     );
 
-    let (status, _) = api
-        .call(
-            reqwest::Method::GET,
-            "/auth/me",
-            ("alice", "wrong-password"),
-            None,
-        )
-        .await;
+    let (status, _) = api.get("/auth/me", ("alice", "wrong-password")).await;
     assert_eq!(status, 401);
     let (status, error) = api
         .post(
@@ -154,8 +87,8 @@ async fn users_are_managed_by_admins_and_errors_are_json() {
 #[tokio::test]
 async fn other_users_buckets_are_untouchable_until_shared() {
     let (app, api) = with_users().await;
-    let (alice_key, alice_secret) = api.key_for(ALICE, json!({})).await;
-    let (bob_key, bob_secret) = api.key_for(BOB, json!({})).await;
+    let (alice_key, alice_secret) = api.new_key(ALICE, json!({})).await;
+    let (bob_key, bob_secret) = api.new_key(BOB, json!({})).await;
     let alice = client_for(&app.s3_url(), &alice_key, &alice_secret, None);
     let bob = client_for(&app.s3_url(), &bob_key, &bob_secret, None);
 
@@ -271,7 +204,7 @@ async fn other_users_buckets_are_untouchable_until_shared() {
 #[tokio::test]
 async fn public_read_buckets_serve_anonymous_reads_only() {
     let (app, api) = with_users().await;
-    let (key, secret) = api.key_for(ALICE, json!({})).await;
+    let (key, secret) = api.new_key(ALICE, json!({})).await;
     let alice = client_for(&app.s3_url(), &key, &secret, None);
     alice
         .create_bucket()
@@ -307,7 +240,7 @@ async fn public_read_buckets_serve_anonymous_reads_only() {
 #[tokio::test]
 async fn limited_revoked_and_disabled_keys_are_refused() {
     let (app, api) = with_users().await;
-    let (full_key, full_secret) = api.key_for(ALICE, json!({})).await;
+    let (full_key, full_secret) = api.new_key(ALICE, json!({})).await;
     let full = client_for(&app.s3_url(), &full_key, &full_secret, None);
     for bucket in ["one-bucket", "two-bucket"] {
         full.create_bucket()
@@ -317,7 +250,7 @@ async fn limited_revoked_and_disabled_keys_are_refused() {
             .expect("create");
     }
 
-    let (ro_key, ro_secret) = api.key_for(ALICE, json!({"read_only": true})).await;
+    let (ro_key, ro_secret) = api.new_key(ALICE, json!({"read_only": true})).await;
     let read_only = client_for(&app.s3_url(), &ro_key, &ro_secret, None);
     read_only
         .list_objects_v2()
@@ -344,7 +277,7 @@ async fn limited_revoked_and_disabled_keys_are_refused() {
         "AccessDenied"
     );
 
-    let (one_key, one_secret) = api.key_for(ALICE, json!({"buckets": ["one-bucket"]})).await;
+    let (one_key, one_secret) = api.new_key(ALICE, json!({"buckets": ["one-bucket"]})).await;
     let limited = client_for(&app.s3_url(), &one_key, &one_secret, None);
     put_bytes(&limited, "one-bucket", "k", b"x".to_vec()).await;
     let elsewhere = limited
@@ -407,34 +340,9 @@ async fn limited_revoked_and_disabled_keys_are_refused() {
     app.stop().await;
 }
 
-async fn login(api: &Api, who: (&str, &str)) -> (u16, Value) {
+async fn login(api: &ApiClient, who: (&str, &str)) -> (u16, Value) {
     let body = json!({"name": who.0, "password": who.1});
-    let response = api
-        .http
-        .post(format!("{}/auth/login", api.base))
-        .json(&body)
-        .send()
-        .await
-        .expect("login");
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
-async fn with_token(
-    api: &Api,
-    method: reqwest::Method,
-    path: &str,
-    token: &str,
-    body: Option<Value>,
-) -> u16 {
-    let mut request = api
-        .http
-        .request(method, format!("{}{path}", api.base))
-        .bearer_auth(token);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    request.send().await.expect("call").status().as_u16()
+    api.post("/auth/login", Caller::Anonymous, body).await
 }
 
 #[tokio::test]
@@ -448,29 +356,35 @@ async fn sessions_end_on_logout_and_on_password_change() {
         .expect("token")
         .to_owned();
     assert_eq!(
-        with_token(&api, reqwest::Method::GET, "/auth/me", &first, None).await,
+        api.call(Caller::Bearer(&first), "GET", "/auth/me", None)
+            .await
+            .status,
         200
     );
 
     let change = Some(json!({"password": "alice-new-password"}));
     assert_eq!(
-        with_token(
-            &api,
-            reqwest::Method::PUT,
+        api.call(
+            Caller::Bearer(&first),
+            "PUT",
             "/users/alice/password",
-            &first,
             change
         )
-        .await,
+        .await
+        .status,
         204
     );
     assert_eq!(
-        with_token(&api, reqwest::Method::GET, "/auth/me", &first, None).await,
+        api.call(Caller::Bearer(&first), "GET", "/auth/me", None)
+            .await
+            .status,
         200,
         "the caller's session stays"
     );
     assert_eq!(
-        with_token(&api, reqwest::Method::GET, "/auth/me", &second, None).await,
+        api.call(Caller::Bearer(&second), "GET", "/auth/me", None)
+            .await
+            .status,
         401,
         "other sessions end"
     );
@@ -481,15 +395,21 @@ async fn sessions_end_on_logout_and_on_password_change() {
     );
 
     assert_eq!(
-        with_token(&api, reqwest::Method::POST, "/auth/logout", &first, None).await,
+        api.call(Caller::Bearer(&first), "POST", "/auth/logout", None)
+            .await
+            .status,
         204
     );
     assert_eq!(
-        with_token(&api, reqwest::Method::GET, "/auth/me", &first, None).await,
+        api.call(Caller::Bearer(&first), "GET", "/auth/me", None)
+            .await
+            .status,
         401
     );
     assert_eq!(
-        with_token(&api, reqwest::Method::GET, "/auth/me", "cs_forged", None).await,
+        api.call(Caller::Bearer("cs_forged"), "GET", "/auth/me", None)
+            .await
+            .status,
         401
     );
     app.stop().await;
@@ -509,8 +429,7 @@ async fn failed_logins_slow_down_and_signup_is_off_by_default() {
     );
     assert!(statuses[5..].contains(&429), "{statuses:?}");
     let response = api
-        .http
-        .post(format!("{}/auth/login", api.base))
+        .request(Caller::Anonymous, "POST", "/auth/login")
         .json(&json!({"name": "bob", "password": BOB.1}))
         .send()
         .await
@@ -533,8 +452,7 @@ async fn failed_logins_slow_down_and_signup_is_off_by_default() {
     );
 
     let signup = api
-        .http
-        .post(format!("{}/auth/signup", api.base))
+        .request(Caller::Anonymous, "POST", "/auth/signup")
         .json(&json!({"name": "mallory", "password": "mallory-pass"}))
         .send()
         .await
@@ -543,10 +461,9 @@ async fn failed_logins_slow_down_and_signup_is_off_by_default() {
     app.stop().await;
 
     let app = spawn_app_with(&["--allow-signup"]).await;
-    let api = Api::new(&app);
+    let api = app.api();
     let signup = api
-        .http
-        .post(format!("{}/auth/signup", api.base))
+        .request(Caller::Anonymous, "POST", "/auth/signup")
         .json(&json!({"name": "mallory", "password": "mallory-pass"}))
         .send()
         .await
@@ -568,7 +485,7 @@ async fn revocations_reach_other_nodes_at_once() {
         node_a.stop().await;
         return;
     };
-    let (key, secret) = api.key_for(ALICE, json!({})).await;
+    let (key, secret) = api.new_key(ALICE, json!({})).await;
     let on_b = client_for(&node_b.s3_url(), &key, &secret, None);
     // Served once, so node B has the key cached.
     on_b.list_buckets()
@@ -577,12 +494,9 @@ async fn revocations_reach_other_nodes_at_once() {
         .expect("key works on node B");
     let (status, _) = api.delete(&format!("/keys/{key}"), ALICE).await;
     assert_eq!(status, 204);
-    assert!(
-        refused_within(&on_b, 2).await,
-        "node B refuses the revoked key within 2 s"
-    );
+    refused_within(&on_b, 2, "node B refuses the revoked key within 2 s").await;
 
-    let (key, secret) = api.key_for(BOB, json!({})).await;
+    let (key, secret) = api.new_key(BOB, json!({})).await;
     let on_b = client_for(&node_b.s3_url(), &key, &secret, None);
     on_b.list_buckets()
         .send()
@@ -590,20 +504,15 @@ async fn revocations_reach_other_nodes_at_once() {
         .expect("key works on node B");
     let (status, _) = api.post("/users/bob/disable", ROOT, json!({})).await;
     assert_eq!(status, 204);
-    assert!(
-        refused_within(&on_b, 2).await,
-        "node B refuses the disabled user within 2 s"
-    );
+    refused_within(&on_b, 2, "node B refuses the disabled user within 2 s").await;
     node_b.stop().await;
     node_a.stop().await;
 }
 
-async fn refused_within(s3: &aws_sdk_s3::Client, secs: u64) -> bool {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
-    while std::time::Instant::now() < deadline {
-        if s3.list_buckets().send().await.is_err() {
-            return true;
-        }
-    }
-    false
+/// Polls until `s3` is refused, failing with `what` after `secs`.
+async fn refused_within(s3: &aws_sdk_s3::Client, secs: u64, what: &str) {
+    poll_within(std::time::Duration::from_secs(secs), what, || async {
+        s3.list_buckets().send().await.is_err().then_some(())
+    })
+    .await;
 }

@@ -4,27 +4,15 @@ use serde_json::{Value, json};
 
 use crate::helpers::*;
 
-fn http() -> reqwest::Client {
-    reqwest::Client::new()
-}
-
 #[tokio::test]
 async fn objects_upload_download_list_and_share_over_the_json_api() {
     let app = spawn_app().await;
-    let base = app.web_url("/api/v1/buckets");
-    let root = (ROOT_USER, Some(ROOT_PASSWORD));
-    let created = http()
-        .post(&base)
-        .basic_auth(root.0, root.1)
-        .json(&json!({"name": "docs"}))
-        .send()
-        .await
-        .expect("bucket");
-    assert_eq!(created.status(), 201);
+    let api = app.api();
+    let (status, _) = api.post("/buckets", ROOT, json!({"name": "docs"})).await;
+    assert_eq!(status, 201);
 
-    let raw = http()
-        .put(format!("{base}/docs/objects/notes/a b.txt"))
-        .basic_auth(root.0, root.1)
+    let raw = api
+        .request(ROOT, "PUT", "/buckets/docs/objects/notes/a b.txt")
         .header("content-type", "text/plain")
         .body("hello world")
         .send()
@@ -40,9 +28,8 @@ async fn objects_upload_download_list_and_share_over_the_json_api() {
                 .mime_str("image/jpeg")
                 .expect("mime"),
         );
-    let posted = http()
-        .post(format!("{base}/docs/objects"))
-        .basic_auth(root.0, root.1)
+    let posted = api
+        .request(ROOT, "POST", "/buckets/docs/objects")
         .multipart(form)
         .send()
         .await
@@ -52,9 +39,8 @@ async fn objects_upload_download_list_and_share_over_the_json_api() {
     assert_eq!(posted[0]["key"], "uploads/photo.jpg");
     assert_eq!(posted[0]["size"], 100_000);
 
-    let got = http()
-        .get(format!("{base}/docs/objects/notes/a b.txt"))
-        .basic_auth(root.0, root.1)
+    let got = api
+        .request(ROOT, "GET", "/buckets/docs/objects/notes/a b.txt")
         .send()
         .await
         .expect("get");
@@ -66,9 +52,8 @@ async fn objects_upload_download_list_and_share_over_the_json_api() {
             .contains("filename*=UTF-8''a%20b")
     );
     assert_eq!(got.text().await.expect("text"), "hello world");
-    let part = http()
-        .get(format!("{base}/docs/objects/uploads/photo.jpg"))
-        .basic_auth(root.0, root.1)
+    let part = api
+        .request(ROOT, "GET", "/buckets/docs/objects/uploads/photo.jpg")
         .header("range", "bytes=10-19")
         .send()
         .await
@@ -79,70 +64,38 @@ async fn objects_upload_download_list_and_share_over_the_json_api() {
         part.bytes().await.expect("bytes").to_vec(),
         pattern(100_000, 4)[10..20]
     );
-    let beyond = http()
-        .get(format!("{base}/docs/objects/uploads/photo.jpg"))
-        .basic_auth(root.0, root.1)
+    let beyond = api
+        .request(ROOT, "GET", "/buckets/docs/objects/uploads/photo.jpg")
         .header("range", "bytes=200000-")
         .send()
         .await
         .expect("range");
     assert_eq!(beyond.status(), 416);
 
-    let listed: Value = http()
-        .get(format!("{base}/docs/objects?delimiter=/&limit=1"))
-        .basic_auth(root.0, root.1)
-        .send()
-        .await
-        .expect("list")
-        .json()
-        .await
-        .expect("json");
+    let (_, listed) = api
+        .get("/buckets/docs/objects?delimiter=/&limit=1", ROOT)
+        .await;
     assert_eq!(listed["prefixes"], json!(["notes/"]));
     let cursor = listed["next_cursor"].as_str().expect("cursor");
-    let rest: Value = http()
-        .get(format!(
-            "{base}/docs/objects?delimiter=/&limit=1&cursor={cursor}"
-        ))
-        .basic_auth(root.0, root.1)
-        .send()
-        .await
-        .expect("list")
-        .json()
-        .await
-        .expect("json");
+    let path = format!("/buckets/docs/objects?delimiter=/&limit=1&cursor={cursor}");
+    let (_, rest) = api.get(&path, ROOT).await;
     assert_eq!(rest["prefixes"], json!(["uploads/"]));
     assert!(rest["next_cursor"].is_null());
 
-    let link: Value = http()
-        .post(format!("{base}/docs/share"))
-        .basic_auth(root.0, root.1)
-        .json(&json!({"key": "notes/a b.txt", "expires_secs": 600}))
-        .send()
-        .await
-        .expect("share")
-        .json()
-        .await
-        .expect("json");
+    let share = json!({"key": "notes/a b.txt", "expires_secs": 600});
+    let (_, link) = api.post("/buckets/docs/share", ROOT, share).await;
     let url = link["url"].as_str().expect("url");
     let shared = reqwest::get(url).await.expect("shared get");
     assert_eq!(shared.status(), 200);
     assert_eq!(shared.text().await.expect("text"), "hello world");
-    let too_long = http()
-        .post(format!("{base}/docs/share"))
-        .basic_auth(root.0, root.1)
-        .json(&json!({"key": "notes/a b.txt", "expires_secs": 700_000}))
-        .send()
-        .await
-        .expect("share");
-    assert_eq!(too_long.status(), 400);
+    let share = json!({"key": "notes/a b.txt", "expires_secs": 700_000});
+    let (status, _) = api.post("/buckets/docs/share", ROOT, share).await;
+    assert_eq!(status, 400);
 
-    let deleted = http()
-        .delete(format!("{base}/docs/objects/notes/a b.txt"))
-        .basic_auth(root.0, root.1)
-        .send()
-        .await
-        .expect("delete");
-    assert_eq!(deleted.status(), 204);
+    let (status, _) = api
+        .delete("/buckets/docs/objects/notes/a b.txt", ROOT)
+        .await;
+    assert_eq!(status, 204);
     assert_eq!(reqwest::get(url).await.expect("get").status(), 404);
     app.stop().await;
 }
@@ -183,26 +136,19 @@ async fn presigned_urls_longer_than_a_week_are_refused() {
 #[tokio::test]
 async fn deleting_a_user_with_data_needs_purge() {
     let app = spawn_app().await;
-    let root = (ROOT_USER, Some(ROOT_PASSWORD));
-    let users = app.web_url("/api/v1/users");
-    let made = http()
-        .post(&users)
-        .basic_auth(root.0, root.1)
-        .json(&json!({"name": "leaver", "password": "leaver-pass"}))
-        .send()
-        .await
-        .expect("user");
-    assert_eq!(made.status(), 201);
-    let bucket = http()
-        .post(app.web_url("/api/v1/buckets"))
-        .basic_auth("leaver", Some("leaver-pass"))
-        .json(&json!({"name": "leaver-files"}))
-        .send()
-        .await
-        .expect("bucket");
-    assert_eq!(bucket.status(), 201);
+    let api = app.api();
+    api.create_user("leaver", "leaver-pass").await;
+    let (status, _) = api
+        .post(
+            "/buckets",
+            ("leaver", "leaver-pass"),
+            json!({"name": "leaver-files"}),
+        )
+        .await;
+    assert_eq!(status, 201);
     put_bytes(&app.client(), "leaver-files", "f", vec![1u8; 100_000]).await;
-    let metrics = http()
+    let metrics = api
+        .http
         .get(app.web_url("/metrics"))
         .basic_auth(ROOT_USER, Some(ROOT_PASSWORD))
         .send()
@@ -215,20 +161,10 @@ async fn deleting_a_user_with_data_needs_purge() {
         metrics.contains("cistern_bucket_bytes{bucket=\"leaver-files\"} 100000"),
         "{metrics}"
     );
-    let refused = http()
-        .delete(format!("{users}/leaver"))
-        .basic_auth(root.0, root.1)
-        .send()
-        .await
-        .expect("delete");
-    assert_eq!(refused.status(), 409);
-    let purged = http()
-        .delete(format!("{users}/leaver?purge=true"))
-        .basic_auth(root.0, root.1)
-        .send()
-        .await
-        .expect("purge");
-    assert_eq!(purged.status(), 204);
+    let (status, _) = api.delete("/users/leaver", ROOT).await;
+    assert_eq!(status, 409);
+    let (status, _) = api.delete("/users/leaver?purge=true", ROOT).await;
+    assert_eq!(status, 204);
     assert_eq!(
         error_status(
             app.client()

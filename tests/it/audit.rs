@@ -6,19 +6,11 @@ use serde_json::{Value, json};
 
 use crate::helpers::*;
 
+/// The JSON body of a GET that must succeed.
 async fn get_json(app: &TestApp, path: &str, who: (&str, &str)) -> Value {
-    let response = reqwest::Client::new()
-        .get(app.web_url(path))
-        .basic_auth(who.0, Some(who.1))
-        .send()
-        .await
-        .expect("get");
-    assert!(
-        response.status().is_success(),
-        "{path}: {}",
-        response.status()
-    );
-    response.json().await.expect("json")
+    let (status, body) = app.api().get(path, who).await;
+    assert!((200..300).contains(&status), "{path}: {status}");
+    body
 }
 
 /// Polls until `check` holds for the answer at `path` (audit writes are
@@ -29,49 +21,25 @@ async fn eventually(
     who: (&str, &str),
     check: impl Fn(&Value) -> bool,
 ) -> Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
+    let what = format!("{path} matches");
+    poll_within(Duration::from_secs(10), &what, || async {
         let value = get_json(app, path, who).await;
         if check(&value) {
-            return value;
+            Ok(value)
+        } else {
+            Err(format!("{path} never matched: {value}"))
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{path} never matched: {value}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await
 }
 
 const ALICE: (&str, &str) = ("alice", "alice-password");
-const ROOT: (&str, &str) = (ROOT_USER, ROOT_PASSWORD);
 
 async fn alice_client(app: &TestApp) -> aws_sdk_s3::Client {
-    let http = reqwest::Client::new();
-    let created = http
-        .post(app.web_url("/api/v1/users"))
-        .basic_auth(ROOT.0, Some(ROOT.1))
-        .json(&json!({"name": ALICE.0, "password": ALICE.1}))
-        .send()
-        .await
-        .expect("create user");
-    assert_eq!(created.status(), 201);
-    let key: Value = http
-        .post(app.web_url("/api/v1/keys"))
-        .basic_auth(ALICE.0, Some(ALICE.1))
-        .json(&json!({}))
-        .send()
-        .await
-        .expect("key")
-        .json()
-        .await
-        .expect("json");
-    client_for(
-        &app.s3_url(),
-        key["access_key"].as_str().expect("key"),
-        key["secret_key"].as_str().expect("secret"),
-        None,
-    )
+    let api = app.api();
+    api.create_user(ALICE.0, ALICE.1).await;
+    let (key, secret) = api.new_key(ALICE, json!({})).await;
+    client_for(&app.s3_url(), &key, &secret, None)
 }
 
 #[tokio::test]
@@ -94,15 +62,10 @@ async fn every_request_is_audited_and_users_see_their_own() {
         .expect("root lists");
     let wrong = client_for(&app.s3_url(), "CKNOSUCHKEY", "whatever-secret", None);
     assert!(wrong.list_buckets().send().await.is_err());
-    let bad_login = reqwest::Client::new()
-        .get(app.web_url("/api/v1/auth/me"))
-        .basic_auth("alice", Some("wrong-password"))
-        .send()
-        .await
-        .expect("me");
-    assert_eq!(bad_login.status(), 401);
+    let (status, _) = app.api().get("/auth/me", ("alice", "wrong-password")).await;
+    assert_eq!(status, 401);
 
-    let page = eventually(&app, "/api/v1/audit?action=s3:PutObject", ALICE, |v| {
+    let page = eventually(&app, "/audit?action=s3:PutObject", ALICE, |v| {
         v["records"].as_array().is_some_and(|r| !r.is_empty())
     })
     .await;
@@ -116,7 +79,7 @@ async fn every_request_is_audited_and_users_see_their_own() {
     assert!(put["request_id"].as_str().is_some_and(|id| id.len() == 16));
     assert!(put["user_agent"].as_str().is_some());
 
-    let mine = get_json(&app, "/api/v1/audit?limit=1000", ALICE).await;
+    let mine = get_json(&app, "/audit?limit=1000", ALICE).await;
     let actors: Vec<&str> = mine["records"]
         .as_array()
         .expect("records")
@@ -128,7 +91,7 @@ async fn every_request_is_audited_and_users_see_their_own() {
         "a user sees only her own records: {actors:?}"
     );
 
-    let failed = eventually(&app, "/api/v1/audit?status=401", ROOT, |v| {
+    let failed = eventually(&app, "/audit?status=401", ROOT, |v| {
         v["records"]
             .as_array()
             .is_some_and(|r| r.iter().any(|r| r["actor"] == "alice"))
@@ -141,7 +104,7 @@ async fn every_request_is_audited_and_users_see_their_own() {
             .iter()
             .any(|r| r["action"] == "auth.me")
     );
-    let refused = eventually(&app, "/api/v1/audit?actor=unauthenticated", ROOT, |v| {
+    let refused = eventually(&app, "/audit?actor=unauthenticated", ROOT, |v| {
         v["records"].as_array().is_some_and(|r| !r.is_empty())
     })
     .await;
@@ -162,12 +125,12 @@ async fn audit_pages_by_cursor_and_exports_ndjson() {
     for i in 0..7 {
         put_bytes(&s3, "pages", &format!("k{i}"), b"x".to_vec()).await;
     }
-    let all = eventually(&app, "/api/v1/audit?bucket=pages&limit=1000", ROOT, |v| {
+    let all = eventually(&app, "/audit?bucket=pages&limit=1000", ROOT, |v| {
         v["records"].as_array().is_some_and(|r| r.len() == 8)
     })
     .await;
     let mut seen = Vec::new();
-    let mut path = "/api/v1/audit?bucket=pages&limit=3".to_owned();
+    let mut path = "/audit?bucket=pages&limit=3".to_owned();
     loop {
         let page = get_json(&app, &path, ROOT).await;
         seen.extend(
@@ -178,7 +141,7 @@ async fn audit_pages_by_cursor_and_exports_ndjson() {
                 .map(|r| r["id"].as_i64().expect("id")),
         );
         match page["next_cursor"].as_i64() {
-            Some(cursor) => path = format!("/api/v1/audit?bucket=pages&limit=3&cursor={cursor}"),
+            Some(cursor) => path = format!("/audit?bucket=pages&limit=3&cursor={cursor}"),
             None => break,
         }
     }
@@ -193,9 +156,9 @@ async fn audit_pages_by_cursor_and_exports_ndjson() {
         "cursor pages cover every record once, newest first"
     );
 
-    let export = reqwest::Client::new()
-        .get(app.web_url("/api/v1/audit?bucket=pages&format=ndjson"))
-        .basic_auth(ROOT.0, Some(ROOT.1))
+    let export = app
+        .api()
+        .request(ROOT, "GET", "/audit?bucket=pages&format=ndjson")
         .send()
         .await
         .expect("export");
@@ -206,13 +169,8 @@ async fn audit_pages_by_cursor_and_exports_ndjson() {
         .map(|l| serde_json::from_str(l).expect("json line"))
         .collect();
     assert_eq!(lines.len(), 8);
-    let bad = reqwest::Client::new()
-        .get(app.web_url("/api/v1/audit?limit=0"))
-        .basic_auth(ROOT.0, Some(ROOT.1))
-        .send()
-        .await
-        .expect("bad");
-    assert_eq!(bad.status(), 400);
+    let (status, _) = app.api().get("/audit?limit=0", ROOT).await;
+    assert_eq!(status, 400);
     app.stop().await;
 }
 
@@ -254,7 +212,7 @@ async fn usage_matches_what_was_moved_to_the_byte_and_survives_shutdown() {
 
     // Stopping flushes the audit queue; the figures are there after a restart.
     let app = app.restart().await;
-    let usage = get_json(&app, "/api/v1/usage", ALICE).await;
+    let usage = get_json(&app, "/usage", ALICE).await;
     assert_eq!(usage["totals"]["objects"], 3);
     assert_eq!(usage["totals"]["bytes_stored"], uploaded as i64);
     let metered: Vec<&Value> = usage["daily"]
@@ -267,18 +225,13 @@ async fn usage_matches_what_was_moved_to_the_byte_and_survives_shutdown() {
     assert_eq!(metered[0]["bytes_in"], uploaded as i64);
     assert_eq!(metered[0]["bytes_out"], downloaded as i64);
 
-    let everyone = get_json(&app, "/api/v1/admin/usage?sort=bytes_in", ROOT).await;
+    let everyone = get_json(&app, "/admin/usage?sort=bytes_in", ROOT).await;
     assert_eq!(everyone[0]["user"], "alice");
     // API calls count too (the 2-byte `{}` that created the key), so the
     // user's total is the sum of her daily rows.
     assert_eq!(everyone[0]["bytes_in"], usage["totals"]["bytes_in"]);
     assert_eq!(usage["totals"]["bytes_in"], uploaded as i64 + 2);
-    let refused = reqwest::Client::new()
-        .get(app.web_url("/api/v1/admin/usage"))
-        .basic_auth(ALICE.0, Some(ALICE.1))
-        .send()
-        .await
-        .expect("admin usage");
-    assert_eq!(refused.status(), 403);
+    let (status, _) = app.api().get("/admin/usage", ALICE).await;
+    assert_eq!(status, 403);
     app.stop().await;
 }

@@ -112,11 +112,12 @@ async fn acknowledged_writes_survive_kill_9_and_partial_ones_never_show() {
             }
         }));
     }
-    // Let a good number of writes land, then pull the plug mid-stream.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while acked.lock().expect("lock").len() < 300 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    // Let a good number of writes land (or a minute pass), then pull the
+    // plug mid-stream.
+    let _ = poll_for(Duration::from_secs(60), || async {
+        (acked.lock().expect("lock").len() >= 300).then_some(())
+    })
+    .await;
     server.child.kill().expect("kill -9");
     server.child.wait().expect("reap");
     for writer in writers {
@@ -177,8 +178,8 @@ async fn acknowledged_writes_survive_kill_9_and_partial_ones_never_show() {
         }
     }
     // The start-up sweep (grace 0) leaves exactly the blobs that rows use.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
+    let what = "only blob-backed objects keep blob files";
+    poll_within(Duration::from_secs(30), what, || async {
         let files: usize = std::fs::read_dir(data_dir.path().join("blobs"))
             .expect("blobs")
             .map(|d| {
@@ -188,14 +189,14 @@ async fn acknowledged_writes_survive_kill_9_and_partial_ones_never_show() {
             })
             .sum();
         if files == blob_backed {
-            break;
+            Ok(())
+        } else {
+            Err(format!(
+                "{files} blob files for {blob_backed} blob-backed objects"
+            ))
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{files} blob files for {blob_backed} blob-backed objects"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await;
     server.child.kill().expect("stop");
     let _ = server.child.wait();
 }
@@ -203,23 +204,15 @@ async fn acknowledged_writes_survive_kill_9_and_partial_ones_never_show() {
 /// A pool's contributions as a server reports them: (member, name) to
 /// (sha256, key).
 async fn listed_contributions(web: &str) -> HashMap<(String, String), (String, String)> {
-    let http = reqwest::Client::new();
+    let api = ApiClient::at(web);
     let mut all = HashMap::new();
     let mut cursor: Option<String> = None;
     loop {
-        let mut url = format!("{web}/api/v1/pools/crashpool/contributions?limit=1000");
+        let mut path = "/pools/crashpool/contributions?limit=1000".to_owned();
         if let Some(c) = &cursor {
-            url.push_str(&format!("&cursor={c}"));
+            path.push_str(&format!("&cursor={c}"));
         }
-        let page: serde_json::Value = http
-            .get(url)
-            .basic_auth(ROOT_USER, Some(ROOT_PASSWORD))
-            .send()
-            .await
-            .expect("list")
-            .json()
-            .await
-            .expect("json");
+        let (_, page) = api.get(&path, ROOT).await;
         for c in page["contributions"].as_array().unwrap() {
             all.insert(
                 (
@@ -245,31 +238,18 @@ async fn files_with_a_receipt_survive_kill_9_during_batch_uploads() {
     let data_dir = tempfile::tempdir().expect("tempdir");
     let database_url = test_database_url().await;
     let mut server = start(data_dir.path(), database_url.as_deref(), &[]);
-    let http = reqwest::Client::new();
     let web = server.web_url.clone();
-    let created = http
-        .post(format!("{web}/api/v1/pools"))
-        .basic_auth(ROOT_USER, Some(ROOT_PASSWORD))
-        .json(&serde_json::json!({"name": "crashpool", "window_secs": 86400}))
-        .send()
-        .await
-        .expect("pool");
-    assert_eq!(created.status(), 201);
-    let members: serde_json::Value = http
-        .post(format!("{web}/api/v1/pools/crashpool/members"))
-        .basic_auth(ROOT_USER, Some(ROOT_PASSWORD))
-        .json(&serde_json::json!({"count": 6, "prefix": "m", "role": "contributor"}))
-        .send()
-        .await
-        .expect("members")
-        .json()
-        .await
-        .expect("json");
+    let api = ApiClient::at(&web);
+    let pool = serde_json::json!({"name": "crashpool", "window_secs": 86400});
+    let (status, _) = api.post("/pools", ROOT, pool).await;
+    assert_eq!(status, 201);
+    let members = serde_json::json!({"count": 6, "prefix": "m", "role": "contributor"});
+    let (_, members) = api.post("/pools/crashpool/members", ROOT, members).await;
 
     let receipted: Arc<Mutex<HashMap<(String, String), String>>> = Arc::default();
     let mut senders = Vec::new();
     for member in members.as_array().unwrap().clone() {
-        let (web, receipted) = (web.clone(), receipted.clone());
+        let (api, receipted) = (ApiClient::at(&web), receipted.clone());
         senders.push(tokio::spawn(async move {
             let name = member["name"].as_str().unwrap().to_owned();
             let token = member["token"].as_str().unwrap().to_owned();
@@ -295,9 +275,12 @@ async fn files_with_a_receipt_survive_kill_9_during_batch_uploads() {
                         reqwest::multipart::Part::bytes(data).file_name(file),
                     );
                 }
-                let Ok(response) = reqwest::Client::new()
-                    .post(format!("{web}/api/v1/pools/crashpool/contributions"))
-                    .bearer_auth(&token)
+                let Ok(response) = api
+                    .request(
+                        Caller::Bearer(&token),
+                        "POST",
+                        "/pools/crashpool/contributions",
+                    )
                     .multipart(form)
                     .send()
                     .await
@@ -315,14 +298,10 @@ async fn files_with_a_receipt_survive_kill_9_during_batch_uploads() {
             }
         }));
     }
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while receipted.lock().unwrap().len() < 60 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "uploads make progress"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    poll_within(Duration::from_secs(60), "uploads make progress", || async {
+        (receipted.lock().unwrap().len() >= 60).then_some(())
+    })
+    .await;
     server.child.kill().expect("kill -9");
     let _ = server.child.wait();
     for sender in senders {

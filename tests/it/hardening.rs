@@ -388,7 +388,7 @@ async fn metrics_need_a_credential_unless_made_public() {
         .await
         .expect("m");
     assert_eq!(admin.status(), 200);
-    let api = api_client(&app);
+    let api = app.api();
     api.create_user("plain", "plain-password").await;
     let user = http
         .get(&url)
@@ -441,14 +441,13 @@ async fn unknown_routes_and_methods_answer_json() {
 #[tokio::test]
 async fn json_api_actions_are_audited_in_words_with_their_target() {
     let app = spawn_app().await;
-    let api = api_client(&app);
+    let api = app.api();
     api.create_user("alice", "alice-password").await;
-    let root = (ROOT_USER, ROOT_PASSWORD);
-    api.call(root, "POST", "/buckets", Some(json!({"name": "words"})))
+    api.call(ROOT, "POST", "/buckets", Some(json!({"name": "words"})))
         .await
         .expect_status(201);
     api.call(
-        root,
+        ROOT,
         "PUT",
         "/buckets/words/public",
         Some(json!({"public_read": true})),
@@ -456,16 +455,15 @@ async fn json_api_actions_are_audited_in_words_with_their_target() {
     .await
     .expect_status(204);
     api.call(
-        root,
+        ROOT,
         "PUT",
         "/users/alice/password",
         Some(json!({"password": "alice-password-2"})),
     )
     .await
     .expect_status(204);
-    let put = reqwest::Client::new()
-        .put(app.web_url("/api/v1/buckets/words/objects/dir/a.txt"))
-        .basic_auth(ROOT_USER, Some(ROOT_PASSWORD))
+    let put = api
+        .request(ROOT, "PUT", "/buckets/words/objects/dir/a.txt")
         .body(vec![7u8; 1234])
         .send()
         .await
@@ -474,7 +472,7 @@ async fn json_api_actions_are_audited_in_words_with_their_target() {
 
     let records = poll_until("the API actions are audited", || async {
         let (_, page) = api
-            .call(root, "GET", "/audit?limit=100", None)
+            .call(ROOT, "GET", "/audit?limit=100", None)
             .await
             .into_json();
         let records = page["records"].as_array().cloned().unwrap_or_default();
@@ -499,8 +497,8 @@ async fn json_api_actions_are_audited_in_words_with_their_target() {
 
     // Usage from the JSON API counts under the real bucket.
     let app = app.restart().await;
-    let api = api_client(&app);
-    let (_, usage) = api.call(root, "GET", "/usage", None).await.into_json();
+    let api = app.api();
+    let (_, usage) = api.call(ROOT, "GET", "/usage", None).await.into_json();
     let words = usage["daily"]
         .as_array()
         .expect("daily")
@@ -518,10 +516,9 @@ async fn json_api_actions_are_audited_in_words_with_their_target() {
 #[tokio::test]
 async fn both_ports_follow_one_set_of_rules_for_public_buckets_and_shares() {
     let app = spawn_app().await;
-    let api = api_client(&app);
+    let api = app.api();
     api.create_user("bob", "bob-password").await;
-    let root = (ROOT_USER, ROOT_PASSWORD);
-    api.call(root, "POST", "/buckets", Some(json!({"name": "open"})))
+    api.call(ROOT, "POST", "/buckets", Some(json!({"name": "open"})))
         .await
         .expect_status(201);
     put_bytes(&app.client(), "open", "hello.txt", b"hello".to_vec()).await;
@@ -529,7 +526,7 @@ async fn both_ports_follow_one_set_of_rules_for_public_buckets_and_shares() {
     let anonymous = || http.get(app.web_url("/api/v1/buckets/open/objects/hello.txt"));
     assert_eq!(anonymous().send().await.expect("get").status(), 401);
     api.call(
-        root,
+        ROOT,
         "PUT",
         "/buckets/open/public",
         Some(json!({"public_read": true})),
@@ -547,7 +544,7 @@ async fn both_ports_follow_one_set_of_rules_for_public_buckets_and_shares() {
     assert_eq!(listing.status(), 200);
 
     api.call(
-        root,
+        ROOT,
         "PUT",
         "/buckets/open/grants/bob",
         Some(json!({"level": "read"})),
@@ -555,7 +552,7 @@ async fn both_ports_follow_one_set_of_rules_for_public_buckets_and_shares() {
     .await
     .expect_status(204);
     let (_, detail) = api
-        .call(root, "GET", "/buckets/open", None)
+        .call(ROOT, "GET", "/buckets/open", None)
         .await
         .into_json();
     assert_eq!(detail["public_read"], true, "{detail}");
@@ -569,7 +566,7 @@ async fn both_ports_follow_one_set_of_rules_for_public_buckets_and_shares() {
     // A share link is signed by a key marked as such, which can be revoked.
     let (_, link) = api
         .call(
-            root,
+            ROOT,
             "POST",
             "/buckets/open/share",
             Some(json!({"key": "hello.txt"})),
@@ -578,7 +575,7 @@ async fn both_ports_follow_one_set_of_rules_for_public_buckets_and_shares() {
         .into_json();
     let url = link["url"].as_str().expect("url").to_owned();
     assert_eq!(http.get(&url).send().await.expect("link").status(), 200);
-    let (_, keys) = api.call(root, "GET", "/keys", None).await.into_json();
+    let (_, keys) = api.call(ROOT, "GET", "/keys", None).await.into_json();
     let share_keys: Vec<&Value> = keys
         .as_array()
         .expect("keys")
@@ -589,7 +586,7 @@ async fn both_ports_follow_one_set_of_rules_for_public_buckets_and_shares() {
     assert_eq!(share_keys[0]["read_only"], true);
     assert_eq!(share_keys[0]["buckets"], json!(["open"]));
     let access_key = share_keys[0]["access_key"].as_str().expect("key");
-    api.call(root, "DELETE", &format!("/keys/{access_key}"), None)
+    api.call(ROOT, "DELETE", &format!("/keys/{access_key}"), None)
         .await
         .expect_status(204);
     assert_eq!(

@@ -1,4 +1,6 @@
-//! `spawn_app()` and the clients the tests use.
+//! `spawn_app()` and the clients the tests use: servers on listeners bound
+//! to port 0, the S3 client, the one JSON API client ([`ApiClient`]), and
+//! the one way to wait for something ([`poll_until`] and its kin).
 
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
@@ -7,10 +9,13 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use cistern::config::{Command, parse_from};
 use cistern::startup::Server;
+use serde_json::Value;
 use tokio::sync::oneshot;
 
 pub const ROOT_USER: &str = "testroot";
 pub const ROOT_PASSWORD: &str = "test-root-password";
+/// The root admin's name and password, as an [`ApiClient`] caller.
+pub const ROOT: (&str, &str) = (ROOT_USER, ROOT_PASSWORD);
 
 pub struct TestApp {
     pub s3_addr: SocketAddr,
@@ -33,6 +38,11 @@ impl TestApp {
 
     pub fn client(&self) -> Client {
         client_for(&self.s3_url(), ROOT_USER, ROOT_PASSWORD, None)
+    }
+
+    /// A client of this server's JSON API.
+    pub fn api(&self) -> ApiClient {
+        ApiClient::at(&self.web_url(""))
     }
 
     /// Stops the server the way SIGTERM does and waits for it.
@@ -140,7 +150,10 @@ pub async fn spawn_on(
         ROOT_USER,
         extra,
     );
-    let (server, _) = Server::build(args).await.expect("server builds");
+    let (s3_listener, web_listener) = (loopback_listener().await, loopback_listener().await);
+    let (server, _) = Server::build_on(args, s3_listener, web_listener)
+        .await
+        .expect("server builds");
     let (stop, stopped) = oneshot::channel::<()>();
     let s3_addr = server.s3_addr();
     let web_addr = server.web_addr();
@@ -320,58 +333,104 @@ pub async fn put_bytes(s3: &Client, bucket: &str, key: &str, data: impl Into<Vec
     put.unwrap_or_else(|e| panic!("put {bucket}/{key}: {e:?}"));
 }
 
-/// A loopback port that nothing listens on (it was free a moment ago).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+/// A listener on a loopback port of the system's choosing (port 0): its
+/// port is known only from the listener, and stays taken while it lives.
+pub async fn loopback_listener() -> tokio::net::TcpListener {
+    tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a loopback port")
 }
 
-/// A JSON API client for tests: one call with a user's credentials, and
-/// the status and JSON body of its answer.
+/// A loopback port held by a socket that is bound but not listening: a
+/// connection to it is refused for as long as the socket lives, and
+/// `listen` on the socket later serves that very port (nothing else can
+/// take it in between).
+pub fn unserved_port() -> (tokio::net::TcpSocket, u16) {
+    let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+    socket
+        .bind(([127, 0, 0, 1], 0).into())
+        .expect("a loopback port");
+    let port = socket.local_addr().expect("its address").port();
+    (socket, port)
+}
+
+/// Who makes a JSON API call.
+#[derive(Debug, Clone, Copy)]
+pub enum Caller<'a> {
+    /// A user's name and password, over HTTP Basic.
+    Basic(&'a str, &'a str),
+    /// A bearer token: a pool member's token or a login session.
+    Bearer(&'a str),
+    /// No credentials at all.
+    Anonymous,
+}
+
+impl<'a> From<(&'a str, &'a str)> for Caller<'a> {
+    fn from((name, password): (&'a str, &'a str)) -> Self {
+        Caller::Basic(name, password)
+    }
+}
+
+/// The JSON API client of the tests: a request to a path under `/api/v1`
+/// as a [`Caller`], and the status and JSON body of its answer.
 pub struct ApiClient {
     pub http: reqwest::Client,
+    /// `http://host:port/api/v1`.
     pub base: String,
-}
-
-pub fn api_client(app: &TestApp) -> ApiClient {
-    ApiClient {
-        http: reqwest::Client::new(),
-        base: app.web_url("/api/v1"),
-    }
 }
 
 /// The answer to an [`ApiClient`] call.
 pub struct ApiAnswer {
     pub status: u16,
-    pub body: serde_json::Value,
+    pub body: Value,
 }
 
 impl ApiAnswer {
-    pub fn expect_status(self, status: u16) -> serde_json::Value {
+    pub fn expect_status(self, status: u16) -> Value {
         assert_eq!(self.status, status, "{}", self.body);
         self.body
     }
 
-    pub fn into_json(self) -> (u16, serde_json::Value) {
+    pub fn into_json(self) -> (u16, Value) {
         (self.status, self.body)
     }
 }
 
 impl ApiClient {
-    pub async fn call(
+    /// A client of the JSON API of the server whose web port answers at
+    /// `web_url` (`http://host:port`).
+    pub fn at(web_url: &str) -> Self {
+        ApiClient {
+            http: reqwest::Client::new(),
+            base: format!("{}/api/v1", web_url.trim_end_matches('/')),
+        }
+    }
+
+    /// A request to `path` (under `/api/v1`) with the caller's credentials,
+    /// for what a JSON body does not carry (raw bodies, headers, streams).
+    pub fn request<'a>(
         &self,
-        who: (&str, &str),
+        who: impl Into<Caller<'a>>,
         method: &str,
         path: &str,
-        body: Option<serde_json::Value>,
-    ) -> ApiAnswer {
+    ) -> reqwest::RequestBuilder {
         let method = reqwest::Method::from_bytes(method.as_bytes()).expect("a method");
-        let mut request = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .basic_auth(who.0, Some(who.1));
+        let request = self.http.request(method, format!("{}{path}", self.base));
+        match who.into() {
+            Caller::Basic(name, password) => request.basic_auth(name, Some(password)),
+            Caller::Bearer(token) => request.bearer_auth(token),
+            Caller::Anonymous => request,
+        }
+    }
+
+    pub async fn call<'a>(
+        &self,
+        who: impl Into<Caller<'a>>,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> ApiAnswer {
+        let mut request = self.request(who, method, path);
         if let Some(body) = body {
             request = request.json(&body);
         }
@@ -379,14 +438,40 @@ impl ApiClient {
         let status = response.status().as_u16();
         let text = response.text().await.expect("a body");
         // Not JSON (an empty 204, say): `Null`.
-        let body = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
         ApiAnswer { status, body }
+    }
+
+    pub async fn get<'a>(&self, path: &str, who: impl Into<Caller<'a>>) -> (u16, Value) {
+        self.call(who, "GET", path, None).await.into_json()
+    }
+
+    pub async fn delete<'a>(&self, path: &str, who: impl Into<Caller<'a>>) -> (u16, Value) {
+        self.call(who, "DELETE", path, None).await.into_json()
+    }
+
+    pub async fn post<'a>(
+        &self,
+        path: &str,
+        who: impl Into<Caller<'a>>,
+        body: Value,
+    ) -> (u16, Value) {
+        self.call(who, "POST", path, Some(body)).await.into_json()
+    }
+
+    pub async fn put<'a>(
+        &self,
+        path: &str,
+        who: impl Into<Caller<'a>>,
+        body: Value,
+    ) -> (u16, Value) {
+        self.call(who, "PUT", path, Some(body)).await.into_json()
     }
 
     /// Creates a user as the root admin.
     pub async fn create_user(&self, name: &str, password: &str) {
         self.call(
-            (ROOT_USER, ROOT_PASSWORD),
+            ROOT,
             "POST",
             "/users",
             Some(serde_json::json!({"name": name, "password": password})),
@@ -394,23 +479,90 @@ impl ApiClient {
         .await
         .expect_status(201);
     }
+
+    /// A new access key of `who` (with `body`'s limits): key and secret.
+    pub async fn new_key(&self, who: (&str, &str), body: Value) -> (String, String) {
+        let key = self.call(who, "POST", "/keys", Some(body)).await;
+        let key = key.expect_status(201);
+        (
+            key["access_key"].as_str().expect("key").to_owned(),
+            key["secret_key"].as_str().expect("secret").to_owned(),
+        )
+    }
+
+    /// A login session of the root admin: its bearer token.
+    pub async fn root_session(&self) -> String {
+        let (_, session) = self
+            .post(
+                "/auth/login",
+                ROOT,
+                serde_json::json!({"name": ROOT_USER, "password": ROOT_PASSWORD}),
+            )
+            .await;
+        session["token"].as_str().expect("token").to_owned()
+    }
 }
 
-/// Polls `check` until it returns `Some`, failing after 15 s with `what`.
-pub async fn poll_until<T, F, Fut>(what: &str, mut check: F) -> T
+/// What a check found while polling: the value waited for, or what it saw
+/// instead (told when time runs out).
+pub trait Polled<T> {
+    fn found(self) -> Result<T, String>;
+}
+
+impl<T> Polled<T> for Option<T> {
+    fn found(self) -> Result<T, String> {
+        self.ok_or_else(String::new)
+    }
+}
+
+impl<T, E: std::fmt::Display> Polled<T> for Result<T, E> {
+    fn found(self) -> Result<T, String> {
+        self.map_err(|e| e.to_string())
+    }
+}
+
+/// Runs `check` every 25 ms until it finds what it waits for; `Err` with
+/// what it last saw once `within` has passed.
+pub async fn poll_for<T, R, F, Fut>(within: Duration, mut check: F) -> Result<T, String>
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
+    Fut: std::future::Future<Output = R>,
+    R: Polled<T>,
 {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let deadline = tokio::time::Instant::now() + within;
     loop {
-        if let Some(found) = check().await {
-            return found;
+        let seen = match check().await.found() {
+            Ok(found) => return Ok(found),
+            Err(seen) => seen,
+        };
+        if tokio::time::Instant::now() >= deadline {
+            return Err(seen);
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting until {what}"
-        );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+}
+
+/// Polls `check` until it finds what it waits for, failing after `within`
+/// with `what` and what the check last saw.
+pub async fn poll_within<T, R, F, Fut>(within: Duration, what: &str, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = R>,
+    R: Polled<T>,
+{
+    match poll_for(within, check).await {
+        Ok(found) => found,
+        Err(seen) if seen.is_empty() => panic!("timed out waiting until {what}"),
+        Err(seen) => panic!("timed out waiting until {what}: {seen}"),
+    }
+}
+
+/// Polls `check` until it finds what it waits for, failing after 15 s.
+pub async fn poll_until<T, R, F, Fut>(what: &str, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = R>,
+    R: Polled<T>,
+{
+    poll_within(Duration::from_secs(15), what, check).await
 }

@@ -64,13 +64,9 @@ async fn every_documented_operation_is_routed_and_guarded() {
 #[tokio::test]
 async fn malformed_requests_get_json_errors_and_change_nothing() {
     let app = spawn_app().await;
-    let http = reqwest::Client::new();
+    let api = app.api();
     let send = |request: reqwest::RequestBuilder| async move {
-        let response = request
-            .basic_auth(ROOT_USER, Some(ROOT_PASSWORD))
-            .send()
-            .await
-            .expect("request");
+        let response = request.send().await.expect("request");
         let status = response.status().as_u16();
         let body: Value = response.json().await.expect("a JSON error body");
         (
@@ -79,11 +75,11 @@ async fn malformed_requests_get_json_errors_and_change_nothing() {
             body,
         )
     };
-    let buckets = app.web_url("/api/v1/buckets");
+    let create_bucket = || api.request(ROOT, "POST", "/buckets");
 
-    let (status, code, body) = send(http.post(&buckets).body("{\"name\": ")).await;
+    let (status, code, body) = send(create_bucket().body("{\"name\": ")).await;
     assert_eq!((status, code.as_str()), (422, "invalid_json"), "{body}");
-    let (status, _, body) = send(http.post(&buckets).body("{\"name\": 7}")).await;
+    let (status, _, body) = send(create_bucket().body("{\"name\": 7}")).await;
     assert_eq!(status, 422);
     assert!(
         body["error"]["message"]
@@ -92,7 +88,7 @@ async fn malformed_requests_get_json_errors_and_change_nothing() {
             .contains("string"),
         "{body}"
     );
-    let (status, _, body) = send(http.post(&buckets).body("{\"nmae\": \"x\"}")).await;
+    let (status, _, body) = send(create_bucket().body("{\"nmae\": \"x\"}")).await;
     assert_eq!(status, 422);
     assert!(
         body["error"]["message"].as_str().unwrap().contains("nmae"),
@@ -101,10 +97,10 @@ async fn malformed_requests_get_json_errors_and_change_nothing() {
 
     // A JSON body over the limit is refused without being read to the end.
     let huge = format!("{{\"name\": \"{}\"}}", "a".repeat(2 << 20));
-    let (status, code, _) = send(http.post(&buckets).body(huge)).await;
+    let (status, code, _) = send(create_bucket().body(huge)).await;
     assert_eq!((status, code.as_str()), (413, "too_large"));
 
-    let (status, code, body) = send(http.get(app.web_url("/api/v1/audit?limit=many"))).await;
+    let (status, code, body) = send(api.request(ROOT, "GET", "/audit?limit=many")).await;
     assert_eq!((status, code.as_str()), (400, "invalid_field"));
     assert!(
         body["error"]["message"].as_str().unwrap().contains("limit"),
@@ -112,20 +108,24 @@ async fn malformed_requests_get_json_errors_and_change_nothing() {
     );
 
     let (status, code, _) = send(
-        http.post(app.web_url("/api/v1/buckets/any/objects"))
+        api.request(ROOT, "POST", "/buckets/any/objects")
             .header("content-type", "multipart/form-data"),
     )
     .await;
     assert_eq!((status, code.as_str()), (400, "invalid_field"));
 
     let (status, code, _) = send(
-        http.put(app.web_url("/api/v1/buckets/nobucket/objects/..%2F..%2Fetc%2Fpasswd"))
-            .body("x"),
+        api.request(
+            ROOT,
+            "PUT",
+            "/buckets/nobucket/objects/..%2F..%2Fetc%2Fpasswd",
+        )
+        .body("x"),
     )
     .await;
     assert_eq!((status, code.as_str()), (404, "no_such_bucket"));
 
-    let (status, _, listed) = send(http.get(&buckets)).await;
+    let (status, _, listed) = send(api.request(ROOT, "GET", "/buckets")).await;
     assert_eq!(status, 200);
     assert_eq!(listed, Value::Array(vec![]), "nothing was created");
     app.stop().await;

@@ -163,14 +163,10 @@ async fn shutdown_lets_an_upload_in_flight_finish() {
     feed.send(Ok(vec![1u8; 100_000])).await.expect("first half");
     // Wait until the client has taken the first half off the channel, so
     // the request is under way, then ask the server to stop.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while feed.capacity() < 4 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the upload never started"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    poll_within(Duration::from_secs(10), "the upload starts", || async {
+        (feed.capacity() >= 4).then_some(())
+    })
+    .await;
     let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
         let _ = stopped_tx.send(app.restart().await);

@@ -8,27 +8,12 @@ use serde_json::{Value, json};
 
 use crate::helpers::*;
 
-async fn api(app: &TestApp, method: reqwest::Method, path: &str, body: Value) -> (u16, Value) {
-    let response = reqwest::Client::new()
-        .request(method, app.web_url(path))
-        .basic_auth(ROOT_USER, Some(ROOT_PASSWORD))
-        .json(&body)
-        .send()
-        .await
-        .expect("api");
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
 /// A pool with one contributor, one listener and one processor: tokens.
 async fn pool_with_members(app: &TestApp, pool: &str) -> (String, String, String) {
-    let (status, body) = api(
-        app,
-        reqwest::Method::POST,
-        "/api/v1/pools",
-        json!({"name": pool, "window_secs": 86400}),
-    )
-    .await;
+    let (status, body) = app
+        .api()
+        .post("/pools", ROOT, json!({"name": pool, "window_secs": 86400}))
+        .await;
     assert_eq!(status, 201, "{body}");
     let mut tokens = Vec::new();
     for (name, role) in [
@@ -36,13 +21,14 @@ async fn pool_with_members(app: &TestApp, pool: &str) -> (String, String, String
         ("screen", "listener"),
         ("proc", "processor"),
     ] {
-        let (status, body) = api(
-            app,
-            reqwest::Method::POST,
-            &format!("/api/v1/pools/{pool}/members"),
-            json!({"name": name, "role": role}),
-        )
-        .await;
+        let (status, body) = app
+            .api()
+            .post(
+                &format!("/pools/{pool}/members"),
+                ROOT,
+                json!({"name": name, "role": role}),
+            )
+            .await;
         assert_eq!(status, 201);
         tokens.push(body[0]["token"].as_str().unwrap().to_owned());
     }
@@ -83,13 +69,7 @@ async fn group_now(app: &TestApp, pool: &str) -> (Value, Value) {
 }
 
 async fn newest_group(app: &TestApp, pool: &str) -> Value {
-    let (_, groups) = api(
-        app,
-        reqwest::Method::GET,
-        &format!("/api/v1/pools/{pool}/groups"),
-        json!(null),
-    )
-    .await;
+    let (_, groups) = app.api().get(&format!("/pools/{pool}/groups"), ROOT).await;
     groups[0].clone()
 }
 
@@ -98,13 +78,14 @@ async fn seal_current_group(app: &TestApp, pool: &str) {
         .as_str()
         .expect("a group")
         .to_owned();
-    let (status, _) = api(
-        app,
-        reqwest::Method::POST,
-        &format!("/api/v1/pools/{pool}/groups/{group}/seal"),
-        json!({}),
-    )
-    .await;
+    let (status, _) = app
+        .api()
+        .post(
+            &format!("/pools/{pool}/groups/{group}/seal"),
+            ROOT,
+            json!({}),
+        )
+        .await;
     assert_eq!(status, 204);
 }
 
@@ -119,8 +100,10 @@ async fn push_through_a_spool_process_with_a_command_and_watch_results_arrive() 
     let a = write(work.path(), "a.txt", b"first ");
     let b = write(work.path(), "b.txt", b"second");
 
-    // The server is unreachable: the files wait in the spool.
-    let down = format!("http://127.0.0.1:{}", free_port());
+    // The server is unreachable (its port refuses connections): the files
+    // wait in the spool.
+    let (_held, port) = unserved_port();
+    let down = format!("http://127.0.0.1:{port}");
     let mut push = cistern(
         &down,
         "demo",
@@ -232,19 +215,10 @@ async fn push_through_a_spool_process_with_a_command_and_watch_results_arrive() 
     let output = run(failing(&["--final-exit-code", "3"])).await;
     assert_eq!(output.status.code(), Some(1));
     assert_eq!(group_now(&app, "broken").await, (json!("failed"), json!(2)));
-    let token = {
-        let (_, session) = api(
-            &app,
-            reqwest::Method::POST,
-            "/api/v1/auth/login",
-            json!({"name": ROOT_USER, "password": ROOT_PASSWORD}),
-        )
-        .await;
-        session["token"].as_str().unwrap().to_owned()
-    };
-    let events = reqwest::Client::new()
-        .get(app.web_url("/api/v1/events?pool=broken"))
-        .bearer_auth(&token)
+    let token = app.api().root_session().await;
+    let events = app
+        .api()
+        .request(Caller::Bearer(&token), "GET", "/events?pool=broken")
         .send()
         .await
         .unwrap();
@@ -304,13 +278,10 @@ async fn watch_and_process_stop_with_a_clear_message_when_the_member_is_refused(
 
     // Disabled while watching (or before it connects: the same answer).
     let watcher = watching(&screen);
-    let (status, _) = api(
-        &app,
-        reqwest::Method::POST,
-        "/api/v1/pools/cut/members/screen/disable",
-        json!({}),
-    )
-    .await;
+    let (status, _) = app
+        .api()
+        .post("/pools/cut/members/screen/disable", ROOT, json!({}))
+        .await;
     assert_eq!(status, 204);
     let output = ends_within(watcher, 30).await;
     assert_eq!(output.status.code(), Some(77));
@@ -322,13 +293,10 @@ async fn watch_and_process_stop_with_a_clear_message_when_the_member_is_refused(
     assert_eq!(stderr.matches("error:").count(), 1, "one line: {stderr}");
 
     // Re-keyed: the old token is refused.
-    let (status, _) = api(
-        &app,
-        reqwest::Method::POST,
-        "/api/v1/pools/cut/members/cam/rekey",
-        json!({}),
-    )
-    .await;
+    let (status, _) = app
+        .api()
+        .post("/pools/cut/members/cam/rekey", ROOT, json!({}))
+        .await;
     assert_eq!(status, 200);
     let output = ends_within(watching(&cam), 30).await;
     assert_eq!(output.status.code(), Some(77));

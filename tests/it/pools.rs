@@ -23,45 +23,42 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-/// A JSON call as the root admin (`token: None`) or with a bearer token.
-async fn call(
+/// The pool's newest group, as its owner lists it.
+async fn newest_group(app: &TestApp, pool: &str) -> String {
+    let (_, groups) = app.api().get(&format!("/pools/{pool}/groups"), ROOT).await;
+    groups[0]["group"].as_str().unwrap().to_owned()
+}
+
+/// A processor's claim on the pool's next sealed group (or on the group
+/// that `body` names): the answer's status and body.
+async fn claim_group(app: &TestApp, pool: &str, token: &str, body: Value) -> (u16, Value) {
+    let path = format!("/pools/{pool}/claims");
+    app.api().post(&path, Caller::Bearer(token), body).await
+}
+
+/// Seals a group early as `who`: the answer's status and body.
+async fn seal<'a>(
     app: &TestApp,
-    method: reqwest::Method,
-    path: &str,
-    token: Option<&str>,
-    body: Option<Value>,
+    pool: &str,
+    group: &str,
+    who: impl Into<Caller<'a>>,
 ) -> (u16, Value) {
-    let mut request = reqwest::Client::new().request(method, app.web_url(path));
-    request = match token {
-        Some(token) => request.bearer_auth(token),
-        None => request.basic_auth(ROOT_USER, Some(ROOT_PASSWORD)),
-    };
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.expect("request");
-    let status = response.status().as_u16();
-    let text = response.text().await.expect("body");
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
-
-async fn post(app: &TestApp, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {
-    call(app, reqwest::Method::POST, path, token, Some(body)).await
-}
-
-async fn get(app: &TestApp, path: &str, token: Option<&str>) -> (u16, Value) {
-    call(app, reqwest::Method::GET, path, token, None).await
+    let path = format!("/pools/{pool}/groups/{group}/seal");
+    app.api().post(&path, who, json!({})).await
 }
 
 async fn create_pool(app: &TestApp, body: Value) -> Value {
-    let (status, pool) = post(app, "/api/v1/pools", None, body).await;
+    let (status, pool) = app.api().post("/pools", ROOT, body).await;
     assert_eq!(status, 201, "{pool}");
     pool
 }
 
 /// Member tokens by name.
 async fn add_members(app: &TestApp, pool: &str, body: Value) -> Vec<(String, String)> {
-    let (status, created) = post(app, &format!("/api/v1/pools/{pool}/members"), None, body).await;
+    let (status, created) = app
+        .api()
+        .post(&format!("/pools/{pool}/members"), ROOT, body)
+        .await;
     assert_eq!(status, 201, "{created}");
     created
         .as_array()
@@ -89,9 +86,13 @@ async fn send_batch(
             Part::bytes(data.to_vec()).file_name(name.to_string()),
         );
     }
-    let response = reqwest::Client::new()
-        .post(app.web_url(&format!("/api/v1/pools/{pool}/contributions")))
-        .bearer_auth(token)
+    let response = app
+        .api()
+        .request(
+            Caller::Bearer(token),
+            "POST",
+            &format!("/pools/{pool}/contributions"),
+        )
         .multipart(form)
         .send()
         .await
@@ -109,9 +110,9 @@ async fn read_events(
     last_event_id: Option<i64>,
     enough: impl Fn(&[Value]) -> bool,
 ) -> Vec<Value> {
-    let mut request = reqwest::Client::new()
-        .get(app.web_url(&format!("/api/v1/events{query}")))
-        .bearer_auth(token);
+    let mut request = app
+        .api()
+        .request(Caller::Bearer(token), "GET", &format!("/events{query}"));
     if let Some(id) = last_event_id {
         request = request.header("last-event-id", id.to_string());
     }
@@ -163,9 +164,9 @@ async fn members_contribute_files_with_receipts_and_follow_events() {
         ["cam-1", "cam-2", "cam-3"]
     );
     let listener = add_members(&app, "sky", json!({"name": "screen", "role": "listener"})).await;
-    let csv = reqwest::Client::new()
-        .post(app.web_url("/api/v1/pools/sky/members?format=csv"))
-        .basic_auth(ROOT_USER, Some(ROOT_PASSWORD))
+    let csv = app
+        .api()
+        .request(ROOT, "POST", "/pools/sky/members?format=csv")
         .json(&json!({"count": 2, "prefix": "late-", "role": "listener"}))
         .send()
         .await
@@ -176,13 +177,14 @@ async fn members_contribute_files_with_receipts_and_follow_events() {
         csv.starts_with("name,role,token\nlate-1,listener,cpm_"),
         "{csv}"
     );
-    let (status, taken) = post(
-        &app,
-        "/api/v1/pools/sky/members",
-        None,
-        json!({"name": "cam-1", "role": "listener"}),
-    )
-    .await;
+    let (status, taken) = app
+        .api()
+        .post(
+            "/pools/sky/members",
+            ROOT,
+            json!({"name": "cam-1", "role": "listener"}),
+        )
+        .await;
     assert_eq!(
         (status, taken["error"]["code"].as_str()),
         (409, Some("conflict"))
@@ -231,12 +233,16 @@ async fn members_contribute_files_with_receipts_and_follow_events() {
     assert_eq!(again[0]["contribution"]["id"], first["id"]);
 
     // The raw-body form, from another member.
-    let raw = reqwest::Client::new()
-        .post(app.web_url(&format!(
-            "/api/v1/pools/sky/contributions?name=raw.png&timestamp={}",
-            rfc3339(now)
-        )))
-        .bearer_auth(&cams[1].1)
+    let raw = app
+        .api()
+        .request(
+            Caller::Bearer(&cams[1].1),
+            "POST",
+            &format!(
+                "/pools/sky/contributions?name=raw.png&timestamp={}",
+                rfc3339(now)
+            ),
+        )
         .body(PNG.to_vec())
         .send()
         .await
@@ -245,12 +251,16 @@ async fn members_contribute_files_with_receipts_and_follow_events() {
     assert_eq!(raw["receipts"][0]["status"], "accepted", "{raw}");
 
     // Only contributors contribute; a pool's files are in its bucket.
-    let refused = reqwest::Client::new()
-        .post(app.web_url(&format!(
-            "/api/v1/pools/sky/contributions?name=x.png&timestamp={}",
-            rfc3339(now)
-        )))
-        .bearer_auth(&listener[0].1)
+    let refused = app
+        .api()
+        .request(
+            Caller::Bearer(&listener[0].1),
+            "POST",
+            &format!(
+                "/pools/sky/contributions?name=x.png&timestamp={}",
+                rfc3339(now)
+            ),
+        )
         .body(PNG.to_vec())
         .send()
         .await
@@ -285,20 +295,27 @@ async fn members_contribute_files_with_receipts_and_follow_events() {
     );
 
     // Members see their own contributions; the owner sees all, with counts.
-    let (_, own) = get(&app, "/api/v1/pools/sky/contributions", Some(cam1)).await;
+    let (_, own) = app
+        .api()
+        .get("/pools/sky/contributions", Caller::Bearer(cam1))
+        .await;
     assert_eq!(own["contributions"].as_array().unwrap().len(), 2);
-    let (_, all) = get(&app, "/api/v1/pools/sky/contributions?limit=2", None).await;
+    let (_, all) = app
+        .api()
+        .get("/pools/sky/contributions?limit=2", ROOT)
+        .await;
     assert_eq!(all["contributions"].as_array().unwrap().len(), 2);
     let cursor = all["next_cursor"].as_str().expect("a second page");
-    let (_, rest) = get(
-        &app,
-        &format!("/api/v1/pools/sky/contributions?limit=2&cursor={cursor}"),
-        None,
-    )
-    .await;
+    let (_, rest) = app
+        .api()
+        .get(
+            &format!("/pools/sky/contributions?limit=2&cursor={cursor}"),
+            ROOT,
+        )
+        .await;
     assert_eq!(rest["contributions"].as_array().unwrap().len(), 1);
     assert_eq!(rest["contributions"][0]["member"], "cam-2");
-    let (_, members) = get(&app, "/api/v1/pools/sky/members", None).await;
+    let (_, members) = app.api().get("/pools/sky/members", ROOT).await;
     let count = |name: &str| {
         members
             .as_array()
@@ -311,31 +328,25 @@ async fn members_contribute_files_with_receipts_and_follow_events() {
         (count("cam-1"), count("cam-2"), count("cam-3")),
         (Some(2), Some(1), Some(0))
     );
-    let (status, _) = get(&app, "/api/v1/pools/sky/members", Some(cam1)).await;
+    let (status, _) = app
+        .api()
+        .get("/pools/sky/members", Caller::Bearer(cam1))
+        .await;
     assert_eq!(status, 403, "members do not manage the pool");
 
     // One open group holds the three files; sealing it early closes it.
-    let (_, groups) = get(&app, "/api/v1/pools/sky/groups", Some(cam1)).await;
+    let (_, groups) = app
+        .api()
+        .get("/pools/sky/groups", Caller::Bearer(cam1))
+        .await;
     let group = groups[0]["group"].as_str().unwrap().to_owned();
     assert_eq!(
         (groups[0]["state"].as_str(), groups[0]["files"].as_i64()),
         (Some("open"), Some(3))
     );
-    let (status, _) = post(
-        &app,
-        &format!("/api/v1/pools/sky/groups/{group}/seal"),
-        Some(cam1),
-        json!({}),
-    )
-    .await;
+    let (status, _) = seal(&app, "sky", &group, Caller::Bearer(cam1)).await;
     assert_eq!(status, 403, "a contributor cannot seal");
-    let (status, body) = post(
-        &app,
-        &format!("/api/v1/pools/sky/groups/{group}/seal"),
-        None,
-        json!({}),
-    )
-    .await;
+    let (status, body) = seal(&app, "sky", &group, ROOT).await;
     assert_eq!(status, 204, "{body}");
     let late = send_batch(&app, "sky", cam1, &[("late.png", now - 500, PNG)]).await;
     assert_eq!(
@@ -381,7 +392,7 @@ async fn members_contribute_files_with_receipts_and_follow_events() {
     let owner_view = read_events(
         &app,
         "?pool=sky&after=0",
-        &login(&app).await,
+        &app.api().root_session().await,
         None,
         |seen| seen.len() >= 9,
     )
@@ -389,44 +400,38 @@ async fn members_contribute_files_with_receipts_and_follow_events() {
     assert_eq!(owner_view.len(), 9, "the owner also sees cam-2's receipt");
 
     // A disabled member is refused; a re-keyed one uses its new token only.
-    let (status, _) = post(
-        &app,
-        "/api/v1/pools/sky/members/cam-3/disable",
-        None,
-        json!({}),
-    )
-    .await;
+    let (status, _) = app
+        .api()
+        .post("/pools/sky/members/cam-3/disable", ROOT, json!({}))
+        .await;
     assert_eq!(status, 204);
-    let (status, body) = get(&app, "/api/v1/pools/sky", Some(&cams[2].1)).await;
+    let (status, body) = app
+        .api()
+        .get("/pools/sky", Caller::Bearer(&cams[2].1))
+        .await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (403, Some("account_disabled"))
     );
-    let (status, rekeyed) = post(
-        &app,
-        "/api/v1/pools/sky/members/cam-2/rekey",
-        None,
-        json!({}),
-    )
-    .await;
+    let (status, rekeyed) = app
+        .api()
+        .post("/pools/sky/members/cam-2/rekey", ROOT, json!({}))
+        .await;
     assert_eq!(status, 200);
-    let (status, _) = get(&app, "/api/v1/pools/sky", Some(&cams[1].1)).await;
+    let (status, _) = app
+        .api()
+        .get("/pools/sky", Caller::Bearer(&cams[1].1))
+        .await;
     assert_eq!(status, 401, "the old token is dead");
-    let (status, _) = get(&app, "/api/v1/pools/sky", rekeyed["token"].as_str()).await;
+    let (status, _) = app
+        .api()
+        .get(
+            "/pools/sky",
+            Caller::Bearer(rekeyed["token"].as_str().expect("a token")),
+        )
+        .await;
     assert_eq!(status, 200);
     app.stop().await;
-}
-
-async fn login(app: &TestApp) -> String {
-    let (_, session) = call(
-        app,
-        reqwest::Method::POST,
-        "/api/v1/auth/login",
-        None,
-        Some(json!({"name": ROOT_USER, "password": ROOT_PASSWORD})),
-    )
-    .await;
-    session["token"].as_str().expect("token").to_owned()
 }
 
 fn hex_sha256(data: &[u8]) -> String {
@@ -450,7 +455,10 @@ async fn ten_thousand_members_in_one_call() {
     assert_eq!(members[0].0, "m00001");
     let tokens: std::collections::HashSet<&str> = members.iter().map(|m| m.1.as_str()).collect();
     assert_eq!(tokens.len(), 10_000, "every token differs");
-    let (status, _) = get(&app, "/api/v1/pools/crowd", Some(&members[9_999].1)).await;
+    let (status, _) = app
+        .api()
+        .get("/pools/crowd", Caller::Bearer(&members[9_999].1))
+        .await;
     assert_eq!(status, 200, "the last token works");
     app.stop().await;
 }
@@ -478,7 +486,7 @@ async fn groups_seal_on_time_even_across_a_restart() {
     .await;
     assert_eq!(receipts[0]["status"], "accepted", "{receipts:?}");
     let seal_at = chrono::DateTime::parse_from_rfc3339(
-        get(&app, "/api/v1/pools/late/groups", None).await.1[0]["seals_at"]
+        app.api().get("/pools/late/groups", ROOT).await.1[0]["seals_at"]
             .as_str()
             .unwrap(),
     )
@@ -490,29 +498,24 @@ async fn groups_seal_on_time_even_across_a_restart() {
     let wait = (seal_at - now_ms()).max(0) as u64 + 200;
     tokio::time::sleep(Duration::from_millis(wait)).await;
     let app = spawn_on(data_dir, database_url, &[]).await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (_, groups) = get(&app, "/api/v1/pools/late/groups", None).await;
-        if groups[0]["state"] == "sealed" {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "sealed after the restart: {groups}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    poll_within(
+        Duration::from_secs(10),
+        "sealed after the restart",
+        || async {
+            let (_, groups) = app.api().get("/pools/late/groups", ROOT).await;
+            if groups[0]["state"] == "sealed" {
+                Ok(())
+            } else {
+                Err(groups)
+            }
+        },
+    )
+    .await;
     let events = read_events(&app, "", &cam[0].1, None, |seen| seen.len() >= 2).await;
     assert_eq!(events[1]["kind"], "group.sealed");
     // Claimable after the restart as well.
     let processor = add_members(&app, "late", json!({"name": "proc", "role": "processor"})).await;
-    let (status, claim) = post(
-        &app,
-        "/api/v1/pools/late/claims",
-        Some(&processor[0].1),
-        json!({}),
-    )
-    .await;
+    let (status, claim) = claim_group(&app, "late", &processor[0].1, json!({})).await;
     assert_eq!(status, 200, "{claim}");
     assert_eq!(claim["manifest"]["files"].as_array().unwrap().len(), 1);
     app.stop().await;
@@ -548,11 +551,13 @@ async fn put_result(
     lease: &str,
     data: Vec<u8>,
 ) -> (u16, Value) {
-    let response = reqwest::Client::new()
-        .put(app.web_url(&format!(
-            "/api/v1/pools/lab/groups/{group}/result?lease={lease}"
-        )))
-        .bearer_auth(token)
+    let response = app
+        .api()
+        .request(
+            Caller::Bearer(token),
+            "PUT",
+            &format!("/pools/lab/groups/{group}/result?lease={lease}"),
+        )
         .body(data)
         .send()
         .await
@@ -590,28 +595,15 @@ async fn a_processor_claims_a_group_and_every_member_receives_the_result() {
     .await;
     send_batch(&app, "lab", &cams[1].1, &[("c.txt", now, b"see")]).await;
 
-    let (status, _) = post(&app, "/api/v1/pools/lab/claims", Some(p1), json!({})).await;
+    let (status, _) = claim_group(&app, "lab", p1, json!({})).await;
     assert_eq!(status, 204, "nothing is sealed yet");
-    let (status, _) = post(
-        &app,
-        "/api/v1/pools/lab/claims",
-        Some(&cams[0].1),
-        json!({}),
-    )
-    .await;
+    let (status, _) = claim_group(&app, "lab", &cams[0].1, json!({})).await;
     assert_eq!(status, 403, "contributors do not claim");
-    let (_, groups) = get(&app, "/api/v1/pools/lab/groups", None).await;
-    let group = groups[0]["group"].as_str().unwrap().to_owned();
-    let (status, _) = post(
-        &app,
-        &format!("/api/v1/pools/lab/groups/{group}/seal"),
-        Some(p1),
-        json!({}),
-    )
-    .await;
+    let group = newest_group(&app, "lab").await;
+    let (status, _) = seal(&app, "lab", &group, Caller::Bearer(p1)).await;
     assert_eq!(status, 204, "a processor may seal early");
 
-    let (status, claim) = post(&app, "/api/v1/pools/lab/claims", Some(p1), json!({})).await;
+    let (status, claim) = claim_group(&app, "lab", p1, json!({})).await;
     assert_eq!(status, 200, "{claim}");
     assert_eq!(claim["group"]["state"], "processing");
     assert_eq!(claim["group"]["attempts"], 1);
@@ -625,15 +617,9 @@ async fn a_processor_claims_a_group_and_every_member_receives_the_result() {
             .collect::<Vec<_>>(),
         ["cam-1", "cam-1", "cam-2"]
     );
-    let (status, _) = post(&app, "/api/v1/pools/lab/claims", Some(p2), json!({})).await;
+    let (status, _) = claim_group(&app, "lab", p2, json!({})).await;
     assert_eq!(status, 204, "the group is taken");
-    let (status, _) = post(
-        &app,
-        "/api/v1/pools/lab/claims",
-        Some(p2),
-        json!({"group": group}),
-    )
-    .await;
+    let (status, _) = claim_group(&app, "lab", p2, json!({"group": group})).await;
     assert_eq!(status, 409, "two processors never hold the same group");
 
     // One file at a time, or the whole group as a tar.
@@ -673,16 +659,20 @@ async fn a_processor_claims_a_group_and_every_member_receives_the_result() {
     assert_eq!(status, 403, "listeners do not read the group's files");
 
     // The lease is renewed by its holder only.
-    let renew = format!("/api/v1/pools/lab/groups/{group}/lease");
-    let (status, _) = post(&app, &renew, Some(p1), json!({"lease_id": "not-it"})).await;
+    let renew = format!("/pools/lab/groups/{group}/lease");
+    let (status, _) = app
+        .api()
+        .post(&renew, Caller::Bearer(p1), json!({"lease_id": "not-it"}))
+        .await;
     assert_eq!(status, 409);
-    let (status, renewed) = post(
-        &app,
-        &renew,
-        Some(p1),
-        json!({"lease_id": lease, "lease_secs": 600}),
-    )
-    .await;
+    let (status, renewed) = app
+        .api()
+        .post(
+            &renew,
+            Caller::Bearer(p1),
+            json!({"lease_id": lease, "lease_secs": 600}),
+        )
+        .await;
     assert_eq!(status, 200, "{renewed}");
 
     let latest = "/api/v1/pools/lab/results/latest";
@@ -712,7 +702,7 @@ async fn a_processor_claims_a_group_and_every_member_receives_the_result() {
     assert!(bytes == result, "the result arrives whole");
     let (status, _, _) = fetch(&app, latest, &screen[0].1, Some(&etag)).await;
     assert_eq!(status, 304);
-    let (_, deliveries) = get(&app, "/api/v1/pools/lab/deliveries", None).await;
+    let (_, deliveries) = app.api().get("/pools/lab/deliveries", ROOT).await;
     assert_eq!(deliveries["group"], group.as_str());
     assert_eq!(deliveries["fetched"], json!(["screen"]));
     assert_eq!(deliveries["missing"], json!(["cam-1", "cam-2"]));
@@ -724,7 +714,7 @@ async fn a_processor_claims_a_group_and_every_member_receives_the_result() {
     )
     .await;
     assert_eq!(status, 200);
-    let (_, deliveries) = get(&app, "/api/v1/pools/lab/deliveries", None).await;
+    let (_, deliveries) = app.api().get("/pools/lab/deliveries", ROOT).await;
     assert_eq!(deliveries["missing"], json!(["cam-2"]));
     assert_eq!(
         body_bytes(
@@ -745,18 +735,16 @@ async fn a_processor_claims_a_group_and_every_member_receives_the_result() {
 }
 
 async fn wait_for_state(app: &TestApp, state: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (_, groups) = get(app, "/api/v1/pools/lab/groups", None).await;
+    let what = format!("the group becomes {state}");
+    poll_within(Duration::from_secs(10), &what, || async {
+        let (_, groups) = app.api().get("/pools/lab/groups", ROOT).await;
         if groups[0]["state"] == state {
-            return groups[0].clone();
+            Ok(groups[0].clone())
+        } else {
+            Err(groups)
         }
-        assert!(
-            Instant::now() < deadline,
-            "group never became {state}: {groups}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await
 }
 
 /// The pool "lab" with a contributor and two processors, and its one group
@@ -771,15 +759,8 @@ async fn sealed_lab_group(app: &TestApp) -> (String, String, String) {
     )
     .await;
     send_batch(app, "lab", &cam[0].1, &[("a.png", now_ms(), PNG)]).await;
-    let (_, groups) = get(app, "/api/v1/pools/lab/groups", None).await;
-    let group = groups[0]["group"].as_str().unwrap().to_owned();
-    let (status, _) = post(
-        app,
-        &format!("/api/v1/pools/lab/groups/{group}/seal"),
-        None,
-        json!({}),
-    )
-    .await;
+    let group = newest_group(app, "lab").await;
+    let (status, _) = seal(app, "lab", &group, ROOT).await;
     assert_eq!(status, 204);
     (procs[0].1.clone(), procs[1].1.clone(), group)
 }
@@ -791,22 +772,10 @@ async fn lapsed_leases_return_the_group_and_three_lapses_fail_it() {
 
     // proc-1 dies mid-work: its lease lapses, proc-2 takes over, and
     // proc-1's late result is refused.
-    let (_, first) = post(
-        &app,
-        "/api/v1/pools/lab/claims",
-        Some(&p1),
-        json!({"lease_secs": 1}),
-    )
-    .await;
+    let (_, first) = claim_group(&app, "lab", &p1, json!({"lease_secs": 1})).await;
     let sealed = wait_for_state(&app, "sealed").await;
     assert_eq!(sealed["attempts"], 1);
-    let (status, second) = post(
-        &app,
-        "/api/v1/pools/lab/claims",
-        Some(&p2),
-        json!({"lease_secs": 1}),
-    )
-    .await;
+    let (status, second) = claim_group(&app, "lab", &p2, json!({"lease_secs": 1})).await;
     assert_eq!(
         (status, second["group"]["attempts"].as_i64()),
         (200, Some(2))
@@ -821,34 +790,33 @@ async fn lapsed_leases_return_the_group_and_three_lapses_fail_it() {
     .await;
     assert_eq!(status, 409);
     wait_for_state(&app, "sealed").await;
-    let (status, _) = post(
-        &app,
-        "/api/v1/pools/lab/claims",
-        Some(&p2),
-        json!({"lease_secs": 1}),
-    )
-    .await;
+    let (status, _) = claim_group(&app, "lab", &p2, json!({"lease_secs": 1})).await;
     assert_eq!(status, 200);
     let failed = wait_for_state(&app, "failed").await;
     assert_eq!(failed["attempts"], 3);
 
     // The owner reopens it with fresh attempts.
-    let (status, _) = post(
-        &app,
-        &format!("/api/v1/pools/lab/groups/{group}/reopen"),
-        None,
-        json!({}),
-    )
-    .await;
+    let (status, _) = app
+        .api()
+        .post(
+            &format!("/pools/lab/groups/{group}/reopen"),
+            ROOT,
+            json!({}),
+        )
+        .await;
     assert_eq!(status, 204);
-    let (_, claim) = post(&app, "/api/v1/pools/lab/claims", Some(&p1), json!({})).await;
+    let (_, claim) = claim_group(&app, "lab", &p1, json!({})).await;
     assert_eq!(
         claim["group"]["attempts"], 1,
         "a reopened group has fresh attempts"
     );
-    let events = read_events(&app, "?pool=lab", &login(&app).await, None, |seen| {
-        seen.iter().any(|e| e["kind"] == "group.failed")
-    })
+    let events = read_events(
+        &app,
+        "?pool=lab",
+        &app.api().root_session().await,
+        None,
+        |seen| seen.iter().any(|e| e["kind"] == "group.failed"),
+    )
     .await;
     let lapses: Vec<&Value> = events
         .iter()
@@ -869,13 +837,13 @@ async fn report_failure(
     mut body: Value,
 ) -> (u16, Value) {
     body["lease_id"] = lease.clone();
-    post(
-        app,
-        &format!("/api/v1/pools/lab/groups/{group}/fail"),
-        Some(token),
-        body,
-    )
-    .await
+    app.api()
+        .post(
+            &format!("/pools/lab/groups/{group}/fail"),
+            Caller::Bearer(token),
+            body,
+        )
+        .await
 }
 
 /// A report the server takes: the group's state and attempts after it.
@@ -903,7 +871,7 @@ async fn a_failure_report_is_one_attempt_and_a_final_one_fails_the_group_at_once
 
     // Attempt 1: proc-1 reports a failure; the group is sealed again and
     // its lease is over.
-    let (_, first) = post(&app, "/api/v1/pools/lab/claims", Some(p1), json!({})).await;
+    let (_, first) = claim_group(&app, "lab", p1, json!({})).await;
     let lease = &first["lease_id"];
     let now = reported(
         &app,
@@ -916,25 +884,20 @@ async fn a_failure_report_is_one_attempt_and_a_final_one_fails_the_group_at_once
     assert_eq!(now, ("sealed".to_owned(), 1));
     let (status, _) = report_failure(&app, &group, p1, lease, json!({"reason": "again"})).await;
     assert_eq!(status, 409, "one report per attempt");
-    let (status, _) = post(
-        &app,
-        &format!("/api/v1/pools/lab/groups/{group}/lease"),
-        Some(p1),
-        json!({"lease_id": lease}),
-    )
-    .await;
+    let (status, _) = app
+        .api()
+        .post(
+            &format!("/pools/lab/groups/{group}/lease"),
+            Caller::Bearer(p1),
+            json!({"lease_id": lease}),
+        )
+        .await;
     assert_eq!(status, 409, "the report released the lease");
     let (status, _) = put_result(&app, &group, p1, lease.as_str().unwrap(), b"late".to_vec()).await;
     assert_eq!(status, 409);
 
     // Attempt 2: another processor takes it, and its lease lapses.
-    let (status, second) = post(
-        &app,
-        "/api/v1/pools/lab/claims",
-        Some(p2),
-        json!({"lease_secs": 1}),
-    )
-    .await;
+    let (status, second) = claim_group(&app, "lab", p2, json!({"lease_secs": 1})).await;
     assert_eq!(
         (status, second["group"]["attempts"].as_i64()),
         (200, Some(2)),
@@ -944,7 +907,7 @@ async fn a_failure_report_is_one_attempt_and_a_final_one_fails_the_group_at_once
     assert_eq!(sealed["attempts"], 2);
 
     // Attempt 3: a report after a lapse is the last attempt.
-    let (_, third) = post(&app, "/api/v1/pools/lab/claims", Some(p1), json!({})).await;
+    let (_, third) = claim_group(&app, "lab", p1, json!({})).await;
     assert_eq!(third["group"]["attempts"], 3);
     let now = reported(
         &app,
@@ -955,18 +918,18 @@ async fn a_failure_report_is_one_attempt_and_a_final_one_fails_the_group_at_once
     )
     .await;
     assert_eq!(now, ("failed".to_owned(), 3));
-    let (status, _) = post(&app, "/api/v1/pools/lab/claims", Some(p2), json!({})).await;
+    let (status, _) = claim_group(&app, "lab", p2, json!({})).await;
     assert_eq!(status, 204, "a failed group is not claimed");
 
     // Reopened: a final report fails it at its first attempt.
-    post(
-        &app,
-        &format!("/api/v1/pools/lab/groups/{group}/reopen"),
-        None,
-        json!({}),
-    )
-    .await;
-    let (_, fourth) = post(&app, "/api/v1/pools/lab/claims", Some(p2), json!({})).await;
+    app.api()
+        .post(
+            &format!("/pools/lab/groups/{group}/reopen"),
+            ROOT,
+            json!({}),
+        )
+        .await;
+    let (_, fourth) = claim_group(&app, "lab", p2, json!({})).await;
     let now = reported(
         &app,
         &group,
@@ -1024,12 +987,13 @@ async fn a_failure_report_is_one_attempt_and_a_final_one_fails_the_group_at_once
 /// What a webhook receiver got: (signature header, body).
 type Received = std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>;
 
-async fn webhook_receiver(port: u16, received: Received) {
-    slow_webhook_receiver(port, received, Duration::ZERO).await;
+/// A receiver on `listener` that answers each call at once.
+fn webhook_receiver(listener: tokio::net::TcpListener, received: Received) {
+    slow_webhook_receiver(listener, received, Duration::ZERO);
 }
 
-/// A receiver that takes `delay` to answer each call.
-async fn slow_webhook_receiver(port: u16, received: Received, delay: Duration) {
+/// A receiver on `listener` that takes `delay` to answer each call.
+fn slow_webhook_receiver(listener: tokio::net::TcpListener, received: Received, delay: Duration) {
     let app = axum::Router::new().route(
         "/hook",
         axum::routing::post(
@@ -1044,14 +1008,12 @@ async fn slow_webhook_receiver(port: u16, received: Received, delay: Duration) {
             },
         ),
     );
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-        .await
-        .expect("bind the receiver");
     tokio::spawn(async move { axum::serve(listener, app).await });
 }
 
 async fn attempts(app: &TestApp) -> Vec<Value> {
-    get(app, "/api/v1/pools/hooked/webhook/attempts", None)
+    app.api()
+        .get("/pools/hooked/webhook/attempts", ROOT)
         .await
         .1
         .as_array()
@@ -1062,7 +1024,8 @@ async fn attempts(app: &TestApp) -> Vec<Value> {
 #[tokio::test]
 async fn webhooks_get_every_event_signed_after_the_receiver_was_down() {
     let app = spawn_app_with(&["--webhook-retry-base-ms", "50", "--webhook-allow-private"]).await;
-    let port = free_port();
+    // The receiver's port, held but refusing connections until it listens.
+    let (socket, port) = unserved_port();
     create_pool(
         &app,
         json!({"name": "hooked", "window_secs": 3600, "webhook_url": format!("http://127.0.0.1:{port}/hook"), "webhook_secret": "s3cret"}),
@@ -1075,22 +1038,15 @@ async fn webhooks_get_every_event_signed_after_the_receiver_was_down() {
     )
     .await;
     send_batch(&app, "hooked", &cam[0].1, &[("a.png", now_ms(), PNG)]).await;
-    let (_, groups) = get(&app, "/api/v1/pools/hooked/groups", None).await;
-    let group = groups[0]["group"].as_str().unwrap().to_owned();
-    post(
-        &app,
-        &format!("/api/v1/pools/hooked/groups/{group}/seal"),
-        None,
-        json!({}),
-    )
-    .await;
+    let group = newest_group(&app, "hooked").await;
+    seal(&app, "hooked", &group, ROOT).await;
 
     // Nothing listens yet: attempts fail and are recorded.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while attempts(&app).await.len() < 3 {
-        assert!(Instant::now() < deadline, "attempts are made and recorded");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let what = "attempts are made and recorded";
+    poll_within(Duration::from_secs(10), what, || async {
+        (attempts(&app).await.len() >= 3).then_some(())
+    })
+    .await;
     let failed = attempts(&app).await;
     assert!(
         failed
@@ -1100,16 +1056,14 @@ async fn webhooks_get_every_event_signed_after_the_receiver_was_down() {
 
     // The receiver comes up: every event arrives, in order, signed.
     let received = Received::default();
-    webhook_receiver(port, received.clone()).await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while received.lock().unwrap().len() < 2 {
-        assert!(
-            Instant::now() < deadline,
-            "both events delivered: {:?}",
-            attempts(&app).await
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    webhook_receiver(socket.listen(64).expect("listen"), received.clone());
+    poll_within(Duration::from_secs(20), "both events delivered", || async {
+        if received.lock().unwrap().len() >= 2 {
+            return Ok(());
+        }
+        Err(format!("{:?}", attempts(&app).await))
+    })
+    .await;
     let got = received.lock().unwrap().clone();
     let bodies: Vec<Value> = got
         .iter()
@@ -1150,9 +1104,10 @@ async fn webhooks_get_every_event_signed_after_the_receiver_was_down() {
 #[tokio::test]
 async fn webhooks_do_not_reach_private_addresses_unless_allowed() {
     let app = spawn_app_with(&["--webhook-retry-base-ms", "50"]).await;
-    let port = free_port();
+    let listener = loopback_listener().await;
+    let port = listener.local_addr().expect("address").port();
     let received = Received::default();
-    webhook_receiver(port, received.clone()).await;
+    webhook_receiver(listener, received.clone());
     // An address, and a name that resolves to loopback only.
     for (pool, host) in [("direct", "127.0.0.1"), ("named", "localhost")] {
         create_pool(
@@ -1167,20 +1122,16 @@ async fn webhooks_do_not_reach_private_addresses_unless_allowed() {
         ("direct", "127.0.0.1 is not a public address"),
         ("named", "localhost has no public address"),
     ] {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let tried = loop {
-            let (_, tried) = get(
-                &app,
-                &format!("/api/v1/pools/{pool}/webhook/attempts"),
-                None,
-            )
-            .await;
+        let path = format!("/pools/{pool}/webhook/attempts");
+        let tried = poll_within(Duration::from_secs(10), "attempts are recorded", || async {
+            let (_, tried) = app.api().get(&path, ROOT).await;
             if tried.as_array().is_some_and(|a| a.len() >= 2) {
-                break tried;
+                Ok(tried)
+            } else {
+                Err(tried)
             }
-            assert!(Instant::now() < deadline, "attempts are recorded: {tried}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
+        })
+        .await;
         for attempt in tried.as_array().unwrap() {
             assert_eq!(attempt["delivered"], false);
             let error = attempt["error"].as_str().unwrap();
@@ -1243,15 +1194,8 @@ async fn events_also_come_over_a_websocket_and_resume() {
     let mut socket = websocket(&app, &cam[0].1, None).await;
     let first = next_event(&mut socket).await;
     assert_eq!(first["kind"], "contribution.accepted");
-    let (_, groups) = get(&app, "/api/v1/pools/ws/groups", None).await;
-    let group = groups[0]["group"].as_str().unwrap().to_owned();
-    post(
-        &app,
-        &format!("/api/v1/pools/ws/groups/{group}/seal"),
-        None,
-        json!({}),
-    )
-    .await;
+    let group = newest_group(&app, "ws").await;
+    seal(&app, "ws", &group, ROOT).await;
     assert_eq!(
         next_event(&mut socket).await["kind"],
         "group.sealed",
@@ -1272,21 +1216,18 @@ async fn a_member_disabled_mid_stream_hears_no_more_and_sends_no_more() {
     let app = spawn_app().await;
     create_pool(&app, json!({"name": "cut", "window_secs": 3600})).await;
     let cam = add_members(&app, "cut", json!({"name": "cam", "role": "contributor"})).await;
-    let response = reqwest::Client::new()
-        .get(app.web_url("/api/v1/events"))
-        .bearer_auth(&cam[0].1)
+    let response = app
+        .api()
+        .request(Caller::Bearer(&cam[0].1), "GET", "/events")
         .send()
         .await
         .expect("events");
     let mut stream = response.bytes_stream();
     send_batch(&app, "cut", &cam[0].1, &[("a.png", now_ms(), PNG)]).await;
-    let (status, _) = post(
-        &app,
-        "/api/v1/pools/cut/members/cam/disable",
-        None,
-        json!({}),
-    )
-    .await;
+    let (status, _) = app
+        .api()
+        .post("/pools/cut/members/cam/disable", ROOT, json!({}))
+        .await;
     assert_eq!(status, 204);
     // The stream delivers what came before and then ends.
     let mut text = String::new();
@@ -1300,7 +1241,7 @@ async fn a_member_disabled_mid_stream_hears_no_more_and_sends_no_more() {
     assert!(text.contains("contribution.accepted"), "{text}");
     assert!(text.contains("event: member.disabled"), "told why: {text}");
     // The owner sees the change among the pool's events.
-    let owner = login(&app).await;
+    let owner = app.api().root_session().await;
     let seen = read_events(&app, "?pool=cut", &owner, None, |events| {
         events.iter().any(|e| e["kind"] == "member.disabled")
     })
@@ -1310,18 +1251,22 @@ async fn a_member_disabled_mid_stream_hears_no_more_and_sends_no_more() {
         .find(|e| e["kind"] == "member.disabled")
         .unwrap();
     assert_eq!(change["data"]["member"], "cam");
-    let response = reqwest::Client::new()
-        .post(app.web_url(&format!(
-            "/api/v1/pools/cut/contributions?name=b.png&timestamp={}",
-            rfc3339(now_ms())
-        )))
-        .bearer_auth(&cam[0].1)
+    let response = app
+        .api()
+        .request(
+            Caller::Bearer(&cam[0].1),
+            "POST",
+            &format!(
+                "/pools/cut/contributions?name=b.png&timestamp={}",
+                rfc3339(now_ms())
+            ),
+        )
         .body(PNG.to_vec())
         .send()
         .await
         .expect("send");
     assert_eq!(response.status(), 403);
-    let (_, mine) = get(&app, "/api/v1/pools/cut/contributions", None).await;
+    let (_, mine) = app.api().get("/pools/cut/contributions", ROOT).await;
     assert_eq!(
         mine["contributions"].as_array().unwrap().len(),
         1,
@@ -1347,28 +1292,19 @@ async fn retention_forgets_finished_groups_with_their_files_and_events() {
         &[("a.png", now_ms(), PNG), ("b.txt", now_ms(), b"words")],
     )
     .await;
-    let (_, groups) = get(&app, "/api/v1/pools/old/groups", None).await;
-    let group = groups[0]["group"].as_str().unwrap().to_owned();
-    post(
-        &app,
-        &format!("/api/v1/pools/old/groups/{group}/seal"),
-        None,
-        json!({}),
-    )
-    .await;
-    let (_, claim) = post(
-        &app,
-        "/api/v1/pools/old/claims",
-        Some(&processor[0].1),
-        json!({}),
-    )
-    .await;
-    let response = reqwest::Client::new()
-        .put(app.web_url(&format!(
-            "/api/v1/pools/old/groups/{group}/result?lease={}",
-            claim["lease_id"].as_str().unwrap()
-        )))
-        .bearer_auth(&processor[0].1)
+    let group = newest_group(&app, "old").await;
+    seal(&app, "old", &group, ROOT).await;
+    let (_, claim) = claim_group(&app, "old", &processor[0].1, json!({})).await;
+    let response = app
+        .api()
+        .request(
+            Caller::Bearer(&processor[0].1),
+            "PUT",
+            &format!(
+                "/pools/old/groups/{group}/result?lease={}",
+                claim["lease_id"].as_str().unwrap()
+            ),
+        )
         .body(b"result".to_vec())
         .send()
         .await
@@ -1401,9 +1337,9 @@ async fn retention_forgets_finished_groups_with_their_files_and_events() {
         .await
         .unwrap();
     assert_eq!(objects(app.client()).await, 0);
-    let (_, groups) = get(&app, "/api/v1/pools/old/groups", None).await;
+    let (_, groups) = app.api().get("/pools/old/groups", ROOT).await;
     assert_eq!(groups, json!([]));
-    let (_, contributions) = get(&app, "/api/v1/pools/old/contributions", None).await;
+    let (_, contributions) = app.api().get("/pools/old/contributions", ROOT).await;
     assert_eq!(contributions["contributions"], json!([]));
     assert!(
         app.store
@@ -1425,35 +1361,29 @@ async fn a_rekeyed_member_stream_ends_even_while_events_flow() {
         json!({"count": 2, "prefix": "cam-", "role": "contributor"}),
     )
     .await;
-    let response = reqwest::Client::new()
-        .get(app.web_url("/api/v1/events"))
-        .bearer_auth(&cams[0].1)
+    let response = app
+        .api()
+        .request(Caller::Bearer(&cams[0].1), "GET", "/events")
         .send()
         .await
         .expect("events");
     let mut stream = response.bytes_stream();
-    let (status, _) = post(
-        &app,
-        "/api/v1/pools/busy/members/cam-1/rekey",
-        None,
-        json!({}),
-    )
-    .await;
+    let (status, _) = app
+        .api()
+        .post("/pools/busy/members/cam-1/rekey", ROOT, json!({}))
+        .await;
     assert_eq!(status, 200);
     // Another member keeps the pool busy while the old token's stream runs.
     let busy = {
-        let (app_url, token) = (
-            app.web_url("/api/v1/pools/busy/contributions"),
-            cams[1].1.clone(),
-        );
+        let (api, token) = (app.api(), cams[1].1.clone());
         tokio::spawn(async move {
             for i in 0..200 {
-                let _ = reqwest::Client::new()
-                    .post(format!(
-                        "{app_url}?name=f{i}.txt&timestamp={}",
-                        rfc3339(now_ms())
-                    ))
-                    .bearer_auth(&token)
+                let path = format!(
+                    "/pools/busy/contributions?name=f{i}.txt&timestamp={}",
+                    rfc3339(now_ms())
+                );
+                let _ = api
+                    .request(Caller::Bearer(&token), "POST", &path)
                     .body("words")
                     .send()
                     .await;
@@ -1495,14 +1425,11 @@ async fn nodes_sharing_a_database_never_both_claim_a_group() {
         )
         .await;
         send_batch(&node_a, &pool, &cam[0].1, &[("a.png", now_ms(), PNG)]).await;
-        let (_, groups) = get(&node_a, &format!("/api/v1/pools/{pool}/groups"), None).await;
-        let group = groups[0]["group"].as_str().unwrap().to_owned();
-        let path = format!("/api/v1/pools/{pool}/groups/{group}/seal");
-        assert_eq!(post(&node_a, &path, None, json!({})).await.0, 204);
-        let claims = format!("/api/v1/pools/{pool}/claims");
+        let group = newest_group(&node_a, &pool).await;
+        assert_eq!(seal(&node_a, &pool, &group, ROOT).await.0, 204);
         let (on_a, on_b) = tokio::join!(
-            post(&node_a, &claims, Some(&workers[0].1), json!({})),
-            post(&node_b, &claims, Some(&workers[1].1), json!({})),
+            claim_group(&node_a, &pool, &workers[0].1, json!({})),
+            claim_group(&node_b, &pool, &workers[1].1, json!({})),
         );
         let won: Vec<&(u16, Value)> = [&on_a, &on_b]
             .into_iter()
@@ -1518,7 +1445,10 @@ async fn nodes_sharing_a_database_never_both_claim_a_group() {
             lost.0, 204,
             "round {round}: the other finds nothing to claim"
         );
-        let (_, group_now) = get(&node_b, &format!("/api/v1/pools/{pool}/groups"), None).await;
+        let (_, group_now) = node_b
+            .api()
+            .get(&format!("/pools/{pool}/groups"), ROOT)
+            .await;
         assert_eq!(group_now[0]["state"], "processing");
         assert_eq!(
             group_now[0]["attempts"], 1,
@@ -1537,10 +1467,11 @@ async fn nodes_sharing_a_database_take_turns_at_a_webhook() {
         node_a.stop().await;
         return;
     };
-    let port = free_port();
+    let listener = loopback_listener().await;
+    let port = listener.local_addr().expect("address").port();
     let received = Received::default();
     // Slow enough that the other node would look while a call is under way.
-    slow_webhook_receiver(port, received.clone(), Duration::from_millis(1500)).await;
+    slow_webhook_receiver(listener, received.clone(), Duration::from_millis(1500));
     create_pool(
         &node_a,
         json!({"name": "hooked", "window_secs": 3600, "webhook_url": format!("http://127.0.0.1:{port}/hook")}),
@@ -1562,25 +1493,42 @@ async fn nodes_sharing_a_database_take_turns_at_a_webhook() {
         )
         .await;
     }
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while received.lock().unwrap().len() < 4 {
-        assert!(Instant::now() < deadline, "every event delivered");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    // Both nodes look at the webhook about once a second; give the other
-    // two rounds to (wrongly) deliver again.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    let ids: Vec<i64> = received
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(_, body)| {
-            serde_json::from_str::<Value>(body).unwrap()["id"]
-                .as_i64()
-                .unwrap()
-        })
-        .collect();
-    assert_eq!(ids.len(), 4, "each event once: {ids:?}");
+    let delivered = || -> Vec<Value> {
+        let received = received.lock().unwrap();
+        let bodies = received.iter().map(|(_, body)| serde_json::from_str(body));
+        bodies.collect::<Result<_, _>>().unwrap()
+    };
+    poll_within(Duration::from_secs(20), "every event delivered", || async {
+        (delivered().len() >= 4).then_some(())
+    })
+    .await;
+    // A node that wrongly delivers an event again does so while that event
+    // is still the webhook's next one, and the webhook moves past an event
+    // only once it is recorded delivered: a repeat reaches the receiver
+    // before any later event. So a later event, once it arrives, shows that
+    // no repeat came.
+    send_batch(
+        &node_b,
+        "hooked",
+        &cam[0].1,
+        &[("later.png", now_ms(), PNG)],
+    )
+    .await;
+    let events = poll_within(
+        Duration::from_secs(20),
+        "the later event delivered",
+        || async {
+            let events = delivered();
+            if events.iter().any(|e| e["data"]["name"] == "later.png") {
+                Ok(events)
+            } else {
+                Err(format!("{} events so far", events.len()))
+            }
+        },
+    )
+    .await;
+    let ids: Vec<i64> = events.iter().map(|e| e["id"].as_i64().unwrap()).collect();
+    assert_eq!(ids.len(), 5, "each event once: {ids:?}");
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "in order: {ids:?}");
     node_b.stop().await;
     node_a.stop().await;
@@ -1601,12 +1549,16 @@ async fn member_traffic_counts_in_the_owners_usage_on_the_pool_bucket() {
     file.resize(200_000, 7);
     let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
         file.chunks(50_000).map(|c| Ok(c.to_vec())).collect();
-    let response = reqwest::Client::new()
-        .post(app.web_url(&format!(
-            "/api/v1/pools/billed/contributions?name=big.png&timestamp={}",
-            rfc3339(now_ms())
-        )))
-        .bearer_auth(&cam[0].1)
+    let response = app
+        .api()
+        .request(
+            Caller::Bearer(&cam[0].1),
+            "POST",
+            &format!(
+                "/pools/billed/contributions?name=big.png&timestamp={}",
+                rfc3339(now_ms())
+            ),
+        )
         .body(reqwest::Body::wrap_stream(futures::stream::iter(chunks)))
         .send()
         .await
@@ -1617,7 +1569,7 @@ async fn member_traffic_counts_in_the_owners_usage_on_the_pool_bucket() {
 
     // Stopping flushes the audit queue.
     let app = app.restart().await;
-    let (_, usage) = get(&app, "/api/v1/usage", None).await;
+    let (_, usage) = app.api().get("/usage", ROOT).await;
     let pool_rows: Vec<&Value> = usage["daily"]
         .as_array()
         .expect("daily")
@@ -1627,7 +1579,7 @@ async fn member_traffic_counts_in_the_owners_usage_on_the_pool_bucket() {
     assert_eq!(pool_rows.len(), 1, "{usage}");
     assert_eq!(pool_rows[0]["bytes_in"], 200_000);
     assert_eq!(pool_rows[0]["requests"], 1);
-    let (_, audit) = get(&app, "/api/v1/audit?actor=billed/cam", None).await;
+    let (_, audit) = app.api().get("/audit?actor=billed/cam", ROOT).await;
     assert!(audit.to_string().contains("contribution.send"), "{audit}");
     app.stop().await;
 }
@@ -1674,15 +1626,15 @@ async fn a_batch_sent_again_after_its_answer_was_lost_is_not_stored_twice() {
     let mut socket = tokio::net::TcpStream::connect(app.web_addr).await.unwrap();
     socket.write_all(head.as_bytes()).await.unwrap();
     socket.write_all(&body).await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let first = loop {
-        let (_, listed) = get(&app, "/api/v1/pools/flaky/contributions", None).await;
+    let first = poll_within(Duration::from_secs(10), "the batch is stored", || async {
+        let (_, listed) = app.api().get("/pools/flaky/contributions", ROOT).await;
         if listed["contributions"].as_array().unwrap().len() == 3 {
-            break listed;
+            Ok(listed)
+        } else {
+            Err(listed)
         }
-        assert!(Instant::now() < deadline, "the batch is stored: {listed}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    })
+    .await;
     drop(socket);
 
     // The client sends the whole batch again: the first receipts come back.
@@ -1707,9 +1659,9 @@ async fn a_batch_sent_again_after_its_answer_was_lost_is_not_stored_twice() {
     first_ids.sort_unstable();
     again_ids.sort_unstable();
     assert_eq!(first_ids, again_ids);
-    let (_, listed) = get(&app, "/api/v1/pools/flaky/contributions", None).await;
+    let (_, listed) = app.api().get("/pools/flaky/contributions", ROOT).await;
     assert_eq!(listed["contributions"].as_array().unwrap().len(), 3);
-    let (_, groups) = get(&app, "/api/v1/pools/flaky/groups", None).await;
+    let (_, groups) = app.api().get("/pools/flaky/groups", ROOT).await;
     assert_eq!(groups[0]["files"], 3, "no second copy counted");
     app.stop().await;
 }

@@ -6,14 +6,8 @@ use serde_json::json;
 use crate::helpers::*;
 
 async fn set_quota(app: &TestApp, path: &str, bytes: Option<i64>) {
-    let response = reqwest::Client::new()
-        .put(app.web_url(path))
-        .basic_auth(ROOT_USER, Some(ROOT_PASSWORD))
-        .json(&json!({ "bytes": bytes }))
-        .send()
-        .await
-        .expect("set quota");
-    assert_eq!(response.status(), 204, "{path}");
+    let (status, _) = app.api().put(path, ROOT, json!({ "bytes": bytes })).await;
+    assert_eq!(status, 204, "{path}");
 }
 
 #[tokio::test]
@@ -27,7 +21,7 @@ async fn quotas_refuse_uploads_that_do_not_fit_even_concurrently() {
             .await
             .expect("bucket");
     }
-    set_quota(&app, "/api/v1/admin/buckets/capped/quota", Some(5_000)).await;
+    set_quota(&app, "/admin/buckets/capped/quota", Some(5_000)).await;
     let too_big = s3
         .put_object()
         .bucket("capped")
@@ -44,9 +38,9 @@ async fn quotas_refuse_uploads_that_do_not_fit_even_concurrently() {
     put_bytes(&s3, "capped", "fits", vec![0u8; 5_000]).await;
 
     // The JSON API refuses with 413 and says which quota and how much is used.
-    let refused = reqwest::Client::new()
-        .put(app.web_url("/api/v1/buckets/capped/objects/more"))
-        .basic_auth(ROOT_USER, Some(ROOT_PASSWORD))
+    let refused = app
+        .api()
+        .request(ROOT, "PUT", "/buckets/capped/objects/more")
         .body(vec![0u8; 10])
         .send()
         .await
@@ -71,7 +65,7 @@ async fn quotas_refuse_uploads_that_do_not_fit_even_concurrently() {
     // The root user's own quota covers both buckets: 5,000 used, 10,000 allowed.
     set_quota(
         &app,
-        &format!("/api/v1/admin/users/{ROOT_USER}/quota"),
+        &format!("/admin/users/{ROOT_USER}/quota"),
         Some(10_000),
     )
     .await;
@@ -127,12 +121,7 @@ async fn quotas_refuse_uploads_that_do_not_fit_even_concurrently() {
         vec![1u8; 10],
     )
     .await;
-    set_quota(
-        &app,
-        &format!("/api/v1/admin/users/{ROOT_USER}/quota"),
-        None,
-    )
-    .await;
+    set_quota(&app, &format!("/admin/users/{ROOT_USER}/quota"), None).await;
     put_bytes(&s3, "roomy", "large", vec![0u8; 200_000]).await;
     app.stop().await;
 }

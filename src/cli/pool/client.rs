@@ -154,3 +154,28 @@ pub(super) async fn save_body(
     }
     Ok(file)
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::word;
+    use crate::model::{GroupState, PoolEventKind, RefusalReason};
+
+    #[test]
+    fn words_this_cli_does_not_know_are_none_not_errors() {
+        assert_eq!(word(&json!("sealed")), Some(GroupState::Sealed));
+        assert_eq!(
+            word(&json!("quota_exceeded")),
+            Some(RefusalReason::QuotaExceeded)
+        );
+        assert_eq!(
+            word(&json!("group.published")),
+            Some(PoolEventKind::GroupPublished)
+        );
+        // A newer server's word, a missing field, a value of another type.
+        assert_eq!(word::<GroupState>(&json!("archived")), None);
+        assert_eq!(word::<RefusalReason>(&serde_json::Value::Null), None);
+        assert_eq!(word::<PoolEventKind>(&json!(7)), None);
+    }
+}
