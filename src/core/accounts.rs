@@ -105,11 +105,11 @@ impl Store {
                 CachedCredentials {
                     fetched: Instant::now(),
                     principal: principal.clone(),
-                    secret: grant.secret.clone(),
+                    secret: grant.secret.expose().to_owned(),
                 },
             );
         }
-        Ok(Some((principal, grant.secret)))
+        Ok(Some((principal, grant.secret.expose().to_owned())))
     }
 
     fn forget_credentials(&self) {
@@ -168,8 +168,8 @@ impl Store {
                 role: Role::Admin,
             },
             access_key: name.to_owned(),
-            secret: password.to_owned(),
-            password_hash,
+            secret: Secret::new(password),
+            password_hash: Secret::new(password_hash),
             now_ms: now_ms(),
         })
         .await
@@ -251,7 +251,7 @@ impl Store {
         let password_hash = self.passwords.hash(password).await?;
         self.change_accounts(Mutation::SetPassword {
             user_id: account.id,
-            password_hash,
+            password_hash: Secret::new(password_hash),
         })
         .await
     }
@@ -298,7 +298,7 @@ impl Store {
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 30]>());
         self.change_accounts(Mutation::CreateKey {
             key: key.clone(),
-            secret: secret.clone(),
+            secret: Secret::new(secret.clone()),
         })
         .await?;
         Ok((key, secret))
@@ -474,7 +474,7 @@ impl Store {
                 && this_bucket
                 && let Some(grant) = self.meta.key_grant(&key.access_key).await?
             {
-                return Ok((key.access_key, grant.secret));
+                return Ok((key.access_key, grant.secret.expose().to_owned()));
             }
         }
         let (key, secret) = self

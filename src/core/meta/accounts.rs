@@ -13,7 +13,7 @@ use super::{MetaError, MetaResult, MetaStore, MutationOutcome};
 #[derive(Debug, Clone)]
 pub struct KeyGrant {
     pub key: KeyRecord,
-    pub secret: String,
+    pub secret: Secret,
     pub user: AccountRecord,
 }
 
@@ -67,7 +67,7 @@ impl MetaStore {
         row.map(|row| -> MetaResult<_> {
             Ok(KeyGrant {
                 key: key_from_row(&row)?,
-                secret: row.try_get("secret")?,
+                secret: Secret::new(row.try_get::<String, _>("secret")?),
                 user: account_from_row(&row)?,
             })
         })

@@ -7,7 +7,7 @@
 
 use super::pools::{PoolMutation, PoolOutcome};
 use super::{AuditRecord, ObjectRecord, PartRecord, UploadRecord, UserRecord};
-use crate::model::{AccountRecord, GrantLevel, KeyRecord, PutCondition};
+use crate::model::{AccountRecord, GrantLevel, KeyRecord, PutCondition, Secret};
 
 /// One change to metadata.
 #[derive(Debug)]
@@ -15,8 +15,8 @@ pub enum Mutation {
     EnsureUser {
         user: UserRecord,
         access_key: String,
-        secret: String,
-        password_hash: String,
+        secret: Secret,
+        password_hash: Secret,
         now_ms: i64,
     },
     CreateBucket {
@@ -68,14 +68,14 @@ pub enum Mutation {
     },
     SetPassword {
         user_id: String,
-        password_hash: String,
+        password_hash: Secret,
     },
     DeleteUser {
         user_id: String,
     },
     CreateKey {
         key: KeyRecord,
-        secret: String,
+        secret: Secret,
     },
     DeleteKey {
         access_key: String,
@@ -86,7 +86,7 @@ pub enum Mutation {
         public_read: bool,
     },
     CreateSession {
-        token_hash: String,
+        token_hash: Secret,
         user_id: String,
         created_ms: i64,
         expires_ms: i64,

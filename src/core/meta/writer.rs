@@ -228,7 +228,17 @@ async fn apply(conn: &mut AnyConnection, mutation: &Mutation) -> MetaResult<Muta
             secret,
             password_hash,
             now_ms,
-        } => accounts::ensure_user(conn, user, access_key, secret, password_hash, *now_ms).await,
+        } => {
+            accounts::ensure_user(
+                conn,
+                user,
+                access_key,
+                secret.expose(),
+                password_hash.expose(),
+                *now_ms,
+            )
+            .await
+        }
         Mutation::CreateBucket {
             name,
             owner_id,
@@ -263,9 +273,11 @@ async fn apply(conn: &mut AnyConnection, mutation: &Mutation) -> MetaResult<Muta
         Mutation::SetPassword {
             user_id,
             password_hash,
-        } => accounts::set_password(conn, user_id, password_hash).await,
+        } => accounts::set_password(conn, user_id, password_hash.expose()).await,
         Mutation::DeleteUser { user_id } => accounts::delete_user(conn, user_id).await,
-        Mutation::CreateKey { key, secret } => accounts::create_key(conn, key, secret).await,
+        Mutation::CreateKey { key, secret } => {
+            accounts::create_key(conn, key, secret.expose()).await
+        }
         Mutation::DeleteKey {
             access_key,
             user_id,
@@ -293,7 +305,10 @@ async fn apply(conn: &mut AnyConnection, mutation: &Mutation) -> MetaResult<Muta
             user_id,
             created_ms,
             expires_ms,
-        } => accounts::create_session(conn, token_hash, user_id, *created_ms, *expires_ms).await,
+        } => {
+            accounts::create_session(conn, token_hash.expose(), user_id, *created_ms, *expires_ms)
+                .await
+        }
         Mutation::RevokeSessions {
             user_id,
             only,
