@@ -216,7 +216,7 @@ impl Store {
         let expires_ms = created_ms + ttl.as_millis() as i64;
         self.meta
             .apply(Mutation::CreateSession {
-                token_hash: token_hash(&token),
+                token_hash: token_hash(&token).into(),
                 user_id: who.user_id.clone(),
                 created_ms,
                 expires_ms,

@@ -99,7 +99,7 @@ async fn users_and_keys(store: MetaStore) {
         MetaError::NoSuchUser
     );
     let grant = store.key_grant("AK-1").await.unwrap().expect("AK-1");
-    assert_eq!(grant.secret, "secret-1");
+    assert_eq!(grant.secret.expose(), "secret-1");
     assert_eq!(grant.user.name, "alice");
     assert!(!grant.key.read_only && grant.key.buckets.is_none());
     let grant = store.key_grant("AK-2").await.unwrap().expect("AK-2");
@@ -290,11 +290,11 @@ async fn ensure_user_keeps_one_key(store: MetaStore) {
         "old key dropped"
     );
     let grant = store.key_grant("RK-2").await.unwrap().expect("RK-2");
-    assert_eq!(grant.secret, "s-2");
+    assert_eq!(grant.secret.expose(), "s-2");
     assert_eq!(grant.user.disabled_ms, None, "ensuring re-enables");
     store.apply(ensure("RK-2", "s-3", "admin")).await.unwrap();
     let grant = store.key_grant("RK-2").await.unwrap().expect("RK-2");
-    assert_eq!(grant.secret, "s-3");
+    assert_eq!(grant.secret.expose(), "s-3");
     assert_eq!(store.count_users().await.unwrap(), 1);
 }
 
