@@ -6,9 +6,9 @@
 use sqlx::AnyConnection;
 
 use super::events::insert_event;
-use super::mutations::PoolOutcome;
 use super::row_lock;
 use super::rows::{CONTRIBUTION_COLUMNS, contribution_from_row};
+use crate::core::meta::mutations::PoolOutcome;
 use crate::core::meta::objects::{BlobRefs, put_object};
 use crate::core::meta::{MetaResult, MutationOutcome, parse_word};
 use crate::model::{

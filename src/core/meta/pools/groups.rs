@@ -8,9 +8,9 @@ use serde_json::json;
 use sqlx::{AnyConnection, Row};
 
 use super::events::insert_event;
-use super::mutations::PoolOutcome;
 use super::row_lock;
 use super::rows::{GROUP_COLUMNS, group_from_row};
+use crate::core::meta::mutations::PoolOutcome;
 use crate::core::meta::objects::{BlobRefs, delete_object, put_object};
 use crate::core::meta::{MetaError, MetaResult, MutationOutcome};
 use crate::model::{

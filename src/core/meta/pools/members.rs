@@ -6,7 +6,7 @@ use serde_json::json;
 use sqlx::{AnyConnection, Row};
 
 use super::events::insert_event;
-use super::mutations::{MemberChange, NewMember};
+use crate::core::meta::mutations::{MemberChange, NewMember};
 use crate::core::meta::{MetaError, MetaResult, MutationOutcome, value_rows};
 use crate::model::{PoolError, PoolEvent};
 

@@ -13,14 +13,13 @@ mod contributions;
 mod events;
 mod groups;
 mod members;
-mod mutations;
 mod reads;
 mod rows;
 
 use sqlx::AnyConnection;
 
 use self::groups::AttemptEnd;
-pub use self::mutations::{MemberChange, NewContribution, NewMember, PoolMutation, PoolOutcome};
+pub use super::mutations::{MemberChange, NewContribution, NewMember, PoolMutation, PoolOutcome};
 use crate::core::meta::objects::create_bucket;
 use crate::core::meta::{MetaResult, MutationOutcome};
 use crate::model::{PoolError, PoolRecord, Secret};

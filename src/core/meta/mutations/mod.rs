@@ -2,10 +2,13 @@
 //! and the writer answers each with a [`MutationOutcome`]. Only types live
 //! here, so the appliers (objects, uploads, accounts, audit, quota, pools)
 //! and the group-commit engine can all name them without naming each other.
-//! The pool changes and their outcomes are declared beside their SQL in
-//! `pools` and carried here as one variant each.
+//! The pool changes and their outcomes are declared in [`pools`] and
+//! carried in [`Mutation`] as one variant each. Nothing here imports an
+//! applier, so dependencies run one way: engine -> appliers -> these types.
 
-use super::pools::{PoolMutation, PoolOutcome};
+mod pools;
+
+pub use self::pools::{MemberChange, NewContribution, NewMember, PoolMutation, PoolOutcome};
 use super::{AuditRecord, ObjectRecord, PartRecord, UploadRecord, UserRecord};
 use crate::model::{AccountRecord, GrantLevel, KeyRecord, PutCondition, Secret};
 
