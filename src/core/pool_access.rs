@@ -84,21 +84,17 @@ impl PoolAccess {
     }
 }
 
-fn has_role(member: &MemberRecord, role: MemberRole) -> bool {
-    member.role == role
-}
-
 /// Whether a caller (a member, or the owner or an admin when `None`) may
 /// act with `intent` on a pool it can see.
 fn permits(intent: PoolIntent, member: Option<&MemberRecord>) -> bool {
     match (intent, member) {
         (PoolIntent::View, _) => true,
         (PoolIntent::Manage, member) => member.is_none(),
-        (PoolIntent::Contribute, Some(m)) => has_role(m, MemberRole::Contributor),
-        (PoolIntent::Process, Some(m)) => has_role(m, MemberRole::Processor),
+        (PoolIntent::Contribute, Some(m)) => m.role == MemberRole::Contributor,
+        (PoolIntent::Process, Some(m)) => m.role == MemberRole::Processor,
         (PoolIntent::Contribute | PoolIntent::Process, None) => false,
         (PoolIntent::Seal | PoolIntent::ReadFiles, member) => {
-            member.is_none_or(|m| has_role(m, MemberRole::Processor))
+            member.is_none_or(|m| m.role == MemberRole::Processor)
         }
     }
 }
@@ -357,7 +353,7 @@ impl Store {
             missing: Vec::new(),
         };
         for m in self.meta.members(&pool.id).await? {
-            if has_role(&m, MemberRole::Processor) {
+            if m.role == MemberRole::Processor {
                 continue;
             }
             if fetched.contains(&m.id) {
