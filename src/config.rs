@@ -101,6 +101,12 @@ pub struct ServeArgs {
     #[arg(long, env = "CISTERN_S3_PUBLIC_URL")]
     pub s3_public_url: Option<String>,
 
+    /// URL of the web port as people reach it (console share links; an
+    /// https URL marks the session cookie Secure); default: the address
+    /// the browser used.
+    #[arg(long, env = "CISTERN_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
     /// Log format.
     #[arg(long, env = "CISTERN_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,

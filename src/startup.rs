@@ -173,6 +173,10 @@ impl Server {
                     .clone()
                     .unwrap_or_else(|| format!("http://{}", s3_addr)),
                 region: settings.region.clone(),
+                public_url: settings
+                    .public_url
+                    .as_ref()
+                    .map(|u| u.trim_end_matches('/').to_owned()),
                 max_object_size: settings.max_object_size,
                 metrics_access: match (&settings.metrics_token, settings.metrics_public) {
                     (_, true) => MetricsAccess::Public,

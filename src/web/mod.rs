@@ -3,6 +3,8 @@
 //! API ([`api`]).
 
 pub mod api;
+mod console;
+pub mod cookie;
 
 use axum::Router;
 use axum::extract::State;
@@ -35,6 +37,8 @@ pub struct ApiSettings {
     pub s3_public_url: String,
     /// The region share links are signed for.
     pub region: String,
+    /// The web port's URL as people reach it, when set (console links).
+    pub public_url: Option<String>,
     /// The largest object upload, in bytes (a body announced larger is
     /// refused before it is read).
     pub max_object_size: u64,
@@ -70,6 +74,7 @@ pub fn router(state: WebState) -> Router {
         .route("/version", get(version))
         .route("/metrics", get(metrics_text))
         .merge(api::router(state.clone()))
+        .merge(console::router(state.clone()))
         .fallback(no_such_route)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

@@ -45,6 +45,32 @@ fn action_of(method: &str, route: &str) -> Option<&'static str> {
         ("HEAD", "/api/v1/buckets/{bucket}/objects/{*key}") => "object.head",
         ("PUT", "/api/v1/buckets/{bucket}/objects/{*key}") => "object.put",
         ("DELETE", "/api/v1/buckets/{bucket}/objects/{*key}") => "object.delete",
+        ("POST", "/api/v1/buckets/{bucket}/uploads") => "upload.create",
+        ("GET", "/api/v1/buckets/{bucket}/uploads/{upload}/parts") => "upload.list_parts",
+        ("PUT", "/api/v1/buckets/{bucket}/uploads/{upload}/parts/{number}") => "upload.put_part",
+        ("POST", "/api/v1/buckets/{bucket}/uploads/{upload}/complete") => "upload.complete",
+        ("DELETE", "/api/v1/buckets/{bucket}/uploads/{upload}") => "upload.abort",
+        ("POST", "/ui/sign-in") => "auth.login",
+        ("POST", "/ui/sign-up") => "auth.signup",
+        ("POST", "/ui/sign-out") => "auth.logout",
+        ("POST", "/ui/sign-out-everywhere") => "auth.logout_everywhere",
+        ("POST", "/ui/account/password") => "user.password_change",
+        ("GET", "/ui/buckets") => "bucket.list",
+        ("POST", "/ui/buckets") => "bucket.create",
+        ("GET", "/ui/buckets/{bucket}") => "object.list",
+        ("GET", "/ui/buckets/{bucket}/settings") => "bucket.show",
+        ("POST", "/ui/buckets/{bucket}/public") => "bucket.set_public",
+        ("POST", "/ui/buckets/{bucket}/grants") => "bucket.grant",
+        ("POST", "/ui/buckets/{bucket}/grants/revoke") => "bucket.revoke_grant",
+        ("POST", "/ui/buckets/{bucket}/delete") => "bucket.delete",
+        ("POST", "/ui/buckets/{bucket}/delete-files") => "object.delete",
+        ("POST", "/ui/buckets/{bucket}/folders") => "object.create_folder",
+        ("POST", "/ui/buckets/{bucket}/rename") => "object.rename",
+        ("POST", "/ui/buckets/{bucket}/share") => "object.share",
+        ("POST", "/ui/buckets/{bucket}/upload") => "object.upload_form",
+        ("GET", "/ui/buckets/{bucket}/objects/{*key}") => "object.show",
+        ("GET", "/share/{bucket}/{*key}") => "object.get_shared",
+        ("HEAD", "/share/{bucket}/{*key}") => "object.get_shared",
         ("PUT", "/api/v1/admin/users/{name}/quota") => "quota.set_user",
         ("PUT", "/api/v1/admin/buckets/{bucket}/quota") => "quota.set_bucket",
         ("GET", "/api/v1/audit") => "audit.query",
@@ -94,8 +120,13 @@ pub fn describe<'a>(
             .map(|(_, v)| (*v).to_owned())
     };
     let Some(action) = route.and_then(|r| action_of(method, r)) else {
+        let front = if path.starts_with("/api/") {
+            "api"
+        } else {
+            "console"
+        };
         return Described {
-            action: format!("api:{method} {}", route.unwrap_or(path)),
+            action: format!("{front}:{method} {}", route.unwrap_or(path)),
             ..Described::default()
         };
     };

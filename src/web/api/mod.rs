@@ -12,11 +12,12 @@ mod actions;
 mod audit;
 mod buckets;
 pub mod error;
-mod objects;
+pub(crate) mod objects;
 mod openapi;
 mod pools;
 mod quotas;
 mod sessions;
+mod uploads;
 
 use axum::Router;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -62,6 +63,11 @@ pub fn router(state: WebState) -> Router<WebState> {
         .routes(routes!(quotas::bucket))
         .routes(routes!(objects::list, objects::post_form))
         .routes(routes!(objects::share))
+        .routes(routes!(uploads::create))
+        .routes(routes!(uploads::parts))
+        .routes(routes!(uploads::put_part))
+        .routes(routes!(uploads::complete))
+        .routes(routes!(uploads::abort))
         .routes(routes!(audit::query))
         .routes(routes!(audit::own_usage))
         .routes(routes!(audit::all_usage));
@@ -107,7 +113,7 @@ struct ActorSlot {
 }
 
 impl ApiActor {
-    fn set(parts: &Parts, principal: Option<&Principal>, claimed: Option<&str>) {
+    pub(crate) fn set(parts: &Parts, principal: Option<&Principal>, claimed: Option<&str>) {
         if let Some(actor) = parts.extensions.get::<ApiActor>()
             && let Ok(mut slot) = actor.0.lock()
         {
@@ -135,8 +141,10 @@ fn body_limit(method: &axum::http::Method, route: &str, max_object_size: u64) ->
     use axum::http::Method;
     match (method, route) {
         (&Method::PUT, "/api/v1/buckets/{bucket}/objects/{*key}")
+        | (&Method::PUT, "/api/v1/buckets/{bucket}/uploads/{upload}/parts/{number}")
         | (&Method::PUT, "/api/v1/pools/{pool}/groups/{group}/result") => max_object_size,
         (&Method::POST, "/api/v1/buckets/{bucket}/objects")
+        | (&Method::POST, "/ui/buckets/{bucket}/upload")
         | (&Method::POST, "/api/v1/pools/{pool}/contributions") => u64::MAX,
         _ => JSON_BODY_LIMIT as u64,
     }
@@ -145,7 +153,11 @@ fn body_limit(method: &axum::http::Method, route: &str, max_object_size: u64) ->
 /// Gives each API request an id (the `x-request-id` header and error
 /// bodies) and an audit record naming its action and target; refuses a
 /// body announced larger than its route takes before reading any of it.
-async fn with_request_id(State(state): State<WebState>, request: Request, next: Next) -> Response {
+pub(crate) async fn with_request_id(
+    State(state): State<WebState>,
+    request: Request,
+    next: Next,
+) -> Response {
     let id = crate::serving::new_request_id();
     let actor = ApiActor::default();
     let (mut parts, body) = request.into_parts();
@@ -254,11 +266,10 @@ impl FromRequestParts<WebState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &WebState) -> Result<Self, ApiError> {
-        let header = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(ApiError::unauthorized)?;
+        let Some(header) = parts.headers.get(axum::http::header::AUTHORIZATION) else {
+            return from_session_cookie(parts, state).await;
+        };
+        let header = header.to_str().map_err(|_| ApiError::unauthorized())?;
         if let Some(token) = header.strip_prefix("Bearer ") {
             let principal = state.store.session_principal(token.trim()).await?;
             ApiActor::set(parts, Some(&principal), None);
@@ -283,6 +294,36 @@ impl FromRequestParts<WebState> for Caller {
     }
 }
 
+/// A console page's script calling the API: the session cookie, and for
+/// anything but a read, the CSRF token in its header (a form on another
+/// site can make the browser send the cookie, not the header).
+async fn from_session_cookie(parts: &mut Parts, state: &WebState) -> Result<Caller, ApiError> {
+    use crate::web::cookie;
+    let token = cookie::session_token(&parts.headers).ok_or_else(ApiError::unauthorized)?;
+    let principal = state.store.session_principal(token).await?;
+    ApiActor::set(parts, Some(&principal), None);
+    let reads_only = matches!(
+        parts.method,
+        axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
+    );
+    let offered = parts
+        .headers
+        .get(cookie::CSRF_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if !reads_only && !cookie::csrf_matches(token, offered) {
+        return Err(ApiError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "csrf_token_missing",
+            format!(
+                "a request signed in by cookie must carry the page's CSRF token in the {} header",
+                cookie::CSRF_HEADER
+            ),
+        ));
+    }
+    Ok(Caller(principal))
+}
+
 /// The caller of a request that anonymous callers may also make (reads of
 /// public-read buckets): `None` without an `Authorization` header, and a
 /// refusal for one that does not check out.
@@ -295,6 +336,7 @@ impl FromRequestParts<WebState> for MaybeCaller {
         if !parts
             .headers
             .contains_key(axum::http::header::AUTHORIZATION)
+            && crate::web::cookie::session_token(&parts.headers).is_none()
         {
             return Ok(MaybeCaller(None));
         }

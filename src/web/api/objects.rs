@@ -130,6 +130,26 @@ pub async fn post_form(
         .store
         .authorize(Some(&who), &bucket, Access::Write)
         .await?;
+    let stored: Vec<ObjectView> = store_form_files(&state, &bucket, &mut form)
+        .await?
+        .iter()
+        .map(ObjectView::from)
+        .collect();
+    if stored.is_empty() {
+        return Err(ApiError::bad_field("file", "the form has no file field"));
+    }
+    Ok((StatusCode::CREATED, Json(stored)))
+}
+
+/// Stores every `file` field of an upload form, in order, each under the
+/// `key` field before it or under `prefix` plus its file name (the JSON
+/// API's form upload and the console's plain upload form). The caller has
+/// checked that the bucket takes writes.
+pub(crate) async fn store_form_files(
+    state: &WebState,
+    bucket: &str,
+    form: &mut Multipart,
+) -> ApiResult<Vec<ObjectRecord>> {
     let bad_form =
         |e: axum::extract::multipart::MultipartError| ApiError::bad_field("form", e.body_text());
     let mut stored = Vec::new();
@@ -141,6 +161,9 @@ pub async fn post_form(
             "file" => {
                 let name = match (key.take(), field.file_name()) {
                     (Some(key), _) => key,
+                    // A browser sends an empty field for a file input left
+                    // unused.
+                    (None, Some("")) => continue,
                     (None, Some(file)) => format!("{prefix}{file}"),
                     (None, None) => {
                         return Err(ApiError::bad_field(
@@ -162,7 +185,7 @@ pub async fn post_form(
                 let stream: ByteStream =
                     Box::pin(futures::stream::poll_fn(move |cx| chunks.poll_recv(cx)));
                 let upload = state.store.put_object(
-                    &bucket,
+                    bucket,
                     &name,
                     attrs,
                     plain_body(stream, None),
@@ -185,7 +208,7 @@ pub async fn post_form(
                     }
                 };
                 let (object, ()) = tokio::join!(upload, pump);
-                stored.push(ObjectView::from(&object?));
+                stored.push(object?);
             }
             other => {
                 return Err(ApiError::bad_field(
@@ -195,10 +218,7 @@ pub async fn post_form(
             }
         }
     }
-    if stored.is_empty() {
-        return Err(ApiError::bad_field("file", "the form has no file field"));
-    }
-    Ok((StatusCode::CREATED, Json(stored)))
+    Ok(stored)
 }
 
 fn parse_range(headers: &HeaderMap) -> ApiResult<Option<ByteRange>> {
@@ -282,13 +302,28 @@ pub async fn get(
         .authorize(who.as_ref(), &bucket, Access::Read)
         .await
         .map_err(refusal_for(&who))?;
-    let range = parse_range(&headers)?;
+    serve_object(&state, &bucket, &key, &method, &headers).await
+}
+
+/// An object's bytes (or the range asked for) with its headers, for a
+/// caller already allowed to read it. Stored content runs in a sandbox if
+/// opened directly: an HTML file someone uploaded must not run scripts
+/// with this site's cookies (PDFs are exempt, or the browser's viewer
+/// would not show them).
+pub(crate) async fn serve_object(
+    state: &WebState,
+    bucket: &str,
+    key: &str,
+    method: &Method,
+    headers: &HeaderMap,
+) -> ApiResult<Response> {
+    let range = parse_range(headers)?;
     let read = state
         .store
-        .get_object(&bucket, &key, &ReadConditions::default(), range)
+        .get_object(bucket, key, &ReadConditions::default(), range)
         .await?;
     let size = read.object.size as u64;
-    let mut response = if method == Method::HEAD {
+    let mut response = if *method == Method::HEAD {
         Response::new(Body::empty())
     } else {
         Response::new(Body::from_stream(read.body))
@@ -304,9 +339,18 @@ pub async fn get(
         }
         None => size,
     };
-    response
-        .headers_mut()
-        .insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    let out = response.headers_mut();
+    out.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    out.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    if read.object.attrs.content_type.as_deref() != Some("application/pdf") {
+        out.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("sandbox"),
+        );
+    }
     Ok(response)
 }
 

@@ -1,0 +1,33 @@
+// Cistern console: small improvements over plain forms. Every page works
+// without this file; it only adds confirmations, "select all" and copy
+// buttons.
+
+for (const form of document.querySelectorAll("form[data-confirm]")) {
+  form.addEventListener("submit", (event) => {
+    if (!window.confirm(form.dataset.confirm)) event.preventDefault();
+  });
+}
+
+const pickAll = document.getElementById("pick-all");
+if (pickAll) {
+  pickAll.addEventListener("change", () => {
+    for (const box of document.querySelectorAll('#selection input[name="key"]')) {
+      box.checked = pickAll.checked;
+    }
+  });
+}
+
+for (const button of document.querySelectorAll("button[data-copy]")) {
+  button.addEventListener("click", async () => {
+    const field = document.getElementById(button.dataset.copy);
+    if (!field) return;
+    try {
+      await navigator.clipboard.writeText(field.value);
+    } catch {
+      field.select();
+      document.execCommand("copy");
+    }
+    button.textContent = "Copied";
+    setTimeout(() => { button.textContent = "Copy"; }, 2000);
+  });
+}

@@ -1,0 +1,124 @@
+//! The web console at `/ui`: pages rendered on the server from templates
+//! checked at compile time, plain links and forms that work without
+//! scripts, and small script modules that add upload progress, drag and
+//! drop and copy buttons. It signs people in with the same server-side
+//! sessions as the JSON API (carried in an `HttpOnly`, `SameSite=Strict`
+//! cookie), checks a CSRF token on every form, and calls the same
+//! service-layer functions under the same access rules; every request is
+//! audited like an API call. Pages are sent with a strict
+//! Content-Security-Policy (no inline script or style) and are never
+//! cached, so the back button after signing out shows nothing private.
+
+mod assets;
+mod auth;
+mod browser;
+mod buckets;
+mod pages;
+mod session;
+mod share;
+mod words;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+
+use super::WebState;
+
+/// The policy for every console page: scripts, styles, images and media
+/// only from this site, no inline code, no framing.
+const PAGE_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+     img-src 'self' data: blob:; media-src 'self' blob:; connect-src 'self'; frame-src 'self'; \
+     form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+
+pub fn router(state: WebState) -> Router<WebState> {
+    let pages = Router::new()
+        .route("/", get(|| async { Redirect::to("/ui/buckets") }))
+        .route("/ui", get(|| async { Redirect::to("/ui/buckets") }))
+        .route("/ui/", get(|| async { Redirect::to("/ui/buckets") }))
+        .route("/ui/sign-in", get(auth::sign_in_page).post(auth::sign_in))
+        .route("/ui/sign-up", get(auth::sign_up_page).post(auth::sign_up))
+        .route("/ui/sign-out", post(auth::sign_out))
+        .route("/ui/sign-out-everywhere", post(auth::sign_out_everywhere))
+        .route("/ui/account", get(auth::account_page))
+        .route("/ui/account/password", post(auth::change_password))
+        .route("/ui/buckets", get(buckets::list).post(buckets::create))
+        .route("/ui/buckets/{bucket}", get(browser::folder))
+        .route("/ui/buckets/{bucket}/settings", get(buckets::settings))
+        .route("/ui/buckets/{bucket}/public", post(buckets::set_public))
+        .route("/ui/buckets/{bucket}/grants", post(buckets::grant))
+        .route("/ui/buckets/{bucket}/grants/revoke", post(buckets::revoke))
+        .route("/ui/buckets/{bucket}/delete", post(buckets::delete))
+        .route(
+            "/ui/buckets/{bucket}/delete-files",
+            post(browser::delete_files),
+        )
+        .route("/ui/buckets/{bucket}/folders", post(browser::create_folder))
+        .route("/ui/buckets/{bucket}/rename", post(browser::rename))
+        .route("/ui/buckets/{bucket}/share", post(browser::share))
+        .route("/ui/buckets/{bucket}/upload", post(browser::upload))
+        .route("/ui/buckets/{bucket}/objects/{*key}", get(browser::object))
+        .route("/ui/{*rest}", get(no_such_page).post(no_such_page))
+        .route("/share/{bucket}/{*key}", get(share::open).head(share::open))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            super::api::with_request_id,
+        ));
+    Router::new()
+        .route("/ui/assets/{name}", get(assets::serve))
+        .merge(pages)
+        .layer(axum::middleware::from_fn(with_page_headers))
+}
+
+async fn no_such_page() -> Response {
+    session::ConsoleError::not_found(
+        "There is no such page. Check the address, or start again from your buckets.",
+    )
+    .into_response()
+}
+
+/// The security headers of every console response; pages are not cached;
+/// a notice shown once is then cleared.
+async fn with_page_headers(request: Request, next: Next) -> Response {
+    let had_flash = super::cookie::cookie(request.headers(), session::FLASH_COOKIE).is_some();
+    let mut response = next.run(request).await;
+    let shown = !response.status().is_redirection();
+    let headers = response.headers_mut();
+    let set = |headers: &mut HeaderMap, name: header::HeaderName, value: &'static str| {
+        headers
+            .entry(name)
+            .or_insert(HeaderValue::from_static(value));
+    };
+    set(headers, header::CONTENT_SECURITY_POLICY, PAGE_POLICY);
+    set(headers, header::X_FRAME_OPTIONS, "DENY");
+    set(headers, header::REFERRER_POLICY, "same-origin");
+    set(headers, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+    set(headers, header::CACHE_CONTROL, "no-store");
+    if had_flash && shown {
+        headers.append(
+            header::SET_COOKIE,
+            super::cookie::set_cookie(session::FLASH_COOKIE, "", 0, false),
+        );
+    }
+    response
+}
+
+/// `https://host` as people reach the web port: the configured public URL,
+/// or the address the browser used.
+pub fn public_base(state: &WebState, headers: &HeaderMap) -> String {
+    if let Some(url) = &state.api.public_url {
+        return url.clone();
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("127.0.0.1");
+    let scheme = if super::cookie::wants_secure(headers, None) {
+        "https"
+    } else {
+        "http"
+    };
+    format!("{scheme}://{host}")
+}

@@ -1,0 +1,124 @@
+//! Share links made in the console: `/share/{bucket}/{key}?by=&expires=&sig=`
+//! on the web port, signed with the owner's share-link key for the bucket
+//! (read-only, that bucket only; revoking it ends its links). Anyone may
+//! open one without an account; an expired or altered link gets a page
+//! that says so instead of an XML error.
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use super::pages::{Chrome, render};
+use crate::core::accounts::Access;
+use crate::core::presign::{share_signature, share_signature_matches};
+use crate::core::{CoreResult, Principal};
+use crate::web::WebState;
+
+pub struct Link {
+    pub url: String,
+    pub expires_ms: i64,
+}
+
+/// A link to `bucket/key` that works for `lifetime_secs`.
+pub async fn make_link(
+    state: &WebState,
+    who: &Principal,
+    bucket: &str,
+    key: &str,
+    lifetime_secs: u64,
+    base: &str,
+) -> CoreResult<Link> {
+    state
+        .store
+        .authorize(Some(who), bucket, Access::Read)
+        .await?;
+    state.store.head_object(bucket, key).await?;
+    let (access_key, secret) = state.store.share_key(who, bucket).await?;
+    let expires = crate::core::now_ms() / 1000 + lifetime_secs as i64;
+    let signature = share_signature(&secret, bucket, key, expires);
+    Ok(Link {
+        url: format!(
+            "{base}/share/{bucket}/{}?by={access_key}&expires={expires}&sig={signature}",
+            super::browser::key_in_path(key)
+        ),
+        expires_ms: expires * 1000,
+    })
+}
+
+#[derive(Deserialize)]
+pub struct LinkQuery {
+    #[serde(default)]
+    by: String,
+    #[serde(default)]
+    expires: i64,
+    #[serde(default)]
+    sig: String,
+}
+
+#[derive(Template)]
+#[template(path = "console/share_refused.html")]
+struct RefusedPage {
+    chrome: Chrome,
+    heading: &'static str,
+    message: &'static str,
+}
+
+fn refused(status: StatusCode, heading: &'static str, message: &'static str) -> Response {
+    let mut response = render(RefusedPage {
+        chrome: Chrome::anonymous(heading, None),
+        heading,
+        message,
+    });
+    *response.status_mut() = status;
+    response
+}
+
+fn not_valid() -> Response {
+    refused(
+        StatusCode::FORBIDDEN,
+        "This link is not valid",
+        "The link is incomplete or has been changed. Ask the person who sent it for a new one.",
+    )
+}
+
+/// `GET /share/{bucket}/{*key}`: the file, or a page saying why not.
+pub async fn open(
+    State(state): State<WebState>,
+    Path((bucket, key)): Path<(String, String)>,
+    Query(link): Query<LinkQuery>,
+    method: Method,
+    headers: HeaderMap,
+) -> Response {
+    let Ok(Some((principal, secret))) = state.store.credentials(&link.by).await else {
+        return not_valid();
+    };
+    if !share_signature_matches(&secret, &bucket, &key, link.expires, &link.sig) {
+        return not_valid();
+    }
+    if link.expires * 1000 < crate::core::now_ms() {
+        return refused(
+            StatusCode::GONE,
+            "This link has expired",
+            "Share links work for a limited time. Ask the person who sent it for a new one.",
+        );
+    }
+    if state
+        .store
+        .authorize(Some(&principal), &bucket, Access::Read)
+        .await
+        .is_err()
+    {
+        return not_valid();
+    }
+    match crate::web::api::objects::serve_object(&state, &bucket, &key, &method, &headers).await {
+        Ok(response) => response,
+        Err(e) if e.status == StatusCode::NOT_FOUND => refused(
+            StatusCode::NOT_FOUND,
+            "This file is gone",
+            "The file was deleted or renamed after the link was made.",
+        ),
+        Err(e) => e.into_response(),
+    }
+}
