@@ -1,0 +1,699 @@
+//! The web console through HTTP as a browser sends it: sign-in redirects,
+//! the session cookie's attributes and the page security headers, CSRF
+//! refusals on forms and on cookie-authenticated API calls, other people's
+//! buckets, uploads by plain form and in parts, share links (working,
+//! altered, expired) and signing out.
+
+use std::collections::BTreeMap;
+
+use serde_json::json;
+
+use crate::helpers::*;
+
+/// A browser without scripts: keeps cookies, follows no redirects, and
+/// reads the CSRF token off the last page.
+struct Browser {
+    http: reqwest::Client,
+    base: String,
+    cookies: BTreeMap<String, String>,
+    csrf: String,
+}
+
+struct Page {
+    status: u16,
+    location: Option<String>,
+    headers: reqwest::header::HeaderMap,
+    body: String,
+}
+
+impl Browser {
+    fn new(app: &TestApp) -> Self {
+        Browser {
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("client"),
+            base: app.web_url(""),
+            cookies: BTreeMap::new(),
+            csrf: String::new(),
+        }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    async fn send(&mut self, request: reqwest::RequestBuilder) -> Page {
+        let response = request
+            .header("cookie", self.cookie_header())
+            .send()
+            .await
+            .expect("an answer");
+        for value in response.headers().get_all("set-cookie") {
+            let text = value.to_str().unwrap();
+            let (pair, _) = text.split_once(';').unwrap_or((text, ""));
+            let (name, value) = pair.split_once('=').unwrap();
+            if value.is_empty() || text.contains("Max-Age=0") {
+                self.cookies.remove(name);
+            } else {
+                self.cookies.insert(name.to_owned(), value.to_owned());
+            }
+        }
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let location = headers
+            .get("location")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let body = response.text().await.expect("a body");
+        if let Some(start) = body.find(r#"name="csrf-token" content=""#) {
+            let rest = &body[start + r#"name="csrf-token" content=""#.len()..];
+            let token = &rest[..rest.find('"').unwrap()];
+            if !token.is_empty() {
+                self.csrf = token.to_owned();
+            }
+        }
+        Page {
+            status,
+            location,
+            headers,
+            body,
+        }
+    }
+
+    async fn get(&mut self, path: &str) -> Page {
+        let request = self.http.get(format!("{}{path}", self.base));
+        self.send(request).await
+    }
+
+    /// Posts a form; `csrf` adds the page's token.
+    async fn post(&mut self, path: &str, fields: &[(&str, &str)], csrf: bool) -> Page {
+        let mut fields: Vec<(&str, &str)> = fields.to_vec();
+        let token = self.csrf.clone();
+        if csrf {
+            fields.push(("csrf", &token));
+        }
+        let request = self.http.post(format!("{}{path}", self.base)).form(&fields);
+        self.send(request).await
+    }
+
+    async fn sign_in(&mut self, name: &str, password: &str) -> Page {
+        let page = self
+            .post(
+                "/ui/sign-in",
+                &[
+                    ("name", name),
+                    ("password", password),
+                    ("next", "/ui/buckets"),
+                ],
+                false,
+            )
+            .await;
+        // Load a page, for its CSRF token.
+        self.get("/ui/buckets").await;
+        page
+    }
+}
+
+#[tokio::test]
+async fn pages_need_a_session_and_carry_strict_headers() {
+    let app = spawn_app().await;
+    let mut browser = Browser::new(&app);
+    let page = browser.get("/").await;
+    assert_eq!(page.status, 303);
+    let page = browser.get("/ui/buckets?x=1").await;
+    assert_eq!(page.status, 303);
+    assert_eq!(
+        page.location.as_deref(),
+        Some("/ui/sign-in?next=%2Fui%2Fbuckets%3Fx%3D1")
+    );
+
+    let wrong = browser.sign_in(ROOT_USER, "not-the-password").await;
+    assert_eq!(wrong.status, 401);
+    assert!(wrong.body.contains("The name or password is wrong."));
+    assert!(!browser.cookies.contains_key("cistern_session"));
+
+    let page = browser
+        .post(
+            "/ui/sign-in",
+            &[
+                ("name", ROOT_USER),
+                ("password", ROOT_PASSWORD),
+                ("next", "/ui/account"),
+            ],
+            false,
+        )
+        .await;
+    assert_eq!(page.status, 303);
+    assert_eq!(page.location.as_deref(), Some("/ui/account"));
+    let cookie = page.headers["set-cookie"].to_str().unwrap();
+    assert!(cookie.starts_with("cistern_session=cs_"), "{cookie}");
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(cookie.contains(attribute), "{cookie} lacks {attribute}");
+    }
+    assert!(!cookie.contains("Secure"), "plain http: {cookie}");
+
+    let page = browser.get("/ui/account").await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains(ROOT_USER));
+    let csp = page.headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"));
+    assert!(!csp.contains("unsafe-inline"));
+    assert_eq!(page.headers["x-frame-options"], "DENY");
+    assert_eq!(page.headers["referrer-policy"], "same-origin");
+    assert_eq!(page.headers["cache-control"], "no-store");
+    assert!(!page.body.contains("<script>") && !page.body.contains(" style="));
+
+    // A page elsewhere than this site is no place to return to.
+    let mut other = Browser::new(&app);
+    let page = other
+        .post(
+            "/ui/sign-in",
+            &[
+                ("name", ROOT_USER),
+                ("password", ROOT_PASSWORD),
+                ("next", "//evil.example/"),
+            ],
+            false,
+        )
+        .await;
+    assert_eq!(page.location.as_deref(), Some("/ui/buckets"));
+
+    // Behind a proxy that terminated TLS, the cookie is Secure.
+    let mut behind_proxy = Browser::new(&app);
+    let request = behind_proxy
+        .http
+        .post(app.web_url("/ui/sign-in"))
+        .header("x-forwarded-proto", "https")
+        .form(&[("name", ROOT_USER), ("password", ROOT_PASSWORD)]);
+    let page = behind_proxy.send(request).await;
+    assert!(
+        page.headers["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("; Secure")
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn embedded_files_have_digest_names_and_a_long_cache() {
+    let app = spawn_app().await;
+    let mut browser = Browser::new(&app);
+    let page = browser.get("/ui/sign-in").await;
+    let start = page.body.find("/ui/assets/app.").expect("stylesheet link");
+    let path = &page.body[start..start + page.body[start..].find('"').unwrap()];
+    let asset = browser.get(path).await;
+    assert_eq!(asset.status, 200);
+    assert_eq!(asset.headers["content-type"], "text/css; charset=utf-8");
+    assert!(
+        asset.headers["cache-control"]
+            .to_str()
+            .unwrap()
+            .contains("immutable")
+    );
+    assert_eq!(browser.get("/ui/assets/app.css").await.status, 404);
+    let missing = browser.get("/ui/no-such-page").await;
+    assert_eq!(missing.status, 404);
+    assert!(missing.body.contains("There is no such page"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn forms_and_cookie_calls_without_the_csrf_token_are_refused() {
+    let app = spawn_app().await;
+    let mut browser = Browser::new(&app);
+    browser.sign_in(ROOT_USER, ROOT_PASSWORD).await;
+
+    let refused = browser
+        .post("/ui/buckets", &[("name", "forged")], false)
+        .await;
+    assert_eq!(refused.status, 403);
+    assert!(refused.body.contains("did not come from this site"));
+    let wrong = browser
+        .post(
+            "/ui/buckets",
+            &[("name", "forged"), ("csrf", "0000")],
+            false,
+        )
+        .await;
+    assert_eq!(wrong.status, 403);
+    let (status, _) = app.api().get("/buckets/forged", ROOT).await;
+    assert_eq!(status, 404, "a refused form creates nothing");
+
+    let made = browser.post("/ui/buckets", &[("name", "made")], true).await;
+    assert_eq!(made.status, 303);
+    assert_eq!(made.location.as_deref(), Some("/ui/buckets/made"));
+    let page = browser.get("/ui/buckets/made").await;
+    assert!(page.body.contains("The bucket made is ready"), "the notice");
+    let again = browser.get("/ui/buckets/made").await;
+    assert!(!again.body.contains("is ready"), "a notice shows once");
+
+    // The JSON API signed in by cookie: reads work, writes need the header.
+    let url = app.web_url("/api/v1/buckets/made/objects/a.txt");
+    let cookie = browser.cookie_header();
+    let put = browser
+        .http
+        .put(&url)
+        .header("cookie", &cookie)
+        .body("hello")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 403);
+    let body: serde_json::Value = put.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "csrf_token_missing");
+    let put = browser
+        .http
+        .put(&url)
+        .header("cookie", &cookie)
+        .header("x-csrf-token", &browser.csrf)
+        .body("hello")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 201);
+    let get = browser
+        .http
+        .get(&url)
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(get.status(), 200);
+    assert_eq!(get.headers()["content-security-policy"], "sandbox");
+    assert_eq!(get.text().await.unwrap(), "hello");
+    // Basic callers need no token.
+    let (status, _) = app.api().delete("/buckets/made/objects/a.txt", ROOT).await;
+    assert_eq!(status, 204);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn other_peoples_buckets_stay_closed() {
+    let app = spawn_app().await;
+    let api = app.api();
+    api.create_user("alice", "alice-password").await;
+    api.create_user("bob", "bob-password-1").await;
+    let alice = ("alice", "alice-password");
+    api.post("/buckets", alice, json!({"name": "alices"})).await;
+    api.request(alice, "PUT", "/buckets/alices/objects/diary/secret.txt")
+        .body("mine")
+        .send()
+        .await
+        .unwrap();
+
+    let mut bob = Browser::new(&app);
+    bob.sign_in("bob", "bob-password-1").await;
+    let list = bob.get("/ui/buckets").await;
+    assert!(!list.body.contains("alices"));
+    for path in [
+        "/ui/buckets/alices",
+        "/ui/buckets/alices/settings",
+        "/ui/buckets/alices/objects/diary/secret.txt",
+    ] {
+        let page = bob.get(path).await;
+        assert!(
+            page.status == 403 || page.status == 404,
+            "{path}: {}",
+            page.status
+        );
+        assert!(!page.body.contains("mine"));
+    }
+    let delete = bob
+        .post(
+            "/ui/buckets/alices/delete-files",
+            &[("key", "diary/secret.txt"), ("confirmed", "yes")],
+            true,
+        )
+        .await;
+    assert_eq!(delete.status, 403);
+    let (status, _) = api
+        .get("/buckets/alices/objects/diary/secret.txt", alice)
+        .await;
+    assert_eq!(status, 200, "still there");
+
+    // Once alice shares it, bob can read but not delete.
+    let mut alice_browser = Browser::new(&app);
+    alice_browser.sign_in("alice", "alice-password").await;
+    let shared = alice_browser
+        .post(
+            "/ui/buckets/alices/grants",
+            &[("user", "bob"), ("level", "read")],
+            true,
+        )
+        .await;
+    assert_eq!(shared.status, 303);
+    let page = bob.get("/ui/buckets/alices?prefix=diary%2F").await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("secret.txt"));
+    assert!(
+        !page.body.contains("Delete selected"),
+        "no write access shown"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn files_are_browsed_uploaded_renamed_and_deleted() {
+    let app = spawn_app().await;
+    let mut browser = Browser::new(&app);
+    browser.sign_in(ROOT_USER, ROOT_PASSWORD).await;
+    browser.post("/ui/buckets", &[("name", "docs")], true).await;
+
+    // The plain upload form, as a browser without scripts sends it: the
+    // token first, then the folder, then files with relative paths.
+    let form = reqwest::multipart::Form::new()
+        .text("csrf", browser.csrf.clone())
+        .text("prefix", "")
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(b"first".to_vec()).file_name("notes/a.txt"),
+        )
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(b"second".to_vec()).file_name("notes/deep/b.md"),
+        )
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(Vec::new()).file_name(""),
+        );
+    let request = browser
+        .http
+        .post(app.web_url("/ui/buckets/docs/upload"))
+        .multipart(form);
+    let page = browser.send(request).await;
+    assert_eq!(page.status, 303, "{}", page.body);
+    let page = browser.get(page.location.as_deref().unwrap()).await;
+    assert!(page.body.contains("Uploaded 2 files."), "{}", page.body);
+
+    let root = browser.get("/ui/buckets/docs").await;
+    assert!(
+        root.body
+            .contains(r#"href="/ui/buckets/docs?prefix=notes%2F""#)
+    );
+    let folder = browser.get("/ui/buckets/docs?prefix=notes%2F").await;
+    assert!(folder.body.contains(">a.txt<") && folder.body.contains(">deep/<"));
+
+    let object = browser.get("/ui/buckets/docs/objects/notes/a.txt").await;
+    assert_eq!(object.status, 200);
+    assert!(object.body.contains("first"), "a text preview");
+    assert!(object.body.contains(&md5_hex(b"first")), "the ETag");
+
+    // Rename, then delete with a confirmation page in between.
+    let renamed = browser
+        .post(
+            "/ui/buckets/docs/rename",
+            &[("key", "notes/a.txt"), ("new_key", "archive/a.txt")],
+            true,
+        )
+        .await;
+    assert_eq!(renamed.status, 303);
+    let s3 = app.client();
+    assert_eq!(get_bytes(&s3, "docs", "archive/a.txt").await, b"first");
+    assert!(
+        s3.head_object()
+            .bucket("docs")
+            .key("notes/a.txt")
+            .send()
+            .await
+            .is_err()
+    );
+
+    let ask = browser
+        .post(
+            "/ui/buckets/docs/delete-files",
+            &[
+                ("key", "archive/a.txt"),
+                ("key", "notes/"),
+                ("back", "/ui/buckets/docs"),
+            ],
+            true,
+        )
+        .await;
+    assert_eq!(ask.status, 200);
+    assert!(ask.body.contains("Delete 2 files from docs?"));
+    assert_eq!(
+        get_bytes(&s3, "docs", "archive/a.txt").await,
+        b"first",
+        "nothing yet"
+    );
+    let gone = browser
+        .post(
+            "/ui/buckets/docs/delete-files",
+            &[
+                ("key", "archive/a.txt"),
+                ("key", "notes/"),
+                ("back", "/ui/buckets/docs"),
+                ("confirmed", "yes"),
+            ],
+            true,
+        )
+        .await;
+    assert_eq!(gone.status, 303);
+    let listed = s3.list_objects_v2().bucket("docs").send().await.unwrap();
+    assert_eq!(
+        listed.key_count(),
+        Some(0),
+        "the file and the folder's file"
+    );
+
+    // An empty bucket can go; the audit log names the console's actions.
+    let deleted = browser.post("/ui/buckets/docs/delete", &[], true).await;
+    assert_eq!(deleted.location.as_deref(), Some("/ui/buckets"));
+    let audit = poll_until("the console's actions in the audit log", || async {
+        let (_, page) = app.api().get("/audit?action=bucket.delete", ROOT).await;
+        (page["records"].as_array().map_or(0, Vec::len) > 0).then_some(page)
+    })
+    .await;
+    assert_eq!(audit["records"][0]["bucket"], "docs");
+    assert_eq!(audit["records"][0]["actor"], ROOT_USER);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn large_files_go_up_in_parts_and_resume() {
+    let app = spawn_app().await;
+    let api = app.api();
+    api.post("/buckets", ROOT, json!({"name": "big"})).await;
+    let (status, upload) = api
+        .post(
+            "/buckets/big/uploads",
+            ROOT,
+            json!({"key": "v/film.bin", "content_type": "video/mp4"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{upload}");
+    let id = upload["upload_id"].as_str().unwrap().to_owned();
+    let first = pattern(5 * 1024 * 1024, 1);
+    let second = pattern(1000, 2);
+    let part = |n: u32, body: Vec<u8>| {
+        api.request(
+            ROOT,
+            "PUT",
+            &format!("/buckets/big/uploads/{id}/parts/{n}?key=v%2Ffilm.bin"),
+        )
+        .body(body)
+        .send()
+    };
+    let one: serde_json::Value = part(1, first.clone()).await.unwrap().json().await.unwrap();
+    assert_eq!(one["etag"], md5_hex(&first));
+    // A reload later: the stored parts are listed, so only the rest is sent.
+    let (_, listed) = api
+        .get(
+            &format!("/buckets/big/uploads/{id}/parts?key=v%2Ffilm.bin"),
+            ROOT,
+        )
+        .await;
+    assert_eq!(
+        listed["parts"],
+        json!([{"number": 1, "size": first.len(), "etag": md5_hex(&first)}])
+    );
+    let two: serde_json::Value = part(2, second.clone()).await.unwrap().json().await.unwrap();
+    let (status, object) = api
+        .post(
+            &format!("/buckets/big/uploads/{id}/complete"),
+            ROOT,
+            json!({"key": "v/film.bin", "parts": [{"number": 1, "etag": one["etag"]}, {"number": 2, "etag": two["etag"]}]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{object}");
+    assert!(object["etag"].as_str().unwrap().ends_with("-2"));
+    let whole = [first, second].concat();
+    assert_eq!(get_bytes(&app.client(), "big", "v/film.bin").await, whole);
+
+    // A part for another key is refused; an abort removes the upload.
+    let (_, upload) = api
+        .post("/buckets/big/uploads", ROOT, json!({"key": "x"}))
+        .await;
+    let id = upload["upload_id"].as_str().unwrap();
+    let wrong_key = api
+        .request(
+            ROOT,
+            "PUT",
+            &format!("/buckets/big/uploads/{id}/parts/1?key=y"),
+        )
+        .body("data")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong_key.status(), 404);
+    let (status, _) = api
+        .delete(&format!("/buckets/big/uploads/{id}?key=x"), ROOT)
+        .await;
+    assert_eq!(status, 204);
+    let (status, _) = api
+        .get(&format!("/buckets/big/uploads/{id}/parts?key=x"), ROOT)
+        .await;
+    assert_eq!(status, 404);
+    app.stop().await;
+}
+
+/// The link on the object page after "Create share link".
+fn share_link_on(page: &str) -> String {
+    let start = page
+        .find(r#"id="share-url" value=""#)
+        .expect("a share link")
+        + r#"id="share-url" value=""#.len();
+    page[start..start + page[start..].find('"').unwrap()].replace("&#38;", "&")
+}
+
+#[tokio::test]
+async fn share_links_open_without_an_account_until_they_expire() {
+    let app = spawn_app().await;
+    let api = app.api();
+    api.post("/buckets", ROOT, json!({"name": "pics"})).await;
+    put_bytes(&app.client(), "pics", "cat one.txt", b"meow".to_vec()).await;
+    let mut browser = Browser::new(&app);
+    browser.sign_in(ROOT_USER, ROOT_PASSWORD).await;
+    let made = browser
+        .post(
+            "/ui/buckets/pics/share",
+            &[("key", "cat one.txt"), ("lifetime", "3600")],
+            true,
+        )
+        .await;
+    assert_eq!(made.status, 303);
+    let page = browser.get(made.location.as_deref().unwrap()).await;
+    let link = share_link_on(&page.body);
+    assert!(
+        link.starts_with(&app.web_url("/share/pics/cat%20one.txt?by=")),
+        "{link}"
+    );
+
+    let stranger = reqwest::Client::new();
+    let opened = stranger.get(&link).send().await.unwrap();
+    assert_eq!(opened.status(), 200);
+    assert_eq!(opened.text().await.unwrap(), "meow");
+    let ranged = stranger
+        .get(&link)
+        .header("range", "bytes=1-2")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ranged.status(), 206);
+    assert_eq!(ranged.text().await.unwrap(), "eo");
+
+    let altered = link.replace("cat%20one.txt", "cat%20two.txt");
+    let refused = stranger.get(&altered).send().await.unwrap();
+    assert_eq!(refused.status(), 403);
+    assert!(
+        refused
+            .text()
+            .await
+            .unwrap()
+            .contains("This link is not valid")
+    );
+
+    // The same key signing an expiry that has passed: the expired page.
+    let (query_start, _) = link.split_once("&expires=").unwrap();
+    let access_key = query_start.rsplit_once("by=").unwrap().1;
+    let root = app.store.login(ROOT_USER, ROOT_PASSWORD).await.unwrap();
+    let (key, secret) = app.store.share_key(&root, "pics").await.unwrap();
+    assert_eq!(key, access_key);
+    let past = chrono::Utc::now().timestamp() - 10;
+    let signature = cistern::core::presign::share_signature(&secret, "pics", "cat one.txt", past);
+    let expired = format!("{query_start}&expires={past}&sig={signature}");
+    let answer = stranger.get(&expired).send().await.unwrap();
+    assert_eq!(answer.status(), 410);
+    assert!(
+        answer
+            .text()
+            .await
+            .unwrap()
+            .contains("This link has expired")
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn signing_out_ends_the_session_for_every_page_and_call() {
+    let app = spawn_app().await;
+    let mut browser = Browser::new(&app);
+    browser.sign_in(ROOT_USER, ROOT_PASSWORD).await;
+    let old_cookie = browser.cookie_header();
+    let out = browser.post("/ui/sign-out", &[], true).await;
+    assert_eq!(out.location.as_deref(), Some("/ui/sign-in"));
+    assert!(!browser.cookies.contains_key("cistern_session"));
+    // Someone who kept the old cookie gets nothing.
+    let page = browser
+        .http
+        .get(app.web_url("/ui/buckets"))
+        .header("cookie", &old_cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 303);
+    let api = browser
+        .http
+        .get(app.web_url("/api/v1/buckets"))
+        .header("cookie", &old_cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(api.status(), 401);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn sign_up_follows_the_setting() {
+    let closed = spawn_app().await;
+    let mut browser = Browser::new(&closed);
+    assert_eq!(browser.get("/ui/sign-up").await.status, 404);
+    closed.stop().await;
+
+    let open = spawn_app_with(&["--allow-signup"]).await;
+    let mut browser = Browser::new(&open);
+    let differ = browser
+        .post(
+            "/ui/sign-up",
+            &[
+                ("name", "carol"),
+                ("password", "carol-password"),
+                ("repeat", "other-password"),
+            ],
+            false,
+        )
+        .await;
+    assert_eq!(differ.status, 400);
+    assert!(differ.body.contains("The two passwords differ"));
+    let made = browser
+        .post(
+            "/ui/sign-up",
+            &[
+                ("name", "carol"),
+                ("password", "carol-password"),
+                ("repeat", "carol-password"),
+            ],
+            false,
+        )
+        .await;
+    assert_eq!(made.location.as_deref(), Some("/ui/sign-in"));
+    let page = browser.sign_in("carol", "carol-password").await;
+    assert_eq!(page.status, 303);
+    assert_eq!(browser.get("/ui/buckets").await.status, 200);
+    open.stop().await;
+}
