@@ -8,14 +8,13 @@ for (const form of document.querySelectorAll("form[data-confirm]")) {
   });
 }
 
-const pickAll = document.getElementById("pick-all");
-if (pickAll) {
-  pickAll.addEventListener("change", () => {
-    for (const box of document.querySelectorAll('#selection input[name="key"]')) {
-      box.checked = pickAll.checked;
-    }
-  });
-}
+// Delegated, as the listing may be replaced after an upload.
+document.addEventListener("change", (event) => {
+  if (event.target.id !== "pick-all") return;
+  for (const box of document.querySelectorAll('#selection input[name="key"]')) {
+    box.checked = event.target.checked;
+  }
+});
 
 for (const button of document.querySelectorAll("button[data-copy]")) {
   button.addEventListener("click", async () => {

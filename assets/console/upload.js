@@ -33,21 +33,21 @@ if (section) {
     return `${Math.ceil(seconds / 60)} min left`;
   };
 
-  // The whole batch: one bar for everything, one row per file.
+  // One bar for everything sent from this page, one row per file.
   let total = null;
   const newTotal = () => {
     const row = document.createElement("div");
     row.className = "upload-row upload-total";
     row.innerHTML = '<span class="name">All files</span><span class="state"></span><progress max="1" value="0"></progress>';
     list.prepend(row);
-    return { row, files: [], started: performance.now() };
+    return { row, files: [], started: performance.now(), sentBefore: 0 };
   };
   const refreshTotal = () => {
     const size = total.files.reduce((sum, f) => sum + f.size, 0);
     const sent = total.files.reduce((sum, f) => sum + f.sent, 0);
     const finished = total.files.filter((f) => f.finished).length;
     const seconds = (performance.now() - total.started) / 1000;
-    const speed = sent / Math.max(seconds, 0.001);
+    const speed = (sent - total.sentBefore) / Math.max(seconds, 0.001);
     const bar = total.row.querySelector("progress");
     bar.max = Math.max(size, 1);
     bar.value = sent;
@@ -56,14 +56,20 @@ if (section) {
       : `${finished} of ${total.files.length} · ${human(speed)}/s · ${duration((size - sent) / speed)}`;
     total.row.querySelector(".state").textContent = text;
     if (finished === total.files.length) {
-      if (!list.querySelector(".show-new")) {
-        const link = document.createElement("a");
-        link.href = window.location.href;
-        link.className = "show-new";
-        link.textContent = "Show the new files";
-        list.append(link);
-      }
-      total = null;
+      showNewFiles();
+    }
+  };
+
+  // The folder's listing, fetched again so the new files show without a
+  // reload (which would clear the progress rows).
+  const showNewFiles = async () => {
+    try {
+      const response = await fetch(window.location.href, { credentials: "same-origin" });
+      const fresh = new DOMParser().parseFromString(await response.text(), "text/html").getElementById("listing");
+      const current = document.getElementById("listing");
+      if (fresh && current) current.replaceWith(fresh);
+    } catch {
+      // The listing stays as it was; a reload shows the files.
     }
   };
 
@@ -151,7 +157,7 @@ if (section) {
       try {
         if (this.size > PART_SIZE) await this.inParts();
         else await this.send("PUT", api(`/objects/${encodeKey(this.key)}`), this.file, (n) => this.show(n), this.file.type || "application/octet-stream");
-        if (!this.cancelled) this.end(true, "done");
+        if (!this.cancelled) this.end(true, this.resumedFrom > 0 ? `done (resumed: ${human(this.resumedFrom)} were already stored)` : "done");
       } catch (error) {
         if (!this.cancelled) this.end(false, `failed: ${error.message}`);
       }
@@ -222,6 +228,11 @@ if (section) {
   const start = (entries) => {
     if (entries.length === 0) return;
     if (!total) total = newTotal();
+    if (total.files.every((f) => f.finished)) {
+      // A new batch after a finished one: speed counts from now.
+      total.started = performance.now();
+      total.sentBefore = total.files.reduce((sum, f) => sum + f.sent, 0);
+    }
     const uploads = entries.map(({ file, path }) => new FileUpload(file, prefix + path));
     total.files.push(...uploads);
     refreshTotal();

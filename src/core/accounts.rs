@@ -256,6 +256,22 @@ impl Store {
         .await
     }
 
+    /// Deletes a user; with `purge`, their buckets and everything in them
+    /// first (without it, a user who owns buckets is refused). The root
+    /// user stays.
+    pub async fn remove_user(&self, name: &str, purge: bool) -> CoreResult<()> {
+        if purge {
+            let account = self.account(name).await?;
+            if account.id == ROOT_USER_ID {
+                return Err(CoreError::InvalidRequest(
+                    "the root user cannot be deleted".into(),
+                ));
+            }
+            self.purge_buckets_of(&account.id).await?;
+        }
+        self.delete_user(name).await
+    }
+
     pub async fn delete_user(&self, name: &str) -> CoreResult<()> {
         let account = self.account(name).await?;
         if account.id == ROOT_USER_ID {
@@ -445,6 +461,11 @@ impl Store {
             })
             .await?;
         Ok(())
+    }
+
+    /// Every user's quota on bytes stored, by user id (only users with one).
+    pub async fn user_quotas(&self) -> CoreResult<std::collections::BTreeMap<String, i64>> {
+        Ok(self.meta.user_quotas().await?)
     }
 
     /// Sets or clears (`None`) a bucket's quota on bytes stored.

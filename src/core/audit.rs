@@ -153,7 +153,8 @@ pub struct OwnUsage {
 
 impl Store {
     /// A page of the audit records matching `filter`, newest first. Users
-    /// see what they did; admins see everything.
+    /// see what they did; admins see everything (or one user's, with
+    /// `filter.actor_id`).
     pub async fn audit_page(
         &self,
         who: &Principal,
@@ -161,7 +162,11 @@ impl Store {
         limit: i64,
     ) -> CoreResult<Vec<AuditRecord>> {
         let filter = AuditFilter {
-            actor_id: (!who.is_admin()).then(|| who.user_id.clone()),
+            actor_id: if who.is_admin() {
+                filter.actor_id.clone()
+            } else {
+                Some(who.user_id.clone())
+            },
             ..filter.clone()
         };
         Ok(self.meta.audit(&filter, limit).await?)

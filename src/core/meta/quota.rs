@@ -119,4 +119,20 @@ impl MetaStore {
         let mut conn = self.pool.acquire().await?;
         room(&mut conn, bucket).await
     }
+
+    /// Every user's quota on bytes stored, by user id (users without one
+    /// are left out).
+    pub async fn user_quotas(&self) -> MetaResult<std::collections::BTreeMap<String, i64>> {
+        let rows = sqlx::query("SELECT id, quota_bytes FROM users WHERE quota_bytes IS NOT NULL")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut quotas = std::collections::BTreeMap::new();
+        for row in rows {
+            quotas.insert(
+                row.try_get::<String, _>("id")?,
+                row.try_get::<i64, _>("quota_bytes")?,
+            );
+        }
+        Ok(quotas)
+    }
 }

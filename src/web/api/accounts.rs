@@ -88,17 +88,7 @@ pub async fn delete_user(
     QueryArgs(options): QueryArgs<DeleteOptions>,
 ) -> ApiResult<StatusCode> {
     require_admin(&who)?;
-    if options.purge {
-        let account = state.store.account(&name).await?;
-        if account.id == crate::core::accounts::ROOT_USER_ID {
-            return Err(crate::core::CoreError::InvalidRequest(
-                "the root user cannot be deleted".into(),
-            )
-            .into());
-        }
-        state.store.purge_buckets_of(&account.id).await?;
-    }
-    state.store.delete_user(&name).await?;
+    state.store.remove_user(&name, options.purge).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -71,6 +71,17 @@ fn action_of(method: &str, route: &str) -> Option<&'static str> {
         ("GET", "/ui/buckets/{bucket}/objects/{*key}") => "object.show",
         ("GET", "/share/{bucket}/{*key}") => "object.get_shared",
         ("HEAD", "/share/{bucket}/{*key}") => "object.get_shared",
+        ("GET", "/ui/keys") => "key.list",
+        ("POST", "/ui/keys") => "key.create",
+        ("POST", "/ui/keys/revoke") => "key.revoke",
+        ("GET", "/ui/history") => "audit.query",
+        ("GET", "/ui/admin/audit") => "audit.query",
+        ("GET", "/ui/admin/users") => "user.list",
+        ("POST", "/ui/admin/users") => "user.create",
+        ("POST", "/ui/admin/users/{name}/password") => "user.password_change",
+        ("POST", "/ui/admin/users/{name}/quota") => "quota.set_user",
+        ("POST", "/ui/admin/users/{name}/delete") => "user.delete",
+        ("POST", "/ui/admin/users/{name}/{action}") => "user.",
         ("PUT", "/api/v1/admin/users/{name}/quota") => "quota.set_user",
         ("PUT", "/api/v1/admin/buckets/{bucket}/quota") => "quota.set_bucket",
         ("GET", "/api/v1/audit") => "audit.query",
@@ -133,6 +144,10 @@ pub fn describe<'a>(
     let action = match action {
         // One route for disable, enable and rekey; anything else is not
         // an action and is named by its route.
+        "user." => match param("action").as_deref() {
+            Some(word @ ("disable" | "enable")) => format!("user.{word}"),
+            _ => format!("console:{method} {}", route.unwrap_or(path)),
+        },
         "member." => match param("action").as_deref() {
             Some(word @ ("disable" | "enable" | "rekey")) => format!("member.{word}"),
             _ => format!("api:{method} {}", route.unwrap_or(path)),

@@ -9,10 +9,13 @@
 //! Content-Security-Policy (no inline script or style) and are never
 //! cached, so the back button after signing out shows nothing private.
 
+mod admin;
 mod assets;
 mod auth;
 mod browser;
 mod buckets;
+mod history;
+mod keys;
 mod pages;
 mod session;
 mod share;
@@ -60,6 +63,26 @@ pub fn router(state: WebState) -> Router<WebState> {
         .route("/ui/buckets/{bucket}/share", post(browser::share))
         .route("/ui/buckets/{bucket}/upload", post(browser::upload))
         .route("/ui/buckets/{bucket}/objects/{*key}", get(browser::object))
+        .route("/ui/keys", get(keys::list).post(keys::create))
+        .route("/ui/keys/revoke", post(keys::revoke))
+        .route("/ui/history", get(history::own))
+        .route(
+            "/ui/admin",
+            get(|| async { Redirect::to("/ui/admin/users") }),
+        )
+        .route(
+            "/ui/admin/users",
+            get(admin::users).post(admin::create_user),
+        )
+        .route("/ui/admin/users/{name}", get(admin::user))
+        .route(
+            "/ui/admin/users/{name}/password",
+            post(admin::reset_password),
+        )
+        .route("/ui/admin/users/{name}/quota", post(admin::set_quota))
+        .route("/ui/admin/users/{name}/delete", post(admin::delete_user))
+        .route("/ui/admin/users/{name}/{action}", post(admin::set_disabled))
+        .route("/ui/admin/audit", get(history::everyone))
         .route("/ui/{*rest}", get(no_such_page).post(no_such_page))
         .route("/share/{bucket}/{*key}", get(share::open).head(share::open))
         .layer(axum::middleware::from_fn_with_state(
@@ -80,10 +103,24 @@ async fn no_such_page() -> Response {
 }
 
 /// The security headers of every console response; pages are not cached;
-/// a notice shown once is then cleared.
-async fn with_page_headers(request: Request, next: Next) -> Response {
+/// a notice shown once is then cleared; an error page gets the visitor's
+/// navigation back.
+async fn with_page_headers(mut request: Request, next: Next) -> Response {
     let had_flash = super::cookie::cookie(request.headers(), session::FLASH_COOKIE).is_some();
+    let slot = session::VisitorSlot::default();
+    request.extensions_mut().insert(slot.clone());
     let mut response = next.run(request).await;
+    let seen = slot.0.lock().ok().and_then(|s| s.clone());
+    if let (Some(marker), Some(seen)) = (
+        response.extensions().get::<session::ErrorMarker>().cloned(),
+        seen,
+    ) {
+        let mut page = pages::error_page(marker.status, &marker.message, Some(&seen));
+        *page.status_mut() = marker.status;
+        *page.headers_mut() = std::mem::take(response.headers_mut());
+        page.headers_mut().remove(header::CONTENT_LENGTH);
+        response = page;
+    }
     let shown = !response.status().is_redirection();
     let headers = response.headers_mut();
     let set = |headers: &mut HeaderMap, name: header::HeaderName, value: &'static str| {

@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 
 use super::assets;
-use super::session::{Flash, Visitor};
+use super::session::{Flash, SeenVisitor, Visitor};
 
 /// What the layout around every page needs.
 pub struct Chrome {
@@ -76,8 +76,9 @@ struct ErrorPage {
     message: String,
 }
 
-/// A page that says what went wrong and where to go next.
-pub fn error_page(status: StatusCode, message: &str) -> Response {
+/// A page that says what went wrong and where to go next, with the
+/// navigation of the visitor when one is signed in.
+pub fn error_page(status: StatusCode, message: &str, visitor: Option<&SeenVisitor>) -> Response {
     let heading = match status {
         StatusCode::NOT_FOUND => "Not found",
         StatusCode::FORBIDDEN => "Not allowed",
@@ -85,8 +86,14 @@ pub fn error_page(status: StatusCode, message: &str) -> Response {
         s if s.is_server_error() => "Something went wrong",
         _ => "That did not work",
     };
+    let mut chrome = Chrome::anonymous(heading, None);
+    if let Some(visitor) = visitor {
+        chrome.user = Some(visitor.name.clone());
+        chrome.is_admin = visitor.is_admin;
+        chrome.csrf = visitor.csrf.clone();
+    }
     render(ErrorPage {
-        chrome: Chrome::anonymous(heading, None),
+        chrome,
         heading: heading.to_owned(),
         message: message.to_owned(),
     })

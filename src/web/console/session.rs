@@ -47,12 +47,41 @@ impl FromRequestParts<WebState> for Visitor {
             Err(other) => return Err(other.into()),
         };
         ApiActor::set(parts, Some(&principal), None);
+        if let Some(slot) = parts.extensions.get::<VisitorSlot>()
+            && let Ok(mut seen) = slot.0.lock()
+        {
+            *seen = Some(SeenVisitor {
+                name: principal.name.clone(),
+                is_admin: principal.is_admin(),
+                csrf: cookie::csrf_token(token),
+            });
+        }
         Ok(Visitor {
             csrf: cookie::csrf_token(token),
             flash: Flash::from_headers(&parts.headers),
             principal,
         })
     }
+}
+
+/// Who a request turned out to be signed in as, so that an error page
+/// rendered after the handler gave up still shows their navigation.
+#[derive(Clone, Default)]
+pub struct VisitorSlot(pub std::sync::Arc<std::sync::Mutex<Option<SeenVisitor>>>);
+
+#[derive(Clone)]
+pub struct SeenVisitor {
+    pub name: String,
+    pub is_admin: bool,
+    pub csrf: String,
+}
+
+/// Marks a response as an error page, with its words, so it can be drawn
+/// again with the visitor's navigation.
+#[derive(Clone)]
+pub struct ErrorMarker {
+    pub status: StatusCode,
+    pub message: String,
 }
 
 /// Some visitor, or nobody (the sign-in and share pages).
@@ -259,8 +288,11 @@ impl IntoResponse for ConsoleError {
                 redirect(&target, None)
             }
             ConsoleError::Page { status, message } => {
-                let mut response = pages::error_page(status, &message);
+                let mut response = pages::error_page(status, &message, None);
                 *response.status_mut() = status;
+                response
+                    .extensions_mut()
+                    .insert(ErrorMarker { status, message });
                 response
             }
         }

@@ -1,0 +1,376 @@
+// The console as a person uses it, in a real Chromium: each scenario gets a
+// fresh server, and every page it visits is saved as a screenshot under
+// target/console-screenshots/<scenario>/.
+
+import assert from "node:assert/strict";
+import { createHash, randomBytes } from "node:crypto";
+import { existsSync, mkdirSync, openSync, writeSync, closeSync, writeFileSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import { spawnSync } from "node:child_process";
+import { ROOT, api, camera, launchBrowser, pollUntil, signIn, startServer, tempDir } from "./harness.js";
+
+/** Runs aws-cli: AWS_CLI, else the CI's virtualenv, else `aws` on the PATH. */
+function awsCli(args, env) {
+  const local = join(import.meta.dirname, "..", "..", ".venv", "bin", "aws");
+  const command = process.env.AWS_CLI ?? (existsSync(local) ? local : "aws");
+  return spawnSync(command, args, { env, encoding: "utf8" });
+}
+
+let browser;
+before(async () => { browser = await launchBrowser(); });
+after(async () => { await browser?.close(); });
+
+/** Waits for the "All files" row to report every file finished. */
+async function allFinished(page, count, timeout = 120_000) {
+  await page.locator(".upload-total .state").filter({ hasText: `${count} of ${count} finished` }).waitFor({ timeout });
+}
+
+test("sign up, sign in, create a bucket, drop 20 files and upload a folder tree", async () => {
+  const server = await startServer(["--allow-signup"]);
+  const shot = camera("01-sign-up-and-upload");
+  const page = await browser.newPage();
+  try {
+    await page.goto(server.web);
+    await page.waitForURL(/\/ui\/sign-in/);
+    assert.equal(await page.title(), "Sign in · Cistern");
+    await shot(page, "sign-in");
+    await page.getByRole("link", { name: "Sign up" }).click();
+    await page.getByLabel("Name").fill("dana");
+    await page.getByLabel("Password", { exact: true }).fill("dana-password-1");
+    await page.getByLabel("Password again").fill("dana-password-1");
+    await shot(page, "sign-up");
+    await page.getByRole("button", { name: "Create account" }).click();
+    await page.getByText("Your account dana is ready").waitFor();
+    await shot(page, "signed-up");
+    await signIn(page, server, { name: "dana", password: "dana-password-1" });
+    await page.getByText("You have no buckets yet").waitFor();
+    await shot(page, "no-buckets");
+
+    await page.getByLabel("Bucket name").fill("holiday");
+    await page.getByRole("button", { name: "Create" }).click();
+    await page.waitForURL(/\/ui\/buckets\/holiday$/);
+    await page.getByText("The bucket holiday is ready").waitFor();
+    await shot(page, "new-bucket");
+
+    // Twenty files dropped on the page.
+    await page.evaluate(() => {
+      const transfer = new DataTransfer();
+      for (let i = 1; i <= 20; i += 1) {
+        transfer.items.add(new File([`photo number ${i}\n`.repeat(i * 100)], `photo-${String(i).padStart(2, "0")}.txt`, { type: "text/plain" }));
+      }
+      document.dispatchEvent(new DragEvent("dragover", { dataTransfer: transfer, bubbles: true, cancelable: true }));
+      document.dispatchEvent(new DragEvent("drop", { dataTransfer: transfer, bubbles: true, cancelable: true }));
+    });
+    await allFinished(page, 20);
+    assert.equal(await page.locator(".upload-row.done").count(), 20);
+    await shot(page, "dropped-20-files");
+
+    // A folder tree through the folder picker keeps its relative paths.
+    const tree = tempDir("cistern-tree-");
+    mkdirSync(join(tree, "trip", "day 1", "raw"), { recursive: true });
+    writeFileSync(join(tree, "trip", "notes.md"), "# Trip\n");
+    writeFileSync(join(tree, "trip", "day 1", "morning.txt"), "sunrise\n");
+    writeFileSync(join(tree, "trip", "day 1", "raw", "frame.bin"), randomBytes(300_000));
+    await page.locator("#folder").setInputFiles(join(tree, "trip"));
+    await page.getByRole("button", { name: "Upload" }).click();
+    await allFinished(page, 23);
+    await shot(page, "uploaded-folder");
+
+    const listed = await api(server, ROOT, "GET", "/buckets/holiday/objects?limit=1000");
+    const keys = listed.body.objects.map((o) => o.key);
+    assert.equal(keys.length, 23, keys.join(", "));
+    assert.ok(keys.includes("trip/day 1/raw/frame.bin"), keys.join(", "));
+    assert.ok(keys.includes("photo-20.txt"));
+
+    // The listing shows the new files without a reload.
+    await page.locator("#listing").getByRole("link", { name: "photo-20.txt" }).waitFor();
+    await page.getByRole("link", { name: "trip/" }).click();
+    await page.getByRole("link", { name: "day 1/" }).click();
+    await page.getByRole("link", { name: "morning.txt" }).waitFor();
+    await shot(page, "folder-day-1");
+    await page.getByRole("navigation", { name: "Breadcrumbs" }).getByRole("link", { name: "holiday" }).click();
+    await page.waitForURL(/\/ui\/buckets\/holiday$/);
+  } finally {
+    await page.close();
+    await server.stop();
+  }
+});
+
+/** The S3 ETag of a file uploaded in parts of `partSize`. */
+function multipartEtag(path, partSize) {
+  const data = readFileSync(path);
+  const digests = [];
+  for (let start = 0; start < data.length; start += partSize) {
+    digests.push(createHash("md5").update(data.subarray(start, start + partSize)).digest());
+  }
+  return `${createHash("md5").update(Buffer.concat(digests)).digest("hex")}-${digests.length}`;
+}
+
+test("a 200 MiB upload interrupted by a reload resumes from the stored parts", async () => {
+  const server = await startServer();
+  const shot = camera("02-resume-large-upload");
+  const page = await browser.newPage();
+  try {
+    const folder = tempDir("cistern-big-");
+    const file = join(folder, "film.bin");
+    const fd = openSync(file, "w");
+    const chunk = randomBytes(8 * 1024 * 1024);
+    for (let i = 0; i < 25; i += 1) { chunk[0] = i; writeSync(fd, chunk); }
+    closeSync(fd);
+    const size = 200 * 1024 * 1024;
+
+    await api(server, ROOT, "POST", "/buckets", { name: "media" });
+    await signIn(page, server, ROOT);
+    await page.goto(`${server.web}/ui/buckets/media`);
+    await page.locator("#files").setInputFiles(file);
+    await page.getByRole("button", { name: "Upload" }).click();
+    const bar = page.locator('.upload-row[data-key="film.bin"] progress');
+    await page.waitForFunction(() => {
+      const progress = document.querySelector('.upload-row[data-key="film.bin"] progress');
+      return progress && progress.value > progress.max * 0.4;
+    }, null, { timeout: 120_000 });
+    await shot(page, "half-way");
+    assert.ok(await bar.count() === 1);
+    await page.reload();
+    const reloadedAt = Date.now();
+    await shot(page, "after-reload");
+
+    await page.locator("#files").setInputFiles(file);
+    await page.getByRole("button", { name: "Upload" }).click();
+    await allFinished(page, 1, 180_000);
+    await shot(page, "resumed-and-finished");
+    const resumedFrom = Number(await page.locator('.upload-row[data-key="film.bin"]').getAttribute("data-resumed-from"));
+    assert.ok(resumedFrom > 0, "the second upload skipped the stored parts");
+    assert.ok(size - resumedFrom < size, "fewer bytes sent than the file holds");
+
+    const head = await api(server, ROOT, "GET", "/buckets/media/objects?limit=10");
+    const object = head.body.objects.find((o) => o.key === "film.bin");
+    assert.equal(object.size, size);
+    assert.equal(object.etag, multipartEtag(file, 16 * 1024 * 1024));
+    // What the second attempt sent, as the server counted it: less than the file.
+    const records = await pollUntil("the completed upload in the audit log", async () => {
+      const done = await api(server, ROOT, "GET", "/audit?action=upload.complete");
+      if (done.body.records.length === 0) return null;
+      const parts = await api(server, ROOT, "GET", "/audit?action=upload.put_part&limit=1000");
+      return parts.body.records;
+    });
+    const sentAfterReload = records
+      .filter((r) => r.time_ms >= reloadedAt && r.status === 200)
+      .reduce((sum, r) => sum + r.bytes_in, 0);
+    assert.ok(sentAfterReload > 0 && sentAfterReload < size,
+      `sent after the reload: ${sentAfterReload} of ${size} bytes`);
+  } finally {
+    await page.close();
+    await server.stop();
+  }
+});
+
+/** Stores a PNG drawn by the page itself, through the console's own API path. */
+async function putDrawnImage(page, bucket, key) {
+  return page.evaluate(async ({ bucket, key }) => {
+    const canvas = document.createElement("canvas");
+    canvas.width = 320; canvas.height = 200;
+    const g = canvas.getContext("2d");
+    g.fillStyle = "#2563eb"; g.fillRect(0, 0, 320, 200);
+    g.fillStyle = "#fbbf24"; g.beginPath(); g.arc(240, 60, 40, 0, Math.PI * 2); g.fill();
+    g.fillStyle = "#15803d"; g.fillRect(0, 150, 320, 50);
+    const blob = await new Promise((resolve) => canvas.toBlob(resolve, "image/png"));
+    const csrf = document.querySelector('meta[name="csrf-token"]').content;
+    const path = key.split("/").map(encodeURIComponent).join("/");
+    const response = await fetch(`/api/v1/buckets/${bucket}/objects/${path}`, {
+      method: "PUT", body: blob, headers: { "content-type": "image/png", "x-csrf-token": csrf },
+    });
+    return response.status;
+  }, { bucket, key });
+}
+
+test("browse folders, preview an image, share it, and delete several files", async () => {
+  const server = await startServer();
+  const shot = camera("03-browse-preview-share-delete");
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  try {
+    await api(server, ROOT, "POST", "/buckets", { name: "album" });
+    for (const name of ["a.txt", "b.txt", "c.txt"]) {
+      await api(server, ROOT, "PUT", `/buckets/album/objects/loose/${name}`, `text ${name}`);
+    }
+    await signIn(page, server, ROOT);
+    await shot(page, "buckets");
+    assert.equal(await putDrawnImage(page, "album", "2026/summer/beach.png"), 201);
+
+    await page.getByRole("link", { name: "album" }).click();
+    await page.getByRole("link", { name: "2026/" }).click();
+    await page.getByRole("link", { name: "summer/" }).click();
+    await shot(page, "folder");
+    await page.getByRole("link", { name: "beach.png" }).click();
+    await page.getByRole("heading", { name: "beach.png" }).waitFor();
+    const width = await page.locator("figure.preview img").evaluate(async (img) => {
+      await img.decode();
+      return img.naturalWidth;
+    });
+    assert.equal(width, 320);
+    await shot(page, "image-preview");
+
+    // A share link works in a fresh browser context with no account.
+    await page.getByLabel("Link works for").selectOption("3600");
+    await page.getByRole("button", { name: "Create share link" }).click();
+    const link = await page.locator("#share-url").inputValue();
+    assert.match(link, /\/share\/album\/2026\/summer\/beach\.png\?by=/);
+    await shot(page, "share-link");
+    const stranger = await browser.newContext();
+    const strangerPage = await stranger.newPage();
+    const opened = await strangerPage.goto(link);
+    assert.equal(opened.status(), 200);
+    assert.equal(opened.headers()["content-type"], "image/png");
+    await shot(strangerPage, "shared-image-opened");
+    const tampered = await strangerPage.goto(link.replace("beach.png", "other.png"));
+    assert.equal(tampered.status(), 403);
+    await strangerPage.getByRole("heading", { name: "This link is not valid" }).waitFor();
+    await shot(strangerPage, "tampered-link");
+    await stranger.close();
+
+    // Select two of three files and delete them, confirming on the way.
+    await page.getByRole("navigation", { name: "Breadcrumbs" }).getByRole("link", { name: "album" }).click();
+    await page.getByRole("link", { name: "loose/" }).click();
+    await page.getByLabel("Select a.txt").check();
+    await page.getByLabel("Select c.txt").check();
+    await shot(page, "selected");
+    await page.getByRole("button", { name: "Delete selected" }).click();
+    await page.getByRole("heading", { name: "Delete 2 files from album?" }).waitFor();
+    await shot(page, "confirm-delete");
+    await page.getByRole("button", { name: "Delete", exact: true }).click();
+    await page.getByText("Deleted 2 files.").waitFor();
+    await shot(page, "deleted");
+    const left = await api(server, ROOT, "GET", "/buckets/album/objects?prefix=loose/");
+    assert.deepEqual(left.body.objects.map((o) => o.key), ["loose/b.txt"]);
+  } finally {
+    await context.close();
+    await server.stop();
+  }
+});
+
+test("another user cannot see the bucket, and after sign-out the back button shows nothing", async () => {
+  const server = await startServer();
+  const shot = camera("04-privacy-and-sign-out");
+  await api(server, ROOT, "POST", "/users", { name: "erin", password: "erin-password-1" });
+  await api(server, ROOT, "POST", "/users", { name: "frank", password: "frank-password-1" });
+  const erin = await browser.newContext();
+  const frank = await browser.newContext();
+  try {
+    const erinPage = await erin.newPage();
+    await signIn(erinPage, server, { name: "erin", password: "erin-password-1" });
+    await erinPage.getByLabel("Bucket name").fill("erins-private");
+    await erinPage.getByRole("button", { name: "Create" }).click();
+    await erinPage.waitForURL(/erins-private$/);
+
+    const frankPage = await frank.newPage();
+    await signIn(frankPage, server, { name: "frank", password: "frank-password-1" });
+    assert.equal(await frankPage.getByText("erins-private").count(), 0);
+    await shot(frankPage, "frank-buckets");
+    const refused = await frankPage.goto(`${server.web}/ui/buckets/erins-private`);
+    assert.equal(refused.status(), 403);
+    await shot(frankPage, "frank-refused");
+
+    await erinPage.goto(`${server.web}/ui/buckets`);
+    await erinPage.getByRole("link", { name: "erins-private" }).waitFor();
+    await erinPage.getByRole("button", { name: "Sign out" }).click();
+    await erinPage.getByText("You are signed out.").waitFor();
+    await shot(erinPage, "signed-out");
+    await erinPage.goBack();
+    await erinPage.waitForURL(/\/ui\/sign-in/);
+    assert.equal(await erinPage.getByText("erins-private").count(), 0);
+    await shot(erinPage, "back-after-sign-out");
+  } finally {
+    await erin.close();
+    await frank.close();
+    await server.stop();
+  }
+});
+
+test("a read-only key made in the console reads with aws-cli and cannot write", async () => {
+  const server = await startServer();
+  const shot = camera("05-access-keys");
+  const page = await browser.newPage();
+  try {
+    await api(server, ROOT, "POST", "/buckets", { name: "reports" });
+    await api(server, ROOT, "PUT", "/buckets/reports/objects/q3.txt", "quarter three");
+    await signIn(page, server, ROOT);
+    await page.getByRole("link", { name: "Access keys" }).click();
+    await shot(page, "keys");
+    await page.getByLabel("Read only").check();
+    await page.getByLabel("reports").check();
+    await page.getByRole("button", { name: "Create key" }).click();
+    await page.getByRole("heading", { name: "Your new key" }).waitFor();
+    await shot(page, "key-created");
+    const accessKey = await page.locator("#new-access-key").inputValue();
+    const secret = await page.locator("#new-secret").inputValue();
+    const snippet = await page.locator("#aws-snippet").inputValue();
+    assert.ok(snippet.includes(`AWS_SECRET_ACCESS_KEY=${secret}`));
+
+    const env = {
+      ...process.env, AWS_ACCESS_KEY_ID: accessKey, AWS_SECRET_ACCESS_KEY: secret,
+      AWS_DEFAULT_REGION: "us-east-1", AWS_EC2_METADATA_DISABLED: "true",
+    };
+    const folder = tempDir("cistern-aws-");
+    const read = awsCli(["--endpoint-url", server.s3, "s3", "cp", "s3://reports/q3.txt", join(folder, "q3.txt")], env);
+    assert.equal(read.status, 0, read.stderr);
+    assert.equal(readFileSync(join(folder, "q3.txt"), "utf8"), "quarter three");
+    writeFileSync(join(folder, "new.txt"), "nope");
+    const write = awsCli(["--endpoint-url", server.s3, "s3", "cp", join(folder, "new.txt"), "s3://reports/new.txt"], env);
+    assert.notEqual(write.status, 0, "a read-only key cannot upload");
+    assert.match(write.stderr, /AccessDenied/);
+
+    // Revoked, it stops working.
+    await page.goto(`${server.web}/ui/keys`);
+    page.once("dialog", (dialog) => dialog.accept());
+    await page.getByRole("button", { name: `Revoke ${accessKey}` }).click();
+    await page.getByText(`The key ${accessKey} is revoked.`).waitFor();
+    await shot(page, "key-revoked");
+    const after = awsCli(["--endpoint-url", server.s3, "s3", "ls", "s3://reports/"], env);
+    assert.notEqual(after.status, 0);
+  } finally {
+    await page.close();
+    await server.stop();
+  }
+});
+
+test("admins manage users and read the whole audit log", async () => {
+  const server = await startServer();
+  const shot = camera("06-admin");
+  const page = await browser.newPage();
+  try {
+    await signIn(page, server, ROOT);
+    await page.getByRole("link", { name: "Admin", exact: true }).click();
+    await page.getByRole("heading", { name: "Users" }).waitFor();
+    await page.getByLabel("Name").fill("gina");
+    await page.getByLabel("Password").fill("gina-password-1");
+    await page.getByRole("button", { name: "Create user" }).click();
+    await page.getByText("The user gina is created.").waitFor();
+    await page.getByLabel("Quota in GiB").fill("0.5");
+    await page.getByRole("button", { name: "Set quota" }).click();
+    await page.getByText("The quota of gina is 512 MiB.").waitFor();
+    await page.getByRole("button", { name: "Disable gina" }).click();
+    await page.getByText("gina is disabled.").waitFor();
+    await shot(page, "user-page");
+    const refused = await fetch(`${server.web}/api/v1/buckets`, {
+      headers: { authorization: `Basic ${Buffer.from("gina:gina-password-1").toString("base64")}` },
+    });
+    assert.equal(refused.status, 403, "a disabled user is refused");
+    await page.getByRole("link", { name: "Users" }).first().click();
+    await shot(page, "users");
+
+    await page.getByRole("link", { name: "Audit log" }).click();
+    await page.getByLabel("Action").selectOption("user.disable");
+    await page.getByRole("button", { name: "Filter" }).click();
+    await page.locator("table.list tbody tr").first().waitFor();
+    assert.ok((await page.locator("table.list tbody").innerText()).includes("user:gina"));
+    await shot(page, "audit-log");
+    const exported = await page.evaluate(async () => (await fetch(document.querySelector('a[download="audit.ndjson"]').href)).text());
+    const lines = exported.trim().split("\n").map((line) => JSON.parse(line));
+    assert.ok(lines.length >= 1 && lines.every((r) => r.action === "user.disable"));
+  } finally {
+    await page.close();
+    await server.stop();
+  }
+});
