@@ -141,6 +141,12 @@ pub struct ServeArgs {
     #[arg(long, env = "CISTERN_TRASH_DELAY_SECS", default_value_t = 900)]
     pub trash_delay_secs: u64,
 
+    /// Seconds an upload in parts (S3 multipart, or the console's large
+    /// uploads) may stay unfinished; then it is aborted and its parts are
+    /// removed.
+    #[arg(long, env = "CISTERN_UPLOAD_EXPIRY_SECS", default_value_t = 86400)]
+    pub upload_expiry_secs: u64,
+
     /// Milliseconds before a failed webhook delivery is tried again; the
     /// wait doubles after each failure, up to an hour, for at least 24 hours.
     #[arg(long, env = "CISTERN_WEBHOOK_RETRY_BASE_MS", default_value_t = 1000)]

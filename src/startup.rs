@@ -206,6 +206,7 @@ impl Server {
             trash_delay: Duration::from_secs(settings.trash_delay_secs),
             orphan_grace: Duration::from_secs(settings.orphan_grace_secs),
             orphan_interval: Duration::from_secs(settings.orphan_scan_secs.max(1)),
+            upload_expiry: Duration::from_secs(settings.upload_expiry_secs.max(1)),
         };
         let sweeper = tokio::spawn({
             let stop = stop.clone();

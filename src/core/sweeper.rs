@@ -5,7 +5,8 @@
 //! outlives its deletion; later segments of a large multipart object are
 //! opened as the stream reaches them); and it deletes orphans, blobs that no row references and that
 //! are older than `orphan_grace` (left by writes interrupted before their
-//! commit, for example by a crash).
+//! commit, for example by a crash). It also aborts multipart uploads left
+//! unfinished for longer than `upload_expiry`, which releases their parts.
 
 use std::time::{Duration, SystemTime};
 
@@ -16,6 +17,8 @@ pub struct SweepSettings {
     pub trash_delay: Duration,
     pub orphan_grace: Duration,
     pub orphan_interval: Duration,
+    /// Uploads in parts not completed within this long are aborted.
+    pub upload_expiry: Duration,
 }
 
 impl Default for SweepSettings {
@@ -24,6 +27,7 @@ impl Default for SweepSettings {
             trash_delay: Duration::from_secs(900),
             orphan_grace: Duration::from_secs(3600),
             orphan_interval: Duration::from_secs(3600),
+            upload_expiry: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -58,6 +62,29 @@ impl Store {
         }
     }
 
+    /// Aborts uploads started more than `max_age` ago; their parts go to
+    /// the trash. Returns how many were aborted.
+    pub async fn expire_uploads(&self, max_age: Duration) -> CoreResult<usize> {
+        let cutoff = super::now_ms() - max_age.as_millis() as i64;
+        let mut aborted = 0;
+        loop {
+            let stale = self.meta.uploads_started_before(cutoff, 100).await?;
+            if stale.is_empty() {
+                return Ok(aborted);
+            }
+            for upload in &stale {
+                match self
+                    .abort_upload(&upload.bucket, &upload.key, &upload.upload_id)
+                    .await
+                {
+                    // Completed or aborted meanwhile (here or on another node).
+                    Ok(()) | Err(super::CoreError::NoSuchUpload) => aborted += 1,
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+    }
+
     /// Deletes blobs that no row references and that were last written
     /// before `grace` ago.
     pub async fn sweep_orphans(&self, grace: Duration) -> CoreResult<usize> {
@@ -87,6 +114,11 @@ impl Store {
         tokio::pin!(shutdown);
         let mut last_orphan_pass: Option<tokio::time::Instant> = None;
         loop {
+            match self.expire_uploads(settings.upload_expiry).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(aborted = n, "aborted abandoned uploads"),
+                Err(e) => tracing::warn!(error = %e, "expiring abandoned uploads failed"),
+            }
             if let Err(e) = self.sweep_trash(settings.trash_delay).await {
                 tracing::warn!(error = %e, "sweeping released blobs failed");
             }
@@ -98,8 +130,12 @@ impl Store {
                 }
                 last_orphan_pass = Some(tokio::time::Instant::now());
             }
-            // Released blobs become deletable `trash_delay` after release.
-            let wait = settings.trash_delay.max(Duration::from_secs(1));
+            // Released blobs become deletable `trash_delay` after release;
+            // an upload can expire at the latest one upload lifetime later.
+            let wait = settings
+                .trash_delay
+                .min(settings.upload_expiry)
+                .max(Duration::from_secs(1));
             tokio::select! {
                 () = &mut shutdown => return,
                 () = tokio::time::sleep(wait) => {}

@@ -697,3 +697,176 @@ async fn sign_up_follows_the_setting() {
     assert_eq!(browser.get("/ui/buckets").await.status, 200);
     open.stop().await;
 }
+
+#[tokio::test]
+async fn a_folder_pages_by_cursor_through_every_file_once() {
+    let app = spawn_app().await;
+    let s3 = app.client();
+    s3.create_bucket().bucket("many").send().await.unwrap();
+    let names: Vec<String> = (0..450).map(|i| format!("f/{i:04}.txt")).collect();
+    futures::future::join_all(
+        names
+            .iter()
+            .map(|key| put_bytes(&s3, "many", key, b"x".to_vec())),
+    )
+    .await;
+    let mut browser = Browser::new(&app);
+    browser.sign_in(ROOT_USER, ROOT_PASSWORD).await;
+    let mut seen = Vec::new();
+    let mut next = Some("/ui/buckets/many?prefix=f%2F".to_owned());
+    let mut pages = 0;
+    while let Some(url) = next {
+        let page = browser
+            .get(&url.replace("&amp;", "&").replace("&#38;", "&"))
+            .await;
+        assert_eq!(page.status, 200);
+        pages += 1;
+        for part in page.body.split(r#"name="key" value=""#).skip(1) {
+            seen.push(part[..part.find('"').unwrap()].to_owned());
+        }
+        next = page
+            .body
+            .split(r#"rel="next""#)
+            .next()
+            .filter(|_| page.body.contains(r#"rel="next""#))
+            .and_then(|before| before.rsplit("href=\"").next())
+            .map(|href| href[..href.find('"').unwrap()].to_owned());
+    }
+    assert_eq!(pages, 3, "200 entries a page");
+    assert_eq!(seen, names, "every file once, in order");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn admin_pages_are_for_admins_and_history_is_ones_own() {
+    let app = spawn_app().await;
+    let api = app.api();
+    api.create_user("hana", "hana-password").await;
+    api.post("/buckets", ROOT, json!({"name": "roots-bucket"}))
+        .await;
+    let mut hana = Browser::new(&app);
+    hana.sign_in("hana", "hana-password").await;
+    hana.post("/ui/buckets", &[("name", "hanas-bucket")], true)
+        .await;
+    for path in [
+        "/ui/admin/users",
+        "/ui/admin/users/testroot",
+        "/ui/admin/audit",
+    ] {
+        let page = hana.get(path).await;
+        assert_eq!(page.status, 403, "{path}");
+        assert!(
+            page.body.contains("Sign out"),
+            "an error page keeps the navigation"
+        );
+    }
+    let refused = hana
+        .post("/ui/admin/users/testroot/disable", &[], true)
+        .await;
+    assert_eq!(refused.status, 403);
+
+    let history = poll_until("hana's bucket in her history", || {
+        let mut page_of = Browser {
+            http: hana.http.clone(),
+            base: hana.base.clone(),
+            cookies: hana.cookies.clone(),
+            csrf: hana.csrf.clone(),
+        };
+        async move {
+            let page = page_of.get("/ui/history?action=bucket.create").await;
+            page.body.contains("hanas-bucket").then_some(page)
+        }
+    })
+    .await;
+    assert!(
+        !history.body.contains("roots-bucket"),
+        "only her own actions"
+    );
+
+    let mut root = Browser::new(&app);
+    root.sign_in(ROOT_USER, ROOT_PASSWORD).await;
+    let audit = root.get("/ui/admin/audit?action=bucket.create").await;
+    assert_eq!(audit.status, 200);
+    let disabled = root.post("/ui/admin/users/hana/disable", &[], true).await;
+    assert_eq!(disabled.status, 303);
+    assert_eq!(
+        hana.get("/ui/buckets").await.status,
+        303,
+        "a disabled user is signed out"
+    );
+    let bad_quota = root
+        .post("/ui/admin/users/hana/quota", &[("gib", "lots")], true)
+        .await;
+    let page = root.get(bad_quota.location.as_deref().unwrap()).await;
+    assert!(page.body.contains("Give the quota as a number of GiB"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn keys_made_in_the_console_show_their_secret_once() {
+    let app = spawn_app().await;
+    let mut browser = Browser::new(&app);
+    browser.sign_in(ROOT_USER, ROOT_PASSWORD).await;
+    browser.get("/ui/keys").await;
+    let refused = browser
+        .post("/ui/keys", &[("read_only", "yes")], false)
+        .await;
+    assert_eq!(refused.status, 403);
+    let made = browser
+        .post("/ui/keys", &[("read_only", "yes")], true)
+        .await;
+    assert_eq!(made.status, 200);
+    let secret_start = made
+        .body
+        .find(r#"id="new-secret" value=""#)
+        .expect("the secret")
+        + r#"id="new-secret" value=""#.len();
+    let secret =
+        &made.body[secret_start..secret_start + made.body[secret_start..].find('"').unwrap()];
+    assert!(
+        made.body
+            .contains(&format!("AWS_SECRET_ACCESS_KEY={secret}"))
+    );
+    let again = browser.get("/ui/keys").await;
+    assert!(!again.body.contains(secret), "shown once");
+    assert!(again.body.contains(">read<"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn abandoned_uploads_expire_and_their_parts_go() {
+    let app = spawn_app_with(&["--upload-expiry-secs", "1", "--trash-delay-secs", "1"]).await;
+    let s3 = app.client();
+    s3.create_bucket().bucket("left").send().await.unwrap();
+    let upload = s3
+        .create_multipart_upload()
+        .bucket("left")
+        .key("half.bin")
+        .send()
+        .await
+        .unwrap();
+    s3.upload_part()
+        .bucket("left")
+        .key("half.bin")
+        .upload_id(upload.upload_id().unwrap())
+        .part_number(1)
+        .body(pattern(1 << 20, 3).into())
+        .send()
+        .await
+        .unwrap();
+    poll_within(
+        std::time::Duration::from_secs(20),
+        "the upload to expire",
+        || async {
+            let listed = s3
+                .list_multipart_uploads()
+                .bucket("left")
+                .send()
+                .await
+                .unwrap();
+            listed.uploads().is_empty().then_some(())
+        },
+    )
+    .await;
+    app.stop().await;
+}

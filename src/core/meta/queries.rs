@@ -181,6 +181,23 @@ impl MetaStore {
         row.as_ref().map(upload_from_row).transpose()
     }
 
+    /// Uploads started before `before_ms`, oldest first (the abandoned ones
+    /// the sweeper aborts).
+    pub async fn uploads_started_before(
+        &self,
+        before_ms: i64,
+        limit: i64,
+    ) -> MetaResult<Vec<UploadRecord>> {
+        let rows = sqlx::query(
+            "SELECT * FROM uploads WHERE initiated_ms < $1 ORDER BY initiated_ms LIMIT $2",
+        )
+        .bind(before_ms)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(upload_from_row).collect()
+    }
+
     /// Uploads in progress in a bucket, ordered by key then upload id, after
     /// the (`key_marker`, `upload_id_marker`) position; without an upload id
     /// marker, after every upload of `key_marker`.

@@ -110,6 +110,9 @@ struct ActorSlot {
     /// The user whose usage the request counts for, and the bucket, when
     /// the caller is not a user (a pool member counts for the pool's owner).
     billed: Option<(String, String)>,
+    /// The bucket and key acted on, when the route does not name them
+    /// (they came in the body: a new bucket's name, a form's key).
+    object: Option<(String, Option<String>)>,
 }
 
 impl ApiActor {
@@ -119,6 +122,13 @@ impl ApiActor {
         {
             slot.principal = principal.cloned();
             slot.claimed = claimed.map(str::to_owned);
+        }
+    }
+
+    /// Names the bucket (and key) a request acted on, for its audit record.
+    pub(crate) fn name_object(&self, bucket: &str, key: Option<&str>) {
+        if let Ok(mut slot) = self.0.lock() {
+            slot.object = Some((bucket.to_owned(), key.map(str::to_owned)));
         }
     }
 
@@ -225,8 +235,10 @@ pub(crate) async fn with_request_id(
         principal,
         claimed,
         billed,
+        object,
     } = actor.0.lock().map(|s| s.clone()).unwrap_or_default();
     let (billed_user, billed_bucket) = billed.unzip();
+    let (named_bucket, named_key) = object.unzip();
     let ok = response.status().is_success();
     state.audit.record(crate::model::AuditRecord {
         id: 0,
@@ -244,8 +256,8 @@ pub(crate) async fn with_request_id(
         access_key: None,
         source,
         action: described.action,
-        bucket: billed_bucket.or(described.bucket),
-        key: described.key,
+        bucket: billed_bucket.or(named_bucket).or(described.bucket),
+        key: named_key.flatten().or(described.key),
         target: described.target,
         status: response.status().as_u16(),
         bytes_in: if ok { bytes_in } else { 0 },

@@ -464,6 +464,10 @@ pub async fn delete_files(
         .await?;
     let back = back_to(&bucket, fields.text("back"));
     let keys: Vec<String> = fields.all("key").into_iter().map(str::to_owned).collect();
+    visitor.audit_object(
+        &bucket,
+        keys.first().filter(|_| keys.len() == 1).map(String::as_str),
+    );
     if keys.is_empty() {
         return Ok(failed(&back, "Select the files to delete first."));
     }
@@ -533,6 +537,7 @@ pub async fn create_folder(
         Ok(key) => key,
         Err(e) => return Ok(failed(&back, words::for_error(&e))),
     };
+    visitor.audit_object(&bucket, Some(key.as_str()));
     let empty: crate::model::ByteStream = Box::pin(futures::stream::empty());
     state
         .store
@@ -569,6 +574,7 @@ pub async fn rename(
         .authorize(Some(&visitor.principal), &bucket, Access::Write)
         .await?;
     let old = fields.text("key");
+    visitor.audit_object(&bucket, Some(old));
     let back = object_url(&bucket, old);
     let new = match ObjectKey::parse(fields.text("new_key")) {
         Ok(key) => key,
@@ -663,6 +669,7 @@ pub async fn share(
     CsrfForm(fields): CsrfForm,
 ) -> Result<Response, ConsoleError> {
     let key = fields.text("key").to_owned();
+    visitor.audit_object(&bucket, Some(&key));
     let back = object_url(&bucket, &key);
     let lifetime: u64 = fields.text("lifetime").parse().unwrap_or(0);
     if !(60..=crate::core::presign::MAX_EXPIRY_SECS).contains(&lifetime) {

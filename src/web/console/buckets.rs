@@ -79,6 +79,7 @@ pub async fn create(
             ));
         }
     };
+    visitor.audit_object(name.as_str(), None);
     match state.store.create_bucket(&visitor.principal, &name).await {
         Ok(()) => Ok(done(
             &format!("/ui/buckets/{}", name.as_str()),

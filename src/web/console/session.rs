@@ -25,6 +25,17 @@ pub struct Visitor {
     pub csrf: String,
     /// A notice left by the action that redirected here.
     pub flash: Option<Flash>,
+    actor: Option<ApiActor>,
+}
+
+impl Visitor {
+    /// Names the bucket and key acted on in the request's audit record,
+    /// when the route does not (they came in the form).
+    pub fn audit_object(&self, bucket: &str, key: Option<&str>) {
+        if let Some(actor) = &self.actor {
+            actor.name_object(bucket, key);
+        }
+    }
 }
 
 impl FromRequestParts<WebState> for Visitor {
@@ -57,6 +68,7 @@ impl FromRequestParts<WebState> for Visitor {
             });
         }
         Ok(Visitor {
+            actor: parts.extensions.get::<ApiActor>().cloned(),
             csrf: cookie::csrf_token(token),
             flash: Flash::from_headers(&parts.headers),
             principal,
