@@ -212,6 +212,36 @@ test("browse folders, preview an image, share it, and delete several files", asy
     assert.equal(width, 320);
     await shot(page, "image-preview");
 
+    // A video plays from the page, past its middle (the browser seeks with
+    // Range requests). The fixture was made with
+    // `ffmpeg -f lavfi -i testsrc=duration=6:size=192x144:rate=15 -c:v libvpx -b:v 120k -g 15 clock.webm`.
+    const video = readFileSync(join(import.meta.dirname, "fixtures", "clock.webm"));
+    const put = await api(server, ROOT, "PUT", "/buckets/album/objects/2026/summer/clock.webm", new Uint8Array(video), "video/webm");
+    assert.equal(put.status, 201);
+    const ranges = [];
+    page.on("response", (response) => {
+      if (response.url().includes("clock.webm") && response.status() === 206) ranges.push(response.url());
+    });
+    await page.goto(`${server.web}/ui/buckets/album/objects/2026/summer/clock.webm`);
+    const played = await page.locator("figure.preview video").evaluate(async (element) => {
+      element.muted = true;
+      if (element.readyState < 1) await new Promise((resolve) => element.addEventListener("loadedmetadata", resolve, { once: true }));
+      const middle = element.duration / 2;
+      element.currentTime = middle + 0.5;
+      await new Promise((resolve) => element.addEventListener("seeked", resolve, { once: true }));
+      await element.play();
+      await new Promise((resolve) => {
+        const check = () => (element.currentTime > middle + 1 ? resolve() : setTimeout(check, 50));
+        check();
+      });
+      element.pause();
+      return { duration: element.duration, at: element.currentTime };
+    });
+    assert.ok(played.duration > 5 && played.at > played.duration / 2, JSON.stringify(played));
+    assert.ok(ranges.length > 0, "the video was fetched by ranges");
+    await shot(page, "video-past-middle");
+    await page.goBack();
+
     // A share link works in a fresh browser context with no account.
     await page.getByLabel("Link works for").selectOption("3600");
     await page.getByRole("button", { name: "Create share link" }).click();
@@ -242,6 +272,15 @@ test("browse folders, preview an image, share it, and delete several files", asy
     await page.getByRole("button", { name: "Delete", exact: true }).click();
     await page.getByText("Deleted 2 files.").waitFor();
     await shot(page, "deleted");
+
+    // A phone's width: nothing wider than the screen.
+    await page.setViewportSize({ width: 360, height: 740 });
+    for (const path of ["/ui/buckets", "/ui/buckets/album/objects/2026/summer/beach.png", "/ui/buckets/album?prefix=loose%2F"]) {
+      await page.goto(`${server.web}${path}`);
+      const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+      assert.ok(overflow <= 0, `${path} is ${overflow} px too wide at 360 px`);
+      await shot(page, `narrow-${path.split("/").pop().split("?")[0]}`);
+    }
     const left = await api(server, ROOT, "GET", "/buckets/album/objects?prefix=loose/");
     assert.deepEqual(left.body.objects.map((o) => o.key), ["loose/b.txt"]);
   } finally {

@@ -82,14 +82,15 @@ export function camera(scenario) {
   };
 }
 
-/** A JSON API call with HTTP Basic credentials. */
-export async function api(server, who, method, path, body) {
+/** A JSON API call with HTTP Basic credentials (raw bodies may name their type). */
+export async function api(server, who, method, path, body, contentType) {
   const headers = { authorization: `Basic ${Buffer.from(`${who.name}:${who.password}`).toString("base64")}` };
   let payload = body;
   if (body !== undefined && !(body instanceof Uint8Array) && typeof body !== "string") {
     headers["content-type"] = "application/json";
     payload = JSON.stringify(body);
   }
+  if (contentType) headers["content-type"] = contentType;
   const response = await fetch(`${server.web}/api/v1${path}`, { method, headers, body: payload });
   const text = await response.text();
   let json = null;

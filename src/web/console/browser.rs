@@ -21,8 +21,10 @@ use crate::core::objects::{ByteRange, ReadConditions};
 use crate::model::{ObjectAttrs, PutCondition};
 use crate::web::WebState;
 
-/// Entries on one page of a folder.
+/// Entries on one page of a folder, unless the person picks another of
+/// [`PAGE_SIZES`].
 const PAGE_SIZE: usize = 200;
+const PAGE_SIZES: [usize; 3] = [50, 200, 1000];
 
 /// Characters left as they are in a key placed in a URL path: slashes
 /// keep separating folders.
@@ -130,6 +132,8 @@ struct BrowserPage {
     here: String,
     first_page: Option<String>,
     next_page: Option<String>,
+    /// Entries per page on offer: the number, its URL, whether it is this one.
+    page_sizes: Vec<(usize, String, bool)>,
     can_write: bool,
     can_manage: bool,
 }
@@ -145,6 +149,8 @@ pub struct FolderQuery {
     /// The last entry of the previous page.
     #[serde(default)]
     after: String,
+    /// Entries per page, one of [`PAGE_SIZES`].
+    size: Option<usize>,
 }
 
 fn folder_query_url(bucket: &str, q: &FolderQuery, after: &str) -> String {
@@ -153,6 +159,9 @@ fn folder_query_url(bucket: &str, q: &FolderQuery, after: &str) -> String {
         if !value.is_empty() {
             url.push_str(&format!("&{name}={}", in_query(value)));
         }
+    }
+    if let Some(size) = q.size.filter(|s| *s != PAGE_SIZE) {
+        url.push_str(&format!("&size={size}"));
     }
     if !after.is_empty() {
         url.push_str(&format!("&after={}", in_query(after)));
@@ -185,9 +194,13 @@ pub async fn folder(
         .await
         .is_ok();
     let listed_prefix = format!("{}{}", query.prefix, query.filter);
+    let page_size = query
+        .size
+        .filter(|s| PAGE_SIZES.contains(s))
+        .unwrap_or(PAGE_SIZE);
     let page = state
         .store
-        .list_objects(&bucket, &listed_prefix, Some("/"), &query.after, PAGE_SIZE)
+        .list_objects(&bucket, &listed_prefix, Some("/"), &query.after, page_size)
         .await?;
     let name_in_folder = |key: &str| key[query.prefix.len().min(key.len())..].to_owned();
     let mut rows: Vec<Row> = page
@@ -234,6 +247,23 @@ pub async fn folder(
         })
         .flatten();
     let first_page = (!query.after.is_empty()).then(|| folder_query_url(&bucket, &query, ""));
+    let page_sizes = PAGE_SIZES
+        .iter()
+        .map(|&size| {
+            let url = folder_query_url(
+                &bucket,
+                &FolderQuery {
+                    size: Some(size),
+                    prefix: query.prefix.clone(),
+                    filter: query.filter.clone(),
+                    sort: query.sort.clone(),
+                    after: String::new(),
+                },
+                "",
+            );
+            (size, url, size == page_size)
+        })
+        .collect();
     let folder_label = query
         .prefix
         .trim_end_matches('/')
@@ -264,6 +294,7 @@ pub async fn folder(
         rows,
         first_page,
         next_page,
+        page_sizes,
         can_write,
         can_manage,
         bucket,
