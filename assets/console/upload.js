@@ -5,7 +5,7 @@
 // the same file again after a reload sends only the parts not yet stored.
 
 const PART_SIZE = 16 * 1024 * 1024;
-const PARALLEL_PARTS = 3;
+const PARALLEL_PARTS = 4;
 const PARALLEL_FILES = 3;
 
 const section = document.getElementById("upload");

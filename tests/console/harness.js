@@ -33,12 +33,15 @@ export async function startServer(extraArgs = []) {
       // eslint-disable-next-line no-control-regex
       const plain = log.replace(/\u001b\[[0-9;]*m/g, "");
       const found = plain.match(/listening s3=(\S+) web=(\S+)/);
-      if (found) resolve({ s3: found[1], web: found[2] });
+      if (found) {
+        clearTimeout(timer);
+        resolve({ s3: found[1], web: found[2] });
+      }
     };
     child.stdout.on("data", look);
     child.stderr.on("data", look);
     child.on("exit", (code) => reject(new Error(`cistern exited (${code}) before listening:\n${log}`)));
-    setTimeout(() => reject(new Error(`cistern did not start within 30 s:\n${log}`)), 30_000);
+    const timer = setTimeout(() => reject(new Error(`cistern did not start within 30 s:\n${log}`)), 30_000);
   });
   const { s3, web } = await addresses;
   return {

@@ -870,3 +870,60 @@ async fn abandoned_uploads_expire_and_their_parts_go() {
     .await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn changing_the_password_ends_the_other_sessions() {
+    let app = spawn_app().await;
+    app.api().create_user("ivan", "ivan-password-1").await;
+    let mut laptop = Browser::new(&app);
+    laptop.sign_in("ivan", "ivan-password-1").await;
+    let mut phone = Browser::new(&app);
+    phone.sign_in("ivan", "ivan-password-1").await;
+
+    let wrong = laptop
+        .post(
+            "/ui/account/password",
+            &[("current", "guess"), ("password", "ivan-password-2"), ("repeat", "ivan-password-2")],
+            true,
+        )
+        .await;
+    let page = laptop.get(wrong.location.as_deref().unwrap()).await;
+    assert!(page.body.contains("The current password is wrong."));
+    let changed = laptop
+        .post(
+            "/ui/account/password",
+            &[
+                ("current", "ivan-password-1"),
+                ("password", "ivan-password-2"),
+                ("repeat", "ivan-password-2"),
+            ],
+            true,
+        )
+        .await;
+    assert_eq!(changed.status, 303);
+    assert_eq!(laptop.get("/ui/buckets").await.status, 200, "this session stays");
+    assert_eq!(phone.get("/ui/buckets").await.status, 303, "the other one ended");
+    let (status, _) = app.api().get("/buckets", ("ivan", "ivan-password-2")).await;
+    assert_eq!(status, 200);
+
+    laptop.post("/ui/sign-out-everywhere", &[], true).await;
+    assert_eq!(laptop.get("/ui/buckets").await.status, 303);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn repeated_wrong_passwords_are_slowed_in_the_console_too() {
+    let app = spawn_app().await;
+    let mut browser = Browser::new(&app);
+    let mut statuses = Vec::new();
+    for _ in 0..12 {
+        let page = browser.sign_in(ROOT_USER, "wrong-password").await;
+        statuses.push(page.status);
+        if page.status == 429 {
+            assert!(page.body.contains("Too many failed sign-ins"), "{}", page.body);
+            break;
+        }
+    }
+    assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+    app.stop().await;
+}
