@@ -131,11 +131,14 @@ pub async fn parts(
 pub async fn put_part(
     State(state): State<WebState>,
     Caller(who): Caller,
-    Path((bucket, upload_id, number)): Path<(String, String, i32)>,
+    Path((bucket, upload_id, number)): Path<(String, String, String)>,
     QueryArgs(query): QueryArgs<KeyQuery>,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Json<PartView>> {
+    let number: i32 = number
+        .parse()
+        .map_err(|_| ApiError::bad_field("number", "a part number from 1 to 10000"))?;
     writable(&state, &who, &bucket).await?;
     let declared = headers
         .get(header::CONTENT_LENGTH)
