@@ -3,7 +3,7 @@
 // target/console-screenshots/<scenario>/.
 
 import assert from "node:assert/strict";
-import { createHash, randomBytes } from "node:crypto";
+import { createHash, createHmac, randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, openSync, writeSync, closeSync, writeFileSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
@@ -166,6 +166,19 @@ test("a 200 MiB upload interrupted by a reload resumes from the stored parts", a
   }
 });
 
+/** A WAV file of a 440 Hz tone lasting `seconds` (8 kHz, 16-bit mono). */
+function wavTone(seconds) {
+  const rate = 8000;
+  const samples = rate * seconds;
+  const data = Buffer.alloc(44 + samples * 2);
+  data.write("RIFF", 0); data.writeUInt32LE(36 + samples * 2, 4); data.write("WAVE", 8);
+  data.write("fmt ", 12); data.writeUInt32LE(16, 16); data.writeUInt16LE(1, 20); data.writeUInt16LE(1, 22);
+  data.writeUInt32LE(rate, 24); data.writeUInt32LE(rate * 2, 28); data.writeUInt16LE(2, 32); data.writeUInt16LE(16, 34);
+  data.write("data", 36); data.writeUInt32LE(samples * 2, 40);
+  for (let i = 0; i < samples; i += 1) data.writeInt16LE(Math.round(8000 * Math.sin((2 * Math.PI * 440 * i) / rate)), 44 + i * 2);
+  return new Uint8Array(data);
+}
+
 /** Stores a PNG drawn by the page itself, through the console's own API path. */
 async function putDrawnImage(page, bucket, key) {
   return page.evaluate(async ({ bucket, key }) => {
@@ -240,7 +253,26 @@ test("browse folders, preview an image, share it, and delete several files", asy
     assert.ok(played.duration > 5 && played.at > played.duration / 2, JSON.stringify(played));
     assert.ok(ranges.length > 0, "the video was fetched by ranges");
     await shot(page, "video-past-middle");
-    await page.goBack();
+
+    // Audio plays in the page; a PDF is framed without the sandbox that
+    // other stored files get (the browser's viewer needs it).
+    const wav = wavTone(2);
+    assert.equal((await api(server, ROOT, "PUT", "/buckets/album/objects/2026/summer/tone.wav", wav, "audio/wav")).status, 201);
+    await page.goto(`${server.web}/ui/buckets/album/objects/2026/summer/tone.wav`);
+    const seconds = await page.locator("figure.preview audio").evaluate(async (element) => {
+      if (element.readyState < 1) await new Promise((resolve) => element.addEventListener("loadedmetadata", resolve, { once: true }));
+      return element.duration;
+    });
+    assert.ok(Math.abs(seconds - 2) < 0.1, `audio lasts ${seconds} s`);
+    const pdf = Buffer.from("%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj 2 0 obj<</Type/Pages/Kids[3 0 R]/Count 1>>endobj 3 0 obj<</Type/Page/Parent 2 0 R/MediaBox[0 0 200 100]>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n");
+    assert.equal((await api(server, ROOT, "PUT", "/buckets/album/objects/2026/summer/note.pdf", new Uint8Array(pdf), "application/pdf")).status, 201);
+    const framed = page.waitForResponse((response) => response.url().includes("/api/v1/") && response.url().endsWith("/note.pdf"));
+    await page.goto(`${server.web}/ui/buckets/album/objects/2026/summer/note.pdf`);
+    const pdfResponse = await framed;
+    assert.equal(pdfResponse.status(), 200);
+    assert.equal(pdfResponse.headers()["content-type"], "application/pdf");
+    assert.equal(pdfResponse.headers()["content-security-policy"], undefined);
+    await page.goto(`${server.web}/ui/buckets/album/objects/2026/summer/beach.png`);
 
     // A share link works in a fresh browser context with no account.
     await page.getByLabel("Link works for").selectOption("3600");
@@ -254,6 +286,16 @@ test("browse folders, preview an image, share it, and delete several files", asy
     assert.equal(opened.status(), 200);
     assert.equal(opened.headers()["content-type"], "image/png");
     await shot(strangerPage, "shared-image-opened");
+    // A link signed the same way but past its expiry gets the expired page.
+    // (Any key of the owner can sign one; the format is in docs/CONSOLE.md.)
+    const key = await api(server, ROOT, "POST", "/keys", { read_only: true, buckets: ["album"] });
+    const expires = Math.floor(Date.now() / 1000) - 60;
+    const signature = createHmac("sha256", key.body.secret_key)
+      .update(`cistern share v1\nalbum\n2026/summer/beach.png\n${expires}`).digest("hex");
+    const expired = await strangerPage.goto(`${server.web}/share/album/2026/summer/beach.png?by=${key.body.access_key}&expires=${expires}&sig=${signature}`);
+    assert.equal(expired.status(), 410);
+    await strangerPage.getByRole("heading", { name: "This link has expired" }).waitFor();
+    await shot(strangerPage, "expired-link");
     const tampered = await strangerPage.goto(link.replace("beach.png", "other.png"));
     assert.equal(tampered.status(), 403);
     await strangerPage.getByRole("heading", { name: "This link is not valid" }).waitFor();
