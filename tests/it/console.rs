@@ -389,6 +389,17 @@ async fn files_are_browsed_uploaded_renamed_and_deleted() {
     assert_eq!(page.status, 303, "{}", page.body);
     let page = browser.get(page.location.as_deref().unwrap()).await;
     assert!(page.body.contains("Uploaded 2 files."), "{}", page.body);
+    // The bytes count in the uploader's usage although the form answered
+    // with a redirect.
+    let upload = poll_until("the form upload in the audit log", || async {
+        let (_, page) = app
+            .api()
+            .get("/audit?action=object.upload_form", ROOT)
+            .await;
+        page["records"].as_array().and_then(|r| r.first().cloned())
+    })
+    .await;
+    assert!(upload["bytes_in"].as_u64().unwrap() >= 11, "{upload}");
 
     let root = browser.get("/ui/buckets/docs").await;
     assert!(
@@ -883,7 +894,11 @@ async fn changing_the_password_ends_the_other_sessions() {
     let wrong = laptop
         .post(
             "/ui/account/password",
-            &[("current", "guess"), ("password", "ivan-password-2"), ("repeat", "ivan-password-2")],
+            &[
+                ("current", "guess"),
+                ("password", "ivan-password-2"),
+                ("repeat", "ivan-password-2"),
+            ],
             true,
         )
         .await;
@@ -901,8 +916,16 @@ async fn changing_the_password_ends_the_other_sessions() {
         )
         .await;
     assert_eq!(changed.status, 303);
-    assert_eq!(laptop.get("/ui/buckets").await.status, 200, "this session stays");
-    assert_eq!(phone.get("/ui/buckets").await.status, 303, "the other one ended");
+    assert_eq!(
+        laptop.get("/ui/buckets").await.status,
+        200,
+        "this session stays"
+    );
+    assert_eq!(
+        phone.get("/ui/buckets").await.status,
+        303,
+        "the other one ended"
+    );
     let (status, _) = app.api().get("/buckets", ("ivan", "ivan-password-2")).await;
     assert_eq!(status, 200);
 
@@ -920,7 +943,11 @@ async fn repeated_wrong_passwords_are_slowed_in_the_console_too() {
         let page = browser.sign_in(ROOT_USER, "wrong-password").await;
         statuses.push(page.status);
         if page.status == 429 {
-            assert!(page.body.contains("Too many failed sign-ins"), "{}", page.body);
+            assert!(
+                page.body.contains("Too many failed sign-ins"),
+                "{}",
+                page.body
+            );
             break;
         }
     }

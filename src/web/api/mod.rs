@@ -239,7 +239,8 @@ pub(crate) async fn with_request_id(
     } = actor.0.lock().map(|s| s.clone()).unwrap_or_default();
     let (billed_user, billed_bucket) = billed.unzip();
     let (named_bucket, named_key) = object.unzip();
-    let ok = response.status().is_success();
+    // A console form that worked answers with a redirect.
+    let ok = response.status().is_success() || response.status().is_redirection();
     state.audit.record(crate::model::AuditRecord {
         id: 0,
         time_ms: crate::core::now_ms(),
