@@ -142,8 +142,8 @@ pub struct ServeArgs {
     pub trash_delay_secs: u64,
 
     /// Seconds an upload in parts (S3 multipart, or the console's large
-    /// uploads) may stay unfinished; then it is aborted and its parts are
-    /// removed.
+    /// uploads) may go without a new part; then it is aborted and its
+    /// parts are removed.
     #[arg(long, env = "CISTERN_UPLOAD_EXPIRY_SECS", default_value_t = 86400)]
     pub upload_expiry_secs: u64,
 

@@ -106,6 +106,7 @@ if (section) {
     }
 
     show(sent) {
+      if (this.finished) return;
       this.sent = sent;
       this.bar.value = sent;
       const seconds = (performance.now() - this.began) / 1000;
@@ -127,6 +128,12 @@ if (section) {
       this.cancelled = true;
       for (const request of this.requests) request.abort();
       this.end(false, "cancelled");
+      // The parts already stored go at once rather than at expiry.
+      if (this.uploadId) {
+        localStorage.removeItem(this.memoryKey());
+        const q = `key=${encodeURIComponent(this.key)}`;
+        fetch(api(`/uploads/${this.uploadId}?${q}`), { method: "DELETE", headers: { "x-csrf-token": csrf } }).catch(() => {});
+      }
     }
 
     // One request with upload progress; resolves with the parsed answer.
@@ -159,7 +166,8 @@ if (section) {
         else await this.send("PUT", api(`/objects/${encodeKey(this.key)}`), this.file, (n) => this.show(n), this.file.type || "application/octet-stream");
         if (!this.cancelled) this.end(true, this.resumedFrom > 0 ? `done (resumed: ${human(this.resumedFrom)} were already stored)` : "done");
       } catch (error) {
-        if (!this.cancelled) this.end(false, `failed: ${error.message}`);
+        const resume = this.size > PART_SIZE ? "; add the same file again to resume" : "";
+        if (!this.cancelled) this.end(false, `failed: ${error.message}${resume}`);
       }
     }
 
@@ -168,7 +176,9 @@ if (section) {
     }
 
     async inParts() {
-      const count = Math.ceil(this.size / PART_SIZE);
+      // At most 10,000 parts: very large files get larger parts.
+      const size = Math.max(PART_SIZE, Math.ceil(this.size / 10000));
+      const count = Math.ceil(this.size / size);
       const q = `key=${encodeURIComponent(this.key)}`;
       let uploadId = localStorage.getItem(this.memoryKey());
       const stored = new Map();
@@ -185,7 +195,8 @@ if (section) {
         uploadId = answer.upload_id;
         localStorage.setItem(this.memoryKey(), uploadId);
       }
-      const partSize = (n) => Math.min(PART_SIZE, this.size - (n - 1) * PART_SIZE);
+      this.uploadId = uploadId;
+      const partSize = (n) => Math.min(size, this.size - (n - 1) * size);
       const done = new Map();
       const inFlight = new Map();
       for (let n = 1; n <= count; n += 1) {
@@ -203,21 +214,42 @@ if (section) {
       this.show(this.resumedFrom);
       const waiting = [];
       for (let n = 1; n <= count; n += 1) if (!done.has(n)) waiting.push(n);
-      const worker = async () => {
-        while (waiting.length > 0 && !this.cancelled) {
-          const n = waiting.shift();
-          const start = (n - 1) * PART_SIZE;
+      // A part that fails is tried again after a pause (three tries); if
+      // it still fails, the other workers stop and the upload can be
+      // resumed by dropping the file again.
+      let failure = null;
+      const sendPart = async (n) => {
+        const start = (n - 1) * size;
+        for (let attempt = 1; ; attempt += 1) {
           inFlight.set(n, 0);
-          const answer = await this.send("PUT", api(`/uploads/${uploadId}/parts/${n}?${q}`), this.file.slice(start, start + partSize(n)), (loaded) => {
-            inFlight.set(n, loaded);
+          try {
+            return await this.send("PUT", api(`/uploads/${uploadId}/parts/${n}?${q}`), this.file.slice(start, start + partSize(n)), (loaded) => {
+              inFlight.set(n, loaded);
+              this.show(counted());
+            }, "application/octet-stream");
+          } catch (error) {
+            inFlight.delete(n);
+            if (this.cancelled || failure || attempt === 3) throw error;
+            await new Promise((resolve) => setTimeout(resolve, 1000 * attempt));
+          }
+        }
+      };
+      const worker = async () => {
+        while (waiting.length > 0 && !this.cancelled && !failure) {
+          const n = waiting.shift();
+          try {
+            const answer = await sendPart(n);
+            inFlight.delete(n);
+            done.set(n, answer.etag);
             this.show(counted());
-          }, "application/octet-stream");
-          inFlight.delete(n);
-          done.set(n, answer.etag);
-          this.show(counted());
+          } catch (error) {
+            failure = failure ?? error;
+            for (const request of this.requests) request.abort();
+          }
         }
       };
       await Promise.all(Array.from({ length: PARALLEL_PARTS }, worker));
+      if (failure) throw failure;
       if (this.cancelled) return;
       const parts = [...done.entries()].sort((a, b) => a[0] - b[0]).map(([number, etag]) => ({ number, etag }));
       await this.send("POST", api(`/uploads/${uploadId}/complete`), JSON.stringify({ key: this.key, parts }), null, "application/json");

@@ -6,7 +6,8 @@
 //! opened as the stream reaches them); and it deletes orphans, blobs that no row references and that
 //! are older than `orphan_grace` (left by writes interrupted before their
 //! commit, for example by a crash). It also aborts multipart uploads left
-//! unfinished for longer than `upload_expiry`, which releases their parts.
+//! idle (no new part) for longer than `upload_expiry`, which releases their
+//! parts.
 
 use std::time::{Duration, SystemTime};
 
@@ -17,7 +18,7 @@ pub struct SweepSettings {
     pub trash_delay: Duration,
     pub orphan_grace: Duration,
     pub orphan_interval: Duration,
-    /// Uploads in parts not completed within this long are aborted.
+    /// Uploads in parts that receive no part for this long are aborted.
     pub upload_expiry: Duration,
 }
 
@@ -62,13 +63,14 @@ impl Store {
         }
     }
 
-    /// Aborts uploads started more than `max_age` ago; their parts go to
-    /// the trash. Returns how many were aborted.
+    /// Aborts uploads that have had no new part for `max_age` (counted
+    /// from their start when they have none); their parts go to the
+    /// trash. Returns how many were aborted.
     pub async fn expire_uploads(&self, max_age: Duration) -> CoreResult<usize> {
         let cutoff = super::now_ms() - max_age.as_millis() as i64;
         let mut aborted = 0;
         loop {
-            let stale = self.meta.uploads_started_before(cutoff, 100).await?;
+            let stale = self.meta.idle_uploads(cutoff, 100).await?;
             if stale.is_empty() {
                 return Ok(aborted);
             }

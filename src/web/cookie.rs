@@ -27,8 +27,20 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .filter(|v| !v.is_empty())
 }
 
-/// The session token of a cookie-authenticated request.
+/// The session token of a cookie-authenticated request. A request with
+/// two session cookies has none: one may have been planted for a narrower
+/// path by a page on another port of this host.
 pub fn session_token(headers: &HeaderMap) -> Option<&str> {
+    let count = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter(|pair| pair.trim().starts_with(&format!("{SESSION_COOKIE}=")))
+        .count();
+    if count > 1 {
+        return None;
+    }
     cookie(headers, SESSION_COOKIE)
 }
 
@@ -81,6 +93,11 @@ mod tests {
         );
         assert_eq!(session_token(&headers), Some("cs_x"));
         headers.insert(header::COOKIE, HeaderValue::from_static("cistern_session="));
+        assert_eq!(session_token(&headers), None);
+        headers.insert(
+            header::COOKIE,
+            HeaderValue::from_static("cistern_session=cs_planted; cistern_session=cs_real"),
+        );
         assert_eq!(session_token(&headers), None);
     }
 

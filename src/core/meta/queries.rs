@@ -181,15 +181,13 @@ impl MetaStore {
         row.as_ref().map(upload_from_row).transpose()
     }
 
-    /// Uploads started before `before_ms`, oldest first (the abandoned ones
-    /// the sweeper aborts).
-    pub async fn uploads_started_before(
-        &self,
-        before_ms: i64,
-        limit: i64,
-    ) -> MetaResult<Vec<UploadRecord>> {
+    /// Uploads idle since `before_ms`: started before it and with no part
+    /// stored since, oldest first (the abandoned ones the sweeper aborts).
+    pub async fn idle_uploads(&self, before_ms: i64, limit: i64) -> MetaResult<Vec<UploadRecord>> {
         let rows = sqlx::query(
-            "SELECT * FROM uploads WHERE initiated_ms < $1 ORDER BY initiated_ms LIMIT $2",
+            "SELECT u.* FROM uploads u WHERE u.initiated_ms < $1 AND NOT EXISTS \
+             (SELECT 1 FROM upload_parts p WHERE p.upload_id = u.upload_id \
+             AND p.last_modified_ms >= $1) ORDER BY u.initiated_ms LIMIT $2",
         )
         .bind(before_ms)
         .bind(limit)

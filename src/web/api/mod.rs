@@ -144,6 +144,11 @@ impl ApiActor {
     }
 }
 
+/// The status an audit record keeps when the answer's own status does not
+/// tell (a console form that failed still answers with a redirect).
+#[derive(Clone, Copy)]
+pub struct AuditStatus(pub axum::http::StatusCode);
+
 /// The most a route's body may announce: one object for a raw upload or a
 /// result, no bound for forms that carry many files (each file is held to
 /// its own limit as it streams), 1 MiB of JSON for everything else.
@@ -239,8 +244,13 @@ pub(crate) async fn with_request_id(
     } = actor.0.lock().map(|s| s.clone()).unwrap_or_default();
     let (billed_user, billed_bucket) = billed.unzip();
     let (named_bucket, named_key) = object.unzip();
-    // A console form that worked answers with a redirect.
-    let ok = response.status().is_success() || response.status().is_redirection();
+    // A console form answers with a redirect whether it worked or not; a
+    // failure says so in an extension.
+    let status = response
+        .extensions()
+        .get::<AuditStatus>()
+        .map_or(response.status(), |s| s.0);
+    let ok = status.is_success() || status.is_redirection();
     state.audit.record(crate::model::AuditRecord {
         id: 0,
         time_ms: crate::core::now_ms(),
@@ -260,7 +270,7 @@ pub(crate) async fn with_request_id(
         bucket: billed_bucket.or(named_bucket).or(described.bucket),
         key: named_key.flatten().or(described.key),
         target: described.target,
-        status: response.status().as_u16(),
+        status: status.as_u16(),
         bytes_in: if ok { bytes_in } else { 0 },
         bytes_out: if ok {
             crate::serving::declared_length(response.headers(), &["content-length"])
@@ -349,9 +359,12 @@ impl FromRequestParts<WebState> for MaybeCaller {
         if !parts
             .headers
             .contains_key(axum::http::header::AUTHORIZATION)
-            && crate::web::cookie::session_token(&parts.headers).is_none()
         {
-            return Ok(MaybeCaller(None));
+            // A cookie whose session ended elsewhere reads as nobody, so
+            // public buckets still open.
+            return Ok(MaybeCaller(
+                from_session_cookie(parts, state).await.ok().map(|c| c.0),
+            ));
         }
         let Caller(principal) = Caller::from_request_parts(parts, state).await?;
         Ok(MaybeCaller(Some(principal)))

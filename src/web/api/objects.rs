@@ -283,6 +283,13 @@ pub(super) fn object_headers(object: &ObjectRecord, headers: &mut HeaderMap) {
     set(header::ETAG, format!("\"{}\"", object.etag));
     set(header::LAST_MODIFIED, http_date(object.last_modified_ms));
     set(header::ACCEPT_RANGES, "bytes".to_owned());
+    // Stored content runs in a sandbox if opened directly: an HTML file
+    // someone uploaded must not run scripts with this site's cookies
+    // (PDFs are exempt, or the browser's viewer would not show them).
+    set(header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned());
+    if object.attrs.content_type.as_deref() != Some("application/pdf") {
+        set(header::CONTENT_SECURITY_POLICY, "sandbox".to_owned());
+    }
     if let Some(cache) = &object.attrs.cache_control {
         set(header::CACHE_CONTROL, cache.clone());
     }
@@ -306,10 +313,7 @@ pub async fn get(
 }
 
 /// An object's bytes (or the range asked for) with its headers, for a
-/// caller already allowed to read it. Stored content runs in a sandbox if
-/// opened directly: an HTML file someone uploaded must not run scripts
-/// with this site's cookies (PDFs are exempt, or the browser's viewer
-/// would not show them).
+/// caller already allowed to read it.
 pub(crate) async fn serve_object(
     state: &WebState,
     bucket: &str,
@@ -341,16 +345,6 @@ pub(crate) async fn serve_object(
     };
     let out = response.headers_mut();
     out.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
-    out.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    if read.object.attrs.content_type.as_deref() != Some("application/pdf") {
-        out.insert(
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static("sandbox"),
-        );
-    }
     Ok(response)
 }
 

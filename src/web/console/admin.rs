@@ -8,7 +8,7 @@ use axum::extract::{Path, State};
 use axum::response::Response;
 
 use super::pages::{Chrome, render};
-use super::session::{ConsoleError, CsrfForm, Visitor, done, failed};
+use super::session::{ConsoleError, CsrfForm, Visitor, done, failed, refused};
 use super::words;
 use crate::core::CoreError;
 use crate::web::WebState;
@@ -92,7 +92,7 @@ pub async fn create_user(
             &user_url(name),
             format!("The user {name} is created."),
         )),
-        Err(e) => Ok(failed("/ui/admin/users", words::for_error(&e))),
+        Err(e) => Ok(refused("/ui/admin/users", e)),
     }
 }
 
@@ -174,7 +174,7 @@ pub async fn set_disabled(
                 if disable { "disabled" } else { "enabled" }
             ),
         )),
-        Err(e) => Ok(failed(&user_url(&name), words::for_error(&e))),
+        Err(e) => Ok(refused(&user_url(&name), e)),
     }
 }
 
@@ -192,7 +192,7 @@ pub async fn reset_password(
         .set_password(&name, fields.raw("password"))
         .await
     {
-        return Ok(failed(&back, words::for_error(&e)));
+        return Ok(refused(&back, e));
     }
     let account = state.store.account(&name).await?;
     let keep = (account.id == visitor.principal.user_id)
@@ -233,7 +233,7 @@ pub async fn set_quota(
             &back,
             format!("The quota of {name} is {}.", quota_words(bytes)),
         )),
-        Err(e) => Ok(failed(&back, words::for_error(&e))),
+        Err(e) => Ok(refused(&back, e)),
     }
 }
 
@@ -257,6 +257,6 @@ pub async fn delete_user(
             "/ui/admin/users",
             format!("The user {name} is deleted."),
         )),
-        Err(e) => Ok(failed(&user_url(&name), words::for_error(&e))),
+        Err(e) => Ok(refused(&user_url(&name), e)),
     }
 }

@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use super::pages::{Chrome, render};
 use super::session::{
-    ConsoleError, CsrfForm, Flash, MaybeVisitor, Visitor, done, failed, read_form,
+    ConsoleError, CsrfForm, Flash, MaybeVisitor, Visitor, done, failed, read_form, refused,
 };
 use super::words;
 use crate::core::CoreError;
@@ -289,7 +289,7 @@ pub async fn change_password(
         .set_password(&who.name, fields.raw("password"))
         .await
     {
-        return Ok(failed(BACK, words::for_error(&e)));
+        return Ok(refused(BACK, e));
     }
     state
         .store

@@ -13,11 +13,12 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Deserialize;
 
 use super::pages::{Chrome, render};
-use super::session::{ConsoleError, CsrfForm, Visitor, done, failed};
+use super::session::{ConsoleError, CsrfForm, Visitor, done, failed, refused};
 use super::words;
+use crate::core::CoreError;
 use crate::core::accounts::Access;
 use crate::core::names::ObjectKey;
-use crate::core::objects::{ByteRange, ReadConditions};
+use crate::core::objects::{ByteRange, EtagMatch, ReadConditions};
 use crate::model::{ObjectAttrs, PutCondition};
 use crate::web::WebState;
 
@@ -357,19 +358,21 @@ struct ObjectPage {
     can_write: bool,
 }
 
-#[derive(Deserialize, Default)]
-pub struct ObjectQuery {
-    /// A share link just made, shown once on the page.
-    share: Option<String>,
-    share_expires: Option<i64>,
-}
-
-/// `GET /ui/buckets/{bucket}/objects/{*key}`.
 pub async fn object(
     State(state): State<WebState>,
     visitor: Visitor,
     Path((bucket, key)): Path<(String, String)>,
-    Query(query): Query<ObjectQuery>,
+) -> Result<Response, ConsoleError> {
+    object_page(&state, &visitor, bucket, key, None).await
+}
+
+/// An object's page; with the share link just made, shown this once.
+async fn object_page(
+    state: &WebState,
+    visitor: &Visitor,
+    bucket: String,
+    key: String,
+    share_link: Option<ShareView>,
 ) -> Result<Response, ConsoleError> {
     let who = &visitor.principal;
     state
@@ -439,7 +442,7 @@ pub async fn object(
         }
     }
     Ok(render(ObjectPage {
-        chrome: Chrome::for_visitor(&visitor, format!("{name} in {bucket}"), "buckets"),
+        chrome: Chrome::for_visitor(visitor, format!("{name} in {bucket}"), "buckets"),
         crumbs: crumbs(&bucket, &folder, Some(&name)),
         raw_url: raw_url(&bucket, &key),
         folder_url: folder_url(&bucket, &folder),
@@ -451,10 +454,7 @@ pub async fn object(
         etag: object.etag.clone(),
         modified: words::time(object.last_modified_ms),
         metadata,
-        share_link: query.share.map(|url| ShareView {
-            url,
-            expires: words::time(query.share_expires.unwrap_or_default()),
-        }),
+        share_link,
         can_write,
         name,
         key,
@@ -530,18 +530,20 @@ async fn delete_folder(
     prefix: &str,
 ) -> Result<usize, ConsoleError> {
     let mut deleted = 0;
+    let mut after = String::new();
     loop {
         let page = state
             .store
-            .list_objects(bucket, prefix, None, "", 1000)
+            .list_objects(bucket, prefix, None, &after, 1000)
             .await?;
-        if page.objects.is_empty() {
-            return Ok(deleted);
-        }
         for object in &page.objects {
             if state.store.delete_object(bucket, &object.key).await? {
                 deleted += 1;
             }
+        }
+        match page.last {
+            Some(last) if page.truncated => after = last,
+            _ => return Ok(deleted),
         }
     }
 }
@@ -558,7 +560,7 @@ pub async fn create_folder(
         .store
         .authorize(Some(&visitor.principal), &bucket, Access::Write)
         .await?;
-    let prefix = fields.text("prefix");
+    let prefix = fields.raw("prefix");
     let back = folder_url(&bucket, prefix);
     let name = fields.text("name").trim_matches('/');
     if name.is_empty() {
@@ -566,11 +568,11 @@ pub async fn create_folder(
     }
     let key = match ObjectKey::parse(&format!("{prefix}{name}/")) {
         Ok(key) => key,
-        Err(e) => return Ok(failed(&back, words::for_error(&e))),
+        Err(e) => return Ok(refused(&back, e)),
     };
     visitor.audit_object(&bucket, Some(key.as_str()));
     let empty: crate::model::ByteStream = Box::pin(futures::stream::empty());
-    state
+    let made = state
         .store
         .put_object(
             &bucket,
@@ -583,9 +585,14 @@ pub async fn create_folder(
                 checksums: Vec::new(),
                 verify: Box::new(|_| Ok(())),
             },
-            PutCondition::Always,
+            // A folder of that name (or a file named like one) stays.
+            PutCondition::IfAbsent,
         )
-        .await?;
+        .await;
+    match made {
+        Ok(_) | Err(CoreError::PreconditionFailed) => {}
+        Err(e) => return Ok(refused(&back, e)),
+    }
     Ok(done(
         &folder_url(&bucket, key.as_str()),
         format!("The folder {name} is ready."),
@@ -604,39 +611,57 @@ pub async fn rename(
         .store
         .authorize(Some(&visitor.principal), &bucket, Access::Write)
         .await?;
-    let old = fields.text("key");
+    let old = fields.raw("key");
     visitor.audit_object(&bucket, Some(old));
     let back = object_url(&bucket, old);
-    let new = match ObjectKey::parse(fields.text("new_key")) {
+    let new = match ObjectKey::parse(fields.raw("new_key")) {
         Ok(key) => key,
-        Err(e) => return Ok(failed(&back, words::for_error(&e))),
+        Err(e) => return Ok(refused(&back, e)),
     };
     if new.as_str() == old {
         return Ok(failed(&back, "That is already its name."));
     }
-    // Do not overwrite a different file silently.
-    if state.store.head_object(&bucket, new.as_str()).await.is_ok() {
-        return Ok(failed(
-            &back,
-            format!(
-                "{} already exists; delete it first or pick another name.",
-                new.as_str()
-            ),
-        ));
-    }
-    state
+    let source = state.store.head_object(&bucket, old).await?;
+    // The copy neither overwrites a file already at the new name nor
+    // takes a version of the old one other than the one just looked at.
+    let copied = state
         .store
         .copy_object(
             &bucket,
             old,
-            &ReadConditions::default(),
+            &ReadConditions {
+                if_match: Some(EtagMatch::Tags(vec![source.etag.clone()])),
+                ..ReadConditions::default()
+            },
             &bucket,
             &new,
             None,
-            PutCondition::Always,
+            PutCondition::IfAbsent,
         )
-        .await?;
-    state.store.delete_object(&bucket, old).await?;
+        .await;
+    match copied {
+        Ok(_) => {}
+        Err(CoreError::PreconditionFailed) => {
+            return Ok(failed(
+                &back,
+                format!(
+                    "{} already exists, or the file changed meanwhile; delete it first or pick another name.",
+                    new.as_str()
+                ),
+            ));
+        }
+        Err(e) => return Ok(refused(&back, e)),
+    }
+    if let Err(e) = state.store.delete_object(&bucket, old).await {
+        return Ok(failed(
+            &object_url(&bucket, new.as_str()),
+            format!(
+                "Copied to {}, but the old name could not be removed ({}). Delete it by hand.",
+                new.as_str(),
+                words::for_error(&e)
+            ),
+        ));
+    }
     Ok(done(
         &object_url(&bucket, new.as_str()),
         format!("Renamed to {}.", new.as_str()),
@@ -699,7 +724,7 @@ pub async fn share(
     headers: axum::http::HeaderMap,
     CsrfForm(fields): CsrfForm,
 ) -> Result<Response, ConsoleError> {
-    let key = fields.text("key").to_owned();
+    let key = fields.raw("key").to_owned();
     visitor.audit_object(&bucket, Some(&key));
     let back = object_url(&bucket, &key);
     let lifetime: u64 = fields.text("lifetime").parse().unwrap_or(0);
@@ -712,10 +737,16 @@ pub async fn share(
     let base = super::public_base(&state, &headers);
     let link =
         super::share::make_link(&state, &visitor.principal, &bucket, &key, lifetime, &base).await?;
-    let to = format!(
-        "{back}?share={}&share_expires={}",
-        in_query(&link.url),
-        link.expires_ms
-    );
-    Ok(done(&to, "The share link is ready. Copy it below."))
+    // The page is the answer (not a redirect), so no link can be planted
+    // in a URL for someone else to see on this trusted page.
+    let mut visitor = visitor;
+    visitor.flash = Some(super::session::Flash {
+        ok: true,
+        message: "The share link is ready. Copy it below.".into(),
+    });
+    let share = ShareView {
+        url: link.url,
+        expires: words::time(link.expires_ms),
+    };
+    object_page(&state, &visitor, bucket, key, Some(share)).await
 }

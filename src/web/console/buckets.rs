@@ -8,7 +8,7 @@ use axum::extract::{Path, State};
 use axum::response::Response;
 
 use super::pages::{Chrome, render};
-use super::session::{ConsoleError, CsrfForm, Visitor, done, failed};
+use super::session::{ConsoleError, CsrfForm, Visitor, done, failed, refused};
 use super::words;
 use crate::core::accounts::Access;
 use crate::core::names::BucketName;
@@ -88,7 +88,7 @@ pub async fn create(
                 name.as_str()
             ),
         )),
-        Err(e) => Ok(failed("/ui/buckets", words::for_error(&e))),
+        Err(e) => Ok(refused("/ui/buckets", e)),
     }
 }
 
@@ -188,7 +188,7 @@ pub async fn grant(
         .await
     {
         Ok(()) => Ok(done(&back, format!("{bucket} is shared with {user}."))),
-        Err(e) => Ok(failed(&back, words::for_error(&e))),
+        Err(e) => Ok(refused(&back, e)),
     }
 }
 
@@ -210,7 +210,7 @@ pub async fn revoke(
             &back,
             format!("{bucket} is no longer shared with {user}."),
         )),
-        Err(e) => Ok(failed(&back, words::for_error(&e))),
+        Err(e) => Ok(refused(&back, e)),
     }
 }
 
@@ -230,6 +230,6 @@ pub async fn delete(
             "/ui/buckets",
             format!("The bucket {bucket} is deleted."),
         )),
-        Err(e) => Ok(failed(&settings_url(&bucket), words::for_error(&e))),
+        Err(e) => Ok(refused(&settings_url(&bucket), e)),
     }
 }

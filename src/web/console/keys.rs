@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::response::Response;
 
 use super::pages::{Chrome, render};
-use super::session::{ConsoleError, CsrfForm, Visitor, done, failed};
+use super::session::{ConsoleError, CsrfForm, Visitor, done, refused};
 use super::words;
 use crate::web::WebState;
 
@@ -99,7 +99,7 @@ pub async fn create(
         .await
     {
         Ok(made) => made,
-        Err(e) => return Ok(failed("/ui/keys", words::for_error(&e))),
+        Err(e) => return Ok(refused("/ui/keys", e)),
     };
     let endpoint = &state.api.s3_public_url;
     let region = &state.api.region;
@@ -131,6 +131,6 @@ pub async fn revoke(
         .await
     {
         Ok(()) => Ok(done("/ui/keys", format!("The key {key} is revoked."))),
-        Err(e) => Ok(failed("/ui/keys", words::for_error(&e))),
+        Err(e) => Ok(refused("/ui/keys", e)),
     }
 }

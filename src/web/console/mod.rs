@@ -23,7 +23,7 @@ mod words;
 
 use axum::Router;
 use axum::extract::Request;
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -61,7 +61,11 @@ pub fn router(state: WebState) -> Router<WebState> {
         .route("/ui/buckets/{bucket}/folders", post(browser::create_folder))
         .route("/ui/buckets/{bucket}/rename", post(browser::rename))
         .route("/ui/buckets/{bucket}/share", post(browser::share))
-        .route("/ui/buckets/{bucket}/upload", post(browser::upload))
+        .route(
+            "/ui/buckets/{bucket}/upload",
+            // Files stream into storage, which holds each to its own limit.
+            post(browser::upload).layer(axum::extract::DefaultBodyLimit::disable()),
+        )
         .route("/ui/buckets/{bucket}/objects/{*key}", get(browser::object))
         .route("/ui/keys", get(keys::list).post(keys::create))
         .route("/ui/keys/revoke", post(keys::revoke))
@@ -106,6 +110,16 @@ async fn no_such_page() -> Response {
 /// a notice shown once is then cleared; an error page gets the visitor's
 /// navigation back.
 async fn with_page_headers(mut request: Request, next: Next) -> Response {
+    if !matches!(request.method(), &Method::GET | &Method::HEAD)
+        && !from_this_site(request.headers())
+    {
+        let mut refused = session::ConsoleError::csrf().into_response();
+        refused.headers_mut().insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(PAGE_POLICY),
+        );
+        return refused;
+    }
     let had_flash = super::cookie::cookie(request.headers(), session::FLASH_COOKIE).is_some();
     let slot = session::VisitorSlot::default();
     request.extensions_mut().insert(slot.clone());
@@ -122,14 +136,22 @@ async fn with_page_headers(mut request: Request, next: Next) -> Response {
         response = page;
     }
     let shown = !response.status().is_redirection();
+    // Pages and redirects get the page policy; a shared file keeps its own
+    // headers (a PDF must stay viewable).
+    let is_page = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_none_or(|t| t.as_bytes().starts_with(b"text/html"));
     let headers = response.headers_mut();
     let set = |headers: &mut HeaderMap, name: header::HeaderName, value: &'static str| {
         headers
             .entry(name)
             .or_insert(HeaderValue::from_static(value));
     };
-    set(headers, header::CONTENT_SECURITY_POLICY, PAGE_POLICY);
-    set(headers, header::X_FRAME_OPTIONS, "DENY");
+    if is_page {
+        set(headers, header::CONTENT_SECURITY_POLICY, PAGE_POLICY);
+        set(headers, header::X_FRAME_OPTIONS, "DENY");
+    }
     set(headers, header::REFERRER_POLICY, "same-origin");
     set(headers, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
     set(headers, header::CACHE_CONTROL, "no-store");
@@ -140,6 +162,27 @@ async fn with_page_headers(mut request: Request, next: Next) -> Response {
         );
     }
     response
+}
+
+/// Whether a form came from a page of this site. Browsers say where a
+/// request comes from (`Sec-Fetch-Site`, `Origin`); a form posted from
+/// another site, or from a file served on the S3 port of the same host,
+/// is refused, sign-in included (so nobody is signed in to an account
+/// that is not theirs). Clients that send neither are not browsers.
+fn from_this_site(headers: &HeaderMap) -> bool {
+    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        return site == "same-origin" || site == "none";
+    }
+    match (
+        headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()),
+        headers.get(header::HOST).and_then(|v| v.to_str().ok()),
+    ) {
+        (Some(origin), Some(host)) => origin
+            .split_once("://")
+            .is_some_and(|(_, rest)| rest == host),
+        (Some(_), None) => false,
+        (None, _) => true,
+    }
 }
 
 /// `https://host` as people reach the web port: the configured public URL,

@@ -133,7 +133,9 @@ impl Flash {
     }
 
     fn cookie_value(&self) -> String {
-        let text = format!("{}:{}", if self.ok { "ok" } else { "error" }, self.message);
+        // Encoded, a long notice could outgrow what a cookie may hold.
+        let message: String = self.message.chars().take(300).collect();
+        let text = format!("{}:{message}", if self.ok { "ok" } else { "error" });
         percent_encoding::utf8_percent_encode(&text, percent_encoding::NON_ALPHANUMERIC).to_string()
     }
 }
@@ -169,15 +171,29 @@ pub fn done(to: &str, message: impl Into<String>) -> Response {
     )
 }
 
-/// Redirects with a problem to show on the page it leads back to.
+/// Redirects with a problem to show on the page it leads back to; the
+/// audit log records the request as refused (400).
 pub fn failed(to: &str, message: impl Into<String>) -> Response {
-    redirect(
+    refused_with(to, message.into(), StatusCode::BAD_REQUEST)
+}
+
+/// Redirects with a service error in words; the audit log keeps the
+/// status the JSON API would have answered.
+pub fn refused(to: &str, error: CoreError) -> Response {
+    let message = super::words::for_error(&error);
+    refused_with(
         to,
-        Some(Flash {
-            ok: false,
-            message: message.into(),
-        }),
+        message,
+        crate::web::api::error::ApiError::from(error).status,
     )
+}
+
+fn refused_with(to: &str, message: String, status: StatusCode) -> Response {
+    let mut response = redirect(to, Some(Flash { ok: false, message }));
+    response
+        .extensions_mut()
+        .insert(crate::web::api::AuditStatus(status));
+    response
 }
 
 /// The largest form the console takes (uploads use multipart and stream).
