@@ -10,7 +10,7 @@ pub fn for_error(error: &CoreError) -> String {
         CoreError::NoSuchKey => "That file is not there (any more).".into(),
         CoreError::AccessDenied => "You do not have access to that.".into(),
         CoreError::BucketNotEmpty => {
-            "The bucket still holds files. Delete them first, then the bucket.".into()
+            "The bucket still holds files, or uploads in parts that are not finished (they expire after a day without a new part). Delete the files first, then the bucket.".into()
         }
         CoreError::BucketAlreadyOwnedByYou => "You already have a bucket of that name.".into(),
         CoreError::BucketAlreadyExists => {
