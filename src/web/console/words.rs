@@ -103,6 +103,6 @@ mod tests {
             for_error(&CoreError::InvalidRange),
             "The requested range is not satisfiable."
         );
-        assert!(for_error(&CoreError::BucketNotEmpty).contains("Delete them first"));
+        assert!(for_error(&CoreError::BucketNotEmpty).contains("Delete the files first"));
     }
 }
