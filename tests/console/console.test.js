@@ -321,7 +321,7 @@ test("browse folders, preview an image, share it, and delete several files", asy
       await page.goto(`${server.web}${path}`);
       const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
       assert.ok(overflow <= 0, `${path} is ${overflow} px too wide at 360 px`);
-      await shot(page, `narrow-${path.split("/").pop().split("?")[0]}`);
+      await shot(page, `narrow-${path.split("/").pop().split("?")[0].replace(/\.\w+$/, "")}`);
     }
     const left = await api(server, ROOT, "GET", "/buckets/album/objects?prefix=loose/");
     assert.deepEqual(left.body.objects.map((o) => o.key), ["loose/b.txt"]);

@@ -59,14 +59,66 @@ pub fn folder_url(bucket: &str, prefix: &str) -> String {
     }
 }
 
+/// Whether a key cannot travel in a URL path: browsers resolve `.` and
+/// `..` segments (even percent-encoded) before sending, so `a/../b` would
+/// reach `b`. Such keys travel in the query instead.
+pub fn needs_query(key: &str) -> bool {
+    key.split('/')
+        .any(|segment| segment == "." || segment == "..")
+}
+
 /// The console page of an object.
 pub fn object_url(bucket: &str, key: &str) -> String {
+    if needs_query(key) {
+        return format!("/ui/buckets/{bucket}/object?key={}", in_query(key));
+    }
     format!("/ui/buckets/{bucket}/objects/{}", key_in_path(key))
 }
 
-/// The object's bytes, through the JSON API (ranges, so video seeks).
+/// The object's bytes, through the JSON API (ranges, so video seeks), or
+/// the console's own route for keys that cannot be in a path.
 pub fn raw_url(bucket: &str, key: &str) -> String {
+    if needs_query(key) {
+        return format!("/ui/buckets/{bucket}/file?key={}", in_query(key));
+    }
     format!("/api/v1/buckets/{bucket}/objects/{}", key_in_path(key))
+}
+
+#[derive(Deserialize)]
+pub struct KeyQuery {
+    key: String,
+}
+
+/// `GET /ui/buckets/{bucket}/object?key=`: an object's page by a key in
+/// the query (see [`needs_query`]).
+pub async fn object_by_query(
+    State(state): State<WebState>,
+    visitor: Visitor,
+    Path(bucket): Path<String>,
+    Query(query): Query<KeyQuery>,
+) -> Result<Response, ConsoleError> {
+    visitor.audit_object(&bucket, Some(&query.key));
+    object_page(&state, &visitor, bucket, query.key, None).await
+}
+
+/// `GET /ui/buckets/{bucket}/file?key=`: an object's bytes by a key in
+/// the query, under the same rule as the API's download.
+pub async fn file_by_query(
+    State(state): State<WebState>,
+    visitor: Visitor,
+    Path(bucket): Path<String>,
+    Query(query): Query<KeyQuery>,
+    method: axum::http::Method,
+    headers: axum::http::HeaderMap,
+) -> Result<Response, ConsoleError> {
+    visitor.audit_object(&bucket, Some(&query.key));
+    state
+        .store
+        .authorize(Some(&visitor.principal), &bucket, Access::Read)
+        .await?;
+    crate::web::api::objects::serve_object(&state, &bucket, &query.key, &method, &headers)
+        .await
+        .map_err(|e| ConsoleError::status(e.status, e.message))
 }
 
 /// The folder a key sits in (`a/b/` for `a/b/c.txt`).

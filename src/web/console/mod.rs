@@ -67,6 +67,11 @@ pub fn router(state: WebState) -> Router<WebState> {
             post(browser::upload).layer(axum::extract::DefaultBodyLimit::disable()),
         )
         .route("/ui/buckets/{bucket}/objects/{*key}", get(browser::object))
+        .route("/ui/buckets/{bucket}/object", get(browser::object_by_query))
+        .route(
+            "/ui/buckets/{bucket}/file",
+            get(browser::file_by_query).head(browser::file_by_query),
+        )
         .route("/ui/keys", get(keys::list).post(keys::create))
         .route("/ui/keys/revoke", post(keys::revoke))
         .route("/ui/history", get(history::own))
@@ -89,6 +94,10 @@ pub fn router(state: WebState) -> Router<WebState> {
         .route("/ui/admin/audit", get(history::everyone))
         .route("/ui/{*rest}", get(no_such_page).post(no_such_page))
         .route("/share/{bucket}/{*key}", get(share::open).head(share::open))
+        .route(
+            "/share/{bucket}",
+            get(share::open_by_query).head(share::open_by_query),
+        )
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             super::api::with_request_id,

@@ -39,16 +39,25 @@ pub async fn make_link(
     let expires = crate::core::now_ms() / 1000 + lifetime_secs as i64;
     let signature = share_signature(&secret, bucket, key, expires);
     Ok(Link {
-        url: format!(
-            "{base}/share/{bucket}/{}?by={access_key}&expires={expires}&sig={signature}",
-            super::browser::key_in_path(key)
-        ),
+        url: if super::browser::needs_query(key) {
+            let key: String = url::form_urlencoded::byte_serialize(key.as_bytes()).collect();
+            format!(
+                "{base}/share/{bucket}?key={key}&by={access_key}&expires={expires}&sig={signature}"
+            )
+        } else {
+            format!(
+                "{base}/share/{bucket}/{}?by={access_key}&expires={expires}&sig={signature}",
+                super::browser::key_in_path(key)
+            )
+        },
         expires_ms: expires * 1000,
     })
 }
 
 #[derive(Deserialize)]
 pub struct LinkQuery {
+    /// The key, for keys that cannot be in a path (`/share/{bucket}?key=`).
+    key: Option<String>,
     #[serde(default)]
     by: String,
     #[serde(default)]
@@ -91,6 +100,31 @@ pub async fn open(
     method: Method,
     headers: HeaderMap,
 ) -> Response {
+    serve_link(&state, bucket, key, link, &method, &headers).await
+}
+
+/// `GET /share/{bucket}?key=`: the same, for keys that cannot be in a path.
+pub async fn open_by_query(
+    State(state): State<WebState>,
+    Path(bucket): Path<String>,
+    Query(mut link): Query<LinkQuery>,
+    method: Method,
+    headers: HeaderMap,
+) -> Response {
+    let Some(key) = link.key.take() else {
+        return not_valid();
+    };
+    serve_link(&state, bucket, key, link, &method, &headers).await
+}
+
+async fn serve_link(
+    state: &WebState,
+    bucket: String,
+    key: String,
+    link: LinkQuery,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Response {
     let Ok(Some((principal, secret))) = state.store.credentials(&link.by).await else {
         return not_valid();
     };
@@ -112,7 +146,7 @@ pub async fn open(
     {
         return not_valid();
     }
-    match crate::web::api::objects::serve_object(&state, &bucket, &key, &method, &headers).await {
+    match crate::web::api::objects::serve_object(state, &bucket, &key, method, headers).await {
         Ok(response) => response,
         Err(e) if e.status == StatusCode::NOT_FOUND => refused(
             StatusCode::NOT_FOUND,
