@@ -107,7 +107,7 @@ function multipartEtag(path, partSize) {
   return `${createHash("md5").update(Buffer.concat(digests)).digest("hex")}-${digests.length}`;
 }
 
-test("a 200 MiB upload interrupted by a reload resumes from the stored parts", async () => {
+test("a 200 MiB upload interrupted by a reload resumes from the stored parts, and one cancelled is dropped", async () => {
   const server = await startServer();
   const shot = camera("02-resume-large-upload");
   const page = await browser.newPage();
@@ -160,6 +160,25 @@ test("a 200 MiB upload interrupted by a reload resumes from the stored parts", a
       .reduce((sum, r) => sum + r.bytes_in, 0);
     assert.ok(sentAfterReload > 0 && sentAfterReload < size,
       `sent after the reload: ${sentAfterReload} of ${size} bytes`);
+
+    // Cancel half way: the row says so and the server drops the stored parts.
+    const copy = join(folder, "film-copy.bin");
+    writeFileSync(copy, readFileSync(file));
+    await page.locator("#files").setInputFiles(copy);
+    await page.getByRole("button", { name: "Upload" }).click();
+    await page.waitForFunction(() => {
+      const progress = document.querySelector('.upload-row[data-key="film-copy.bin"] progress');
+      return progress && progress.value > progress.max * 0.2;
+    }, null, { timeout: 120_000 });
+    await page.getByRole("button", { name: "Cancel film-copy.bin" }).click();
+    await page.locator('.upload-row[data-key="film-copy.bin"] .state').filter({ hasText: "cancelled" }).waitFor();
+    await shot(page, "cancelled");
+    await pollUntil("the cancelled upload aborted on the server", async () => {
+      const aborted = await api(server, ROOT, "GET", "/audit?action=upload.abort");
+      return aborted.body.records.some((r) => r.status === 204);
+    });
+    const listed = await api(server, ROOT, "GET", "/buckets/media/objects");
+    assert.deepEqual(listed.body.objects.map((o) => o.key), ["film.bin"]);
   } finally {
     await page.close();
     await server.stop();
