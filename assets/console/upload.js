@@ -43,16 +43,20 @@ if (section) {
     return { row, files: [], started: performance.now(), sentBefore: 0 };
   };
   const refreshTotal = () => {
-    const size = total.files.reduce((sum, f) => sum + f.size, 0);
-    const sent = total.files.reduce((sum, f) => sum + f.sent, 0);
+    // Files cancelled or failed leave the bar; the text still counts them.
+    const going = total.files.filter((f) => !f.failed);
+    const size = going.reduce((sum, f) => sum + f.size, 0);
+    const sent = going.reduce((sum, f) => sum + f.sent, 0);
     const finished = total.files.filter((f) => f.finished).length;
+    const failed = total.files.length - going.length;
     const seconds = (performance.now() - total.started) / 1000;
     const speed = (sent - total.sentBefore) / Math.max(seconds, 0.001);
     const bar = total.row.querySelector("progress");
     bar.max = Math.max(size, 1);
     bar.value = sent;
+    const unfinished = failed > 0 ? ` (${failed} cancelled or failed)` : "";
     const text = finished === total.files.length
-      ? `${finished} of ${total.files.length} finished`
+      ? `${finished} of ${total.files.length} finished${unfinished}`
       : `${finished} of ${total.files.length} · ${human(speed)}/s · ${duration((size - sent) / speed)}`;
     total.row.querySelector(".state").textContent = text;
     if (finished === total.files.length) {
@@ -117,6 +121,7 @@ if (section) {
 
     end(ok, text) {
       this.finished = true;
+      this.failed = !ok;
       this.row.classList.add(ok ? "done" : "failed");
       this.state.textContent = text;
       if (ok) { this.sent = this.size; this.bar.value = this.bar.max; }
