@@ -137,7 +137,7 @@ pub async fn get_object(
         input.checksum_mode.as_ref(),
         content_range.is_some(),
     );
-    Ok(S3Response::new(GetObjectOutput {
+    let mut response = S3Response::new(GetObjectOutput {
         body: Some(streaming_blob(read.body)),
         content_length: Some(length as i64),
         content_range,
@@ -158,7 +158,21 @@ pub async fn get_object(
         checksum_sha1: sha1,
         checksum_sha256: sha256,
         ..Default::default()
-    }))
+    });
+    // Opened in a browser (a presigned link), stored HTML runs no script
+    // on this host, whose cookies the console's port shares; PDFs are
+    // exempt, or the browser's viewer would not show them.
+    response.headers.insert(
+        http::header::X_CONTENT_TYPE_OPTIONS,
+        http::HeaderValue::from_static("nosniff"),
+    );
+    if object.attrs.content_type.as_deref() != Some("application/pdf") {
+        response.headers.insert(
+            http::header::CONTENT_SECURITY_POLICY,
+            http::HeaderValue::from_static("sandbox"),
+        );
+    }
+    Ok(response)
 }
 
 /// A 304 carries the validators of the current object, as HTTP requires.

@@ -1086,3 +1086,30 @@ async fn keys_with_dot_segments_reach_their_own_object() {
     assert_eq!(file.body, "dotted");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn stored_html_is_sandboxed_on_both_ports() {
+    let app = spawn_app().await;
+    let s3 = app.client();
+    s3.create_bucket().bucket("site").send().await.unwrap();
+    s3.put_object()
+        .bucket("site")
+        .key("page.html")
+        .content_type("text/html")
+        .body(b"<script>alert(1)</script>".to_vec().into())
+        .send()
+        .await
+        .unwrap();
+    let from_s3 = signed_request(&app, "GET", "/site/page.html", "us-east-1", &[], "").await;
+    assert_eq!(from_s3.status(), 200);
+    assert_eq!(from_s3.headers()["content-security-policy"], "sandbox");
+    assert_eq!(from_s3.headers()["x-content-type-options"], "nosniff");
+    let from_api = app
+        .api()
+        .request(ROOT, "GET", "/buckets/site/objects/page.html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(from_api.headers()["content-security-policy"], "sandbox");
+    app.stop().await;
+}
