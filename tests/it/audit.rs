@@ -235,3 +235,20 @@ async fn usage_matches_what_was_moved_to_the_byte_and_survives_shutdown() {
     assert_eq!(status, 403);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_bucket_made_through_the_api_is_named_in_its_record() {
+    let app = spawn_app().await;
+    let api = app.api();
+    let (status, _) = api
+        .post("/buckets", ROOT, json!({"name": "named-here"}))
+        .await;
+    assert_eq!(status, 201);
+    let record = poll_until("the creation in the audit log", || async {
+        let (_, page) = api.get("/audit?action=bucket.create", ROOT).await;
+        page["records"].as_array().and_then(|r| r.first().cloned())
+    })
+    .await;
+    assert_eq!(record["bucket"], "named-here", "{record}");
+    app.stop().await;
+}

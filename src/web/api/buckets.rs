@@ -99,8 +99,13 @@ pub struct NewBucket {
 pub async fn create(
     State(state): State<WebState>,
     Caller(who): Caller,
+    actor: Option<axum::Extension<super::ApiActor>>,
     JsonBody(body): JsonBody<NewBucket>,
 ) -> ApiResult<(StatusCode, Json<BucketView>)> {
+    // The name came in the body, so the route cannot tell the audit log.
+    if let Some(axum::Extension(actor)) = actor {
+        actor.name_object(&body.name, None);
+    }
     let name = BucketName::parse(&body.name).map_err(|e| ApiError::bad_field("name", e))?;
     state.store.create_bucket(&who, &name).await?;
     let record = state.store.bucket(name.as_str()).await?;
