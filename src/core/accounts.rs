@@ -33,6 +33,25 @@ pub(super) struct CachedCredentials {
 /// database round trip.
 pub(super) type CredentialsCache = Arc<RwLock<HashMap<String, CachedCredentials>>>;
 
+/// What a caller may do to one bucket, and the bucket.
+#[derive(Debug, Clone)]
+pub struct BucketRights {
+    pub record: BucketRecord,
+    pub read: bool,
+    pub write: bool,
+    pub manage: bool,
+}
+
+impl BucketRights {
+    pub fn allows(&self, access: Access) -> bool {
+        match access {
+            Access::Read => self.read,
+            Access::Write => self.write,
+            Access::Manage => self.manage,
+        }
+    }
+}
+
 /// What a request wants to do to a bucket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
@@ -345,37 +364,54 @@ impl Store {
         bucket: &str,
         access: Access,
     ) -> CoreResult<BucketRecord> {
-        let record = self.bucket(bucket).await?;
-        let Some(who) = who else {
-            if access == Access::Read && record.public_read {
-                return Ok(record);
-            }
-            return Err(CoreError::AccessDenied);
-        };
-        if who.read_only && access != Access::Read {
-            return Err(CoreError::AccessDenied);
-        }
-        if who
-            .key_buckets
-            .as_ref()
-            .is_some_and(|b| !b.iter().any(|n| n == bucket))
-        {
-            return Err(CoreError::AccessDenied);
-        }
-        if who.is_admin() || record.owner_id == who.user_id {
-            return Ok(record);
-        }
-        let allowed = match (self.meta.grant(bucket, &who.user_id).await?, access) {
-            (Some(GrantLevel::ReadWrite), Access::Read | Access::Write) => true,
-            (Some(GrantLevel::Read), Access::Read) => true,
-            (_, Access::Read) => record.public_read,
-            _ => false,
-        };
-        if allowed {
-            Ok(record)
+        let rights = self.bucket_rights(who, bucket).await?;
+        if rights.allows(access) {
+            Ok(rights.record)
         } else {
             Err(CoreError::AccessDenied)
         }
+    }
+
+    /// Everything `who` may do to `bucket`, from one read of the bucket and
+    /// at most one of a grant (a page that shows read, write and manage
+    /// controls asks once, not three times).
+    pub async fn bucket_rights(
+        &self,
+        who: Option<&Principal>,
+        bucket: &str,
+    ) -> CoreResult<BucketRights> {
+        let record = self.bucket(bucket).await?;
+        let granted = |read, write, manage| (read, write, manage);
+        let (read, write, manage) = match who {
+            None => granted(record.public_read, false, false),
+            Some(who)
+                if who
+                    .key_buckets
+                    .as_ref()
+                    .is_some_and(|b| !b.iter().any(|n| n == bucket)) =>
+            {
+                granted(false, false, false)
+            }
+            Some(who) => {
+                let (read, write, manage) = if who.is_admin() || record.owner_id == who.user_id {
+                    granted(true, true, true)
+                } else {
+                    match self.meta.grant(bucket, &who.user_id).await? {
+                        Some(GrantLevel::ReadWrite) => granted(true, true, false),
+                        Some(GrantLevel::Read) => granted(true, false, false),
+                        None => granted(record.public_read, false, false),
+                    }
+                };
+                // A read-only key reads, whatever its owner may do.
+                (read, write && !who.read_only, manage && !who.read_only)
+            }
+        };
+        Ok(BucketRights {
+            record,
+            read,
+            write,
+            manage,
+        })
     }
 
     /// A bucket as `who` may see it, with the users it is shared with when
@@ -385,12 +421,15 @@ impl Store {
         who: Option<&Principal>,
         bucket: &str,
     ) -> CoreResult<(BucketRecord, Option<Vec<(String, GrantLevel)>>)> {
-        let record = self.authorize(who, bucket, Access::Read).await?;
-        let grants = match self.authorize(who, bucket, Access::Manage).await {
-            Ok(_) => Some(self.meta.grants_on(bucket).await?),
-            Err(_) => None,
+        let rights = self.bucket_rights(who, bucket).await?;
+        if !rights.read {
+            return Err(CoreError::AccessDenied);
+        }
+        let grants = match rights.manage {
+            true => Some(self.meta.grants_on(bucket).await?),
+            false => None,
         };
-        Ok((record, grants))
+        Ok((rights.record, grants))
     }
 
     pub async fn set_public_read(

@@ -12,6 +12,7 @@ use crate::helpers::*;
 
 /// A browser without scripts: keeps cookies, follows no redirects, and
 /// reads the CSRF token off the last page.
+#[derive(Clone)]
 struct Browser {
     http: reqwest::Client,
     base: String,
@@ -777,12 +778,7 @@ async fn admin_pages_are_for_admins_and_history_is_ones_own() {
     assert_eq!(refused.status, 403);
 
     let history = poll_until("hana's bucket in her history", || {
-        let mut page_of = Browser {
-            http: hana.http.clone(),
-            base: hana.base.clone(),
-            cookies: hana.cookies.clone(),
-            csrf: hana.csrf.clone(),
-        };
+        let mut page_of = hana.clone();
         async move {
             let page = page_of.get("/ui/history?action=bucket.create").await;
             page.body.contains("hanas-bucket").then_some(page)

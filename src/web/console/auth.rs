@@ -102,19 +102,11 @@ pub async fn sign_in(State(state): State<WebState>, parts: Parts, request: Reque
             response
         }
         Err(error) => {
-            let status = match &error {
-                CoreError::BadLogin | CoreError::AccountDisabled(_) => StatusCode::UNAUTHORIZED,
-                CoreError::TooManyAttempts(_) => StatusCode::TOO_MANY_REQUESTS,
-                _ => crate::web::api::error::ApiError::from(CoreError::Busy("")).status,
-            };
+            // The same status the JSON API answers for this error.
+            let message = words::for_error(&error);
+            let status = crate::web::api::error::ApiError::from(error).status;
             let mut response = render(SignInPage {
-                chrome: Chrome::anonymous(
-                    "Sign in",
-                    Some(Flash {
-                        ok: false,
-                        message: words::for_error(&error),
-                    }),
-                ),
+                chrome: Chrome::anonymous("Sign in", Some(Flash { ok: false, message })),
                 next,
                 name,
                 allow_signup: state.api.allow_signup,

@@ -46,7 +46,7 @@ pub fn key_in_path(key: &str) -> String {
     utf8_percent_encode(key, PATH_KEEP).to_string()
 }
 
-fn in_query(value: &str) -> String {
+pub fn in_query(value: &str) -> String {
     utf8_percent_encode(value, QUERY_VALUE).to_string()
 }
 
@@ -231,21 +231,8 @@ pub async fn folder(
     Path(bucket): Path<String>,
     Query(query): Query<FolderQuery>,
 ) -> Result<Response, ConsoleError> {
-    let who = &visitor.principal;
-    state
-        .store
-        .authorize(Some(who), &bucket, Access::Read)
-        .await?;
-    let can_write = state
-        .store
-        .authorize(Some(who), &bucket, Access::Write)
-        .await
-        .is_ok();
-    let can_manage = state
-        .store
-        .authorize(Some(who), &bucket, Access::Manage)
-        .await
-        .is_ok();
+    let rights = readable(&state, &visitor, &bucket).await?;
+    let (can_write, can_manage) = (rights.write, rights.manage);
     let listed_prefix = format!("{}{}", query.prefix, query.filter);
     let page_size = query
         .size
@@ -354,6 +341,24 @@ pub async fn folder(
     }))
 }
 
+/// What the visitor may do to a bucket they may read (refused otherwise,
+/// as `authorize` refuses).
+async fn readable(
+    state: &WebState,
+    visitor: &Visitor,
+    bucket: &str,
+) -> Result<crate::core::accounts::BucketRights, ConsoleError> {
+    let rights = state
+        .store
+        .bucket_rights(Some(&visitor.principal), bucket)
+        .await?;
+    if rights.read {
+        Ok(rights)
+    } else {
+        Err(CoreError::AccessDenied.into())
+    }
+}
+
 /// How an object can be shown in its page.
 pub enum Preview {
     Image,
@@ -426,16 +431,7 @@ async fn object_page(
     key: String,
     share_link: Option<ShareView>,
 ) -> Result<Response, ConsoleError> {
-    let who = &visitor.principal;
-    state
-        .store
-        .authorize(Some(who), &bucket, Access::Read)
-        .await?;
-    let can_write = state
-        .store
-        .authorize(Some(who), &bucket, Access::Write)
-        .await
-        .is_ok();
+    let can_write = readable(state, visitor, &bucket).await?.write;
     let object = state.store.head_object(&bucket, &key).await?;
     let content_type = object
         .attrs

@@ -40,7 +40,7 @@ pub async fn make_link(
     let signature = share_signature(&secret, bucket, key, expires);
     Ok(Link {
         url: if super::browser::needs_query(key) {
-            let key: String = url::form_urlencoded::byte_serialize(key.as_bytes()).collect();
+            let key = super::browser::in_query(key);
             format!(
                 "{base}/share/{bucket}?key={key}&by={access_key}&expires={expires}&sig={signature}"
             )
