@@ -108,7 +108,8 @@ pub fn router(state: WebState) -> Router<WebState> {
         .layer(axum::middleware::from_fn(with_page_headers))
 }
 
-async fn no_such_page() -> Response {
+/// The visitor is looked up only so the page keeps their navigation.
+async fn no_such_page(_visitor: session::MaybeVisitor) -> Response {
     session::ConsoleError::not_found(
         "There is no such page. Check the address, or start again from your buckets.",
     )
