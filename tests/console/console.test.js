@@ -336,11 +336,14 @@ test("browse folders, preview an image, share it, and delete several files", asy
 
     // A phone's width: nothing wider than the screen.
     await page.setViewportSize({ width: 360, height: 740 });
-    for (const path of ["/ui/buckets", "/ui/buckets/album/objects/2026/summer/beach.png", "/ui/buckets/album?prefix=loose%2F"]) {
+    for (const path of [
+      "/ui/buckets", "/ui/buckets/album/objects/2026/summer/beach.png", "/ui/buckets/album?prefix=loose%2F",
+      "/ui/buckets/album/settings", "/ui/keys", "/ui/history", "/ui/account", "/ui/admin/users", "/ui/admin/audit",
+    ]) {
       await page.goto(`${server.web}${path}`);
       const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
       assert.ok(overflow <= 0, `${path} is ${overflow} px too wide at 360 px`);
-      await shot(page, `narrow-${path.split("/").pop().split("?")[0].replace(/\.\w+$/, "")}`);
+      await shot(page, `narrow-${path.split("/").slice(2).join("-").split("?")[0].replace(/\.\w+$/, "")}`);
     }
     const left = await api(server, ROOT, "GET", "/buckets/album/objects?prefix=loose/");
     assert.deepEqual(left.body.objects.map((o) => o.key), ["loose/b.txt"]);
