@@ -29,6 +29,9 @@ pub enum Command {
     Serve(ServeArgs),
     /// Take part in a pool: push files, watch for results, or process groups.
     Pool(crate::cli::pool::PoolArgs),
+    /// Ask the server on this machine whether it is ready (exit 0) or not
+    /// (exit 1): a container's health check.
+    Healthcheck(crate::cli::healthcheck::HealthcheckArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -58,7 +61,7 @@ pub struct ServeArgs {
 
     /// Metadata database; unset means SQLite in the data directory.
     /// Example: postgres://user@host:5432/cistern
-    #[arg(long, env = "CISTERN_DATABASE_URL")]
+    #[arg(long, env = "CISTERN_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
 
     /// Blob store; unset means local disk in the data directory.
@@ -174,6 +177,13 @@ pub struct ServeArgs {
     /// it is refused with 503 (the server is overloaded).
     #[arg(long, env = "CISTERN_DATABASE_WAIT_MS", default_value_t = 3000)]
     pub database_wait_ms: u64,
+
+    /// How nodes sharing a database hear of each other's changes (revoked
+    /// keys, pool events): `listen` (PostgreSQL LISTEN/NOTIFY), `poll` (for
+    /// CockroachDB, or PostgreSQL behind a pooler in transaction mode), or
+    /// `auto` (poll on CockroachDB, listen on PostgreSQL).
+    #[arg(long, env = "CISTERN_DATABASE_NOTICES", value_enum, default_value_t = crate::core::NoticeMode::Auto)]
+    pub database_notices: crate::core::NoticeMode,
 
     /// Password checks (argon2id, about 19 MiB each) run at once; 0 means
     /// one per CPU core. More wait in a queue.
@@ -317,7 +327,7 @@ mod tests {
         let argv = argv.iter().map(|s| s.to_string()).collect();
         match parse_from(argv).expect("parses").command {
             Command::Serve(args) => args,
-            Command::Pool(_) => panic!("not a serve command"),
+            _ => panic!("not a serve command"),
         }
     }
 

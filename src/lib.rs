@@ -6,7 +6,7 @@
 //! - Front-ends: [`s3`] speaks the S3 protocol (through `s3s`) on one port;
 //!   [`web`] serves the JSON API, health probes, version and metrics on the
 //!   other; [`cli`] is the `cistern` command's client side (pool member and
-//!   processor). [`serving`] runs both listeners the same way: connection
+//!   processor, `healthcheck`). [`serving`] runs both listeners the same way: connection
 //!   limits, timeouts for slow clients, request bodies that cannot bleed into
 //!   the next request, request ids.
 //! - [`core`] is the service layer and owns every rule: who may do what to a
@@ -23,6 +23,7 @@
 //!   that read the same on the wire and in SQL.
 //! - [`config`], [`telemetry`] and [`startup`] turn settings into a running
 //!   server; `main.rs` only parses the command line and dispatches.
+//!   `testing` holds what the unit and integration suites share.
 
 pub mod cli;
 pub mod config;
@@ -32,4 +33,6 @@ pub mod s3;
 pub mod serving;
 pub mod startup;
 pub mod telemetry;
+#[doc(hidden)]
+pub mod testing;
 pub mod web;

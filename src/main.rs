@@ -20,6 +20,12 @@ fn main() -> anyhow::Result<()> {
             let code = runtime.block_on(cistern::cli::pool::run(args))?;
             std::process::exit(code);
         }
+        Command::Healthcheck(args) => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            std::process::exit(runtime.block_on(cistern::cli::healthcheck::run(args)));
+        }
     }
 }
 

@@ -74,6 +74,7 @@ impl Server {
             blob_url: settings.blob_url.as_deref(),
             data_dir: &settings.data_dir,
             database_wait: Duration::from_millis(settings.database_wait_ms.max(1)),
+            database_notices: settings.database_notices,
         };
         let store = Store::open(
             location,
@@ -87,7 +88,7 @@ impl Server {
         )
         .await
         .context("while opening the metadata and blob stores")?;
-        store.follow_account_changes();
+        store.follow_other_nodes();
         let generated = ensure_root(&store, &settings).await?;
         Ok((
             Self {

@@ -151,16 +151,22 @@ impl Store {
         Ok(())
     }
 
-    /// Drops cached credentials whenever another node changes accounts, so
-    /// a revocation there holds here from the next request.
-    pub fn follow_account_changes(&self) {
+    /// Follows what other nodes sharing the database announce: an account
+    /// change drops cached credentials, so a revocation there holds here
+    /// from the next request; pool events written there wake this node's
+    /// event hub and webhook deliverer.
+    pub fn follow_other_nodes(&self) {
         let cache = self.credentials_cache.clone();
         let passwords = self.passwords.clone();
-        self.meta.follow_account_changes(move || {
-            if let Ok(mut cache) = cache.write() {
-                cache.clear();
-            }
-            passwords.forget_all();
+        let pool_events = self.pool_events.clone();
+        self.meta.follow_notices(crate::core::meta::NoticeHandlers {
+            accounts: Box::new(move || {
+                if let Ok(mut cache) = cache.write() {
+                    cache.clear();
+                }
+                passwords.forget_all();
+            }),
+            events: Box::new(move || pool_events.notify_waiters()),
         });
     }
 

@@ -168,8 +168,15 @@ impl Store {
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "event hub read failed"),
             }
-            // Events of other nodes are found by this poll.
-            let _ = tokio::time::timeout(Duration::from_secs(1), written).await;
+            // Other nodes' events are announced where the database can
+            // (LISTEN); the poll is what finds them elsewhere, and a
+            // safety net where it can.
+            let poll = if self.meta.hears_events() {
+                Duration::from_secs(1)
+            } else {
+                Duration::from_millis(250)
+            };
+            let _ = tokio::time::timeout(poll, written).await;
         }
     }
 

@@ -27,6 +27,7 @@ pub mod sweeper;
 pub mod webhooks;
 
 pub use self::error::{CoreError, CoreResult};
+pub use self::meta::NoticeMode;
 pub use self::store::{Store, StoreLocation, StoreSettings};
 use crate::model::Role;
 

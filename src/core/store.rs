@@ -73,6 +73,8 @@ pub struct StoreLocation<'a> {
     pub data_dir: &'a Path,
     /// How long a request waits for a free database connection.
     pub database_wait: Duration,
+    /// How nodes sharing the database hear of each other's changes.
+    pub database_notices: crate::core::meta::NoticeMode,
 }
 
 impl Store {
@@ -82,6 +84,7 @@ impl Store {
             location.database_url,
             location.data_dir,
             location.database_wait,
+            location.database_notices,
         )
         .await?;
         let blobs = crate::core::blob::open(location.blob_url, location.data_dir).await?;

@@ -341,6 +341,7 @@ mod tests {
             blob_url: None,
             data_dir: dir.path(),
             database_wait: Duration::from_secs(5),
+            database_notices: crate::core::NoticeMode::Auto,
         };
         let store = Store::open(location, StoreSettings::default())
             .await

@@ -78,17 +78,7 @@ impl TestApp {
 /// A fresh PostgreSQL database when the suite runs against PostgreSQL.
 pub async fn test_database_url() -> Option<String> {
     let base = std::env::var("CISTERN_TEST_DATABASE_URL").ok()?;
-    sqlx::any::install_default_drivers();
-    let name = format!("cistern_test_{}", uuid::Uuid::new_v4().simple());
-    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&base)
-        .await
-        .expect("connect to the test PostgreSQL");
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut conn)
-        .await
-        .expect("create test database");
-    let (prefix, _) = base.rsplit_once('/').expect("database url has a path");
-    Some(format!("{prefix}/{name}"))
+    Some(cistern::testing::fresh_postgres_database(&base).await)
 }
 
 pub async fn spawn_app() -> TestApp {

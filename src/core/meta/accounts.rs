@@ -196,15 +196,10 @@ pub(super) async fn create_user(
     conn: &mut AnyConnection,
     account: &AccountRecord,
 ) -> MetaResult<MutationOutcome> {
-    let taken = sqlx::query("SELECT 1 AS x FROM users WHERE name = $1")
-        .bind(&account.name)
-        .fetch_optional(&mut *conn)
-        .await?;
-    if taken.is_some() {
-        return Err(MetaError::UserExists);
-    }
-    sqlx::query(
-        "INSERT INTO users (id, name, role, created_ms, password_hash) VALUES ($1, $2, $3, $4, $5)",
+    // The unique name decides between two nodes creating the same user.
+    let created = sqlx::query(
+        "INSERT INTO users (id, name, role, created_ms, password_hash) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (name) DO NOTHING",
     )
     .bind(&account.id)
     .bind(&account.name)
@@ -213,6 +208,9 @@ pub(super) async fn create_user(
     .bind(account.password_hash.as_ref().map(Secret::expose))
     .execute(&mut *conn)
     .await?;
+    if created.rows_affected() == 0 {
+        return Err(MetaError::UserExists);
+    }
     Ok(MutationOutcome::Done)
 }
 

@@ -22,6 +22,7 @@ mod objects;
 pub mod pools;
 mod queries;
 pub mod quota;
+mod row_locks;
 mod small_puts;
 #[cfg(test)]
 mod tests;
@@ -37,6 +38,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
 pub use self::mutations::{Mutation, MutationOutcome};
+pub use self::notices::{NoticeHandlers, NoticeMode};
 use self::writer::Writer;
 pub use crate::model::*;
 
@@ -152,10 +154,11 @@ pub enum Dialect {
 #[derive(Clone)]
 pub struct MetaStore {
     pool: AnyPool,
-    dialect: Dialect,
     writer: Arc<Writer>,
     /// For the PostgreSQL listener of cross-node notices.
     url: String,
+    /// How this node hears other nodes' changes.
+    notices: notices::Notices,
     /// Cancelled by `close`, which ends the listener.
     closed: tokio_util::sync::CancellationToken,
 }
@@ -168,10 +171,13 @@ impl MetaStore {
     /// `cistern.db` in `data_dir`. Runs migrations and starts the writer.
     /// A request that finds no free connection within `acquire_timeout`
     /// fails with `PoolTimedOut` rather than queueing without end.
+    /// `notices` says how nodes sharing the database hear of each other's
+    /// changes.
     pub async fn open(
         database_url: Option<&str>,
         data_dir: &Path,
         acquire_timeout: Duration,
+        notices: NoticeMode,
     ) -> MetaResult<Self> {
         sqlx::any::install_default_drivers();
         let url = match database_url {
@@ -214,28 +220,35 @@ impl MetaStore {
             Dialect::Sqlite => SQLITE_MIGRATOR.run(&pool).await?,
             Dialect::Postgres => POSTGRES_MIGRATOR.run(&pool).await?,
         }
-        // One writer per node: SQLite has one writer at a time anyway, and on
-        // PostgreSQL a single writer keeps read-then-write mutations (bucket
-        // counters, overwrites) exact under READ COMMITTED. Several nodes on
-        // one database will need per-key locking; batching is what gives
-        // the speed.
+        // One writer per node: SQLite has one writer at a time anyway, and
+        // batching is what gives the speed. On a shared database each batch
+        // locks the bucket and user rows it reads then writes (`row_locks`),
+        // so writers on several nodes take turns per bucket.
         // CockroachDB has no advisory locks (and its ids are not in commit
-        // order anyway); PostgreSQL has.
-        let event_lock = match dialect {
+        // order anyway) and no LISTEN; PostgreSQL has both.
+        let cockroach = match dialect {
             Dialect::Sqlite => false,
             Dialect::Postgres => {
                 let version: String = sqlx::query_scalar("SELECT version()")
                     .fetch_one(&pool)
                     .await?;
-                !version.contains("CockroachDB")
+                version.contains("CockroachDB")
             }
         };
-        let writer = Writer::start(pool.clone(), 1, event_lock);
+        let notices = notices::settle(notices, dialect == Dialect::Postgres, cockroach);
+        let writer = Writer::start(
+            pool.clone(),
+            1,
+            writer::EventOrder {
+                advisory_lock: dialect == Dialect::Postgres && !cockroach,
+                notify: notices == notices::Notices::Listen,
+            },
+        );
         Ok(Self {
             pool,
-            dialect,
             writer: Arc::new(writer),
             url,
+            notices,
             closed: tokio_util::sync::CancellationToken::new(),
         })
     }

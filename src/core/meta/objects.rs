@@ -33,25 +33,29 @@ pub(super) async fn create_bucket(
     owner_id: &str,
     now_ms: i64,
 ) -> MetaResult<MutationOutcome> {
-    let existing = sqlx::query("SELECT owner_id FROM buckets WHERE name = $1")
-        .bind(name)
-        .fetch_optional(&mut *conn)
-        .await?;
-    if let Some(row) = existing {
-        let owner: String = row.try_get("owner_id")?;
-        return Err(if owner == owner_id {
-            MetaError::BucketAlreadyOwnedByYou
-        } else {
-            MetaError::BucketAlreadyExists
-        });
+    // Insert first: two nodes creating the same name at once both reach
+    // this statement, and the unique name decides without an error.
+    let created = sqlx::query(
+        "INSERT INTO buckets (name, owner_id, created_ms) VALUES ($1, $2, $3) \
+         ON CONFLICT (name) DO NOTHING",
+    )
+    .bind(name)
+    .bind(owner_id)
+    .bind(now_ms)
+    .execute(&mut *conn)
+    .await?;
+    if created.rows_affected() > 0 {
+        return Ok(MutationOutcome::Done);
     }
-    sqlx::query("INSERT INTO buckets (name, owner_id, created_ms) VALUES ($1, $2, $3)")
+    let owner: String = sqlx::query_scalar("SELECT owner_id FROM buckets WHERE name = $1")
         .bind(name)
-        .bind(owner_id)
-        .bind(now_ms)
-        .execute(&mut *conn)
+        .fetch_one(&mut *conn)
         .await?;
-    Ok(MutationOutcome::Done)
+    Err(if owner == owner_id {
+        MetaError::BucketAlreadyOwnedByYou
+    } else {
+        MetaError::BucketAlreadyExists
+    })
 }
 
 /// Deletes a bucket with no objects and no uploads in progress.
@@ -270,8 +274,14 @@ pub(super) async fn put_object(
     check_condition(condition, current.as_ref())?;
     let now_ms = object.last_modified_ms;
     if let (ObjectBody::Blobs(segments), BlobRefs::Share) = (&object.body, refs) {
+        // The source may be in a bucket that another node is changing: lock
+        // each blob row, so that it cannot be released before this commits.
+        let sql = format!(
+            "SELECT 1 AS x FROM blobs WHERE id = $1{}",
+            super::row_locks::for_update(conn)
+        );
         for segment in segments {
-            let live = sqlx::query("SELECT 1 AS x FROM blobs WHERE id = $1")
+            let live = sqlx::query(&sql)
                 .bind(&segment.blob)
                 .fetch_optional(&mut *conn)
                 .await?;

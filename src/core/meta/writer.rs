@@ -12,17 +12,27 @@
 
 use std::sync::Arc;
 
-use sqlx::{AnyConnection, AnyPool, Connection};
+use sqlx::{AnyConnection, AnyPool, Connection, Executor};
 
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use super::mutations::{Mutation, MutationOutcome};
 use super::objects::{self, BlobRefs};
 use super::{MetaError, MetaResult, ObjectBody, ObjectRecord, PutCondition};
-use super::{accounts, audit, pools, quota, small_puts, uploads};
+use super::{accounts, audit, pools, quota, row_locks, small_puts, uploads};
 
 /// Most mutations one transaction carries.
 const MAX_BATCH: usize = 256;
+
+/// What a batch that writes pool events does for other nodes' readers.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct EventOrder {
+    /// Take the advisory lock that orders event writers across nodes
+    /// (PostgreSQL), first thing in the transaction.
+    pub advisory_lock: bool,
+    /// NOTIFY the other nodes' event hubs, heard when the batch commits.
+    pub notify: bool,
+}
 
 /// A mutation waiting for its commit, and where its answer goes.
 struct Job {
@@ -37,9 +47,7 @@ pub(super) struct Writer {
 }
 
 impl Writer {
-    /// `event_lock`: batches with pool mutations first take the advisory
-    /// lock that orders event writers across nodes (PostgreSQL).
-    pub(super) fn start(pool: AnyPool, writers: usize, event_lock: bool) -> Self {
+    pub(super) fn start(pool: AnyPool, writers: usize, event_lock: EventOrder) -> Self {
         let (tx, rx) = mpsc::channel::<Job>(4096);
         let rx = Arc::new(Mutex::new(rx));
         let tasks = (0..writers)
@@ -78,7 +86,7 @@ impl Writer {
     }
 }
 
-async fn run_writer(pool: AnyPool, rx: Arc<Mutex<mpsc::Receiver<Job>>>, event_lock: bool) {
+async fn run_writer(pool: AnyPool, rx: Arc<Mutex<mpsc::Receiver<Job>>>, event_lock: EventOrder) {
     loop {
         let batch = {
             let mut rx = rx.lock().await;
@@ -96,13 +104,13 @@ async fn run_writer(pool: AnyPool, rx: Arc<Mutex<mpsc::Receiver<Job>>>, event_lo
     }
 }
 
-async fn commit_batch(pool: &AnyPool, batch: Vec<Job>, event_lock: bool) {
+async fn commit_batch(pool: &AnyPool, batch: Vec<Job>, event_lock: EventOrder) {
     // Every mutation checks its rules before it writes anything, so a rule
     // violation (no such bucket, a failed precondition) leaves the shared
     // transaction untouched and only that caller gets the error. A database
     // error aborts the batch, which is then replayed one mutation per
     // transaction so that it fails alone.
-    match apply_together(pool, &batch, event_lock).await {
+    match apply_with_retry(pool, &batch, event_lock).await {
         Ok(results) => {
             for (job, result) in batch.into_iter().zip(results) {
                 let _ = job.reply.send(result);
@@ -111,15 +119,19 @@ async fn commit_batch(pool: &AnyPool, batch: Vec<Job>, event_lock: bool) {
         // A failed COMMIT may still have committed (a lost connection): do
         // not replay, and report the outcome as unknown.
         Err(BatchError::Commit(e)) => fail_all(batch, &e, true),
-        Err(BatchError::Statement(e)) if batch.len() == 1 => fail_all(batch, &e, false),
-        Err(BatchError::Statement(e)) => {
+        Err(BatchError::Statement(e) | BatchError::Conflict(e)) if batch.len() == 1 => {
+            fail_all(batch, &e, false)
+        }
+        Err(BatchError::Statement(e) | BatchError::Conflict(e)) => {
             tracing::warn!(error = %e, size = batch.len(), "batch failed; replaying its mutations one by one");
             for job in batch {
-                let result = match apply_together(pool, std::slice::from_ref(&job), event_lock)
+                let result = match apply_with_retry(pool, std::slice::from_ref(&job), event_lock)
                     .await
                 {
                     Ok(mut results) => results.pop().unwrap_or(Err(MetaError::WriterStopped)),
-                    Err(BatchError::Statement(e)) => Err(MetaError::Database(e)),
+                    Err(BatchError::Statement(e) | BatchError::Conflict(e)) => {
+                        Err(MetaError::Database(e))
+                    }
                     Err(BatchError::Commit(e)) => Err(MetaError::CommitUncertain(e.to_string())),
                 };
                 let _ = job.reply.send(result);
@@ -134,11 +146,51 @@ enum BatchError {
     Statement(sqlx::Error),
     /// COMMIT itself failed; the transaction may or may not have committed.
     Commit(sqlx::Error),
+    /// COMMIT was refused for a conflict with another transaction (a
+    /// serialization failure): certainly not committed.
+    Conflict(sqlx::Error),
 }
 
 impl From<sqlx::Error> for BatchError {
     fn from(e: sqlx::Error) -> Self {
         Self::Statement(e)
+    }
+}
+
+/// Attempts of one batch that lose to a concurrent transaction on another
+/// node before it is failed.
+const CONFLICT_ATTEMPTS: u32 = 8;
+
+/// Applies the mutations in one transaction, again from the start when it
+/// conflicted with another node's (a serialization failure or a deadlock:
+/// nothing of it was committed, so a fresh attempt is safe).
+async fn apply_with_retry(
+    pool: &AnyPool,
+    batch: &[Job],
+    event_lock: EventOrder,
+) -> Result<Vec<MetaResult<MutationOutcome>>, BatchError> {
+    let mut attempt = 1;
+    loop {
+        let error = match apply_together(pool, batch, event_lock).await {
+            Err(BatchError::Statement(e) | BatchError::Conflict(e))
+                if row_locks::is_conflict(&e) =>
+            {
+                e
+            }
+            other => return other,
+        };
+        if attempt >= CONFLICT_ATTEMPTS {
+            return Err(BatchError::Statement(error));
+        }
+        tracing::debug!(%error, attempt, "batch conflicted with another transaction; retrying");
+        // Back off a little more each time, with jitter, so that the
+        // transactions that collided do not collide again in step.
+        let ceiling_ms = 2_u64 << attempt.min(6);
+        tokio::time::sleep(std::time::Duration::from_millis(
+            1 + rand::random::<u64>() % ceiling_ms,
+        ))
+        .await;
+        attempt += 1;
     }
 }
 
@@ -149,7 +201,7 @@ const EVENT_ORDER_LOCK: i64 = 0x6369_7374_6576;
 async fn apply_together(
     pool: &AnyPool,
     batch: &[Job],
-    event_lock: bool,
+    event_lock: EventOrder,
 ) -> Result<Vec<MetaResult<MutationOutcome>>, BatchError> {
     let mut conn = pool.acquire().await?;
     let mut tx = conn.begin().await?;
@@ -157,15 +209,22 @@ async fn apply_together(
     // from the start of a batch that may write events to its commit, so ids
     // become visible in the order they were given and no reader steps past
     // one that commits late. Taken before any row lock: one lock order.
-    if event_lock
-        && batch
-            .iter()
-            .any(|job| matches!(job.mutation, Mutation::Pool(_)))
-    {
+    let writes_events = batch
+        .iter()
+        .any(|job| matches!(job.mutation, Mutation::Pool(_)));
+    if writes_events && event_lock.advisory_lock {
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(EVENT_ORDER_LOCK)
             .execute(&mut *tx)
             .await?;
+    }
+    if row_locks::shared_database(&tx) {
+        let mutations: Vec<&Mutation> = batch.iter().map(|job| &job.mutation).collect();
+        match row_locks::lock_for(&mut tx, &mutations).await {
+            Ok(()) => {}
+            Err(MetaError::Database(e)) => return Err(e.into()),
+            Err(other) => return Err(sqlx::Error::Protocol(other.to_string()).into()),
+        }
     }
     let mut results = Vec::with_capacity(batch.len());
     let mut next = 0;
@@ -186,7 +245,19 @@ async fn apply_together(
         }
         next += 1;
     }
-    tx.commit().await.map_err(BatchError::Commit)?;
+    if writes_events && event_lock.notify {
+        // Delivered at COMMIT, and only if it commits.
+        (&mut *tx)
+            .execute(format!("NOTIFY {}", super::notices::EVENTS_CHANNEL).as_str())
+            .await?;
+    }
+    tx.commit().await.map_err(|e| {
+        if row_locks::is_conflict(&e) {
+            BatchError::Conflict(e)
+        } else {
+            BatchError::Commit(e)
+        }
+    })?;
     Ok(results)
 }
 

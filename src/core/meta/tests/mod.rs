@@ -10,8 +10,9 @@ use std::future::Future;
 use std::time::Duration;
 
 use md5::{Digest, Md5};
-use sqlx::{Connection, Row};
+use sqlx::Row;
 
+use super::NoticeMode;
 use super::{
     BlobSegment, MetaResult, MetaStore, Mutation, MutationOutcome, ObjectAttrs, ObjectBody,
     ObjectRecord, PutCondition,
@@ -62,7 +63,7 @@ where
     Run: Future<Output = ()>,
 {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let store = MetaStore::open(None, dir.path(), CONNECTION_WAIT)
+    let store = MetaStore::open(None, dir.path(), CONNECTION_WAIT, NoticeMode::Auto)
         .await
         .expect("open a SQLite store");
     case(store.clone()).await;
@@ -80,27 +81,27 @@ where
         eprintln!("CISTERN_TEST_DATABASE_URL is not set: no PostgreSQL run");
         return;
     };
-    sqlx::any::install_default_drivers();
-    let name = format!("cistern_test_{}", uuid::Uuid::new_v4().simple());
-    let mut admin = sqlx::AnyConnection::connect(&server)
-        .await
-        .expect("connect to the test PostgreSQL");
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut admin)
-        .await
-        .expect("create the test database");
-    let (prefix, _) = server.rsplit_once('/').expect("database url has a path");
-    let url = format!("{prefix}/{name}");
+    let url = crate::testing::fresh_postgres_database(&server).await;
     let unused_data_dir = std::env::temp_dir();
-    let store = MetaStore::open(Some(&url), &unused_data_dir, CONNECTION_WAIT)
-        .await
-        .expect("open a PostgreSQL store");
+    let store = MetaStore::open(
+        Some(&url),
+        &unused_data_dir,
+        CONNECTION_WAIT,
+        NoticeMode::Auto,
+    )
+    .await
+    .expect("open a PostgreSQL store");
     case(store.clone()).await;
     store.close().await;
     // Best effort: the CI run drops whatever is left.
-    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&mut admin)
-        .await;
+    if let (Ok(mut admin), Some((_, name))) = (
+        <sqlx::AnyConnection as sqlx::Connection>::connect(&server).await,
+        url.rsplit_once('/'),
+    ) {
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&mut admin)
+            .await;
+    }
 }
 
 pub(super) const ALICE: &str = "u-alice";
