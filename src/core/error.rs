@@ -117,32 +117,13 @@ impl From<MetaError> for CoreError {
             MetaError::Database(sqlx::Error::PoolTimedOut) => {
                 Self::Busy("no free database connection")
             }
-            MetaError::Database(e) if database_unreachable(&e) => {
+            MetaError::Database(e) if crate::core::meta::unreachable(&e) => {
                 Self::Unavailable(format!("metadata database: {e}"))
             }
             e @ (MetaError::Database(_) | MetaError::Migrate(_) | MetaError::Corrupt(_)) => {
                 Self::Internal(e.to_string())
             }
         }
-    }
-}
-
-/// Whether a database error says the database cannot be reached now (a
-/// refused or dropped connection, a server shutting down, a conflict that
-/// outlasted its retries) rather than that something is wrong with the
-/// request or the data.
-fn database_unreachable(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
-            // 08: connection exception; 57P0x: the server is shutting down
-            // or starting; 40001/40P01: a conflict that kept recurring.
-            code.starts_with("08") || code.starts_with("57P0") || code == "40001" || code == "40P01"
-        }),
-        _ => false,
     }
 }
 

@@ -203,6 +203,14 @@ pub fn client_for(
     Client::from_conf(config.build())
 }
 
+/// An S3 client that tries each request once: what the server answered,
+/// with no retry of a 503.
+pub fn client_trying_once(endpoint: &str, key: &str, secret: &str) -> Client {
+    let config = client_config(endpoint, key, secret, "us-east-1")
+        .retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled());
+    Client::from_conf(config.build())
+}
+
 /// The root user's S3 client, signing for `region` and trying once (the
 /// SDK would not retry a refusal anyway, but says so plainly).
 pub fn client_in_region(app: &TestApp, region: &str) -> Client {
@@ -555,4 +563,48 @@ where
     R: Polled<T>,
 {
     poll_within(Duration::from_secs(15), what, check).await
+}
+
+/// The smallest PNG: a file every pool accepts.
+pub const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\0\0\0\0:~\x9bU";
+
+/// A time as pools read it: RFC 3339 with milliseconds.
+pub fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Sends files with their timestamps to a pool as a member (one request):
+/// the receipts.
+pub async fn send_pool_files(
+    api: &ApiClient,
+    pool: &str,
+    token: &str,
+    files: &[(&str, i64, &[u8])],
+) -> Vec<Value> {
+    let mut form = reqwest::multipart::Form::new();
+    for (name, time_ms, data) in files {
+        form = form.text("timestamp", rfc3339(*time_ms)).part(
+            "file",
+            reqwest::multipart::Part::bytes(data.to_vec()).file_name(name.to_string()),
+        );
+    }
+    let response = api
+        .request(
+            Caller::Bearer(token),
+            "POST",
+            &format!("/pools/{pool}/contributions"),
+        )
+        .multipart(form)
+        .send()
+        .await
+        .expect("contribute");
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.expect("json");
+    body["receipts"].as_array().expect("receipts").clone()
 }

@@ -11,6 +11,7 @@ mod audit;
 mod auth;
 mod buckets;
 mod clients;
+mod cluster;
 mod console;
 mod crash;
 mod hardening;

@@ -4,24 +4,12 @@
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
 
 use crate::helpers::*;
 
-const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\0\0\0\0:~\x9bU";
 /// The start of an ELF header, padded to the length a header has.
 const ELF: &[u8] = b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0\x02\0>\0\x01\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0";
-
-fn rfc3339(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .unwrap()
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
 
 /// The pool's newest group, as its owner lists it.
 async fn newest_group(app: &TestApp, pool: &str) -> String {
@@ -79,27 +67,7 @@ async fn send_batch(
     token: &str,
     files: &[(&str, i64, &[u8])],
 ) -> Vec<Value> {
-    let mut form = Form::new();
-    for (name, time_ms, data) in files {
-        form = form.text("timestamp", rfc3339(*time_ms)).part(
-            "file",
-            Part::bytes(data.to_vec()).file_name(name.to_string()),
-        );
-    }
-    let response = app
-        .api()
-        .request(
-            Caller::Bearer(token),
-            "POST",
-            &format!("/pools/{pool}/contributions"),
-        )
-        .multipart(form)
-        .send()
-        .await
-        .expect("contribute");
-    assert_eq!(response.status(), 200);
-    let body: Value = response.json().await.expect("json");
-    body["receipts"].as_array().expect("receipts").clone()
+    send_pool_files(&app.api(), pool, token, files).await
 }
 
 /// Reads the SSE stream until `enough` holds for the events seen.

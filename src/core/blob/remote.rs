@@ -29,6 +29,18 @@ fn backend(e: object_store::Error) -> BlobError {
     }
 }
 
+/// Retries of one backend request. A blob store that is away must turn
+/// into a prompt 503 for the client (who retries), not a request that
+/// hangs for minutes: a few quick retries ride out a dropped connection or
+/// a node of the blob cluster restarting.
+fn retry_config() -> object_store::RetryConfig {
+    object_store::RetryConfig {
+        backoff: object_store::BackoffConfig::default(),
+        max_retries: 3,
+        retry_timeout: std::time::Duration::from_secs(10),
+    }
+}
+
 impl RemoteBlobs {
     pub fn open(url: &str) -> Result<Self, BlobError> {
         let parsed = url::Url::parse(url).map_err(|e| BlobError::BadUrl(format!("{url}: {e}")))?;
@@ -36,6 +48,15 @@ impl RemoteBlobs {
             "s3" => Arc::new(
                 object_store::aws::AmazonS3Builder::from_env()
                     .with_url(url)
+                    .with_retry(retry_config())
+                    // Set key by key: the options `from_env` read (such as
+                    // AWS_ALLOW_HTTP) stay.
+                    .with_config(
+                        object_store::aws::AmazonS3ConfigKey::Client(
+                            object_store::ClientConfigKey::ConnectTimeout,
+                        ),
+                        "5s",
+                    )
                     .build()
                     .map_err(|e| BlobError::BadUrl(e.to_string()))?,
             ),

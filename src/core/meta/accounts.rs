@@ -62,7 +62,7 @@ impl MetaStore {
         );
         let row = sqlx::query(&sql)
             .bind(access_key)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.conn().await?)
             .await?;
         row.map(|row| -> MetaResult<_> {
             Ok(KeyGrant {
@@ -79,7 +79,7 @@ impl MetaStore {
             "SELECT {ACCOUNT_COLUMNS} FROM users u WHERE u.name = $1"
         ))
         .bind(name)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.conn().await?)
         .await?;
         row.as_ref().map(account_from_row).transpose()
     }
@@ -88,7 +88,7 @@ impl MetaStore {
         let rows = sqlx::query(&format!(
             "SELECT {ACCOUNT_COLUMNS} FROM users u ORDER BY u.name"
         ))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await?;
         rows.iter().map(account_from_row).collect()
     }
@@ -99,7 +99,7 @@ impl MetaStore {
         );
         let rows = sqlx::query(&sql)
             .bind(user_id)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.conn().await?)
             .await?;
         rows.iter().map(key_from_row).collect()
     }
@@ -108,7 +108,7 @@ impl MetaStore {
         let row = sqlx::query("SELECT level FROM bucket_grants WHERE bucket = $1 AND user_id = $2")
             .bind(bucket)
             .bind(user_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.conn().await?)
             .await?;
         Ok(row
             .map(|r| r.try_get::<String, _>("level"))
@@ -137,7 +137,10 @@ impl MetaStore {
 
     /// Rows of `(other, level)` from one of the grant queries above.
     async fn grant_pairs(&self, sql: &str, bound: &str) -> MetaResult<Vec<(String, GrantLevel)>> {
-        let rows = sqlx::query(sql).bind(bound).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(sql)
+            .bind(bound)
+            .fetch_all(&mut *self.conn().await?)
+            .await?;
         let mut out = Vec::new();
         for row in rows {
             let level: String = row.try_get("level")?;
@@ -377,7 +380,7 @@ impl MetaStore {
         let row = sqlx::query(&sql)
             .bind(token_hash)
             .bind(now_ms)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.conn().await?)
             .await?;
         row.as_ref().map(account_from_row).transpose()
     }

@@ -119,7 +119,7 @@ impl MetaStore {
         .bind(filter.to_ms.unwrap_or(i64::MAX))
         .bind(filter.before_id.unwrap_or(i64::MAX))
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await?;
         rows.iter()
             .map(|row| {
@@ -151,7 +151,7 @@ impl MetaStore {
              WHERE ($1 = '' OR user_id = $1) ORDER BY day, user_id, bucket",
         )
         .bind(user_id.unwrap_or_default())
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await?;
         rows.iter()
             .map(|row| {

@@ -16,6 +16,7 @@
 
 pub mod accounts;
 pub mod audit;
+mod migrate;
 mod mutations;
 mod notices;
 mod objects;
@@ -163,9 +164,6 @@ pub struct MetaStore {
     closed: tokio_util::sync::CancellationToken,
 }
 
-static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
-static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
-
 impl MetaStore {
     /// Opens the store: `database_url` if given (postgres://...), otherwise
     /// `cistern.db` in `data_dir`. Runs migrations and starts the writer.
@@ -216,16 +214,9 @@ impl MetaStore {
             })
             .connect_with(options)
             .await?;
-        match dialect {
-            Dialect::Sqlite => SQLITE_MIGRATOR.run(&pool).await?,
-            Dialect::Postgres => POSTGRES_MIGRATOR.run(&pool).await?,
-        }
-        // One writer per node: SQLite has one writer at a time anyway, and
-        // batching is what gives the speed. On a shared database each batch
-        // locks the bucket and user rows it reads then writes (`row_locks`),
-        // so writers on several nodes take turns per bucket.
         // CockroachDB has no advisory locks (and its ids are not in commit
-        // order anyway) and no LISTEN; PostgreSQL has both.
+        // order anyway) and no LISTEN; PostgreSQL has both. Its migrations take
+        // their turn differently (`migrate`).
         let cockroach = match dialect {
             Dialect::Sqlite => false,
             Dialect::Postgres => {
@@ -235,6 +226,14 @@ impl MetaStore {
                 version.contains("CockroachDB")
             }
         };
+        match dialect {
+            Dialect::Sqlite => migrate::run_sqlite(&pool).await?,
+            Dialect::Postgres => migrate::run_shared(&pool, cockroach).await?,
+        }
+        // One writer per node: SQLite has one writer at a time anyway, and
+        // batching is what gives the speed. On a shared database each batch
+        // locks the bucket and user rows it reads then writes (`row_locks`),
+        // so writers on several nodes take turns per bucket.
         let notices = notices::settle(notices, dialect == Dialect::Postgres, cockroach);
         let writer = Writer::start(
             pool.clone(),
@@ -268,8 +267,52 @@ impl MetaStore {
 
     /// A trivial round trip, for readiness probes.
     pub async fn ping(&self) -> MetaResult<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        sqlx::query("SELECT 1")
+            .execute(&mut *self.conn().await?)
+            .await?;
         Ok(())
+    }
+
+    /// A connection from the pool, for one read.
+    async fn conn(&self) -> MetaResult<sqlx::pool::PoolConnection<sqlx::Any>> {
+        Ok(acquire(&self.pool).await?)
+    }
+}
+
+/// A connection from the pool. Waiting in vain has two causes that callers
+/// must tell apart: every connection is busy (the server is overloaded:
+/// `PoolTimedOut`), or none can be opened (the database refuses or is gone:
+/// reported as a connection error, so that it reads as unreachable).
+pub(super) async fn acquire(
+    pool: &AnyPool,
+) -> Result<sqlx::pool::PoolConnection<sqlx::Any>, sqlx::Error> {
+    match pool.acquire().await {
+        Err(sqlx::Error::PoolTimedOut) if pool.size() < pool.options().get_max_connections() => {
+            Err(sqlx::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::NotConnected,
+                "no connection to the database could be opened",
+            )))
+        }
+        other => other,
+    }
+}
+
+/// Whether a database error says the database cannot be reached now (a
+/// refused or dropped connection, a server shutting down or starting, a
+/// conflict that outlasted its retries) rather than that something is wrong
+/// with the request or the data.
+pub fn unreachable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            // 08: connection exception; 57P0x: shutting down or starting;
+            // 40001/40P01: a conflict that kept recurring.
+            code.starts_with("08") || code.starts_with("57P0") || code == "40001" || code == "40P01"
+        }),
+        _ => false,
     }
 }
 

@@ -79,7 +79,7 @@ impl MetaStore {
                 sqlx::query(
                     "UPDATE cluster_notices SET generation = generation + 1 WHERE channel = 'accounts'",
                 )
-                .execute(&self.pool)
+                .execute(&mut *self.conn().await?)
                 .await?;
             }
         }
@@ -115,10 +115,16 @@ impl MetaStore {
     }
 }
 
-/// Settles the mode: `Auto` listens unless the server is CockroachDB.
+/// Settles the mode: `Auto` listens unless the server is CockroachDB,
+/// which has no LISTEN or NOTIFY at all (a NOTIFY would fail every batch
+/// that writes a pool event), so it polls there whatever was asked.
 pub(super) fn settle(mode: NoticeMode, shared: bool, cockroach: bool) -> Notices {
     match (shared, mode) {
         (false, _) => Notices::Alone,
+        (true, NoticeMode::Listen) if cockroach => {
+            tracing::warn!("CockroachDB cannot LISTEN: polling for notices instead");
+            Notices::Poll
+        }
         (true, NoticeMode::Listen) => Notices::Listen,
         (true, NoticeMode::Poll) => Notices::Poll,
         (true, NoticeMode::Auto) if cockroach => Notices::Poll,

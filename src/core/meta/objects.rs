@@ -324,9 +324,15 @@ pub(super) async fn put_object(
     }
     upsert_objects(conn, &[object]).await?;
     if let Some(current) = &current {
-        let kept: Vec<&str> = match &object.body {
-            ObjectBody::Blobs(segments) => segments.iter().map(|s| s.blob.as_str()).collect(),
-            ObjectBody::Inline(_) => Vec::new(),
+        // The old version's references all go, except where a completed
+        // upload adopts what it already holds. A copy onto a key that
+        // already shares the source's blobs took a reference of its own
+        // above, so it releases the old one like any other.
+        let kept: Vec<&str> = match (&object.body, refs) {
+            (ObjectBody::Blobs(segments), BlobRefs::Adopt) => {
+                segments.iter().map(|s| s.blob.as_str()).collect()
+            }
+            _ => Vec::new(),
         };
         for blob in current.blobs.iter().filter(|b| !kept.contains(&b.as_str())) {
             release_blob(conn, blob, now_ms).await?;

@@ -89,7 +89,7 @@ pub(super) fn part_from_row(row: &AnyRow) -> MetaResult<PartRecord> {
 impl MetaStore {
     pub async fn count_users(&self) -> MetaResult<i64> {
         let row = sqlx::query("SELECT COUNT(*) AS n FROM users")
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *self.conn().await?)
             .await?;
         Ok(row.try_get("n")?)
     }
@@ -99,7 +99,7 @@ impl MetaStore {
             "SELECT {BUCKET_COLUMNS} FROM buckets WHERE name = $1"
         ))
         .bind(name)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.conn().await?)
         .await?;
         row.as_ref().map(bucket_from_row).transpose()
     }
@@ -108,7 +108,7 @@ impl MetaStore {
         let rows = sqlx::query(&format!(
             "SELECT {BUCKET_COLUMNS} FROM buckets ORDER BY name"
         ))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await?;
         rows.iter().map(bucket_from_row).collect()
     }
@@ -118,7 +118,7 @@ impl MetaStore {
             "SELECT CAST(COALESCE(SUM(object_count), 0) AS BIGINT) AS objects, \
              CAST(COALESCE(SUM(bytes_stored), 0) AS BIGINT) AS bytes FROM buckets",
         )
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *self.conn().await?)
         .await?;
         Ok(StoredTotals {
             objects: row.try_get("objects")?,
@@ -131,7 +131,7 @@ impl MetaStore {
         let row = sqlx::query(&sql)
             .bind(bucket)
             .bind(key)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.conn().await?)
             .await?;
         row.as_ref().map(object_from_row).transpose()
     }
@@ -155,7 +155,7 @@ impl MetaStore {
         .bind(after)
         .bind(prefix)
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await?;
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
@@ -176,7 +176,7 @@ impl MetaStore {
     pub async fn upload(&self, upload_id: &str) -> MetaResult<Option<UploadRecord>> {
         let row = sqlx::query("SELECT * FROM uploads WHERE upload_id = $1")
             .bind(upload_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.conn().await?)
             .await?;
         row.as_ref().map(upload_from_row).transpose()
     }
@@ -191,7 +191,7 @@ impl MetaStore {
         )
         .bind(before_ms)
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await?;
         rows.iter().map(upload_from_row).collect()
     }
@@ -217,7 +217,7 @@ impl MetaStore {
         .bind(key_marker)
         .bind(upload_id_marker)
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await?;
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
@@ -243,7 +243,7 @@ impl MetaStore {
         .bind(upload_id)
         .bind(i64::from(after_part))
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await?;
         rows.iter().map(part_from_row).collect()
     }
@@ -263,7 +263,7 @@ impl MetaStore {
             for id in chunk {
                 query = query.bind(id);
             }
-            for row in query.fetch_all(&self.pool).await? {
+            for row in query.fetch_all(&mut *self.conn().await?).await? {
                 live.push(row.try_get("id")?);
             }
         }
@@ -277,7 +277,7 @@ impl MetaStore {
         )
         .bind(before_ms)
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await?;
         rows.iter().map(|r| Ok(r.try_get("id")?)).collect()
     }
@@ -286,7 +286,7 @@ impl MetaStore {
         for id in ids {
             sqlx::query("DELETE FROM blob_trash WHERE id = $1")
                 .bind(id)
-                .execute(&self.pool)
+                .execute(&mut *self.conn().await?)
                 .await?;
         }
         Ok(())

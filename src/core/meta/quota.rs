@@ -116,7 +116,7 @@ impl MetaStore {
     /// The room left in a bucket, read outside any write (the early check
     /// before an upload's bytes are stored).
     pub async fn quota_room(&self, bucket: &str) -> MetaResult<Option<Room>> {
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.conn().await?;
         room(&mut conn, bucket).await
     }
 
@@ -124,7 +124,7 @@ impl MetaStore {
     /// are left out).
     pub async fn user_quotas(&self) -> MetaResult<std::collections::BTreeMap<String, i64>> {
         let rows = sqlx::query("SELECT id, quota_bytes FROM users WHERE quota_bytes IS NOT NULL")
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.conn().await?)
             .await?;
         let mut quotas = std::collections::BTreeMap::new();
         for row in rows {

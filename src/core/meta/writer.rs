@@ -203,7 +203,7 @@ async fn apply_together(
     batch: &[Job],
     event_lock: EventOrder,
 ) -> Result<Vec<MetaResult<MutationOutcome>>, BatchError> {
-    let mut conn = pool.acquire().await?;
+    let mut conn = super::acquire(pool).await?;
     let mut tx = conn.begin().await?;
     // Readers follow pool events by id. Nodes sharing PostgreSQL take turns
     // from the start of a batch that may write events to its commit, so ids
@@ -285,9 +285,23 @@ fn fail_all(batch: Vec<Job>, error: &sqlx::Error, uncertain: bool) {
         let reply = if uncertain {
             MetaError::CommitUncertain(error.to_string())
         } else {
-            MetaError::Database(sqlx::Error::Protocol(format!("commit failed: {error}")))
+            MetaError::Database(same_kind(error))
         };
         let _ = job.reply.send(Err(reply));
+    }
+}
+
+/// An error that reads as `error` does for every caller of the batch (an
+/// sqlx error is not Clone): busy stays busy, unreachable stays
+/// unreachable, anything else is a failed commit.
+fn same_kind(error: &sqlx::Error) -> sqlx::Error {
+    match error {
+        sqlx::Error::PoolTimedOut => sqlx::Error::PoolTimedOut,
+        e if super::unreachable(e) => sqlx::Error::Io(std::io::Error::new(
+            std::io::ErrorKind::ConnectionAborted,
+            e.to_string(),
+        )),
+        e => sqlx::Error::Protocol(format!("commit failed: {e}")),
     }
 }
 

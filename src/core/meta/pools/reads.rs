@@ -18,7 +18,7 @@ impl MetaStore {
     pub async fn pool(&self, name: &str) -> MetaResult<PoolRecord> {
         let row = sqlx::query(&format!("SELECT {POOL_COLUMNS} FROM pools WHERE name = $1"))
             .bind(name)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.conn().await?)
             .await?
             .ok_or(MetaError::Pool(PoolError::NoSuchPool))?;
         pool_from_row(&row)
@@ -30,7 +30,7 @@ impl MetaStore {
             "SELECT {POOL_COLUMNS} FROM pools WHERE ($1 = '' OR owner_id = $1) ORDER BY name"
         ))
         .bind(owner_id.unwrap_or_default())
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await?
         .iter()
         .map(pool_from_row)
@@ -46,7 +46,7 @@ impl MetaStore {
             "SELECT {MEMBER_COLUMNS} FROM pool_members WHERE token_hash = $1"
         ))
         .bind(token_hash)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.conn().await?)
         .await?
         else {
             return Ok(None);
@@ -54,7 +54,7 @@ impl MetaStore {
         let member = member_from_row(&row)?;
         let pool = sqlx::query(&format!("SELECT {POOL_COLUMNS} FROM pools WHERE id = $1"))
             .bind(&member.pool_id)
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *self.conn().await?)
             .await?;
         Ok(Some((member, pool_from_row(&pool)?)))
     }
@@ -67,7 +67,7 @@ impl MetaStore {
         )
         .bind(member_id)
         .bind(token_hash)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.conn().await?)
         .await?;
         Ok(match row {
             Some(row) => row.try_get::<i64, _>("active")? == 1,
@@ -80,7 +80,7 @@ impl MetaStore {
             "SELECT {MEMBER_COLUMNS} FROM pool_members WHERE pool_id = $1 ORDER BY name"
         ))
         .bind(pool_id)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await?
         .iter()
         .map(member_from_row)
@@ -95,7 +95,7 @@ impl MetaStore {
         ))
         .bind(pool_id)
         .bind(state.unwrap_or_default())
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await?
         .iter()
         .map(group_from_row)
@@ -108,7 +108,7 @@ impl MetaStore {
         ))
         .bind(pool_id)
         .bind(start_ms)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.conn().await?)
         .await?
         .ok_or(MetaError::Pool(PoolError::NoSuchGroup))?;
         group_from_row(&row)
@@ -122,7 +122,7 @@ impl MetaStore {
         ))
         .bind(pool_id)
         .bind(GroupState::Published.as_str())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.conn().await?)
         .await?
         .as_ref()
         .map(group_from_row)
@@ -132,7 +132,7 @@ impl MetaStore {
     /// The newest event id (0 when there is none).
     pub async fn last_pool_event_id(&self) -> MetaResult<i64> {
         let row = sqlx::query("SELECT id FROM pool_events ORDER BY id DESC LIMIT 1")
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.conn().await?)
             .await?;
         Ok(match row {
             Some(row) => row.try_get("id")?,
@@ -147,7 +147,7 @@ impl MetaStore {
         ))
         .bind(after_id)
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await?
         .iter()
         .map(event_from_row)
@@ -159,7 +159,7 @@ impl MetaStore {
         sqlx::query(&format!(
             "SELECT {POOL_COLUMNS} FROM pools WHERE webhook_url IS NOT NULL ORDER BY name"
         ))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await?
         .iter()
         .map(pool_from_row)
@@ -178,7 +178,7 @@ impl MetaStore {
         )
         .bind(pool_id)
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await?
         .iter()
         .map(|row| {
@@ -202,7 +202,7 @@ impl MetaStore {
         )
         .bind(pool_id)
         .bind(start_ms)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await?
         .iter()
         .map(|row| Ok((row.try_get("member_id")?, row.try_get("fetched_ms")?)))
@@ -216,7 +216,7 @@ impl MetaStore {
              ORDER BY lease_expires_ms LIMIT 1",
         )
         .bind(GroupState::Processing.as_str())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.conn().await?)
         .await?;
         Ok(match row {
             Some(row) => row.try_get("lease_expires_ms")?,
@@ -230,7 +230,7 @@ impl MetaStore {
             "SELECT seal_at_ms FROM pool_groups WHERE state = $1 ORDER BY seal_at_ms LIMIT 1",
         )
         .bind(GroupState::Open.as_str())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.conn().await?)
         .await?;
         Ok(match row {
             Some(row) => Some(row.try_get("seal_at_ms")?),
@@ -255,7 +255,7 @@ impl MetaStore {
         .bind(filter.group_start_ms.unwrap_or(-1))
         .bind(filter.after_id.clone().unwrap_or_default())
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await?
         .iter()
         .map(contribution_from_row)
@@ -268,7 +268,7 @@ impl MetaStore {
         ))
         .bind(pool_id)
         .bind(id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.conn().await?)
         .await?
         .ok_or(MetaError::Pool(PoolError::NoSuchContribution))?;
         contribution_from_row(&row)
@@ -281,7 +281,7 @@ impl MetaStore {
              GROUP BY member_id ORDER BY member_id",
         )
         .bind(pool_id)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await?
         .iter()
         .map(|row| Ok((row.try_get("member_id")?, row.try_get("n")?)))
@@ -305,7 +305,7 @@ impl MetaStore {
         .bind(after_id)
         .bind(member_id.unwrap_or_default())
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await?
         .iter()
         .map(event_from_row)
