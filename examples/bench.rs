@@ -25,7 +25,8 @@ struct Args {
     endpoint: String,
     access_key: String,
     secret_key: String,
-    server_pid: Option<u32>,
+    /// The server's processes (several nodes: their CPU is summed).
+    server_pids: Vec<u32>,
     label: String,
     scale: f64,
     loopback: bool,
@@ -40,7 +41,7 @@ fn parse_args() -> Args {
         endpoint: "http://127.0.0.1:9000".into(),
         access_key: String::new(),
         secret_key: String::new(),
-        server_pid: None,
+        server_pids: Vec::new(),
         label: "cistern".into(),
         scale: 1.0,
         loopback: false,
@@ -58,7 +59,10 @@ fn parse_args() -> Args {
             "--endpoint" => args.endpoint = value,
             "--access-key" => args.access_key = value,
             "--secret-key" => args.secret_key = value,
-            "--server-pid" => args.server_pid = value.parse().ok(),
+            // A comma-separated list for several nodes.
+            "--server-pid" => {
+                args.server_pids = value.split(',').filter_map(|p| p.parse().ok()).collect()
+            }
             "--label" => args.label = value,
             "--scale" => args.scale = value.parse().unwrap_or(1.0),
             "--only" => args.only = Some(value),
@@ -72,9 +76,12 @@ fn parse_args() -> Args {
     args
 }
 
-/// utime + stime of a process, in seconds.
-fn cpu_seconds(pid: Option<u32>) -> f64 {
-    let Some(pid) = pid else { return 0.0 };
+/// utime + stime of the processes, in seconds.
+fn cpu_seconds(pids: &[u32]) -> f64 {
+    pids.iter().map(|pid| process_cpu_seconds(*pid)).sum()
+}
+
+fn process_cpu_seconds(pid: u32) -> f64 {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return 0.0;
     };
@@ -85,8 +92,14 @@ fn cpu_seconds(pid: Option<u32>) -> f64 {
     ticks / 100.0
 }
 
-fn peak_rss_mib(pid: Option<u32>) -> f64 {
-    let Some(pid) = pid else { return 0.0 };
+/// The largest peak RSS among the processes.
+fn peak_rss_mib(pids: &[u32]) -> f64 {
+    pids.iter()
+        .map(|pid| process_peak_rss_mib(*pid))
+        .fold(0.0, f64::max)
+}
+
+fn process_peak_rss_mib(pid: u32) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()
@@ -203,7 +216,7 @@ async fn run_case(
         return;
     }
     let body = Bytes::from((0..size).map(|i| (i % 251) as u8).collect::<Vec<u8>>());
-    let cpu_before = cpu_seconds(args.server_pid);
+    let cpu_before = cpu_seconds(&args.server_pids);
     let started = Instant::now();
     let latencies: Vec<Duration> = futures::stream::iter(0..ops)
         .map(|i| {
@@ -220,7 +233,7 @@ async fn run_case(
         .collect()
         .await;
     let elapsed = started.elapsed().as_secs_f64();
-    let cpu = cpu_seconds(args.server_pid) - cpu_before;
+    let cpu = cpu_seconds(&args.server_pids) - cpu_before;
     let mut sorted = latencies;
     sorted.sort();
     let pct = |p: f64| {
@@ -294,7 +307,7 @@ async fn big_object(client: &Client, args: &Args, gib: u64) {
     std::fs::File::create(&path)
         .and_then(|f| f.set_len(size))
         .expect("sparse file");
-    let rss_before = peak_rss_mib(args.server_pid);
+    let rss_before = peak_rss_mib(&args.server_pids);
     let started = Instant::now();
     let body = ByteStream::from_path(&path).await.expect("body");
     client
@@ -329,7 +342,7 @@ async fn big_object(client: &Client, args: &Args, gib: u64) {
         mib / put_secs,
         mib / get_secs,
         rss_before,
-        peak_rss_mib(args.server_pid)
+        peak_rss_mib(&args.server_pids)
     );
 }
 
@@ -376,6 +389,6 @@ async fn main() {
     println!(
         "\n{}: server peak RSS {:.0} MiB",
         args.label,
-        peak_rss_mib(args.server_pid)
+        peak_rss_mib(&args.server_pids)
     );
 }
