@@ -26,7 +26,10 @@ struct Args {
     web: String,
     user: String,
     password: String,
+    /// The server's process (memory figures are its own).
     server_pid: Option<u32>,
+    /// Every node's process, when several share the work: CPU is summed.
+    server_pids: Vec<u32>,
     members: usize,
     listeners: usize,
     file_mib: usize,
@@ -43,6 +46,7 @@ fn parse_args() -> Args {
         user: String::new(),
         password: String::new(),
         server_pid: None,
+        server_pids: Vec::new(),
         members: 2000,
         listeners: 2000,
         file_mib: 1,
@@ -59,7 +63,11 @@ fn parse_args() -> Args {
             "--web" => args.web = value.clone(),
             "--user" => args.user = value.clone(),
             "--password" => args.password = value.clone(),
-            "--server-pid" => args.server_pid = value.parse().ok(),
+            // A comma-separated list for several nodes.
+            "--server-pid" => {
+                args.server_pids = value.split(',').filter_map(|p| p.parse().ok()).collect();
+                args.server_pid = args.server_pids.first().copied();
+            }
             "--members" => args.members = number(),
             "--listeners" => args.listeners = number(),
             "--file-mib" => args.file_mib = number(),
@@ -87,18 +95,20 @@ fn rss_mib(pid: Option<u32>) -> Option<f64> {
     Some(kib / 1024.0)
 }
 
-/// CPU seconds (user + system) the process has used.
-fn cpu_secs(pid: Option<u32>) -> f64 {
-    let Some(stat) = pid.and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
-    else {
-        return 0.0;
-    };
-    let after_name = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let ticks: f64 = [11, 12]
-        .iter()
-        .filter_map(|&i| fields.get(i).and_then(|v| v.parse::<f64>().ok()))
-        .sum();
+/// CPU seconds (user + system) the processes have used.
+fn cpu_secs(pids: &[u32]) -> f64 {
+    let mut ticks = 0.0;
+    for pid in pids {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let after_name = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+        let fields: Vec<&str> = after_name.split_whitespace().collect();
+        ticks += [11, 12]
+            .iter()
+            .filter_map(|&i| fields.get(i).and_then(|v| v.parse::<f64>().ok()))
+            .sum::<f64>();
+    }
     ticks / 100.0
 }
 
@@ -260,7 +270,7 @@ async fn main() {
     let file = bytes::Bytes::from(vec![7u8; a.file_mib * MIB]);
     let timestamp = chrono::Utc::now().to_rfc3339();
     let ingest_started = Instant::now();
-    let ingest_cpu = cpu_secs(bench.args.server_pid);
+    let ingest_cpu = cpu_secs(&bench.args.server_pids);
     let uploads = futures::stream::iter(contributors.iter().enumerate())
         .map(|(i, token)| {
             let (bench, file, timestamp) = (bench.clone(), file.clone(), timestamp.clone());
@@ -288,7 +298,7 @@ async fn main() {
     uploads.await;
     let ingest_secs = ingest_started.elapsed().as_secs_f64();
     let ingest_mib = (a.members * a.file_mib) as f64;
-    let ingest_cpu_ms = (cpu_secs(a.server_pid) - ingest_cpu) * 1000.0;
+    let ingest_cpu_ms = (cpu_secs(&a.server_pids) - ingest_cpu) * 1000.0;
     println!(
         "ingest: {ingest_mib:.0} MiB in {ingest_secs:.2} s = {:.1} MiB/s, server CPU {:.2} ms/MiB",
         ingest_mib / ingest_secs,
