@@ -17,8 +17,15 @@ fn sqlite_migrator() -> sqlx::migrate::Migrator {
     sqlx::migrate!("./migrations/sqlite")
 }
 
-fn shared_migrator() -> sqlx::migrate::Migrator {
-    let mut migrator = sqlx::migrate!("./migrations/postgres");
+/// PostgreSQL's migrations, or CockroachDB's form of them: the same
+/// schema, without the "C" collation CockroachDB lacks for columns (its
+/// STRING order is byte order already), every statement safe to repeat.
+pub(super) fn shared_migrator(cockroach: bool) -> sqlx::migrate::Migrator {
+    let mut migrator = if cockroach {
+        sqlx::migrate!("./migrations/cockroach")
+    } else {
+        sqlx::migrate!("./migrations/postgres")
+    };
     // The turn is taken below, the same way on PostgreSQL and CockroachDB.
     migrator.set_locking(false);
     migrator
@@ -44,7 +51,7 @@ pub(super) async fn run_shared(pool: &AnyPool, cockroach: bool) -> MetaResult<()
     sqlx::query("SELECT id FROM cistern_migration_turn WHERE id = 1 FOR UPDATE")
         .fetch_one(&mut *held)
         .await?;
-    let outcome = shared_migrator().run(pool).await;
+    let outcome = shared_migrator(cockroach).run(pool).await;
     // Whether or not they ran, the next node may look now.
     held.rollback().await?;
     outcome?;

@@ -16,14 +16,14 @@
 
 pub mod accounts;
 pub mod audit;
-mod migrate;
+pub(super) mod migrate;
 mod mutations;
 mod notices;
 mod objects;
 pub mod pools;
 mod queries;
 pub mod quota;
-mod row_locks;
+pub(super) mod row_locks;
 mod small_puts;
 #[cfg(test)]
 mod tests;
@@ -214,9 +214,8 @@ impl MetaStore {
             })
             .connect_with(options)
             .await?;
-        // CockroachDB has no advisory locks (and its ids are not in commit
-        // order anyway) and no LISTEN; PostgreSQL has both. Its migrations take
-        // their turn differently (`migrate`).
+        // CockroachDB has no LISTEN (nodes poll there) and its own form of
+        // the migrations (`migrate`).
         let cockroach = match dialect {
             Dialect::Sqlite => false,
             Dialect::Postgres => {
@@ -239,7 +238,6 @@ impl MetaStore {
             pool.clone(),
             1,
             writer::EventOrder {
-                advisory_lock: dialect == Dialect::Postgres && !cockroach,
                 notify: notices == notices::Notices::Listen,
             },
         );

@@ -10,6 +10,10 @@
 //! that every object change updates anyway (its counters), so taking it
 //! first costs no concurrency that the counters did not already cost.
 //!
+//! Batches that may write pool events first take the row of the counter
+//! that numbers events (before any other lock: one order), so event ids are
+//! given in commit order on every engine, CockroachDB included.
+//!
 //! SQLite has one writer at a time, so nothing is locked there.
 
 use std::collections::BTreeSet;
@@ -115,6 +119,15 @@ pub(super) async fn lock_for(conn: &mut AnyConnection, mutations: &[&Mutation]) 
             .fetch_optional(&mut *conn)
             .await?;
     }
+    Ok(())
+}
+
+/// Takes the turn of writers of pool events (the counter row that numbers
+/// them), first thing in a batch that may write events.
+pub(super) async fn lock_event_order(conn: &mut AnyConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT generation FROM cluster_notices WHERE channel = 'pool_events' FOR UPDATE")
+        .fetch_one(&mut *conn)
+        .await?;
     Ok(())
 }
 

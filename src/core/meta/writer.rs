@@ -27,9 +27,6 @@ const MAX_BATCH: usize = 256;
 /// What a batch that writes pool events does for other nodes' readers.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct EventOrder {
-    /// Take the advisory lock that orders event writers across nodes
-    /// (PostgreSQL), first thing in the transaction.
-    pub advisory_lock: bool,
     /// NOTIFY the other nodes' event hubs, heard when the batch commits.
     pub notify: bool,
 }
@@ -194,9 +191,6 @@ async fn apply_with_retry(
     }
 }
 
-/// Key of the PostgreSQL advisory lock that orders event writers.
-const EVENT_ORDER_LOCK: i64 = 0x6369_7374_6576;
-
 /// Applies the mutations in one transaction.
 async fn apply_together(
     pool: &AnyPool,
@@ -205,18 +199,16 @@ async fn apply_together(
 ) -> Result<Vec<MetaResult<MutationOutcome>>, BatchError> {
     let mut conn = super::acquire(pool).await?;
     let mut tx = conn.begin().await?;
-    // Readers follow pool events by id. Nodes sharing PostgreSQL take turns
-    // from the start of a batch that may write events to its commit, so ids
-    // become visible in the order they were given and no reader steps past
-    // one that commits late. Taken before any row lock: one lock order.
+    // Readers follow pool events by id. Nodes sharing a database take turns
+    // from the start of a batch that may write events to its commit, and
+    // number the events from a counter in that turn, so ids become visible
+    // in the order they were given and no reader steps past one that
+    // commits late. Taken before any other row lock: one lock order.
     let writes_events = batch
         .iter()
         .any(|job| matches!(job.mutation, Mutation::Pool(_)));
-    if writes_events && event_lock.advisory_lock {
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(EVENT_ORDER_LOCK)
-            .execute(&mut *tx)
-            .await?;
+    if writes_events && row_locks::shared_database(&tx) {
+        row_locks::lock_event_order(&mut tx).await?;
     }
     if row_locks::shared_database(&tx) {
         let mutations: Vec<&Mutation> = batch.iter().map(|job| &job.mutation).collect();

@@ -7,18 +7,46 @@ use sqlx::AnyConnection;
 use crate::core::meta::{MetaResult, MutationOutcome};
 use crate::model::{PoolError, PoolEvent, WebhookAttempt};
 
-/// Appends an event to the log, in the caller's transaction.
+/// Appends an event to the log, in the caller's transaction. On a shared
+/// database its id is the next number of the event counter, whose row the
+/// writer locked at the start of the batch (`row_locks::lock_event_order`):
+/// ids are then given in commit order. SQLite's single writer commits in
+/// the order it numbers.
 pub(super) async fn insert_event(conn: &mut AnyConnection, event: &PoolEvent) -> MetaResult<()> {
-    sqlx::query(
-        "INSERT INTO pool_events (pool_id, member_id, kind, group_start_ms, data, time_ms) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(&event.pool_id)
-    .bind(event.member_id.clone())
-    .bind(event.kind.as_str())
-    .bind(event.group_start_ms)
-    .bind(&event.data)
-    .bind(event.time_ms)
+    let id: Option<i64> = if crate::core::meta::row_locks::shared_database(conn) {
+        Some(
+            sqlx::query_scalar(
+                "UPDATE cluster_notices SET generation = generation + 1 \
+                 WHERE channel = 'pool_events' RETURNING generation",
+            )
+            .fetch_one(&mut *conn)
+            .await?,
+        )
+    } else {
+        None
+    };
+    // SQLite numbers the row itself (AUTOINCREMENT never reuses an id).
+    let query = match id {
+        Some(_) => sqlx::query(
+            "INSERT INTO pool_events (pool_id, member_id, kind, group_start_ms, data, time_ms, id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        ),
+        None => sqlx::query(
+            "INSERT INTO pool_events (pool_id, member_id, kind, group_start_ms, data, time_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        ),
+    };
+    let query = query
+        .bind(&event.pool_id)
+        .bind(event.member_id.clone())
+        .bind(event.kind.as_str())
+        .bind(event.group_start_ms)
+        .bind(&event.data)
+        .bind(event.time_ms);
+    match id {
+        Some(id) => query.bind(id),
+        None => query,
+    }
     .execute(&mut *conn)
     .await?;
     Ok(())

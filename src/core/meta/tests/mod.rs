@@ -49,6 +49,7 @@ macro_rules! assert_refused {
 
 mod accounts;
 mod audit;
+mod migrations;
 mod objects;
 mod small_puts;
 mod uploads;
