@@ -102,6 +102,8 @@ defaults
     timeout server 1h
     timeout tunnel 1h
     option http-server-close
+    # Event streams are small writes that must not wait for more data.
+    option http-no-delay
 frontend s3
     bind 127.0.0.1:9400
     default_backend s3_nodes

@@ -119,6 +119,14 @@ async fn commit_batch(pool: &AnyPool, batch: Vec<Job>, event_lock: EventOrder) {
         Err(BatchError::Statement(e) | BatchError::Conflict(e)) if batch.len() == 1 => {
             fail_all(batch, &e, false)
         }
+        // No connection (the database is away or every connection busy):
+        // replaying one by one would wait that long for each mutation.
+        Err(BatchError::Statement(e))
+            if matches!(e, sqlx::Error::PoolTimedOut)
+                || (super::unreachable(&e) && !row_locks::is_conflict(&e)) =>
+        {
+            fail_all(batch, &e, false)
+        }
         Err(BatchError::Statement(e) | BatchError::Conflict(e)) => {
             tracing::warn!(error = %e, size = batch.len(), "batch failed; replaying its mutations one by one");
             for job in batch {
