@@ -210,6 +210,13 @@ pub struct ServeArgs {
     /// internal services.
     #[arg(long, env = "CISTERN_WEBHOOK_ALLOW_PRIVATE")]
     pub webhook_allow_private: bool,
+
+    /// Addresses and networks of the load balancers or ingress in front
+    /// (comma-separated, such as `10.0.0.0/8`). For connections from them
+    /// the client is the right-most untrusted address of X-Forwarded-For,
+    /// in the audit log and the login throttle. Unset: nobody is trusted.
+    #[arg(long, env = "CISTERN_TRUSTED_PROXIES")]
+    pub trusted_proxies: Option<String>,
 }
 
 impl ServeArgs {

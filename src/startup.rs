@@ -188,12 +188,17 @@ impl Server {
         }));
 
         let limits = settings.connection_limits();
+        let proxies = crate::serving::TrustedProxies::parse(
+            settings.trusted_proxies.as_deref().unwrap_or_default(),
+        )
+        .map_err(|e| anyhow::anyhow!("--trusted-proxies: {e}"))?;
         let s3_task = tokio::spawn(serve(
             s3_listener,
             s3_service,
             stop.clone().cancelled_owned(),
             drain,
             limits,
+            proxies.clone(),
         ));
         let web_task = tokio::spawn(serve(
             web_listener,
@@ -201,6 +206,7 @@ impl Server {
             stop.clone().cancelled_owned(),
             drain,
             limits,
+            proxies,
         ));
         let sweeper_store = store.clone();
         let sweep_settings = SweepSettings {

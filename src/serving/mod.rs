@@ -5,6 +5,7 @@
 //! drain on shutdown.
 
 mod body;
+mod client_addr;
 mod clock;
 
 use std::future::Future;
@@ -23,6 +24,7 @@ use tokio_util::task::TaskTracker;
 
 pub use self::body::GuardedBody;
 use self::body::ResponseEnd;
+pub use self::client_addr::TrustedProxies;
 use self::clock::{ConnClock, TimedIo};
 
 /// How long clients may take, and how many may be connected, on one port.
@@ -51,7 +53,8 @@ impl Default for ConnectionLimits {
     }
 }
 
-/// The client address of a connection, in each request's extensions.
+/// The client's address, in each request's extensions: the connection's,
+/// or the one a trusted proxy forwarded (`client_addr`).
 #[derive(Debug, Clone, Copy)]
 pub struct PeerAddr(pub std::net::SocketAddr);
 
@@ -74,6 +77,7 @@ pub async fn serve<S, B>(
     shutdown: impl Future<Output = ()>,
     drain: Duration,
     limits: ConnectionLimits,
+    proxies: TrustedProxies,
 ) where
     S: Service<Request<GuardedBody>, Response = Response<B>> + Clone + Send + Sync + 'static,
     S::Future: Send + 'static,
@@ -122,6 +126,7 @@ pub async fn serve<S, B>(
         let clock = Arc::new(ConnClock::new());
         let io = TokioIo::new(TimedIo::new(socket, clock.clone(), limits, slot));
         let per_connection = service.clone();
+        let proxies = proxies.clone();
         let tagged = hyper::service::service_fn(move |request: Request<Incoming>| {
             let clock = clock.clone();
             clock.request_started();
@@ -138,7 +143,8 @@ pub async fn serve<S, B>(
                     body_clock,
                 )
             });
-            request.extensions_mut().insert(PeerAddr(peer));
+            let client = proxies.client(peer, request.headers());
+            request.extensions_mut().insert(PeerAddr(client));
             let call = per_connection.call(request);
             async move {
                 let mut response = call.await?;

@@ -252,3 +252,44 @@ async fn a_bucket_made_through_the_api_is_named_in_its_record() {
     assert_eq!(record["bucket"], "named-here", "{record}");
     app.stop().await;
 }
+
+/// The sources the audit log recorded for `GET /auth/me`, newest first.
+async fn me_sources(app: &TestApp, expected: usize) -> Vec<String> {
+    let page = eventually(app, "/audit?action=auth.me", ROOT, |v| {
+        v["records"].as_array().is_some_and(|r| r.len() >= expected)
+    })
+    .await;
+    page["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["source"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_forwarded_client_is_recorded() {
+    let forwarded = |app: &TestApp, header: &'static str| {
+        let request = app.api().request(ROOT, "GET", "/auth/me");
+        async move {
+            let response = request
+                .header("x-forwarded-for", header)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+        }
+    };
+    // Loopback is the proxy here: its X-Forwarded-For is believed, up to
+    // the right-most address that is not itself trusted.
+    let app = spawn_app_with(&["--trusted-proxies", "127.0.0.1/32"]).await;
+    forwarded(&app, "198.51.100.1, 203.0.113.9").await;
+    assert_eq!(me_sources(&app, 1).await, ["203.0.113.9"]);
+    app.stop().await;
+
+    // Without the setting nobody is believed.
+    let app = spawn_app().await;
+    forwarded(&app, "203.0.113.9").await;
+    assert_eq!(me_sources(&app, 1).await, ["127.0.0.1"]);
+    app.stop().await;
+}
