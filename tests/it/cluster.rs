@@ -940,22 +940,8 @@ async fn contribute(node: &Node, pool: &str, token: &str, name: &str, time_ms: i
 
 /// Member tokens by name.
 async fn add_members(node: &Node, pool: &str, body: Value) -> HashMap<String, String> {
-    let (status, created) = node
-        .api()
-        .post(&format!("/pools/{pool}/members"), ROOT, body)
-        .await;
-    assert_eq!(status, 201, "{created}");
-    created
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| {
-            (
-                m["name"].as_str().unwrap().to_owned(),
-                m["token"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect()
+    let members = add_pool_members(&node.api(), pool, body).await;
+    members.into_iter().collect()
 }
 
 #[tokio::test]

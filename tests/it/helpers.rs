@@ -608,3 +608,23 @@ pub async fn send_pool_files(
     let body: Value = response.json().await.expect("json");
     body["receipts"].as_array().expect("receipts").clone()
 }
+
+/// Adds pool members as the root admin (one, or many by count and prefix):
+/// each member's name and token.
+pub async fn add_pool_members(api: &ApiClient, pool: &str, body: Value) -> Vec<(String, String)> {
+    let (status, created) = api
+        .post(&format!("/pools/{pool}/members"), ROOT, body)
+        .await;
+    assert_eq!(status, 201, "{created}");
+    created
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|m| {
+            (
+                m["name"].as_str().unwrap().to_owned(),
+                m["token"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}

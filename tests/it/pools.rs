@@ -43,22 +43,7 @@ async fn create_pool(app: &TestApp, body: Value) -> Value {
 
 /// Member tokens by name.
 async fn add_members(app: &TestApp, pool: &str, body: Value) -> Vec<(String, String)> {
-    let (status, created) = app
-        .api()
-        .post(&format!("/pools/{pool}/members"), ROOT, body)
-        .await;
-    assert_eq!(status, 201, "{created}");
-    created
-        .as_array()
-        .expect("list")
-        .iter()
-        .map(|m| {
-            (
-                m["name"].as_str().unwrap().to_owned(),
-                m["token"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect()
+    add_pool_members(&app.api(), pool, body).await
 }
 
 async fn send_batch(

@@ -234,13 +234,7 @@ impl MetaStore {
         // locks the bucket and user rows it reads then writes (`row_locks`),
         // so writers on several nodes take turns per bucket.
         let notices = notices::settle(notices, dialect == Dialect::Postgres, cockroach);
-        let writer = Writer::start(
-            pool.clone(),
-            1,
-            writer::EventOrder {
-                notify: notices == notices::Notices::Listen,
-            },
-        );
+        let writer = Writer::start(pool.clone(), 1, notices == notices::Notices::Listen);
         Ok(Self {
             pool,
             writer: Arc::new(writer),

@@ -10,7 +10,6 @@
 //! table more often. [`NoticeMode::Auto`] picks by asking the server what
 //! it is, at start. SQLite serves a single node: nothing is sent.
 
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,13 +35,6 @@ pub enum NoticeMode {
     /// Polling a counter row and the event table (CockroachDB, or
     /// PostgreSQL behind a pooler in transaction mode).
     Poll,
-}
-
-impl FromStr for NoticeMode {
-    type Err = String;
-    fn from_str(text: &str) -> Result<Self, String> {
-        <Self as clap::ValueEnum>::from_str(text, true)
-    }
 }
 
 /// What the store settled on at start.

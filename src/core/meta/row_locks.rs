@@ -89,13 +89,18 @@ pub(super) async fn lock_for(conn: &mut AnyConnection, mutations: &[&Mutation]) 
     // An upload names its bucket; it never moves to another, so reading it
     // before the lock is exact. A missing upload locks nothing and its
     // mutation fails as NoSuchUpload.
-    for upload_id in &set.uploads {
-        let bucket: Option<String> =
-            sqlx::query_scalar("SELECT bucket FROM uploads WHERE upload_id = $1")
-                .bind(upload_id)
-                .fetch_optional(&mut *conn)
-                .await?;
-        set.buckets.extend(bucket);
+    // One query for them all: a batch of parallel part uploads names many.
+    if !set.uploads.is_empty() {
+        let list: Vec<String> = (1..=set.uploads.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT DISTINCT bucket FROM uploads WHERE upload_id IN ({})",
+            list.join(", ")
+        );
+        let mut query = sqlx::query_scalar::<_, String>(&sql);
+        for upload_id in &set.uploads {
+            query = query.bind(upload_id);
+        }
+        set.buckets.extend(query.fetch_all(&mut *conn).await?);
     }
     for bucket in &set.buckets {
         let row = sqlx::query(

@@ -24,13 +24,6 @@ use super::{accounts, audit, pools, quota, row_locks, small_puts, uploads};
 /// Most mutations one transaction carries.
 const MAX_BATCH: usize = 256;
 
-/// What a batch that writes pool events does for other nodes' readers.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct EventOrder {
-    /// NOTIFY the other nodes' event hubs, heard when the batch commits.
-    pub notify: bool,
-}
-
 /// A mutation waiting for its commit, and where its answer goes.
 struct Job {
     mutation: Mutation,
@@ -44,11 +37,13 @@ pub(super) struct Writer {
 }
 
 impl Writer {
-    pub(super) fn start(pool: AnyPool, writers: usize, event_lock: EventOrder) -> Self {
+    /// `notify_events`: a batch that writes pool events NOTIFYs the other
+    /// nodes' event hubs, heard when it commits (PostgreSQL).
+    pub(super) fn start(pool: AnyPool, writers: usize, notify_events: bool) -> Self {
         let (tx, rx) = mpsc::channel::<Job>(4096);
         let rx = Arc::new(Mutex::new(rx));
         let tasks = (0..writers)
-            .map(|_| tokio::spawn(run_writer(pool.clone(), rx.clone(), event_lock)))
+            .map(|_| tokio::spawn(run_writer(pool.clone(), rx.clone(), notify_events)))
             .collect();
         Self {
             tx: std::sync::Mutex::new(Some(tx)),
@@ -83,7 +78,7 @@ impl Writer {
     }
 }
 
-async fn run_writer(pool: AnyPool, rx: Arc<Mutex<mpsc::Receiver<Job>>>, event_lock: EventOrder) {
+async fn run_writer(pool: AnyPool, rx: Arc<Mutex<mpsc::Receiver<Job>>>, notify_events: bool) {
     loop {
         let batch = {
             let mut rx = rx.lock().await;
@@ -97,17 +92,17 @@ async fn run_writer(pool: AnyPool, rx: Arc<Mutex<mpsc::Receiver<Job>>>, event_lo
             }
             batch
         };
-        commit_batch(&pool, batch, event_lock).await;
+        commit_batch(&pool, batch, notify_events).await;
     }
 }
 
-async fn commit_batch(pool: &AnyPool, batch: Vec<Job>, event_lock: EventOrder) {
+async fn commit_batch(pool: &AnyPool, batch: Vec<Job>, notify_events: bool) {
     // Every mutation checks its rules before it writes anything, so a rule
     // violation (no such bucket, a failed precondition) leaves the shared
     // transaction untouched and only that caller gets the error. A database
     // error aborts the batch, which is then replayed one mutation per
     // transaction so that it fails alone.
-    match apply_with_retry(pool, &batch, event_lock).await {
+    match apply_with_retry(pool, &batch, notify_events).await {
         Ok(results) => {
             for (job, result) in batch.into_iter().zip(results) {
                 let _ = job.reply.send(result);
@@ -130,7 +125,7 @@ async fn commit_batch(pool: &AnyPool, batch: Vec<Job>, event_lock: EventOrder) {
         Err(BatchError::Statement(e) | BatchError::Conflict(e)) => {
             tracing::warn!(error = %e, size = batch.len(), "batch failed; replaying its mutations one by one");
             for job in batch {
-                let result = match apply_with_retry(pool, std::slice::from_ref(&job), event_lock)
+                let result = match apply_with_retry(pool, std::slice::from_ref(&job), notify_events)
                     .await
                 {
                     Ok(mut results) => results.pop().unwrap_or(Err(MetaError::WriterStopped)),
@@ -172,11 +167,11 @@ const CONFLICT_ATTEMPTS: u32 = 8;
 async fn apply_with_retry(
     pool: &AnyPool,
     batch: &[Job],
-    event_lock: EventOrder,
+    notify_events: bool,
 ) -> Result<Vec<MetaResult<MutationOutcome>>, BatchError> {
     let mut attempt = 1;
     loop {
-        let error = match apply_together(pool, batch, event_lock).await {
+        let error = match apply_together(pool, batch, notify_events).await {
             Err(BatchError::Statement(e) | BatchError::Conflict(e))
                 if row_locks::is_conflict(&e) =>
             {
@@ -203,7 +198,7 @@ async fn apply_with_retry(
 async fn apply_together(
     pool: &AnyPool,
     batch: &[Job],
-    event_lock: EventOrder,
+    notify_events: bool,
 ) -> Result<Vec<MetaResult<MutationOutcome>>, BatchError> {
     let mut conn = super::acquire(pool).await?;
     let mut tx = conn.begin().await?;
@@ -215,10 +210,10 @@ async fn apply_together(
     let writes_events = batch
         .iter()
         .any(|job| matches!(job.mutation, Mutation::Pool(_)));
-    if writes_events && row_locks::shared_database(&tx) {
-        row_locks::lock_event_order(&mut tx).await?;
-    }
     if row_locks::shared_database(&tx) {
+        if writes_events {
+            row_locks::lock_event_order(&mut tx).await?;
+        }
         let mutations: Vec<&Mutation> = batch.iter().map(|job| &job.mutation).collect();
         match row_locks::lock_for(&mut tx, &mutations).await {
             Ok(()) => {}
@@ -245,7 +240,7 @@ async fn apply_together(
         }
         next += 1;
     }
-    if writes_events && event_lock.notify {
+    if writes_events && notify_events {
         // Delivered at COMMIT, and only if it commits.
         (&mut *tx)
             .execute(format!("NOTIFY {}", super::notices::EVENTS_CHANNEL).as_str())
