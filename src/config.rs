@@ -32,6 +32,20 @@ pub enum Command {
     /// Ask the server on this machine whether it is ready (exit 0) or not
     /// (exit 1): a container's health check.
     Healthcheck(crate::cli::healthcheck::HealthcheckArgs),
+    /// Back up files and folders as a snapshot into any S3 store
+    /// (`backup log` lists the runs a Cistern server recorded).
+    Backup(crate::cli::backup::BackupArgs),
+    /// List the snapshots of a backup repository.
+    Snapshots(crate::cli::backup::SnapshotsArgs),
+    /// Restore a snapshot into a folder, checking every file's hash.
+    Restore(crate::cli::backup::RestoreArgs),
+    /// Show what changed between two snapshots.
+    Diff(crate::cli::backup::DiffArgs),
+    /// Remove snapshots a keep policy lets go, and with --prune the
+    /// content no snapshot needs any more.
+    Forget(crate::cli::backup::ForgetArgs),
+    /// Copy a folder as plain objects under a prefix (like rclone sync).
+    Mirror(crate::cli::backup::MirrorArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

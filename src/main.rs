@@ -20,6 +20,12 @@ fn main() -> anyhow::Result<()> {
             let code = runtime.block_on(cistern::cli::pool::run(args))?;
             std::process::exit(code);
         }
+        Command::Backup(args) => backup_command(cistern::cli::backup::backup(args)),
+        Command::Snapshots(args) => backup_command(cistern::cli::backup::snapshots(args)),
+        Command::Restore(args) => backup_command(cistern::cli::backup::restore(args)),
+        Command::Diff(args) => backup_command(cistern::cli::backup::diff(args)),
+        Command::Forget(args) => backup_command(cistern::cli::backup::forget(args)),
+        Command::Mirror(args) => backup_command(cistern::cli::backup::mirror(args)),
         Command::Healthcheck(args) => {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -27,6 +33,16 @@ fn main() -> anyhow::Result<()> {
             std::process::exit(runtime.block_on(cistern::cli::healthcheck::run(args)));
         }
     }
+}
+
+/// Runs a backup command on two threads (reading files and talking to the
+/// store overlap) and exits with its code.
+fn backup_command(command: impl std::future::Future<Output = i32>) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    std::process::exit(runtime.block_on(command));
 }
 
 fn serve(args: config::ServeArgs) -> anyhow::Result<()> {

@@ -19,6 +19,9 @@ use super::{CoreError, CoreResult, Principal, Store, now_ms};
 use crate::core::meta::{AuditRecord, Mutation};
 use crate::model::{AuditFilter, BucketRecord, UsageRow};
 
+/// The action family of backup, restore, forget and mirror runs.
+pub const BACKUP_ACTIONS: &str = "backup.";
+
 const QUEUE: usize = 100_000;
 const BATCH: usize = 1_000;
 const INTERVAL: Duration = Duration::from_millis(200);
@@ -170,6 +173,39 @@ impl Store {
             ..filter.clone()
         };
         Ok(self.meta.audit(&filter, limit).await?)
+    }
+
+    /// The caller's own backup, restore, forget and mirror runs, newest
+    /// first: the latest record of each run (its end, or its start while
+    /// it is running or when it died).
+    pub async fn backup_runs(&self, who: &Principal, limit: usize) -> CoreResult<Vec<AuditRecord>> {
+        let mut filter = AuditFilter {
+            actor_id: Some(who.user_id.clone()),
+            action_prefix: Some(BACKUP_ACTIONS.to_owned()),
+            ..AuditFilter::default()
+        };
+        let mut seen = std::collections::HashSet::new();
+        let mut runs = Vec::new();
+        loop {
+            let page = self.meta.audit(&filter, 500).await?;
+            let Some(last) = page.last() else {
+                return Ok(runs);
+            };
+            filter.before_id = Some(last.id);
+            for record in page {
+                let fresh = record.detail.is_some()
+                    && record
+                        .target
+                        .as_ref()
+                        .is_some_and(|t| seen.insert(t.clone()));
+                if fresh {
+                    runs.push(record);
+                    if runs.len() == limit {
+                        return Ok(runs);
+                    }
+                }
+            }
+        }
     }
 
     /// The caller's buckets and traffic.

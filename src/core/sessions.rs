@@ -178,6 +178,23 @@ impl Store {
     /// Checks a name and password, slowing down repeated failures (see
     /// [`LoginThrottle`]). A name and password that checked out lately are
     /// accepted without hashing again.
+    /// HTTP Basic credentials, which may be an S3 key pair (all that the
+    /// backup commands hold) as well as a name and password.
+    pub async fn login_basic(
+        &self,
+        name: &str,
+        secret: &str,
+        addr: Option<IpAddr>,
+    ) -> CoreResult<Principal> {
+        use sha2::Digest;
+        if let Some((principal, expected)) = self.credentials(name).await?
+            && sha2::Sha256::digest(expected.as_bytes()) == sha2::Sha256::digest(secret.as_bytes())
+        {
+            return Ok(principal);
+        }
+        self.login_from(name, secret, addr).await
+    }
+
     pub async fn login_from(
         &self,
         name: &str,

@@ -173,6 +173,7 @@ impl Service<Request<GuardedBody>> for S3Front {
                     bucket: facts.bucket,
                     key: facts.key,
                     target: None,
+                    detail: None,
                     status,
                     bytes_in: if ok { bytes_in } else { 0 },
                     bytes_out: if ok { bytes_out } else { 0 },

@@ -27,9 +27,6 @@ use tokio::task::JoinHandle;
 
 use crate::helpers::*;
 
-const BLOB_KEY: &str = "blobkey";
-const BLOB_SECRET: &str = "blob-secret-123";
-
 /// A loopback port that was free a moment ago.
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -240,26 +237,12 @@ impl Drop for Node {
     }
 }
 
-/// The s3s-fs process that holds the blobs.
-struct BlobServer {
-    child: Child,
-    /// s3s-fs keeps each object as a file under `root/<bucket>/<key>`.
-    root: PathBuf,
-}
-
-impl Drop for BlobServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 struct Cluster {
     nodes: Vec<Node>,
     database_url: String,
     database_relay: Relay,
     blob_relay: Relay,
-    blob_server: BlobServer,
+    blob_server: S3sFs,
     _dir: tempfile::TempDir,
 }
 
@@ -268,29 +251,12 @@ impl Cluster {
     async fn start(extra: &[&str]) -> Cluster {
         let server = std::env::var("CISTERN_TEST_DATABASE_URL")
             .expect("CISTERN_TEST_DATABASE_URL names the PostgreSQL server for the cluster tests");
-        let s3s_fs = std::env::var("CISTERN_TEST_S3S_FS")
-            .expect("CISTERN_TEST_S3S_FS names the s3s-fs binary for the cluster tests");
         let dir = tempfile::tempdir().expect("tempdir");
         let database_url = cistern::testing::fresh_postgres_database(&server).await;
 
-        let root = dir.path().join("s3s-fs");
-        std::fs::create_dir_all(root.join("blobs")).expect("the blob bucket");
-        let blob_port = free_port();
-        let child = Command::new(&s3s_fs)
-            .args(["--host", "127.0.0.1", "--port", &blob_port.to_string()])
-            .args(["--access-key", BLOB_KEY, "--secret-key", BLOB_SECRET])
-            .arg(&root)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start s3s-fs");
-        let blob_server = BlobServer { child, root };
-        let blob_addr: SocketAddr = ([127, 0, 0, 1], blob_port).into();
-        poll_within(Duration::from_secs(20), "s3s-fs listens", || async {
-            tokio::net::TcpStream::connect(blob_addr).await.ok()
-        })
-        .await;
+        let blob_server = S3sFs::start(&dir.path().join("s3s-fs")).await;
+        std::fs::create_dir_all(blob_server.root.join("blobs")).expect("the blob bucket");
+        let blob_addr = blob_server.addr;
 
         let mut db = url::Url::parse(&database_url).expect("a database url");
         let db_addr: SocketAddr = format!(
@@ -338,8 +304,8 @@ impl Cluster {
                     "AWS_ENDPOINT",
                     format!("http://127.0.0.1:{}", blob_relay.port),
                 ),
-                ("AWS_ACCESS_KEY_ID", BLOB_KEY.to_owned()),
-                ("AWS_SECRET_ACCESS_KEY", BLOB_SECRET.to_owned()),
+                ("AWS_ACCESS_KEY_ID", S3sFs::KEY.to_owned()),
+                ("AWS_SECRET_ACCESS_KEY", S3sFs::SECRET.to_owned()),
                 ("AWS_REGION", "us-east-1".to_owned()),
                 ("AWS_ALLOW_HTTP", "true".to_owned()),
             ]

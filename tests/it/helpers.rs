@@ -628,3 +628,59 @@ pub async fn add_pool_members(api: &ApiClient, pool: &str, body: Value) -> Vec<(
         })
         .collect()
 }
+
+/// An s3s-fs process: a real S3 server of another make, for the blob store
+/// of the cluster tests and as a backup target. `CISTERN_TEST_S3S_FS`
+/// names its binary.
+pub struct S3sFs {
+    child: std::process::Child,
+    pub addr: SocketAddr,
+    /// s3s-fs keeps each bucket as a folder here, each object as a file.
+    pub root: std::path::PathBuf,
+}
+
+impl S3sFs {
+    pub const KEY: &str = "blobkey";
+    pub const SECRET: &str = "blob-secret-123";
+
+    pub async fn start(root: &std::path::Path) -> S3sFs {
+        let binary = std::env::var("CISTERN_TEST_S3S_FS")
+            .expect("CISTERN_TEST_S3S_FS names the s3s-fs binary");
+        std::fs::create_dir_all(root).expect("the s3s-fs root");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a loopback port")
+            .port();
+        let child = std::process::Command::new(binary)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--access-key", Self::KEY, "--secret-key", Self::SECRET])
+            .arg(root)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start s3s-fs");
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let server = S3sFs {
+            child,
+            addr,
+            root: root.to_path_buf(),
+        };
+        poll_within(Duration::from_secs(20), "s3s-fs listens", || async {
+            tokio::net::TcpStream::connect(addr).await.ok()
+        })
+        .await;
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for S3sFs {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

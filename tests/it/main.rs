@@ -9,6 +9,7 @@ mod access;
 mod api_objects;
 mod audit;
 mod auth;
+mod backup;
 mod buckets;
 mod clients;
 mod cluster;

@@ -18,7 +18,7 @@ pub(super) async fn append(
     conn: &mut AnyConnection,
     records: &[AuditRecord],
 ) -> MetaResult<MutationOutcome> {
-    const COLUMNS: usize = 14;
+    const COLUMNS: usize = 15;
     // SQLite looks a `$n` parameter up by name with a linear scan, so
     // binding costs grow with the square of a statement's parameters; short
     // statements of a few fixed sizes are cheap to bind and stay prepared.
@@ -26,7 +26,7 @@ pub(super) async fn append(
     for chunk in records.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
             "INSERT INTO audit (time_ms, request_id, actor_id, actor, access_key, source, action, bucket, \
-             object_key, target, status, bytes_in, bytes_out, user_agent) VALUES {}",
+             object_key, target, status, bytes_in, bytes_out, user_agent, detail) VALUES {}",
             super::value_rows(chunk.len(), COLUMNS)
         );
         let mut query = sqlx::query(&sql);
@@ -45,7 +45,8 @@ pub(super) async fn append(
                 .bind(i64::from(r.status))
                 .bind(r.bytes_in as i64)
                 .bind(r.bytes_out as i64)
-                .bind(r.user_agent.clone());
+                .bind(r.user_agent.clone())
+                .bind(r.detail.clone());
         }
         query.execute(&mut *conn).await?;
     }
@@ -105,10 +106,11 @@ impl MetaStore {
         // Every filter is always bound; an unset one matches everything.
         let rows = sqlx::query(
             "SELECT id, time_ms, request_id, actor_id, actor, access_key, source, action, bucket, object_key, \
-             target, status, bytes_in, bytes_out, user_agent FROM audit \
+             target, status, bytes_in, bytes_out, user_agent, detail FROM audit \
              WHERE ($1 = '' OR actor_id = $1) AND ($2 = '' OR actor = $2) AND ($3 = '' OR action = $3) \
              AND ($4 = '' OR bucket = $4) AND ($5 = 0 OR status = $5) AND time_ms >= $6 AND time_ms <= $7 \
-             AND id < $8 ORDER BY id DESC LIMIT $9",
+             AND id < $8 AND ($10 = '' OR substr(action, 1, length($10)) = $10) \
+             ORDER BY id DESC LIMIT $9",
         )
         .bind(filter.actor_id.clone().unwrap_or_default())
         .bind(filter.actor.clone().unwrap_or_default())
@@ -119,6 +121,7 @@ impl MetaStore {
         .bind(filter.to_ms.unwrap_or(i64::MAX))
         .bind(filter.before_id.unwrap_or(i64::MAX))
         .bind(limit)
+        .bind(filter.action_prefix.clone().unwrap_or_default())
         .fetch_all(&mut *self.conn().await?)
         .await?;
         rows.iter()
@@ -139,6 +142,7 @@ impl MetaStore {
                     bytes_in: row.try_get::<i64, _>("bytes_in")? as u64,
                     bytes_out: row.try_get::<i64, _>("bytes_out")? as u64,
                     user_agent: row.try_get("user_agent")?,
+                    detail: row.try_get("detail")?,
                 })
             })
             .collect()

@@ -90,6 +90,8 @@ fn action_of(method: &str, route: &str) -> Option<&'static str> {
         ("PUT", "/api/v1/admin/users/{name}/quota") => "quota.set_user",
         ("PUT", "/api/v1/admin/buckets/{bucket}/quota") => "quota.set_bucket",
         ("GET", "/api/v1/audit") => "audit.query",
+        ("GET", "/api/v1/backup-runs") => "audit.backup_runs",
+        ("POST", "/api/v1/backup-runs") => "audit.backup_report",
         ("GET", "/api/v1/usage") => "usage.own",
         ("GET", "/api/v1/admin/usage") => "usage.all",
         ("GET", "/api/v1/events") => "event.stream",

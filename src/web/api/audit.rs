@@ -22,7 +22,9 @@ use crate::web::WebState;
 pub struct AuditQuery {
     /// A user name, `anonymous` or `unauthenticated`.
     pub actor: Option<String>,
-    /// For example `s3:PutObject` or `api:POST /api/v1/keys`.
+    /// For example `s3:PutObject` or `bucket.create`; a trailing `*`
+    /// matches every action that starts with what comes before it
+    /// (`backup.*`).
     pub action: Option<String>,
     pub bucket: Option<String>,
     pub status: Option<u16>,
@@ -58,6 +60,11 @@ pub struct AuditEntry {
     pub bytes_in: u64,
     pub bytes_out: u64,
     pub user_agent: Option<String>,
+    /// What the client reported about its own work (a backup run's
+    /// figures), when it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub detail: Option<serde_json::Value>,
 }
 
 impl From<AuditRecord> for AuditEntry {
@@ -78,6 +85,7 @@ impl From<AuditRecord> for AuditEntry {
             bytes_in: r.bytes_in,
             bytes_out: r.bytes_out,
             user_agent: r.user_agent,
+            detail: r.detail.and_then(|d| serde_json::from_str(&d).ok()),
         }
     }
 }
@@ -93,7 +101,12 @@ fn filter_for(query: &AuditQuery) -> AuditFilter {
         // The service layer limits it to the caller's own unless an admin asks.
         actor_id: None,
         actor: query.actor.clone(),
-        action: query.action.clone(),
+        action: query.action.clone().filter(|a| !a.ends_with('*')),
+        action_prefix: query
+            .action
+            .as_deref()
+            .and_then(|a| a.strip_suffix('*'))
+            .map(str::to_owned),
         bucket: query.bucket.clone(),
         status: query.status,
         from_ms: query.from,

@@ -10,6 +10,7 @@
 mod accounts;
 mod actions;
 mod audit;
+mod backup_runs;
 mod buckets;
 pub mod error;
 pub(crate) mod objects;
@@ -70,7 +71,8 @@ pub fn router(state: WebState) -> Router<WebState> {
         .routes(routes!(uploads::abort))
         .routes(routes!(audit::query))
         .routes(routes!(audit::own_usage))
-        .routes(routes!(audit::all_usage));
+        .routes(routes!(audit::all_usage))
+        .routes(routes!(backup_runs::report, backup_runs::list));
     let (routes, document) = pools::routes(router)
         // OpenAPI has no multi-segment parameter, so the object routes are
         // documented as `{key}` (in `openapi::ApiDoc`) and routed here with
@@ -113,6 +115,10 @@ struct ActorSlot {
     /// The bucket and key acted on, when the route does not name them
     /// (they came in the body: a new bucket's name, a form's key).
     object: Option<(String, Option<String>)>,
+    /// The action, when the route alone does not tell it (a backup run
+    /// says whether it was a backup or a restore), and the client's own
+    /// account of its work.
+    reported: Option<Reported>,
 }
 
 impl ApiActor {
@@ -132,6 +138,18 @@ impl ApiActor {
         }
     }
 
+    /// Records the request as `action` on `target` with the client's
+    /// report.
+    pub(crate) fn report(&self, action: String, target: String, detail: String) {
+        if let Ok(mut slot) = self.0.lock() {
+            slot.reported = Some(Reported {
+                action,
+                target,
+                detail,
+            });
+        }
+    }
+
     /// A pool member: audited under `pool/member`, counted in the usage
     /// of the pool's owner on the pool's bucket.
     fn set_member(parts: &Parts, name: String, owner_id: &str, bucket: &str) {
@@ -142,6 +160,14 @@ impl ApiActor {
             slot.billed = Some((owner_id.to_owned(), bucket.to_owned()));
         }
     }
+}
+
+/// A request's own account of itself, for its audit record.
+#[derive(Clone)]
+struct Reported {
+    action: String,
+    target: String,
+    detail: String,
 }
 
 /// The status an audit record keeps when the answer's own status does not
@@ -241,6 +267,7 @@ pub(crate) async fn with_request_id(
         claimed,
         billed,
         object,
+        reported,
     } = actor.0.lock().map(|s| s.clone()).unwrap_or_default();
     let (billed_user, billed_bucket) = billed.unzip();
     let (named_bucket, named_key) = object.unzip();
@@ -251,6 +278,10 @@ pub(crate) async fn with_request_id(
         .get::<AuditStatus>()
         .map_or(response.status(), |s| s.0);
     let ok = status.is_success() || status.is_redirection();
+    let (action, target, detail) = match reported {
+        Some(r) if ok => (r.action, Some(r.target), Some(r.detail)),
+        _ => (described.action, described.target, None),
+    };
     state.audit.record(crate::model::AuditRecord {
         id: 0,
         time_ms: crate::core::now_ms(),
@@ -266,10 +297,10 @@ pub(crate) async fn with_request_id(
             .unwrap_or_else(|| "anonymous".to_owned()),
         access_key: None,
         source,
-        action: described.action,
+        action,
         bucket: billed_bucket.or(named_bucket).or(described.bucket),
         key: named_key.flatten().or(described.key),
-        target: described.target,
+        target,
         status: status.as_u16(),
         bytes_in: if ok { bytes_in } else { 0 },
         bytes_out: if ok {
@@ -278,6 +309,7 @@ pub(crate) async fn with_request_id(
             0
         },
         user_agent,
+        detail,
     });
     response
 }
@@ -310,7 +342,7 @@ impl FromRequestParts<WebState> for Caller {
         ApiActor::set(parts, None, Some(name));
         let principal = state
             .store
-            .login_from(name, password, peer_ip(parts))
+            .login_basic(name, password, peer_ip(parts))
             .await?;
         ApiActor::set(parts, Some(&principal), None);
         Ok(Caller(principal))

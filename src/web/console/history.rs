@@ -39,6 +39,7 @@ const ACTIONS: &[(&str, &str)] = &[
     ("user.enable", "user enabled"),
     ("user.delete", "user deleted"),
     ("quota.set_user", "quota set"),
+    ("backup.*", "backup, restore, forget, mirror"),
 ];
 
 const PAGE: i64 = 100;
@@ -68,6 +69,8 @@ pub struct HistoryRow {
     status: u16,
     ok: bool,
     bytes: String,
+    /// What a backup run reported about itself, in words.
+    note: Option<String>,
 }
 
 #[derive(Template)]
@@ -86,6 +89,45 @@ struct HistoryPage {
     rows: Vec<HistoryRow>,
     older: Option<String>,
     export_url: String,
+}
+
+/// A backup run's report in a line: what, from where to where, and how it
+/// went with its figures.
+fn run_note(detail: &str) -> Option<String> {
+    let run: serde_json::Value = serde_json::from_str(detail).ok()?;
+    let text = |name: &str| run[name].as_str().unwrap_or_default().to_owned();
+    let count = |name: &str| run[name].as_u64().unwrap_or(0);
+    let bytes = |name: &str| words::size(count(name) as i64);
+    let route = format!(
+        "{} {} → {}",
+        text("kind"),
+        text("source"),
+        text("destination")
+    );
+    if run["phase"] == "started" {
+        return Some(format!("{route}: started on {}", text("host")));
+    }
+    let mut note = format!(
+        "{route}: {} on {}; {} files ({}) looked at, {} ({}) sent",
+        text("status"),
+        text("host"),
+        count("files_scanned"),
+        bytes("bytes_scanned"),
+        count("files_sent"),
+        bytes("bytes_sent"),
+    );
+    if count("files_deleted") > 0 || count("snapshots_removed") > 0 {
+        note.push_str(&format!(
+            ", {} snapshots and {} objects ({}) removed",
+            count("snapshots_removed"),
+            count("files_deleted"),
+            bytes("bytes_deleted")
+        ));
+    }
+    if count("errors") > 0 {
+        note.push_str(&format!(", {} errors", count("errors")));
+    }
+    Some(note)
 }
 
 /// Midnight UTC of a `YYYY-MM-DD` day, in unix milliseconds.
@@ -136,7 +178,9 @@ async fn history(
     let filter = AuditFilter {
         actor_id: (!everyone).then(|| who.user_id.clone()),
         actor: (everyone && !query.actor.is_empty()).then(|| query.actor.clone()),
-        action: (!query.action.is_empty()).then(|| query.action.clone()),
+        action: (!query.action.is_empty() && !query.action.ends_with('*'))
+            .then(|| query.action.clone()),
+        action_prefix: query.action.strip_suffix('*').map(str::to_owned),
         bucket: (!query.bucket.is_empty()).then(|| query.bucket.clone()),
         status: None,
         from_ms,
@@ -174,6 +218,7 @@ async fn history(
                 ok: r.status < 400,
                 status: r.status,
                 bytes: words::size((r.bytes_in + r.bytes_out) as i64),
+                note: r.detail.as_deref().and_then(run_note),
             }
         })
         .collect();

@@ -34,6 +34,7 @@ fn record(
         bytes_in: 10,
         bytes_out: 100,
         user_agent: None,
+        detail: None,
     }
 }
 
