@@ -175,26 +175,40 @@ impl LoginThrottle {
 }
 
 impl Store {
-    /// Checks a name and password, slowing down repeated failures (see
-    /// [`LoginThrottle`]). A name and password that checked out lately are
-    /// accepted without hashing again.
-    /// HTTP Basic credentials, which may be an S3 key pair (all that the
-    /// backup commands hold) as well as a name and password.
-    pub async fn login_basic(
+    /// Checks an S3 access key and its secret, sent as HTTP Basic by the
+    /// backup commands to report their runs (all they hold), under the same
+    /// throttle as passwords. Only that route takes them: a key may be
+    /// read-only or held to some buckets, and must not open the account.
+    pub async fn login_with_key(
         &self,
-        name: &str,
+        access_key: &str,
         secret: &str,
         addr: Option<IpAddr>,
     ) -> CoreResult<Principal> {
         use sha2::Digest;
-        if let Some((principal, expected)) = self.credentials(name).await?
-            && sha2::Sha256::digest(expected.as_bytes()) == sha2::Sha256::digest(secret.as_bytes())
-        {
-            return Ok(principal);
+        let subjects = Subjects::new(access_key, addr);
+        if let Err(wait) = self.throttle.begin(&subjects) {
+            return Err(CoreError::TooManyAttempts(wait.as_secs().max(1)));
         }
-        self.login_from(name, secret, addr).await
+        match self.credentials(access_key).await {
+            Ok(Some((principal, expected)))
+                if sha2::Sha256::digest(expected.as_bytes())
+                    == sha2::Sha256::digest(secret.as_bytes()) =>
+            {
+                self.throttle.not_a_failure(&subjects, true);
+                Ok(principal)
+            }
+            Ok(_) => Err(CoreError::BadLogin),
+            Err(e) => {
+                self.throttle.not_a_failure(&subjects, false);
+                Err(e)
+            }
+        }
     }
 
+    /// Checks a name and password, slowing down repeated failures (see
+    /// [`LoginThrottle`]). A name and password that checked out lately are
+    /// accepted without hashing again.
     pub async fn login_from(
         &self,
         name: &str,

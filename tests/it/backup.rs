@@ -693,14 +693,20 @@ async fn prune_waits_for_a_running_backup_and_ignores_a_dead_ones_lock() {
     let (code, _) = cli.json(&["backup", src.to_str().unwrap()]).await;
     assert_eq!(code, 0);
 
-    let lock = |refreshed_ms: i64| {
+    let lock = |host: &str, pid: u32, boot: &str| {
         serde_json::json!({
-            "host": "other-machine", "pid": 4242, "exclusive": false,
-            "created_ms": refreshed_ms, "refreshed_ms": refreshed_ms,
+            "host": host, "pid": pid, "exclusive": false, "boot": boot,
+            "created_ms": now_ms(), "refreshed_ms": now_ms(),
         })
         .to_string()
     };
-    put_bytes(&s3, BUCKET, "laptop/locks/running", lock(now_ms())).await;
+    put_bytes(
+        &s3,
+        BUCKET,
+        "laptop/locks/running",
+        lock("other-machine", 4242, "b/1"),
+    )
+    .await;
     let output = cli.run(&["forget", "--keep-last", "1", "--prune"]).await;
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -718,12 +724,34 @@ async fn prune_waits_for_a_running_backup_and_ignores_a_dead_ones_lock() {
         .unwrap();
     assert_eq!(locks.key_count(), Some(1));
 
-    // Ten minutes without a refresh: the backup that wrote it is gone.
+    // A lock left on this machine, this boot, by a process that is gone
+    // (a backup killed with kill -9) no longer counts.
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    let gone_pid = gone.id();
+    gone.wait().unwrap();
+    let boot = format!(
+        "{}/{}",
+        std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            .unwrap()
+            .trim(),
+        std::os::unix::fs::MetadataExt::ino(&std::fs::metadata("/proc/self/ns/pid").unwrap())
+    );
+    let mut name = [0u8; 256];
+    // SAFETY: gethostname writes at most the buffer's length.
+    assert_eq!(
+        unsafe { libc::gethostname(name.as_mut_ptr().cast(), name.len()) },
+        0
+    );
+    let host = std::ffi::CStr::from_bytes_until_nul(&name)
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
     put_bytes(
         &s3,
         BUCKET,
         "laptop/locks/running",
-        lock(now_ms() - 600_000),
+        lock(&host, gone_pid, &boot),
     )
     .await;
     let (code, forgot) = cli.json(&["forget", "--keep-last", "1", "--prune"]).await;
@@ -753,6 +781,15 @@ async fn excludes_and_dry_runs_send_nothing_they_should_not() {
     std::fs::write(source.join("secrets.env"), b"KEY=1").unwrap();
     std::fs::write(source.join(".cisternignore"), b"*.tmp\n").unwrap();
     std::fs::write(work.path().join("excludes"), b"# build output\ntarget/\n").unwrap();
+    // A profile file as aws-cli keeps it, for the run below that has no
+    // key pair in its environment.
+    let aws = work.path().join("home/.aws");
+    std::fs::create_dir_all(&aws).unwrap();
+    std::fs::write(
+        aws.join("credentials"),
+        format!("[default]\naws_access_key_id = nobody\n\n[nas]\naws_access_key_id = {ROOT_USER}\naws_secret_access_key = {ROOT_PASSWORD}\n"),
+    )
+    .unwrap();
     hand_over(work.path());
     let exclude_from = work.path().join("excludes");
     let src = source.to_str().unwrap();
@@ -803,6 +840,22 @@ async fn excludes_and_dry_runs_send_nothing_they_should_not() {
     };
     let output = wrong.run(&["snapshots"]).await;
     assert_eq!(output.status.code(), Some(1));
+
+    // The key pair from a named profile of ~/.aws/credentials.
+    let output = cli
+        .command(&["snapshots", "--profile", "nas", "--json"])
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let listed: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 1);
     app.stop().await;
 }
 

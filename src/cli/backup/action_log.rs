@@ -63,6 +63,8 @@ struct Server {
     url: String,
     key: String,
     secret: String,
+    /// Where ends that could not be sent wait.
+    unsent: Option<std::path::PathBuf>,
 }
 
 /// Keeps at most this many error lines in a record.
@@ -77,6 +79,7 @@ impl ActionLog {
         kind: &str,
         source: String,
         destination: String,
+        cache_dir: Option<&std::path::Path>,
     ) -> Self {
         let record = RunRecord {
             run: uuid::Uuid::now_v7().simple().to_string(),
@@ -88,15 +91,20 @@ impl ActionLog {
             started_at: now_rfc3339(),
             ..RunRecord::default()
         };
-        let server = match (args.no_log, server_url(args.server.as_deref(), resolved)) {
-            (true, _) | (false, None) => None,
-            (false, Some(url)) => Some(Server {
-                http: http_client(),
-                url,
-                key: resolved.access_key.clone(),
-                secret: resolved.secret_key.clone(),
-            }),
+        let server = match args.no_log {
+            true => None,
+            false => log_server(args.server.as_deref(), resolved).await,
         };
+        let server = server.map(|url| Server {
+            http: http_client(),
+            url,
+            key: resolved.access_key.clone(),
+            secret: resolved.secret_key.clone(),
+            unsent: cache_dir
+                .map(std::path::Path::to_path_buf)
+                .or_else(super::cache::default_dir)
+                .map(|d| d.join("unsent")),
+        });
         let mut log = Self { server, record };
         log.send().await;
         log
@@ -123,6 +131,8 @@ impl ActionLog {
         self.send().await;
     }
 
+    /// Sends the report; a start that cannot be sent is told once, an end
+    /// that cannot be sent waits in the cache folder for the next run.
     async fn send(&mut self) {
         let Some(server) = &self.server else { return };
         let problem = match server.post(&self.record).await {
@@ -136,12 +146,12 @@ impl ActionLog {
         };
         if self.record.phase == "finished" {
             server.keep_unsent(&self.record);
+        } else {
+            eprintln!(
+                "note: the action log on {} did not take this run's start: {problem}",
+                server.url
+            );
         }
-        eprintln!(
-            "note: this run is not in an action log yet: {problem} (name the server with --server, \
-             or pass --no-log)"
-        );
-        self.server = None;
     }
 }
 
@@ -169,7 +179,7 @@ impl Server {
     fn unsent_dir(&self) -> Option<std::path::PathBuf> {
         // By key, not by URL: the server may come back at another address.
         let name = super::manifest::hex_sha256(self.key.as_bytes());
-        super::cache::default_dir().map(|d| d.join("unsent").join(&name[..16]))
+        self.unsent.as_ref().map(|d| d.join(&name[..16]))
     }
 
     fn keep_unsent(&self, record: &RunRecord) {
@@ -236,6 +246,38 @@ fn http_client() -> reqwest::Client {
 
 fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// The server that keeps the log: `--server` as given, or the web port
+/// beside the S3 endpoint once it has shown itself to be Cistern's (its
+/// `/version`, which needs no key), so that the key pair is never sent to
+/// whatever else listens there.
+async fn log_server(server: Option<&str>, resolved: &Resolved) -> Option<String> {
+    let explicit = server.is_some();
+    let url = server_url(server, resolved)?;
+    if explicit {
+        return Some(url);
+    }
+    let answer = http_client()
+        .get(format!("{url}/version"))
+        .timeout(std::time::Duration::from_secs(5))
+        .send()
+        .await;
+    let name = match answer {
+        Ok(answer) if answer.status().is_success() => answer
+            .json::<serde_json::Value>()
+            .await
+            .ok()
+            .and_then(|v| v["name"].as_str().map(str::to_owned)),
+        _ => None,
+    };
+    if name.as_deref() == Some("cistern") {
+        return Some(url);
+    }
+    eprintln!(
+        "note: no action log: {url} is not a Cistern web port (name one with --server, or pass --no-log)"
+    );
+    None
 }
 
 /// `--server`, else the web port beside the S3 endpoint.

@@ -65,6 +65,7 @@ pub async fn forget(args: ForgetArgs) -> anyhow::Result<i32> {
                 "forget",
                 repo.location.url(),
                 repo.location.url(),
+                None,
             )
             .await,
         ),
@@ -109,7 +110,7 @@ async fn forget_and_prune(
                     .filter(|(_, d)| d.keep)
                     .map(|((_, s), _)| s)
                     .collect();
-                Some(prune(repo, &kept, args.dry_run, &mut figures).await?)
+                Some(prune(repo, &kept, lock.as_ref(), args.dry_run, &mut figures).await?)
             }
             false => None,
         };
@@ -123,7 +124,31 @@ async fn forget_and_prune(
 }
 
 /// Which snapshots the policy keeps, in the order given (oldest first).
+/// As restic does, the rules apply to each host's backups of the same
+/// sources on their own: a weekly backup of another folder does not push
+/// out this one's dailies.
 fn decide(snapshots: &[(String, Snapshot)], policy: Policy) -> Vec<Decision> {
+    let mut groups: std::collections::BTreeMap<(&str, Vec<&str>), Vec<usize>> = Default::default();
+    for (i, (_, snapshot)) in snapshots.iter().enumerate() {
+        let mut paths: Vec<&str> = snapshot.paths.iter().map(String::as_str).collect();
+        paths.sort_unstable();
+        groups.entry((&snapshot.host, paths)).or_default().push(i);
+    }
+    let mut decisions: Vec<Option<Decision>> = snapshots.iter().map(|_| None).collect();
+    for members in groups.values() {
+        let group: Vec<&(String, Snapshot)> = members.iter().map(|&i| &snapshots[i]).collect();
+        for (&i, decision) in members.iter().zip(decide_group(&group, policy)) {
+            decisions[i] = Some(decision);
+        }
+    }
+    decisions
+        .into_iter()
+        .map(|d| d.expect("every snapshot is in a group"))
+        .collect()
+}
+
+/// The policy over one group of snapshots, oldest first.
+fn decide_group(snapshots: &[&(String, Snapshot)], policy: Policy) -> Vec<Decision> {
     let mut left = [policy.last, policy.daily, policy.weekly, policy.monthly];
     let mut last_bucket: [Option<String>; 4] = Default::default();
     let names = ["last", "daily", "weekly", "monthly"];
@@ -163,6 +188,7 @@ fn decide(snapshots: &[(String, Snapshot)], policy: Policy) -> Vec<Decision> {
 async fn prune(
     repo: &Repository,
     kept: &[&Snapshot],
+    lock: Option<&Lock>,
     dry_run: bool,
     figures: &mut Figures,
 ) -> anyhow::Result<Pruned> {
@@ -184,13 +210,19 @@ async fn prune(
         }
     }
     if !dry_run {
-        let deleted: Vec<_> = repo
-            .store
-            .delete_stream(futures::stream::iter(doomed.into_iter().map(Ok)).boxed())
-            .try_collect()
-            .await
-            .context("cannot delete unneeded content")?;
-        figures.files_deleted = deleted.len() as u64;
+        // A thousand at a time, each batch only while the lock still holds.
+        for batch in doomed.chunks(1000) {
+            if let Some(lock) = lock {
+                lock.still_held()?;
+            }
+            let deleted: Vec<_> = repo
+                .store
+                .delete_stream(futures::stream::iter(batch.iter().cloned().map(Ok)).boxed())
+                .try_collect()
+                .await
+                .context("cannot delete unneeded content")?;
+            figures.files_deleted += deleted.len() as u64;
+        }
         figures.bytes_deleted = pruned.deleted_bytes;
     }
     figures.files_skipped = pruned.kept_objects;
@@ -306,5 +338,21 @@ mod tests {
             }),
             [0, 3, 4]
         );
+    }
+
+    #[test]
+    fn each_host_and_set_of_sources_keeps_its_own() {
+        let mut snapshots = vec![
+            at("2026-11-30T12:00:00Z"),
+            at("2026-11-30T13:00:00Z"),
+            at("2026-12-01T12:00:00Z"),
+        ];
+        snapshots[1].1.paths = vec!["/photos".into()];
+        let policy = Policy {
+            last: 1,
+            ..Policy::default()
+        };
+        let kept: Vec<bool> = decide(&snapshots, policy).iter().map(|d| d.keep).collect();
+        assert_eq!(kept, [false, true, true]);
     }
 }

@@ -59,6 +59,7 @@ pub async fn mirror(args: MirrorArgs) -> anyhow::Result<i32> {
                 "mirror",
                 source.display().to_string(),
                 location.url(),
+                None,
             )
             .await,
         ),

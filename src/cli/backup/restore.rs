@@ -30,6 +30,7 @@ pub async fn restore(args: RestoreArgs) -> anyhow::Result<i32> {
         "restore",
         format!("{} snapshot {}", repo.location.url(), short(&id)),
         dest.display().to_string(),
+        None,
     )
     .await;
     let selected = match select(&snapshot.entries, &args.includes) {
@@ -50,7 +51,9 @@ pub async fn restore(args: RestoreArgs) -> anyhow::Result<i32> {
     }
     for entry in selected.iter().filter(|e| e.kind == Kind::Dir) {
         let path = dest.join(&entry.path);
-        if let Err(e) = std::fs::create_dir_all(&path) {
+        let made =
+            no_symlink_on_the_way(&dest, &path, true).and_then(|()| std::fs::create_dir_all(&path));
+        if let Err(e) = made {
             errors.push(format!("{}: {e}", path.display()));
         }
     }
@@ -63,7 +66,7 @@ pub async fn restore(args: RestoreArgs) -> anyhow::Result<i32> {
             let progress = &progress;
             async move {
                 let path = dest.join(&entry.path);
-                let outcome = fetch(repo, entry, &path, progress).await;
+                let outcome = fetch(repo, dest, entry, &path, progress).await;
                 progress.file_done();
                 anyhow::Ok(outcome?.map_err(|e| format!("{}: {e:#}", path.display())))
             }
@@ -88,13 +91,21 @@ pub async fn restore(args: RestoreArgs) -> anyhow::Result<i32> {
     }
     for entry in selected.iter().filter(|e| e.kind == Kind::Symlink) {
         let path = dest.join(&entry.path);
-        if let Err(e) = make_symlink(entry, &path) {
+        let made =
+            no_symlink_on_the_way(&dest, &path, false).and_then(|()| make_symlink(entry, &path));
+        if let Err(e) = made {
             errors.push(format!("{}: {e}", path.display()));
         }
     }
     for entry in selected.iter().rev().filter(|e| e.kind == Kind::Dir) {
         let path = dest.join(&entry.path);
-        let set = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(entry.mode))
+        let set = no_symlink_on_the_way(&dest, &path, true)
+            .and_then(|()| {
+                std::fs::set_permissions(
+                    &path,
+                    std::fs::Permissions::from_mode(safe_mode(entry.mode)),
+                )
+            })
             .and_then(|()| set_mtime(&path, entry.mtime_ns, true));
         if let Err(e) = set {
             errors.push(format!("{}: {e}", path.display()));
@@ -217,6 +228,7 @@ fn build_globs(includes: &[String]) -> anyhow::Result<GlobSet> {
 /// fitting on disk.
 async fn fetch(
     repo: &Repository,
+    dest: &Path,
     entry: &Entry,
     path: &Path,
     progress: &Progress,
@@ -224,7 +236,7 @@ async fn fetch(
     let Some(expected) = entry.sha256.as_deref() else {
         return Ok(Err(anyhow::anyhow!("the manifest gives this file no hash")));
     };
-    let outcome = fetch_checked(repo, entry, expected, path, progress).await;
+    let outcome = fetch_checked(repo, dest, entry, expected, path, progress).await;
     match outcome {
         Err(Fetch::Store(e)) => Err(e),
         Err(Fetch::File(e)) => Ok(Err(e)),
@@ -245,17 +257,18 @@ impl<E: Into<anyhow::Error>> From<E> for Fetch {
 
 async fn fetch_checked(
     repo: &Repository,
+    dest: &Path,
     entry: &Entry,
     expected: &str,
     path: &Path,
     progress: &Progress,
 ) -> Result<u64, Fetch> {
+    no_symlink_on_the_way(dest, path, false)?;
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;
     }
-    let temporary = temporary_name(path);
-    let mut file = std::fs::File::create(&temporary)
-        .with_context(|| format!("cannot write {}", temporary.display()))?;
+    let temporary = Temporary::create_beside(path)?;
+    let mut file = &temporary.file;
     let written = async {
         let mut hasher = sha2::Sha256::new();
         let mut written = 0u64;
@@ -294,30 +307,101 @@ async fn fetch_checked(
                 "its content does not match the snapshot (SHA-256 {got}, expected {expected})"
             )));
         }
-        file.set_permissions(std::fs::Permissions::from_mode(entry.mode))?;
+        file.set_permissions(std::fs::Permissions::from_mode(safe_mode(entry.mode)))?;
         file.set_modified(to_system_time(entry.mtime_ns))?;
+        // On disk before it takes the name: a power cut leaves the old
+        // file or the whole new one.
+        file.sync_all()?;
         Ok(written)
     }
-    .await;
-    drop(file);
-    match written {
-        Ok(written) => {
-            std::fs::rename(&temporary, path)?;
-            Ok(written)
+    .await?;
+    temporary.rename_to(path)?;
+    Ok(written)
+}
+
+/// Permission bits to restore: without set-user-id and set-group-id, as
+/// owners are not kept (a restore by root must not make a setuid-root
+/// program of someone's file).
+fn safe_mode(mode: u32) -> u32 {
+    mode & 0o1777
+}
+
+/// Refuses a path whose folders below `dest` (and, with `itself`, the
+/// path too) include a symlink or something that is not a folder: a
+/// restore into a tree that already has content must not write through a
+/// link to somewhere outside it.
+fn no_symlink_on_the_way(dest: &Path, path: &Path, itself: bool) -> std::io::Result<()> {
+    let Ok(below) = path.strip_prefix(dest) else {
+        return Err(std::io::Error::other("outside the destination"));
+    };
+    let mut at = dest.to_path_buf();
+    let components: Vec<_> = below.components().collect();
+    let checked = if itself {
+        components.len()
+    } else {
+        components.len().saturating_sub(1)
+    };
+    for component in &components[..checked] {
+        at.push(component);
+        match std::fs::symlink_metadata(&at) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    format!(
+                        "{} is in the way: it is not a folder (a symlink is not followed)",
+                        at.display()
+                    ),
+                ));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
         }
-        Err(e) => {
+    }
+    Ok(())
+}
+
+/// A file being restored, under a fresh name beside its place; removed
+/// unless it is renamed into place.
+struct Temporary {
+    file: std::fs::File,
+    path: Option<PathBuf>,
+}
+
+impl Temporary {
+    fn create_beside(path: &Path) -> std::io::Result<Self> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let name = format!(
+            ".cistern-restore-{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..12]
+        );
+        let temporary = path.with_file_name(name);
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&temporary)?;
+        Ok(Self {
+            file,
+            path: Some(temporary),
+        })
+    }
+
+    fn rename_to(mut self, path: &Path) -> std::io::Result<()> {
+        let temporary = self.path.take().expect("not renamed yet");
+        std::fs::rename(&temporary, path).inspect_err(|_| {
             let _ = std::fs::remove_file(&temporary);
-            Err(e)
-        }
+        })
     }
 }
 
-fn temporary_name(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy())
-        .unwrap_or_default();
-    path.with_file_name(format!(".{name}.cistern-restore-{}", std::process::id()))
+impl Drop for Temporary {
+    fn drop(&mut self) {
+        if let Some(path) = &self.path {
+            let _ = std::fs::remove_file(path);
+        }
+    }
 }
 
 fn make_symlink(entry: &Entry, path: &Path) -> std::io::Result<()> {

@@ -96,6 +96,7 @@ pub async fn backup(args: BackupRun) -> anyhow::Result<i32> {
                 "backup",
                 shown_sources.join(" "),
                 location.url(),
+                args.cache_dir.as_deref(),
             )
             .await,
         ),
@@ -108,7 +109,7 @@ pub async fn backup(args: BackupRun) -> anyhow::Result<i32> {
         },
         _ => None,
     };
-    let outcome = run(&args, &sources, repo.as_ref()).await;
+    let outcome = run(&args, &sources, repo.as_ref(), lock.as_ref()).await;
     if let Some(lock) = lock {
         lock.release().await;
     }
@@ -147,6 +148,7 @@ async fn run(
     args: &BackupRun,
     sources: &[PathBuf],
     repo: Option<&Repository>,
+    lock: Option<&Lock>,
 ) -> Result<Outcome, (anyhow::Error, Figures)> {
     let bare = |e: anyhow::Error| (e, Figures::default());
     let (scan_sources, excludes) = (sources.to_vec(), args.excludes.clone());
@@ -306,6 +308,11 @@ async fn run(
         summary: summary.clone(),
         entries,
     };
+    if let Some(lock) = lock
+        && let Err(e) = lock.still_held()
+    {
+        return Err((e, figures));
+    }
     let id = match repo {
         Some(repo) if !args.dry_run => Some(repo.save(&snapshot).await.map_err(|e| (e, figures))?),
         _ => None,

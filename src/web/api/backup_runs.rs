@@ -3,7 +3,9 @@
 //! record of the `backup.*` family (`backup.run`, `backup.restore`,
 //! `backup.forget`, `backup.mirror`) carrying the run's figures, so runs
 //! show in the person's history beside everything else they did. `GET`
-//! lists the caller's runs, newest first, one entry per run.
+//! lists the caller's runs, newest first, one entry per run. These two
+//! routes, and no other, also take an S3 access key and secret as HTTP
+//! Basic: that pair is all the backup commands hold.
 
 use axum::Json;
 use axum::extract::State;
@@ -11,7 +13,7 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, ApiResult};
-use super::{ApiActor, Caller, JsonBody, QueryArgs};
+use super::{ApiActor, JsonBody, KeyCaller, QueryArgs};
 use crate::model::BackupRunReport as RunReport;
 use crate::web::WebState;
 
@@ -63,10 +65,20 @@ fn checked(report: &RunReport) -> ApiResult<&'static str> {
         ));
     }
     let fields = [
-        ("host", &report.host, 255),
+        ("host", report.host.as_str(), 255),
         ("source", &report.source, 4096),
         ("destination", &report.destination, 4096),
         ("started_at", &report.started_at, 64),
+        (
+            "ended_at",
+            report.ended_at.as_deref().unwrap_or_default(),
+            64,
+        ),
+        (
+            "snapshot",
+            report.snapshot.as_deref().unwrap_or_default(),
+            64,
+        ),
     ];
     for (name, value, most) in fields {
         if value.len() > most {
@@ -85,25 +97,16 @@ fn checked(report: &RunReport) -> ApiResult<&'static str> {
     Ok(action)
 }
 
-/// The bucket of an `s3://bucket/...` location, for the audit record.
-fn bucket_of(location: &str) -> Option<&str> {
-    let rest = location.strip_prefix("s3://")?;
-    let bucket = rest.split(['/', ' ']).next()?;
-    (!bucket.is_empty()).then_some(bucket)
-}
-
 #[utoipa::path(post, path = "/api/v1/backup-runs", tag = "backup", request_body = RunReport, responses((status = 204, description = "Recorded in the audit log as backup.run, backup.restore, backup.forget or backup.mirror")))]
 pub async fn report(
-    Caller(_who): Caller,
+    KeyCaller(_who): KeyCaller,
     actor: Option<axum::Extension<ApiActor>>,
     JsonBody(report): JsonBody<RunReport>,
 ) -> ApiResult<StatusCode> {
     let action = checked(&report)?;
+    // The record names no bucket: where the run went is the client's word,
+    // kept in the detail, not a bucket whose usage it may count against.
     if let Some(axum::Extension(actor)) = actor {
-        let bucket = bucket_of(&report.destination).or_else(|| bucket_of(&report.source));
-        if let Some(bucket) = bucket {
-            actor.name_object(bucket, None);
-        }
         actor.report(
             action.to_owned(),
             format!("backup:{}", report.run),
@@ -116,7 +119,7 @@ pub async fn report(
 #[utoipa::path(get, path = "/api/v1/backup-runs", tag = "backup", params(RunQuery), responses((status = 200, description = "The caller's runs, newest first; each the latest report of its run", body = RunList)))]
 pub async fn list(
     State(state): State<WebState>,
-    Caller(who): Caller,
+    KeyCaller(who): KeyCaller,
     QueryArgs(query): QueryArgs<RunQuery>,
 ) -> ApiResult<Json<RunList>> {
     let limit = query.limit.unwrap_or(50);

@@ -73,7 +73,7 @@ impl ApiError {
         Self::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
-            "authenticate with HTTP Basic (name and password, or an S3 access key and secret) or a Bearer session token",
+            "authenticate with HTTP Basic (name and password) or a Bearer session token",
         )
     }
 

@@ -342,10 +342,45 @@ impl FromRequestParts<WebState> for Caller {
         ApiActor::set(parts, None, Some(name));
         let principal = state
             .store
-            .login_basic(name, password, peer_ip(parts))
+            .login_from(name, password, peer_ip(parts))
             .await?;
         ApiActor::set(parts, Some(&principal), None);
         Ok(Caller(principal))
+    }
+}
+
+/// The caller of the backup commands' report route: an S3 access key and
+/// secret as HTTP Basic (what those commands hold), or any caller
+/// [`Caller`] accepts. No other route takes a key pair this way.
+pub struct KeyCaller(pub Principal);
+
+impl FromRequestParts<WebState> for KeyCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &WebState) -> Result<Self, ApiError> {
+        let basic = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| h.strip_prefix("Basic "))
+            .and_then(|b| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(b.trim())
+                    .ok()
+            })
+            .and_then(|b| String::from_utf8(b).ok());
+        let Some((key, secret)) = basic.as_deref().and_then(|b| b.split_once(':')) else {
+            return Caller::from_request_parts(parts, state)
+                .await
+                .map(|Caller(p)| KeyCaller(p));
+        };
+        ApiActor::set(parts, None, Some(key));
+        let principal = state
+            .store
+            .login_with_key(key, secret, peer_ip(parts))
+            .await?;
+        ApiActor::set(parts, Some(&principal), None);
+        Ok(KeyCaller(principal))
     }
 }
 

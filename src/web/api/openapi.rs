@@ -16,7 +16,7 @@ use super::objects;
     info(
         title = "Cistern JSON API",
         description = "Accounts, keys, buckets, objects, audit log and usage. \
-            Authenticate with HTTP Basic (name and password, or an S3 access key and secret) or a Bearer session token \
+            Authenticate with HTTP Basic (name and password) or a Bearer session token \
             from POST /api/v1/auth/login."
     ),
     paths(objects::get, objects::put_raw, objects::delete),
