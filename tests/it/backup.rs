@@ -903,7 +903,11 @@ async fn mirror_keeps_a_plain_copy_and_deletes_only_after_a_clean_run() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("more than --max-delete 1"));
     assert_eq!(get_bytes(&s3, BUCKET, "www/old.txt").await, b"old");
 
-    let (code, synced) = cli.json(&["mirror", src, &to, "--delete"]).await;
+    // What the excludes leave out is not deleted either (rclone's rule).
+    put_bytes(&s3, BUCKET, "www/logs/server.log", b"kept".to_vec()).await;
+    let (code, synced) = cli
+        .json(&["mirror", src, &to, "--delete", "--exclude", "logs/"])
+        .await;
     assert_eq!(code, 0, "{synced}");
     assert_eq!(
         strings(&synced["deleted"]),
@@ -916,7 +920,8 @@ async fn mirror_keeps_a_plain_copy_and_deletes_only_after_a_clean_run() {
         .send()
         .await
         .unwrap();
-    assert_eq!(left.key_count(), Some(3));
+    assert_eq!(left.key_count(), Some(4));
+    assert_eq!(get_bytes(&s3, BUCKET, "www/logs/server.log").await, b"kept");
     app.stop().await;
 }
 

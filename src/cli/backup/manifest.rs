@@ -89,7 +89,12 @@ impl Snapshot {
 
 /// The key of content with this hash, under the repository's prefix.
 pub fn content_name(sha256: &str) -> String {
-    format!("data/{}/{sha256}", &sha256[..2])
+    format!("data/{}/{sha256}", sha256.get(..2).unwrap_or("__"))
+}
+
+/// 64 lowercase hex digits, as content names and manifests write a SHA-256.
+pub fn is_sha256(text: &str) -> bool {
+    text.len() == 64 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 pub fn hex_sha256(bytes: &[u8]) -> String {

@@ -106,6 +106,7 @@ async fn run(
     source: PathBuf,
 ) -> anyhow::Result<Outcome> {
     let excludes = args.excludes.clone();
+    let source_root = source.clone();
     let mut scan =
         tokio::task::spawn_blocking(move || scan::scan(&[source], &excludes, false)).await??;
     let remote = remote_objects(store, location).await?;
@@ -163,26 +164,20 @@ async fn run(
         }
     }
     outcome.unreadable = std::mem::take(&mut scan.unreadable);
-    if args.delete {
+    if args.delete && !outcome.unreadable.is_empty() {
+        eprintln!(
+            "note: nothing was deleted: --delete waits for a run in which every file could be read"
+        );
+    }
+    if args.delete && outcome.unreadable.is_empty() {
         let local: std::collections::HashSet<&str> =
             scan.found.iter().map(|f| f.name.as_str()).collect();
+        let excluded = scan::excluded_matcher(&source_root, &args.excludes, &scan.found)?;
         let mut extra: Vec<&String> = remote
             .keys()
-            .filter(|k| !local.contains(k.as_str()))
+            .filter(|k| !local.contains(k.as_str()) && !excluded(k))
             .collect();
         extra.sort();
-        if !outcome.unreadable.is_empty() {
-            bail!(
-                "{} paths could not be read, so nothing was deleted: {}",
-                outcome.unreadable.len(),
-                outcome
-                    .unreadable
-                    .iter()
-                    .map(|u| format!("{}: {}", u.path, u.error))
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            );
-        }
         if let Some(max) = args.max_delete
             && extra.len() > max
         {
@@ -256,6 +251,12 @@ async fn send(
 ) -> anyhow::Result<Result<u64, String>> {
     if found.stamp.size > PART_SIZE as u64 {
         let sent = send_in_parts(store, &found.local, key, None, progress).await?;
+        if sent.is_ok() && changed_since_scan(found) {
+            // Half old, half new, and newer than the file: the next run
+            // would keep it. Gone, it is sent again then.
+            let _ = store.delete(key).await;
+            return Ok(Err(CHANGED.to_owned()));
+        }
         return Ok(sent.map(|(_, total)| total));
     }
     let path = found.local.clone();
@@ -263,6 +264,9 @@ async fn send(
         Ok(contents) => contents,
         Err(e) => return Ok(Err(e.to_string())),
     };
+    if changed_since_scan(found) {
+        return Ok(Err(CHANGED.to_owned()));
+    }
     let len = contents.len() as u64;
     store
         .put(key, PutPayload::from(contents))
@@ -270,6 +274,16 @@ async fn send(
         .with_context(|| format!("cannot send {}", found.local.display()))?;
     progress.add_bytes(len);
     Ok(Ok(len))
+}
+
+const CHANGED: &str = "it changed while being read; mirror again when it is still";
+
+/// The file's size or mtime moved since the walk saw it.
+fn changed_since_scan(found: &Found) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(&found.local).map_or(true, |m| {
+        m.len() != found.stamp.size || m.mtime() * 1_000_000_000 + m.mtime_nsec() != found.mtime_ns
+    })
 }
 
 fn print_outcome(args: &MirrorArgs, o: &Outcome) -> anyhow::Result<()> {

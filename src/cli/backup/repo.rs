@@ -11,7 +11,10 @@ use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use object_store::{ObjectStore, PutPayload};
 
-use super::manifest::{REPOSITORY_FORMAT, RepositoryConfig, SNAPSHOT_FORMAT, Snapshot, hex_sha256};
+use super::manifest::{
+    REPOSITORY_FORMAT, RepositoryConfig, SNAPSHOT_FORMAT, Snapshot, content_name, hex_sha256,
+    is_sha256,
+};
 use super::store::{Location, Target, is_missing};
 
 /// What opening does when the prefix holds no repository.
@@ -117,7 +120,11 @@ impl Repository {
         let mut listing = self.store.list(Some(&prefix));
         while let Some(meta) = listing.next().await {
             let meta = meta.context("cannot list the repository's content")?;
-            if let Some(name) = meta.location.filename() {
+            // Only what a backup writes: anything else under data/ is left be.
+            if let Some(name) = meta.location.filename()
+                && is_sha256(name)
+                && meta.location == self.location.key(&content_name(name))
+            {
                 found.insert(name.to_owned(), meta.size);
             }
         }
@@ -154,6 +161,16 @@ impl Repository {
         }
         let snapshot: Snapshot = serde_json::from_slice(&bytes)
             .with_context(|| format!("snapshot {id} is not a snapshot manifest"))?;
+        let bad_hash = snapshot.entries.iter().find(|e| {
+            e.sha256.as_deref().is_some_and(|h| !is_sha256(h))
+                || (e.kind == super::manifest::Kind::File && e.sha256.is_none())
+        });
+        if let Some(entry) = bad_hash {
+            bail!(
+                "snapshot {id} gives {:?} no valid SHA-256: the repository is damaged",
+                entry.path
+            );
+        }
         if snapshot.format != SNAPSHOT_FORMAT {
             bail!(
                 "snapshot {id} has format {:?}; this version reads {SNAPSHOT_FORMAT:?}",

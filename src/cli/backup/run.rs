@@ -388,7 +388,8 @@ impl Sender {
             },
         };
         let size = read.as_ref().map_or(size, |(_, bytes)| *bytes);
-        let first = !self.present.contains_key(&sha256)
+        // Content already there under another size is damaged: sent again.
+        let first = self.present.get(&sha256) != Some(&size)
             && self
                 .claimed
                 .lock()

@@ -88,14 +88,26 @@ pub fn scan(sources: &[PathBuf], excludes: &Excludes, keep_names: bool) -> anyho
                 "two sources are named {base:?}; back them up in separate runs or from their parent"
             );
         }
+        if std::fs::symlink_metadata(source)?.is_symlink() {
+            // A symlink named as a source is kept as the link it is.
+            match describe(source, base) {
+                Ok(Some(found)) => scan.found.push(found),
+                Ok(None) => {}
+                Err(e) => scan.unreadable.push(Unreadable {
+                    path: source.display().to_string(),
+                    error: e.to_string(),
+                }),
+            }
+            continue;
+        }
         walk(source, &base, excludes, &mut scan)?;
     }
     scan.found.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(scan)
 }
 
-fn walk(root: &Path, base: &str, excludes: &Excludes, scan: &mut Scan) -> anyhow::Result<()> {
-    let mut overrides = ignore::overrides::OverrideBuilder::new(root);
+/// Every exclude glob: `--exclude` and the lines of `--exclude-from`.
+fn exclude_globs(excludes: &Excludes) -> anyhow::Result<Vec<String>> {
     let mut globs = excludes.globs.clone();
     for file in &excludes.files {
         let text = std::fs::read_to_string(file)
@@ -107,6 +119,48 @@ fn walk(root: &Path, base: &str, excludes: &Excludes, scan: &mut Scan) -> anyhow
                 .map(str::to_owned),
         );
     }
+    Ok(globs)
+}
+
+/// Whether a path below `root` (`/`-separated, relative) is one the
+/// exclude rules leave out, whether or not it exists: `--exclude`,
+/// `--exclude-from`, and the `.cisternignore` files among `found`. A
+/// mirror must not delete what it was told to leave alone.
+pub fn excluded_matcher(
+    root: &Path,
+    excludes: &Excludes,
+    found: &[Found],
+) -> anyhow::Result<impl Fn(&str) -> bool> {
+    use ignore::gitignore::{Gitignore, GitignoreBuilder};
+    let mut matchers: Vec<(String, Gitignore)> = Vec::new();
+    let mut top = GitignoreBuilder::new(root);
+    for glob in exclude_globs(excludes)? {
+        top.add_line(None, &glob)
+            .with_context(|| format!("--exclude {glob:?} is not a glob"))?;
+    }
+    matchers.push((String::new(), top.build()?));
+    for file in found.iter().filter(|f| f.name.ends_with(".cisternignore")) {
+        let folder = file.name.rsplit_once('/').map_or("", |(folder, _)| folder);
+        let mut rules = GitignoreBuilder::new(root.join(folder));
+        if rules.add(&file.local).is_none() {
+            matchers.push((folder.to_owned(), rules.build()?));
+        }
+    }
+    let root = root.to_path_buf();
+    Ok(move |name: &str| {
+        matchers.iter().any(|(folder, rules)| {
+            let inside = folder.is_empty() || name.starts_with(&format!("{folder}/"));
+            inside
+                && rules
+                    .matched_path_or_any_parents(root.join(name), false)
+                    .is_ignore()
+        })
+    })
+}
+
+fn walk(root: &Path, base: &str, excludes: &Excludes, scan: &mut Scan) -> anyhow::Result<()> {
+    let mut overrides = ignore::overrides::OverrideBuilder::new(root);
+    let globs = exclude_globs(excludes)?;
     for glob in &globs {
         overrides
             .add(&format!("!{glob}"))

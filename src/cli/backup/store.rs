@@ -199,9 +199,12 @@ impl Resolved {
             .with_region(&self.region)
             .with_retry(retry)
             .with_client_options(options)
-            // Content is checked by its own SHA-256 on restore; signing
-            // every body would hash each byte a second time on both sides.
-            .with_unsigned_payload(true);
+            // The store checks each body against its SHA-256 checksum, so
+            // bytes damaged on the way are refused rather than kept under
+            // a name they do not hash to; signing the body as well would
+            // hash it a second time for nothing.
+            .with_unsigned_payload(true)
+            .with_checksum_algorithm(object_store::aws::Checksum::SHA256);
         if let Some(endpoint) = &self.endpoint {
             builder = builder
                 .with_endpoint(endpoint)
