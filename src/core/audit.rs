@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{CoreError, CoreResult, Principal, Store, now_ms};
 use crate::core::meta::{AuditRecord, Mutation};
-use crate::model::{AuditFilter, BucketRecord, UsageRow};
+use crate::model::{AuditFilter, BucketRecord, StoredRow, UsageRow};
 
 /// The action family of backup, restore, forget and mirror runs.
 pub const BACKUP_ACTIONS: &str = "backup.";
@@ -113,6 +113,7 @@ async fn run(store: Store, mut receiver: mpsc::Receiver<Message>, retention: Dur
             },
             _ = tick.tick() => write(&store, &mut batch).await,
             _ = expiry.tick() => {
+                record_stored(&store).await;
                 let before_ms = now_ms() - retention.as_millis() as i64;
                 if let Err(e) = store.meta.apply(Mutation::ExpireAudit { before_ms }).await {
                     tracing::warn!(error = %e, "could not expire old audit records");
@@ -230,7 +231,12 @@ impl Store {
 
     /// Every user's usage by user name (the id of a user who is gone), in
     /// the order of their ids; admins only.
-    pub async fn usage_by_user(&self, who: &Principal) -> CoreResult<Vec<(String, UsageTotals)>> {
+    /// With `since` (`YYYY-MM-DD`), traffic counts from that day on.
+    pub async fn usage_by_user(
+        &self,
+        who: &Principal,
+        since: Option<&str>,
+    ) -> CoreResult<Vec<(String, UsageTotals)>> {
         if !who.is_admin() {
             return Err(CoreError::AccessDenied);
         }
@@ -249,11 +255,201 @@ impl Store {
             totals.entry(b.owner_id.clone()).or_default().add_bucket(&b);
         }
         for d in self.meta.usage(None).await? {
+            if since.is_some_and(|since| d.day.as_str() < since) {
+                continue;
+            }
             totals.entry(d.user_id.clone()).or_default().add_day(&d);
         }
         Ok(totals
             .into_iter()
             .map(|(id, totals)| (names.get(&id).cloned().unwrap_or(id), totals))
             .collect())
+    }
+}
+
+/// Whose usage a report covers.
+#[derive(Debug, Clone)]
+pub enum UsageSubject {
+    /// The caller's own.
+    Own,
+    /// A user by name: the caller's own, or anyone's for an admin.
+    User(String),
+    /// The whole server (admins).
+    Server,
+}
+
+/// One day of a usage report.
+#[derive(Debug, Clone, Default)]
+pub struct UsageDay {
+    /// `YYYY-MM-DD`, UTC.
+    pub day: String,
+    /// Bytes stored at the day's last record; `None` when none was made
+    /// (the server was not running that day).
+    pub stored: Option<i64>,
+    pub bytes_in: i64,
+    pub bytes_out: i64,
+    pub requests: i64,
+}
+
+/// One bucket's share of a report: stored now, traffic over the period.
+#[derive(Debug, Clone, Default)]
+pub struct BucketUsage {
+    pub bucket: String,
+    pub objects: i64,
+    pub stored: i64,
+    pub bytes_in: i64,
+    pub bytes_out: i64,
+    pub requests: i64,
+}
+
+/// Usage over the last days, oldest first, today (counted live) last.
+#[derive(Debug, Clone, Default)]
+pub struct UsageReport {
+    /// The user's name; `None` for the whole server.
+    pub user: Option<String>,
+    pub days: Vec<UsageDay>,
+    pub buckets: Vec<BucketUsage>,
+    /// Stored now, and the traffic of the period.
+    pub totals: UsageTotals,
+    pub quota: Option<i64>,
+}
+
+const DAY_MS: i64 = 86_400_000;
+
+fn day_of(time_ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(time_ms)
+        .map(|t| t.format("%Y-%m-%d").to_string())
+        .unwrap_or_default()
+}
+
+/// Records what every bucket holds today, so that "stored over time" has
+/// a point per day (run at start and hourly; the day's last run stays).
+async fn record_stored(store: &Store) {
+    let day = day_of(now_ms());
+    let rows = match store.meta.buckets().await {
+        Ok(buckets) => buckets
+            .into_iter()
+            .map(|b| StoredRow {
+                day: day.clone(),
+                user_id: b.owner_id,
+                bucket: b.name,
+                bytes: b.bytes_stored,
+                objects: b.object_count,
+            })
+            .collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read the buckets to record bytes stored");
+            return;
+        }
+    };
+    if let Err(e) = store.meta.apply(Mutation::RecordStored { rows }).await {
+        tracing::warn!(error = %e, "could not record the bytes stored today");
+    }
+}
+
+impl Store {
+    /// Usage over the last `days` days (1 to 366) of one user, one of
+    /// their buckets, or the whole server: bytes stored per day (recorded
+    /// daily, today's counted now), bytes uploaded and downloaded and
+    /// requests per day, the same per bucket, and the quota. Users see
+    /// their own; admins anyone's and the server's.
+    pub async fn usage_report(
+        &self,
+        who: &Principal,
+        subject: UsageSubject,
+        bucket: Option<&str>,
+        days: u32,
+    ) -> CoreResult<UsageReport> {
+        let days = i64::from(days.clamp(1, 366));
+        let (user_id, user) = match subject {
+            UsageSubject::Own => (Some(who.user_id.clone()), Some(who.name.clone())),
+            UsageSubject::User(name) if name == who.name => {
+                (Some(who.user_id.clone()), Some(who.name.clone()))
+            }
+            UsageSubject::User(name) if who.is_admin() => {
+                let account = self.account(&name).await?;
+                (Some(account.id), Some(account.name))
+            }
+            UsageSubject::Server if who.is_admin() => (None, None),
+            UsageSubject::User(_) | UsageSubject::Server => return Err(CoreError::AccessDenied),
+        };
+        let now = now_ms();
+        let day_list: Vec<String> = (0..days)
+            .map(|i| day_of(now - (days - 1 - i) * DAY_MS))
+            .collect();
+        let first = day_list[0].clone();
+        let wanted = |b: &str| bucket.is_none_or(|only| only == b);
+        let mine = |owner: &str| user_id.as_deref().is_none_or(|id| id == owner);
+        let buckets: Vec<BucketRecord> = self
+            .meta
+            .buckets()
+            .await?
+            .into_iter()
+            .filter(|b| mine(&b.owner_id) && wanted(&b.name))
+            .collect();
+        let traffic: Vec<UsageRow> = self
+            .meta
+            .usage(user_id.as_deref())
+            .await?
+            .into_iter()
+            .filter(|r| r.day >= first && wanted(&r.bucket))
+            .collect();
+        let stored = self.meta.stored_usage(user_id.as_deref(), &first).await?;
+        let mut by_day: BTreeMap<&str, UsageDay> = day_list
+            .iter()
+            .map(|d| {
+                let day = UsageDay {
+                    day: d.clone(),
+                    ..UsageDay::default()
+                };
+                (d.as_str(), day)
+            })
+            .collect();
+        for r in &traffic {
+            if let Some(day) = by_day.get_mut(r.day.as_str()) {
+                day.bytes_in += r.bytes_in;
+                day.bytes_out += r.bytes_out;
+                day.requests += r.requests;
+            }
+        }
+        for r in stored.iter().filter(|r| wanted(&r.bucket)) {
+            if let Some(day) = by_day.get_mut(r.day.as_str()) {
+                *day.stored.get_or_insert(0) += r.bytes;
+            }
+        }
+        let mut totals = UsageTotals::default();
+        buckets.iter().for_each(|b| totals.add_bucket(b));
+        traffic.iter().for_each(|d| totals.add_day(d));
+        if let Some(today) = by_day.get_mut(day_list[day_list.len() - 1].as_str()) {
+            today.stored = Some(totals.bytes_stored);
+        }
+        let bucket_rows = buckets
+            .iter()
+            .map(|b| {
+                let mut row = BucketUsage {
+                    bucket: b.name.clone(),
+                    objects: b.object_count,
+                    stored: b.bytes_stored,
+                    ..BucketUsage::default()
+                };
+                for r in traffic.iter().filter(|r| r.bucket == b.name) {
+                    row.bytes_in += r.bytes_in;
+                    row.bytes_out += r.bytes_out;
+                    row.requests += r.requests;
+                }
+                row
+            })
+            .collect();
+        let quota = match &user_id {
+            Some(id) => self.meta.user_quotas().await?.get(id).copied(),
+            None => None,
+        };
+        Ok(UsageReport {
+            user,
+            days: by_day.into_values().collect(),
+            buckets: bucket_rows,
+            totals,
+            quota,
+        })
     }
 }

@@ -44,6 +44,16 @@ pub struct AuditFilter {
     pub before_id: Option<i64>,
 }
 
+/// What one bucket of one user held on one day.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoredRow {
+    pub day: String,
+    pub user_id: String,
+    pub bucket: String,
+    pub bytes: i64,
+    pub objects: i64,
+}
+
 /// Traffic of one user on one bucket on one day.
 #[derive(Debug, Clone, Serialize)]
 pub struct UsageRow {

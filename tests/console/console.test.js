@@ -477,3 +477,48 @@ test("admins manage users and read the whole audit log", async () => {
     await server.stop();
   }
 });
+
+test("the usage page plots what was uploaded and downloaded and states the numbers", async () => {
+  const server = await startServer();
+  const shot = camera("07-usage");
+  const page = await browser.newPage();
+  try {
+    assert.equal((await api(server, ROOT, "POST", "/buckets", { name: "photos" })).status, 201);
+    for (const [name, size] of [["a.bin", 3000], ["b.bin", 5000]]) {
+      const put = await api(server, ROOT, "PUT", `/buckets/photos/objects/${name}`, new Uint8Array(size).fill(7));
+      assert.ok(put.status < 300, `upload ${name}: ${put.status}`);
+    }
+    for (let i = 0; i < 3; i += 1) {
+      assert.equal((await api(server, ROOT, "GET", "/buckets/photos/objects/b.bin")).status, 200);
+    }
+    await signIn(page, server, ROOT);
+    await page.getByRole("link", { name: "Usage", exact: true }).click();
+    await page.getByRole("heading", { name: "Your usage" }).waitFor();
+    await page.getByLabel("Bucket").selectOption("photos");
+    await page.getByRole("button", { name: "Show" }).click();
+    // The audit pipeline writes traffic within a fraction of a second.
+    await pollUntil("the downloads are counted", async () => {
+      await page.reload();
+      return (await page.locator("#downloaded").getAttribute("value")) === "15000";
+    });
+    assert.equal(await page.locator("#stored").getAttribute("value"), "8000");
+    // The bucket's creation (its JSON body) counts as uploaded to it too.
+    const created = JSON.stringify({ name: "photos" }).length;
+    assert.equal(await page.locator("#uploaded").getAttribute("value"), String(8000 + created));
+    assert.equal(await page.locator("svg.plot").count(), 4);
+    const today = new Date().toISOString().slice(0, 10);
+    assert.ok((await page.locator("svg.plot").first().innerHTML()).includes(`${today}: 7.8 KiB`));
+    await shot(page, "own-desktop");
+    await page.setViewportSize({ width: 360, height: 800 });
+    await shot(page, "own-phone");
+    await page.setViewportSize({ width: 1280, height: 800 });
+    await page.getByRole("link", { name: "Admin", exact: true }).click();
+    await page.getByRole("link", { name: "Usage" }).nth(1).click();
+    await page.getByRole("heading", { name: "Usage of the whole server" }).waitFor();
+    assert.ok((await page.locator("#users").innerText()).includes(ROOT.name));
+    await shot(page, "admin");
+  } finally {
+    await page.close();
+    await server.stop();
+  }
+});

@@ -24,3 +24,4 @@ mod operations;
 mod pool_cli;
 mod pools;
 mod quotas;
+mod usage;

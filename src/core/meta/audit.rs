@@ -1,7 +1,7 @@
 //! The audit log and daily usage counters: batched appends (through the
 //! group-commit writer), filtered reads with a cursor, and retention.
 
-use crate::model::{AuditFilter, AuditRecord, UsageRow};
+use crate::model::{AuditFilter, AuditRecord, StoredRow, UsageRow};
 use std::collections::BTreeMap;
 
 use sqlx::{AnyConnection, Row};
@@ -85,6 +85,26 @@ pub(super) async fn append(
     Ok(MutationOutcome::Done)
 }
 
+pub(super) async fn record_stored(
+    conn: &mut AnyConnection,
+    rows: &[StoredRow],
+) -> MetaResult<MutationOutcome> {
+    for r in rows {
+        sqlx::query(
+            "INSERT INTO usage_stored (day, user_id, bucket, bytes, objects) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (day, user_id, bucket) DO UPDATE SET bytes = excluded.bytes, objects = excluded.objects",
+        )
+        .bind(r.day.clone())
+        .bind(r.user_id.clone())
+        .bind(r.bucket.clone())
+        .bind(r.bytes)
+        .bind(r.objects)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(MutationOutcome::Done)
+}
+
 pub(super) async fn expire(
     conn: &mut AnyConnection,
     before_ms: i64,
@@ -94,6 +114,10 @@ pub(super) async fn expire(
         .execute(&mut *conn)
         .await?;
     sqlx::query("DELETE FROM usage_daily WHERE day < $1")
+        .bind(day_of(before_ms))
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("DELETE FROM usage_stored WHERE day < $1")
         .bind(day_of(before_ms))
         .execute(&mut *conn)
         .await?;
@@ -143,6 +167,34 @@ impl MetaStore {
                     bytes_out: row.try_get::<i64, _>("bytes_out")? as u64,
                     user_agent: row.try_get("user_agent")?,
                     detail: row.try_get("detail")?,
+                })
+            })
+            .collect()
+    }
+
+    /// What buckets held each day from `from_day` on, for one user or
+    /// (`None`) everyone.
+    pub async fn stored_usage(
+        &self,
+        user_id: Option<&str>,
+        from_day: &str,
+    ) -> MetaResult<Vec<StoredRow>> {
+        let rows = sqlx::query(
+            "SELECT day, user_id, bucket, bytes, objects FROM usage_stored \
+             WHERE ($1 = '' OR user_id = $1) AND day >= $2 ORDER BY day, user_id, bucket",
+        )
+        .bind(user_id.unwrap_or_default())
+        .bind(from_day)
+        .fetch_all(&mut *self.conn().await?)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(StoredRow {
+                    day: row.try_get("day")?,
+                    user_id: row.try_get("user_id")?,
+                    bucket: row.try_get("bucket")?,
+                    bytes: row.try_get("bytes")?,
+                    objects: row.try_get("objects")?,
                 })
             })
             .collect()

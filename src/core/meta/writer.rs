@@ -380,6 +380,7 @@ async fn apply(conn: &mut AnyConnection, mutation: &Mutation) -> MetaResult<Muta
         Mutation::Pool(mutation) => pools::apply(conn, mutation).await,
         Mutation::AppendAudit { records } => audit::append(conn, records).await,
         Mutation::ExpireAudit { before_ms } => audit::expire(conn, *before_ms).await,
+        Mutation::RecordStored { rows } => audit::record_stored(conn, rows).await,
         Mutation::CreateSession {
             token_hash,
             user_id,

@@ -80,6 +80,8 @@ fn action_of(method: &str, route: &str) -> Option<&'static str> {
         ("POST", "/ui/keys") => "key.create",
         ("POST", "/ui/keys/revoke") => "key.revoke",
         ("GET", "/ui/history") => "audit.query",
+        ("GET", "/ui/usage") => "usage.own",
+        ("GET", "/ui/admin/usage") => "usage.all",
         ("GET", "/ui/admin/audit") => "audit.query",
         ("GET", "/ui/admin/users") => "user.list",
         ("POST", "/ui/admin/users") => "user.create",

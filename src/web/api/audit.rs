@@ -282,7 +282,7 @@ pub async fn all_usage(
 ) -> ApiResult<Json<Vec<UserUsage>>> {
     let mut rows: Vec<UserUsage> = state
         .store
-        .usage_by_user(&who)
+        .usage_by_user(&who, None)
         .await?
         .into_iter()
         .map(|(user, totals)| UserUsage {

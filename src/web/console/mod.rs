@@ -17,8 +17,10 @@ mod buckets;
 mod history;
 mod keys;
 mod pages;
+mod plot;
 mod session;
 mod share;
+mod usage;
 mod words;
 
 use axum::Router;
@@ -75,6 +77,8 @@ pub fn router(state: WebState) -> Router<WebState> {
         .route("/ui/keys", get(keys::list).post(keys::create))
         .route("/ui/keys/revoke", post(keys::revoke))
         .route("/ui/history", get(history::own))
+        .route("/ui/usage", get(usage::own))
+        .route("/ui/admin/usage", get(usage::everyone))
         .route(
             "/ui/admin",
             get(|| async { Redirect::to("/ui/admin/users") }),

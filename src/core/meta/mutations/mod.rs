@@ -10,7 +10,7 @@ mod pools;
 
 pub use self::pools::{MemberChange, NewContribution, NewMember, PoolMutation, PoolOutcome};
 use super::{AuditRecord, ObjectRecord, PartRecord, UploadRecord, UserRecord};
-use crate::model::{AccountRecord, GrantLevel, KeyRecord, PutCondition, Secret};
+use crate::model::{AccountRecord, GrantLevel, KeyRecord, PutCondition, Secret, StoredRow};
 
 /// One change to metadata.
 #[derive(Debug)]
@@ -108,6 +108,10 @@ pub enum Mutation {
     /// Drops audit and usage rows older than this.
     ExpireAudit {
         before_ms: i64,
+    },
+    /// Records (or overwrites) what buckets hold on a day.
+    RecordStored {
+        rows: Vec<StoredRow>,
     },
     SetUserQuota {
         user_id: String,

@@ -3,9 +3,12 @@
 
 use super::{ALICE, BOB};
 use crate::core::meta::{MetaStore, Mutation};
-use crate::model::{AuditFilter, AuditRecord};
+use crate::model::{AuditFilter, AuditRecord, StoredRow};
 
-on_every_engine!(audit_filters_pages_and_expires);
+on_every_engine!(
+    audit_filters_pages_and_expires,
+    stored_bytes_are_kept_per_day
+);
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -164,4 +167,53 @@ async fn audit_filters_pages_and_expires(store: MetaStore) {
         .map(|u| u.day)
         .collect();
     assert_eq!(days, ["1970-01-02", "1970-01-02"]);
+}
+
+fn stored(day: &str, bucket: &str, bytes: i64) -> StoredRow {
+    StoredRow {
+        day: day.into(),
+        user_id: ALICE.into(),
+        bucket: bucket.into(),
+        bytes,
+        objects: 1,
+    }
+}
+
+async fn stored_bytes_are_kept_per_day(store: MetaStore) {
+    let rows = vec![
+        stored("1970-01-01", "b", 10),
+        stored("1970-01-02", "b", 20),
+        stored("1970-01-02", "c", 5),
+    ];
+    store.apply(Mutation::RecordStored { rows }).await.unwrap();
+    // A later record of the same day replaces the earlier one.
+    let rows = vec![stored("1970-01-02", "b", 25)];
+    store.apply(Mutation::RecordStored { rows }).await.unwrap();
+    let seen = |rows: Vec<StoredRow>| -> Vec<(String, String, i64)> {
+        rows.into_iter()
+            .map(|r| (r.day, r.bucket, r.bytes))
+            .collect()
+    };
+    let all = store.stored_usage(Some(ALICE), "1970-01-01").await.unwrap();
+    assert_eq!(
+        seen(all),
+        [
+            ("1970-01-01".into(), "b".into(), 10),
+            ("1970-01-02".into(), "b".into(), 25),
+            ("1970-01-02".into(), "c".into(), 5)
+        ]
+    );
+    assert!(
+        store
+            .stored_usage(Some(BOB), "1970-01-01")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    store
+        .apply(Mutation::ExpireAudit { before_ms: DAY_MS })
+        .await
+        .unwrap();
+    let left = store.stored_usage(None, "1970-01-01").await.unwrap();
+    assert_eq!(left.len(), 2, "the first day is past retention");
 }

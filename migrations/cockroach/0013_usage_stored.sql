@@ -1,0 +1,11 @@
+-- CockroachDB's form of migrations/postgres/0013_usage_stored.sql, safe to run again.
+-- Bytes and objects each bucket held on a day (its last record of the
+-- day), so that usage pages can plot bytes stored over time.
+CREATE TABLE IF NOT EXISTS usage_stored (
+    day STRING NOT NULL,
+    user_id STRING NOT NULL,
+    bucket STRING NOT NULL,
+    bytes INT8 NOT NULL,
+    objects INT8 NOT NULL,
+    PRIMARY KEY (day, user_id, bucket)
+);
