@@ -204,6 +204,11 @@ pub struct ServeArgs {
     #[arg(long, env = "CISTERN_PASSWORD_CHECKS", default_value_t = 0)]
     pub password_checks: usize,
 
+    /// Gallery thumbnails made at once (each decode may use up to 160 MiB
+    /// and one core); more wait in a queue of 256.
+    #[arg(long, env = "CISTERN_THUMBNAIL_WORKERS", default_value_t = 1)]
+    pub thumbnail_workers: usize,
+
     /// Milliseconds a password check may wait in the queue before its
     /// request is refused with 503 and Retry-After.
     #[arg(long, env = "CISTERN_PASSWORD_QUEUE_MS", default_value_t = 2000)]

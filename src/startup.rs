@@ -83,6 +83,7 @@ impl Server {
                 max_object_size: settings.max_object_size,
                 password_checks: settings.password_checks,
                 password_queue: Duration::from_millis(settings.password_queue_ms),
+                thumbnail_workers: settings.thumbnail_workers,
                 ..StoreSettings::default()
             },
         )

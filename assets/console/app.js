@@ -30,3 +30,14 @@ for (const button of document.querySelectorAll("button[data-copy]")) {
     setTimeout(() => { button.textContent = "Copy"; }, 2000);
   });
 }
+
+// The large image view: arrow keys go to the previous and next image,
+// Escape back to the gallery (the same links work without this).
+if (document.querySelector(".lightbox")) {
+  document.addEventListener("keydown", (event) => {
+    if (event.altKey || event.ctrlKey || event.metaKey || event.target.closest("input, textarea, select")) return;
+    const wanted = { ArrowLeft: 'a[rel="prev"]', ArrowRight: 'a[rel="next"]', Escape: 'a[data-key="Escape"]' }[event.key];
+    const link = wanted && document.querySelector(`.lightbox ${wanted}`);
+    if (link) window.location.assign(link.href);
+  });
+}

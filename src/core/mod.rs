@@ -24,6 +24,7 @@ pub mod presign;
 pub mod sessions;
 pub mod store;
 pub mod sweeper;
+pub mod thumbnails;
 pub mod webhooks;
 
 pub use self::error::{CoreError, CoreResult};

@@ -28,6 +28,8 @@ pub struct StoreSettings {
     pub password_checks: usize,
     /// How long a password check may wait for its turn.
     pub password_queue: std::time::Duration,
+    /// Gallery thumbnails made at once.
+    pub thumbnail_workers: usize,
 }
 
 impl Default for StoreSettings {
@@ -38,6 +40,7 @@ impl Default for StoreSettings {
             max_object_size: 5 * 1024 * 1024 * 1024,
             password_checks: 0,
             password_queue: std::time::Duration::from_secs(2),
+            thumbnail_workers: 1,
         }
     }
 }
@@ -61,6 +64,8 @@ pub struct Store {
     pub(super) throttle: Arc<super::sessions::LoginThrottle>,
     /// Bounded password hashing and recently checked credentials.
     pub(super) passwords: Arc<super::passwords::Passwords>,
+    /// The bounded pool gallery thumbnails are made on.
+    pub(super) thumbnailer: Arc<super::thumbnails::Thumbnailer>,
 }
 
 /// Where a store keeps its data.
@@ -103,6 +108,9 @@ impl Store {
             passwords: Arc::new(super::passwords::Passwords::new(
                 settings.password_checks,
                 settings.password_queue,
+            )),
+            thumbnailer: Arc::new(super::thumbnails::Thumbnailer::new(
+                settings.thumbnail_workers,
             )),
             settings,
         }

@@ -8,6 +8,7 @@ import { existsSync, mkdirSync, openSync, writeSync, closeSync, writeFileSync, r
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { spawnSync } from "node:child_process";
+import { deflateSync } from "node:zlib";
 import { ROOT, api, camera, launchBrowser, pollUntil, signIn, startServer, tempDir } from "./harness.js";
 
 /** Runs aws-cli: AWS_CLI, else the CI's virtualenv, else `aws` on the PATH. */
@@ -517,6 +518,81 @@ test("the usage page plots what was uploaded and downloaded and states the numbe
     await page.getByRole("heading", { name: "Usage of the whole server" }).waitFor();
     assert.ok((await page.locator("#users").innerText()).includes(ROOT.name));
     await shot(page, "admin");
+  } finally {
+    await page.close();
+    await server.stop();
+  }
+});
+
+/** A PNG of `width` x `height` in a gradient of one hue, made here. */
+function gradientPng(width, height, hue) {
+  const crcTable = Array.from({ length: 256 }, (_, n) => {
+    let c = n;
+    for (let k = 0; k < 8; k += 1) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    return c >>> 0;
+  });
+  const crc = (bytes) => {
+    let c = 0xffffffff;
+    for (const b of bytes) c = crcTable[(c ^ b) & 0xff] ^ (c >>> 8);
+    return (c ^ 0xffffffff) >>> 0;
+  };
+  const chunk = (kind, data) => {
+    const body = Buffer.concat([Buffer.from(kind, "ascii"), data]);
+    const length = Buffer.alloc(4); length.writeUInt32BE(data.length);
+    const check = Buffer.alloc(4); check.writeUInt32BE(crc(body));
+    return Buffer.concat([length, body, check]);
+  };
+  const header = Buffer.alloc(13);
+  header.writeUInt32BE(width, 0); header.writeUInt32BE(height, 4);
+  header.set([8, 2, 0, 0, 0], 8);
+  const rows = Buffer.alloc((width * 3 + 1) * height);
+  for (let y = 0; y < height; y += 1) {
+    for (let x = 0; x < width; x += 1) {
+      const at = y * (width * 3 + 1) + 1 + x * 3;
+      const light = 80 + Math.round((150 * (x + y)) / (width + height));
+      rows[at] = Math.min(255, light * hue[0]);
+      rows[at + 1] = Math.min(255, light * hue[1]);
+      rows[at + 2] = Math.min(255, light * hue[2]);
+    }
+  }
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk("IHDR", header), chunk("IDAT", deflateSync(rows)), chunk("IEND", Buffer.alloc(0)),
+  ]);
+}
+
+test("a folder of photos shows as a gallery and the large view steps through them by keyboard", async () => {
+  const server = await startServer();
+  const shot = camera("08-gallery");
+  const page = await browser.newPage();
+  try {
+    assert.equal((await api(server, ROOT, "POST", "/buckets", { name: "photos" })).status, 201);
+    const hues = [[1.2, .5, .3], [.3, .9, .5], [.4, .5, 1.3], [1.1, 1, .3], [.9, .4, 1], [.3, 1, 1.1]];
+    for (const [i, hue] of hues.entries()) {
+      const put = await api(server, ROOT, "PUT", `/buckets/photos/objects/summer/img-${i + 1}.png`, gradientPng(640, 400, hue), "image/png");
+      assert.ok(put.status < 300, `upload ${i}: ${put.status}`);
+    }
+    await api(server, ROOT, "PUT", "/buckets/photos/objects/summer/notes.txt", "not a picture", "text/plain");
+    await signIn(page, server, ROOT);
+    await page.goto(`${server.web}/ui/buckets/photos?prefix=summer%2F`);
+    await page.getByRole("link", { name: "Gallery" }).click();
+    await page.getByRole("heading", { name: "Gallery of summer" }).waitFor();
+    const tiles = page.locator(".gallery img");
+    assert.equal(await tiles.count(), 6, "the text file is not in the gallery");
+    await pollUntil("every thumbnail is loaded", async () =>
+      (await tiles.evaluateAll((images) => images.every((img) => img.complete && img.naturalWidth === 256))));
+    await shot(page, "grid");
+    await page.getByRole("link", { name: "By name" }).click();
+    await page.locator(".gallery a").first().click();
+    await page.getByText("1 of 6").waitFor();
+    await page.keyboard.press("ArrowRight");
+    await page.getByText("2 of 6").waitFor();
+    assert.ok(page.url().includes("img-2.png"));
+    await page.setViewportSize({ width: 360, height: 800 });
+    await shot(page, "photo-phone");
+    await page.keyboard.press("Escape");
+    await page.getByRole("heading", { name: "Gallery of summer" }).waitFor();
+    await shot(page, "grid-phone");
   } finally {
     await page.close();
     await server.stop();

@@ -15,6 +15,7 @@ mod clients;
 mod cluster;
 mod console;
 mod crash;
+mod gallery;
 mod hardening;
 mod listing;
 mod multipart;

@@ -27,6 +27,7 @@ pub(super) mod row_locks;
 mod small_puts;
 #[cfg(test)]
 mod tests;
+mod thumbnails;
 mod uploads;
 mod writer;
 

@@ -357,6 +357,7 @@ pub(super) async fn delete_object(
         .bind(key)
         .execute(&mut *conn)
         .await?;
+    super::thumbnails::drop_for(conn, bucket, key).await?;
     let now_ms = chrono::Utc::now().timestamp_millis();
     for blob in &current.blobs {
         release_blob(conn, blob, now_ms).await?;

@@ -19,7 +19,7 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 use super::mutations::{Mutation, MutationOutcome};
 use super::objects::{self, BlobRefs};
 use super::{MetaError, MetaResult, ObjectBody, ObjectRecord, PutCondition};
-use super::{accounts, audit, pools, quota, row_locks, small_puts, uploads};
+use super::{accounts, audit, pools, quota, row_locks, small_puts, thumbnails, uploads};
 
 /// Most mutations one transaction carries.
 const MAX_BATCH: usize = 256;
@@ -381,6 +381,13 @@ async fn apply(conn: &mut AnyConnection, mutation: &Mutation) -> MetaResult<Muta
         Mutation::AppendAudit { records } => audit::append(conn, records).await,
         Mutation::ExpireAudit { before_ms } => audit::expire(conn, *before_ms).await,
         Mutation::RecordStored { rows } => audit::record_stored(conn, rows).await,
+        Mutation::PutThumbnail {
+            bucket,
+            key,
+            stamp,
+            jpeg,
+            made_ms,
+        } => thumbnails::put(conn, bucket, key, stamp, jpeg.as_deref(), *made_ms).await,
         Mutation::CreateSession {
             token_hash,
             user_id,

@@ -131,12 +131,12 @@ fn parent_of(key: &str) -> &str {
 }
 
 pub struct Crumb {
-    label: String,
-    href: String,
+    pub(super) label: String,
+    pub(super) href: String,
 }
 
 /// Bucket, then each folder of `prefix`, then (for an object) its name.
-fn crumbs(bucket: &str, prefix: &str, last: Option<&str>) -> Vec<Crumb> {
+pub(super) fn crumbs(bucket: &str, prefix: &str, last: Option<&str>) -> Vec<Crumb> {
     let mut crumbs = vec![Crumb {
         label: bucket.to_owned(),
         href: folder_url(bucket, ""),

@@ -14,6 +14,7 @@ mod assets;
 mod auth;
 mod browser;
 mod buckets;
+mod gallery;
 mod history;
 mod keys;
 mod pages;
@@ -78,6 +79,9 @@ pub fn router(state: WebState) -> Router<WebState> {
         .route("/ui/keys/revoke", post(keys::revoke))
         .route("/ui/history", get(history::own))
         .route("/ui/usage", get(usage::own))
+        .route("/ui/buckets/{bucket}/gallery", get(gallery::gallery))
+        .route("/ui/buckets/{bucket}/photo", get(gallery::photo))
+        .route("/ui/buckets/{bucket}/thumb", get(gallery::thumb))
         .route("/ui/admin/usage", get(usage::everyone))
         .route(
             "/ui/admin",

@@ -109,6 +109,15 @@ pub enum Mutation {
     ExpireAudit {
         before_ms: i64,
     },
+    /// Stores the thumbnail of an object version (`jpeg: None`: it could
+    /// not be made).
+    PutThumbnail {
+        bucket: String,
+        key: String,
+        stamp: String,
+        jpeg: Option<Vec<u8>>,
+        made_ms: i64,
+    },
     /// Records (or overwrites) what buckets hold on a day.
     RecordStored {
         rows: Vec<StoredRow>,

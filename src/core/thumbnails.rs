@@ -1,0 +1,192 @@
+//! Gallery thumbnails: made on the server from JPEG, PNG, WebP and GIF
+//! (first frame) objects, turned by their EXIF orientation, at most
+//! [`EDGE`] pixels on a side as JPEG; stored once per object version
+//! beside its metadata and made again only when the object changes. Making
+//! them runs on a bounded pool (one at a time by default, so a folder of
+//! 2,000 photos never takes more than one core) behind a bounded queue.
+//! Hostile images are harmless: decoding is held to [`MAX_PIXELS_SIDE`]
+//! pixels a side and [`MAX_DECODE_BYTES`] of memory, sources over
+//! [`MAX_SOURCE_BYTES`] are not read, and whatever cannot be decoded gets
+//! a placeholder (remembered, so it is not tried again) rather than an
+//! error, a crash or a stuck worker.
+
+use std::io::Cursor;
+
+use tokio::sync::Semaphore;
+
+use super::accounts::Access;
+use super::{CoreError, CoreResult, Principal, Store, now_ms};
+use crate::core::meta::Mutation;
+use crate::core::objects::ReadConditions;
+
+/// The longest side of a thumbnail, in pixels.
+pub const EDGE: u32 = 256;
+/// Images larger than this on a side are not decoded.
+pub const MAX_PIXELS_SIDE: u32 = 12_000;
+/// Memory one decode may allocate.
+pub const MAX_DECODE_BYTES: u64 = 160 * 1024 * 1024;
+/// Objects larger than this are not read for a thumbnail.
+pub const MAX_SOURCE_BYTES: i64 = 48 * 1024 * 1024;
+/// Thumbnails waiting for a worker before more are refused as busy.
+const QUEUE: usize = 256;
+
+/// The bounded pool thumbnails are made on.
+pub struct Thumbnailer {
+    workers: Semaphore,
+    waiting: Semaphore,
+}
+
+impl Thumbnailer {
+    /// `workers` at once (at least one).
+    pub fn new(workers: usize) -> Self {
+        Self {
+            workers: Semaphore::new(workers.max(1)),
+            waiting: Semaphore::new(QUEUE),
+        }
+    }
+}
+
+/// A thumbnail to send: the JPEG, or `None` for the placeholder; `etag`
+/// names the object version it shows.
+pub struct Thumbnail {
+    pub jpeg: Option<Vec<u8>>,
+    pub etag: String,
+}
+
+/// Whether a key names a kind of image thumbnails are made of.
+pub fn is_image_name(key: &str) -> bool {
+    let lower = key.to_ascii_lowercase();
+    [".jpg", ".jpeg", ".png", ".webp", ".gif"]
+        .iter()
+        .any(|ext| lower.ends_with(ext))
+}
+
+impl Store {
+    /// The thumbnail of an image object the caller may read, made now if
+    /// there is none for its current version.
+    pub async fn thumbnail(
+        &self,
+        who: &Principal,
+        bucket: &str,
+        key: &str,
+    ) -> CoreResult<Thumbnail> {
+        self.authorize(Some(who), bucket, Access::Read).await?;
+        let object = self.head_object(bucket, key).await?;
+        let stamp = format!("{}-{}", object.etag, object.last_modified_ms);
+        let etag = {
+            use sha2::Digest;
+            format!(
+                "\"t-{}\"",
+                hex::encode(&sha2::Sha256::digest(stamp.as_bytes())[..12])
+            )
+        };
+        if let Some(stored) = self.meta.thumbnail(bucket, key).await?
+            && stored.stamp == stamp
+        {
+            return Ok(Thumbnail {
+                jpeg: stored.jpeg,
+                etag,
+            });
+        }
+        let jpeg = if object.size > MAX_SOURCE_BYTES {
+            None
+        } else {
+            self.make_thumbnail(bucket, key).await?
+        };
+        self.meta
+            .apply(Mutation::PutThumbnail {
+                bucket: bucket.to_owned(),
+                key: key.to_owned(),
+                stamp,
+                jpeg: jpeg.clone(),
+                made_ms: now_ms(),
+            })
+            .await?;
+        Ok(Thumbnail { jpeg, etag })
+    }
+
+    /// Reads and shrinks an image on the pool; `None` when it is no image
+    /// this can read.
+    async fn make_thumbnail(&self, bucket: &str, key: &str) -> CoreResult<Option<Vec<u8>>> {
+        let pool = self.thumbnailer.clone();
+        let _queued = pool
+            .waiting
+            .try_acquire()
+            .map_err(|_| CoreError::Busy("too many thumbnails waiting to be made"))?;
+        let _working = pool
+            .workers
+            .acquire()
+            .await
+            .map_err(|_| CoreError::Busy("thumbnails are not being made"))?;
+        let read = self
+            .get_object(bucket, key, &ReadConditions::default(), None)
+            .await?;
+        let bytes = crate::core::objects::collect(read.body)
+            .await
+            .map_err(|e| CoreError::BodyRead(e.to_string()))?;
+        let made = tokio::task::spawn_blocking(move || shrink(&bytes))
+            .await
+            .map_err(|e| CoreError::Unavailable(format!("the thumbnail worker failed: {e}")))?;
+        Ok(made.ok())
+    }
+}
+
+/// Decodes an image within the limits, turns it upright and shrinks it to
+/// a JPEG of at most [`EDGE`] pixels a side.
+pub fn shrink(bytes: &[u8]) -> Result<Vec<u8>, String> {
+    let mut reader = image::ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| e.to_string())?;
+    // The JPEG decoder fills a cut file's missing rows with grey; a JPEG
+    // whose end marker is not at its end is taken for cut.
+    let tail = &bytes[bytes.len().saturating_sub(32)..];
+    if reader.format() == Some(image::ImageFormat::Jpeg)
+        && !tail.windows(2).any(|w| w == [0xFF, 0xD9])
+    {
+        return Err("the JPEG is cut short (no end marker)".to_owned());
+    }
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_PIXELS_SIDE);
+    limits.max_image_height = Some(MAX_PIXELS_SIDE);
+    limits.max_alloc = Some(MAX_DECODE_BYTES);
+    reader.limits(limits);
+    let mut decoder = reader.into_decoder().map_err(|e| e.to_string())?;
+    let orientation = image::ImageDecoder::orientation(&mut decoder)
+        .unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut picture = image::DynamicImage::from_decoder(decoder).map_err(|e| e.to_string())?;
+    picture.apply_orientation(orientation);
+    let small = picture.thumbnail(EDGE, EDGE).to_rgb8();
+    let mut jpeg = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 80)
+        .encode_image(&small)
+        .map_err(|e| e.to_string())?;
+    Ok(jpeg)
+}
+
+/// The picture shown where a thumbnail cannot be made.
+pub const PLACEHOLDER_SVG: &str = r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 64 64" width="256" height="256"><rect width="64" height="64" fill="#eef2f7"/><path d="M14 46l12-16 9 11 6-7 9 12z" fill="#b7c2d0"/><circle cx="42" cy="22" r="5" fill="#b7c2d0"/></svg>"##;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_is_not_an_image_gets_no_thumbnail() {
+        assert!(shrink(b"not an image at all").is_err());
+        assert!(is_image_name("IMG_0001.JPG"));
+        assert!(!is_image_name("notes.txt"));
+    }
+
+    #[test]
+    fn a_big_picture_shrinks_to_the_edge_keeping_its_shape() {
+        let picture =
+            image::RgbImage::from_fn(1200, 600, |x, _| image::Rgb([(x % 256) as u8, 0, 0]));
+        let mut png = Vec::new();
+        image::DynamicImage::ImageRgb8(picture)
+            .write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png)
+            .unwrap();
+        let jpeg = shrink(&png).unwrap();
+        let small = image::load_from_memory(&jpeg).unwrap();
+        assert_eq!((small.width(), small.height()), (256, 128));
+    }
+}
