@@ -2,11 +2,11 @@
 // without this file; it only adds confirmations, "select all" and copy
 // buttons.
 
-for (const form of document.querySelectorAll("form[data-confirm]")) {
-  form.addEventListener("submit", (event) => {
-    if (!window.confirm(form.dataset.confirm)) event.preventDefault();
-  });
-}
+// Delegated, as parts of a page may be replaced after it loaded.
+document.addEventListener("submit", (event) => {
+  const form = event.target.closest("form[data-confirm]");
+  if (form && !window.confirm(form.dataset.confirm)) event.preventDefault();
+});
 
 // Delegated, as the listing may be replaced after an upload.
 document.addEventListener("change", (event) => {

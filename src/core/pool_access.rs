@@ -217,6 +217,16 @@ impl Store {
             .collect())
     }
 
+    /// When each member last sent a file (Unix ms), by member id.
+    pub async fn last_contributions(&self, pool: &PoolRecord) -> CoreResult<HashMap<String, i64>> {
+        Ok(self
+            .meta
+            .last_contributions(&pool.id)
+            .await?
+            .into_iter()
+            .collect())
+    }
+
     /// Whose contributions the caller may list: a member its own; the
     /// owner everyone's, or those of the member named.
     pub async fn contribution_scope(

@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { spawnSync } from "node:child_process";
 import { deflateSync } from "node:zlib";
-import { ROOT, api, camera, launchBrowser, pollUntil, signIn, startServer, tempDir } from "./harness.js";
+import { ROOT, api, binary, camera, launchBrowser, pollUntil, signIn, startServer, tempDir } from "./harness.js";
 
 /** Runs aws-cli: AWS_CLI, else the CI's virtualenv, else `aws` on the PATH. */
 function awsCli(args, env) {
@@ -593,6 +593,58 @@ test("a folder of photos shows as a gallery and the large view steps through the
     await page.keyboard.press("Escape");
     await page.getByRole("heading", { name: "Gallery of summer" }).waitFor();
     await shot(page, "grid-phone");
+  } finally {
+    await page.close();
+    await server.stop();
+  }
+});
+
+test("the pool dashboard shows contributions, the seal, the claim and the result as they happen", async () => {
+  const server = await startServer();
+  const shot = camera("09-pool");
+  const page = await browser.newPage();
+  try {
+    const created = await api(server, ROOT, "POST", "/pools", { name: "sky", window_secs: 86400 });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    const token = {};
+    for (const [name, role] of [["cam-1", "contributor"], ["cam-2", "contributor"], ["cam-3", "contributor"], ["screen", "listener"], ["proc", "processor"]]) {
+      const added = await api(server, ROOT, "POST", "/pools/sky/members", { name, role });
+      assert.equal(added.status, 201, JSON.stringify(added.body));
+      token[name] = added.body[0].token;
+    }
+    const cli = (member, args) => {
+      const run = spawnSync(binary, ["pool", args[0], "--server", server.web, "--pool", "sky", "--token", token[member], ...args.slice(1)], { encoding: "utf8" });
+      assert.equal(run.status, 0, `${member} ${args[0]}: ${run.stderr}`);
+      return run;
+    };
+    await signIn(page, server, ROOT);
+    await page.getByRole("link", { name: "Pools", exact: true }).click();
+    await page.getByRole("link", { name: "sky" }).click();
+    await page.getByRole("heading", { name: "Pool sky" }).waitFor();
+    const work = tempDir("cistern-pool-");
+    const now = new Date().toISOString();
+    for (const member of ["cam-1", "cam-2", "cam-3"]) {
+      const file = join(work, `${member}.png`);
+      writeFileSync(file, gradientPng(64, 40, [1, .6, .3]));
+      cli(member, ["push", "--timestamp", now, file]);
+    }
+    const groupRow = page.locator("#groups tbody tr").first();
+    await pollUntil("the page shows three files", async () => (await groupRow.innerText()).includes("\t3\t"), 15_000);
+    await shot(page, "contributions");
+    const group = (await api(server, ROOT, "GET", "/pools/sky/groups")).body[0].group;
+    const sealed = await api(server, ROOT, "POST", `/pools/sky/groups/${encodeURIComponent(group)}/seal`);
+    assert.ok(sealed.status < 300, `seal: ${sealed.status} ${JSON.stringify(sealed.body)}`);
+    await page.locator("#groups .tag", { hasText: "sealed" }).waitFor({ timeout: 15_000 });
+    cli("proc", ["process", "--count", "1", "--exec", "cp {input}/manifest.json {output}"]);
+    await page.locator("#groups .tag", { hasText: "published" }).waitFor({ timeout: 15_000 });
+    await pollUntil("the page tells of the publication", async () =>
+      (await page.locator(".live-note").innerText()).includes("group.published"));
+    cli("screen", ["watch", "--count", "1", "--out", join(work, "results")]);
+    const screenRow = page.locator("#members tr", { hasText: "screen" });
+    await pollUntil("the screen has fetched the result", async () => (await screenRow.innerText()).includes("fetched"), 15_000);
+    await shot(page, "published");
+    await page.setViewportSize({ width: 360, height: 800 });
+    await shot(page, "phone");
   } finally {
     await page.close();
     await server.stop();

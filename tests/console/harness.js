@@ -12,7 +12,7 @@ import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
 
 const repo = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
-const binary = process.env.CISTERN_BIN ?? join(repo, "target", "debug", "cistern");
+export const binary = process.env.CISTERN_BIN ?? join(repo, "target", "debug", "cistern");
 const shotsRoot = process.env.CISTERN_SCREENSHOTS ?? join(repo, "target", "console-screenshots");
 
 export const ROOT = { name: "admin", password: "console-test-password" };

@@ -1109,3 +1109,100 @@ async fn stored_html_is_sandboxed_on_both_ports() {
     assert_eq!(from_api.headers()["content-security-policy"], "sandbox");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn pool_owners_seal_reopen_and_manage_members_from_the_console() {
+    let app = spawn_app().await;
+    let api = app.api();
+    let (status, _) = api
+        .post("/pools", ROOT, json!({"name": "sky", "window_secs": 3600}))
+        .await;
+    assert_eq!(status, 201);
+    let member = add_pool_members(&api, "sky", json!({"name": "cam", "role": "contributor"})).await;
+    let (_, token) = &member[0];
+    let now = now_ms();
+    send_pool_files(&api, "sky", token, &[("a.png", now, PNG)]).await;
+    let (_, groups) = api.get("/pools/sky/groups", ROOT).await;
+    let start = groups[0]["group"].as_str().expect("a group").to_owned();
+    let mut browser = Browser::new(&app);
+    browser.sign_in(ROOT_USER, ROOT_PASSWORD).await;
+    let list = browser.get("/ui/pools").await;
+    assert!(list.body.contains("1 open"), "{}", list.body);
+    let page = browser.get("/ui/pools/sky").await;
+    assert!(page.body.contains("Seal now"), "{}", page.body);
+
+    // Seal early, as the owner, through the form.
+    let sealed = browser
+        .post(
+            "/ui/pools/sky/groups",
+            &[("group", &start), ("action", "seal")],
+            true,
+        )
+        .await;
+    assert_eq!(sealed.status, 303);
+    let (_, groups) = api.get("/pools/sky/groups", ROOT).await;
+    assert_eq!(groups[0]["state"], "sealed");
+    // Without the page's CSRF token nothing happens.
+    let forged = browser
+        .post(
+            "/ui/pools/sky/groups",
+            &[("group", &start), ("action", "reopen")],
+            false,
+        )
+        .await;
+    assert_eq!(forged.status, 403);
+
+    // Members: many at once with their tokens once, as CSV too.
+    let shown = browser
+        .post(
+            "/ui/pools/sky/members",
+            &[("names", "a\nb\n"), ("role", "listener")],
+            true,
+        )
+        .await;
+    assert_eq!(shown.status, 200);
+    assert!(
+        shown.body.contains("name,token\na,") && shown.body.contains("\nb,"),
+        "{}",
+        shown.body
+    );
+    let csv = browser
+        .post(
+            "/ui/pools/sky/members",
+            &[("names", "c"), ("role", "listener"), ("csv", "1")],
+            true,
+        )
+        .await;
+    assert!(
+        csv.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
+    assert!(csv.body.starts_with("name,token\nc,"), "{}", csv.body);
+    let disabled = browser
+        .post("/ui/pools/sky/members/cam", &[("action", "disable")], true)
+        .await;
+    assert_eq!(disabled.status, 303);
+    let (_, members) = api.get("/pools/sky/members", ROOT).await;
+    let cam = members
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "cam")
+        .unwrap();
+    assert_eq!(cam["disabled"], true, "{cam}");
+    let removed = browser
+        .post("/ui/pools/sky/members/a", &[("action", "remove")], true)
+        .await;
+    assert_eq!(removed.status, 303);
+    let (_, members) = api.get("/pools/sky/members", ROOT).await;
+    assert!(members.as_array().unwrap().iter().all(|m| m["name"] != "a"));
+
+    // Someone else's pool is not theirs to see.
+    api.create_user("eve", "eve-password-1").await;
+    let mut eve = Browser::new(&app);
+    eve.sign_in("eve", "eve-password-1").await;
+    assert_eq!(eve.get("/ui/pools/sky").await.status, 404);
+    app.stop().await;
+}

@@ -19,6 +19,7 @@ mod history;
 mod keys;
 mod pages;
 mod plot;
+mod pools;
 mod session;
 mod share;
 mod usage;
@@ -79,6 +80,14 @@ pub fn router(state: WebState) -> Router<WebState> {
         .route("/ui/keys/revoke", post(keys::revoke))
         .route("/ui/history", get(history::own))
         .route("/ui/usage", get(usage::own))
+        .route("/ui/pools", get(pools::list))
+        .route("/ui/pools/{pool}", get(pools::show))
+        .route("/ui/pools/{pool}/groups", post(pools::group_action))
+        .route("/ui/pools/{pool}/members", post(pools::add_members))
+        .route(
+            "/ui/pools/{pool}/members/{member}",
+            post(pools::member_action),
+        )
         .route("/ui/buckets/{bucket}/gallery", get(gallery::gallery))
         .route("/ui/buckets/{bucket}/photo", get(gallery::photo))
         .route("/ui/buckets/{bucket}/thumb", get(gallery::thumb))

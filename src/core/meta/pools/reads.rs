@@ -288,6 +288,20 @@ impl MetaStore {
         .collect()
     }
 
+    /// When each member last sent a file (Unix ms), by member id.
+    pub async fn last_contributions(&self, pool_id: &str) -> MetaResult<Vec<(String, i64)>> {
+        sqlx::query(
+            "SELECT member_id, MAX(created_ms) AS last_ms FROM contributions WHERE pool_id = $1 \
+             GROUP BY member_id ORDER BY member_id",
+        )
+        .bind(pool_id)
+        .fetch_all(&mut *self.conn().await?)
+        .await?
+        .iter()
+        .map(|row| Ok((row.try_get("member_id")?, row.try_get("last_ms")?)))
+        .collect()
+    }
+
     /// Events after `after_id` in id order: the pool-wide ones and, when
     /// `member_id` is given, that member's own (`None`: every event).
     pub async fn pool_events(
