@@ -1,13 +1,17 @@
-// The pool page, live: follows the pool's event stream (the browser
-// resumes it with Last-Event-ID after a dropped connection) and, on each
-// event, fetches the page again and swaps in its live part. Without this
-// file the page is the same, as of its last load.
+// The pool page, live: follows the pool's event stream from the newest
+// event the page was made with (the browser resumes it with Last-Event-ID
+// after a dropped connection) and, on each event, fetches the page again
+// and swaps in its live part. Without this file the page is the same, as
+// of its last load.
 
 const live = document.getElementById("pool-live");
 if (live && window.EventSource) {
-  let refreshing = null;
-  const refresh = async () => {
-    const answer = await fetch(window.location.pathname, { headers: { accept: "text/html" } });
+  const pool = encodeURIComponent(live.dataset.pool);
+  let running = null;
+  let again = false;
+  let lastEvent = Date.now();
+  const swap = async () => {
+    const answer = await fetch(`/ui/pools/${pool}`, { headers: { accept: "text/html" } });
     if (!answer.ok) return;
     const page = new DOMParser().parseFromString(await answer.text(), "text/html");
     const fresh = page.getElementById("pool-live");
@@ -15,11 +19,27 @@ if (live && window.EventSource) {
     // The note tells the latest event, which the fresh page cannot know.
     const message = live.querySelector(".live-note")?.textContent ?? "";
     live.replaceChildren(...fresh.childNodes);
-    const newNote = live.querySelector(".live-note");
-    if (newNote) newNote.textContent = message;
+    const note = live.querySelector(".live-note");
+    if (note) note.textContent = message;
   };
-  const events = new EventSource(`/api/v1/events?pool=${encodeURIComponent(live.dataset.pool)}`);
+  // One refresh at a time; an event during one asks for one more after it,
+  // so a change made while the page was being fetched is not missed.
+  const refresh = () => {
+    if (running) {
+      again = true;
+      return;
+    }
+    running = swap().finally(() => {
+      running = null;
+      if (again) {
+        again = false;
+        refresh();
+      }
+    });
+  };
+  const events = new EventSource(`/api/v1/events?pool=${pool}&after=${live.dataset.after ?? 0}`);
   const onEvent = (event) => {
+    lastEvent = Date.now();
     let words = event.type;
     try {
       const data = JSON.parse(event.data);
@@ -27,21 +47,20 @@ if (live && window.EventSource) {
     } catch { /* the kind alone */ }
     const shown = live.querySelector(".live-note");
     if (shown) shown.textContent = `Just now: ${words}`;
-    // One refresh at a time; events that arrive meanwhile are in it.
-    refreshing ??= refresh().finally(() => { refreshing = null; });
+    refresh();
   };
   for (const kind of [
     "contribution.accepted", "contribution.refused", "group.sealed", "group.claimed",
     "group.published", "group.failed", "member.disabled", "member.enabled", "member.rekeyed",
-    "member.removed", "message",
+    "member.removed",
   ]) {
     events.addEventListener(kind, onEvent);
   }
   // Fetching a result raises no event: while a member has not fetched the
-  // latest one, look again every few seconds.
+  // latest one, look again every few seconds, for ten minutes after the
+  // last event, and only while the page is in view.
   setInterval(() => {
-    if (!refreshing && live.querySelector("td.waiting")) {
-      refreshing = refresh().finally(() => { refreshing = null; });
-    }
+    const recent = Date.now() - lastEvent < 10 * 60 * 1000;
+    if (recent && document.visibilityState === "visible" && live.querySelector("td.waiting")) refresh();
   }, 3000);
 }

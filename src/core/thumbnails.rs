@@ -11,6 +11,7 @@
 //! error, a crash or a stuck worker.
 
 use std::io::Cursor;
+use std::sync::Arc;
 
 use tokio::sync::Semaphore;
 
@@ -32,16 +33,16 @@ const QUEUE: usize = 256;
 
 /// The bounded pool thumbnails are made on.
 pub struct Thumbnailer {
-    workers: Semaphore,
-    waiting: Semaphore,
+    workers: Arc<Semaphore>,
+    waiting: Arc<Semaphore>,
 }
 
 impl Thumbnailer {
     /// `workers` at once (at least one).
     pub fn new(workers: usize) -> Self {
         Self {
-            workers: Semaphore::new(workers.max(1)),
-            waiting: Semaphore::new(QUEUE),
+            workers: Arc::new(Semaphore::new(workers.max(1))),
+            waiting: Arc::new(Semaphore::new(QUEUE)),
         }
     }
 }
@@ -61,6 +62,18 @@ pub fn is_image_name(key: &str) -> bool {
         .any(|ext| lower.ends_with(ext))
 }
 
+fn stamp_of(object: &crate::model::ObjectRecord) -> String {
+    format!("{}-{}", object.etag, object.last_modified_ms)
+}
+
+fn etag_of(stamp: &str) -> String {
+    use sha2::Digest;
+    format!(
+        "\"t-{}\"",
+        hex::encode(&sha2::Sha256::digest(stamp.as_bytes())[..12])
+    )
+}
+
 impl Store {
     /// The thumbnail of an image object the caller may read, made now if
     /// there is none for its current version.
@@ -72,62 +85,75 @@ impl Store {
     ) -> CoreResult<Thumbnail> {
         self.authorize(Some(who), bucket, Access::Read).await?;
         let object = self.head_object(bucket, key).await?;
-        let stamp = format!("{}-{}", object.etag, object.last_modified_ms);
-        let etag = {
-            use sha2::Digest;
-            format!(
-                "\"t-{}\"",
-                hex::encode(&sha2::Sha256::digest(stamp.as_bytes())[..12])
-            )
-        };
+        let stamp = stamp_of(&object);
         if let Some(stored) = self.meta.thumbnail(bucket, key).await?
             && stored.stamp == stamp
         {
             return Ok(Thumbnail {
                 jpeg: stored.jpeg,
-                etag,
+                etag: etag_of(&stamp),
             });
         }
-        let jpeg = if object.size > MAX_SOURCE_BYTES {
+        let queued = self
+            .thumbnailer
+            .waiting
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| CoreError::Busy("too many thumbnails waiting to be made"))?;
+        // Made in a task of its own, which holds the pool's permits to the
+        // end: a request that goes away (the browser left the page) neither
+        // frees a worker while its decode still runs nor wastes the work.
+        let store = self.clone();
+        let (bucket, key) = (bucket.to_owned(), key.to_owned());
+        tokio::spawn(async move {
+            let _queued = queued;
+            let _working = store
+                .thumbnailer
+                .workers
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|_| CoreError::Busy("thumbnails are not being made"))?;
+            store.make_thumbnail(&bucket, &key).await
+        })
+        .await
+        .map_err(|e| CoreError::Unavailable(format!("the thumbnail task failed: {e}")))?
+    }
+
+    /// Reads the current version of an image, shrinks it (a placeholder
+    /// when it is too big or no image this can read) and stores the result
+    /// for that version.
+    async fn make_thumbnail(&self, bucket: &str, key: &str) -> CoreResult<Thumbnail> {
+        let read = self
+            .get_object(bucket, key, &ReadConditions::default(), None)
+            .await?;
+        // The size and the stamp are those of the version read, which may
+        // be newer than the one the request looked up.
+        let stamp = stamp_of(&read.object);
+        let jpeg = if read.object.size > MAX_SOURCE_BYTES {
             None
         } else {
-            self.make_thumbnail(bucket, key).await?
+            let bytes = crate::core::objects::collect(read.body)
+                .await
+                .map_err(|e| CoreError::BodyRead(e.to_string()))?;
+            tokio::task::spawn_blocking(move || shrink(&bytes))
+                .await
+                .map_err(|e| CoreError::Unavailable(format!("the thumbnail worker failed: {e}")))?
+                .ok()
         };
         self.meta
             .apply(Mutation::PutThumbnail {
                 bucket: bucket.to_owned(),
                 key: key.to_owned(),
-                stamp,
+                stamp: stamp.clone(),
                 jpeg: jpeg.clone(),
                 made_ms: now_ms(),
             })
             .await?;
-        Ok(Thumbnail { jpeg, etag })
-    }
-
-    /// Reads and shrinks an image on the pool; `None` when it is no image
-    /// this can read.
-    async fn make_thumbnail(&self, bucket: &str, key: &str) -> CoreResult<Option<Vec<u8>>> {
-        let pool = self.thumbnailer.clone();
-        let _queued = pool
-            .waiting
-            .try_acquire()
-            .map_err(|_| CoreError::Busy("too many thumbnails waiting to be made"))?;
-        let _working = pool
-            .workers
-            .acquire()
-            .await
-            .map_err(|_| CoreError::Busy("thumbnails are not being made"))?;
-        let read = self
-            .get_object(bucket, key, &ReadConditions::default(), None)
-            .await?;
-        let bytes = crate::core::objects::collect(read.body)
-            .await
-            .map_err(|e| CoreError::BodyRead(e.to_string()))?;
-        let made = tokio::task::spawn_blocking(move || shrink(&bytes))
-            .await
-            .map_err(|e| CoreError::Unavailable(format!("the thumbnail worker failed: {e}")))?;
-        Ok(made.ok())
+        Ok(Thumbnail {
+            jpeg,
+            etag: etag_of(&stamp),
+        })
     }
 }
 
@@ -137,13 +163,11 @@ pub fn shrink(bytes: &[u8]) -> Result<Vec<u8>, String> {
     let mut reader = image::ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| e.to_string())?;
-    // The JPEG decoder fills a cut file's missing rows with grey; a JPEG
-    // whose end marker is not at its end is taken for cut.
-    let tail = &bytes[bytes.len().saturating_sub(32)..];
-    if reader.format() == Some(image::ImageFormat::Jpeg)
-        && !tail.windows(2).any(|w| w == [0xFF, 0xD9])
-    {
-        return Err("the JPEG is cut short (no end marker)".to_owned());
+    // The JPEG decoder fills a cut file's missing rows with grey: a JPEG
+    // with no end marker after its last scan is taken for cut. (Data after
+    // the end marker, as phones append, is fine.)
+    if reader.format() == Some(image::ImageFormat::Jpeg) && !jpeg_is_whole(bytes) {
+        return Err("the JPEG is cut short (no end marker after its last scan)".to_owned());
     }
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(MAX_PIXELS_SIDE);
@@ -153,14 +177,32 @@ pub fn shrink(bytes: &[u8]) -> Result<Vec<u8>, String> {
     let mut decoder = reader.into_decoder().map_err(|e| e.to_string())?;
     let orientation = image::ImageDecoder::orientation(&mut decoder)
         .unwrap_or(image::metadata::Orientation::NoTransforms);
-    let mut picture = image::DynamicImage::from_decoder(decoder).map_err(|e| e.to_string())?;
-    picture.apply_orientation(orientation);
-    let small = picture.thumbnail(EDGE, EDGE).to_rgb8();
+    // The reader's limits check the sides; the memory of the whole
+    // picture is checked here, before it is allocated.
+    let needed = image::ImageDecoder::total_bytes(&decoder);
+    if needed > MAX_DECODE_BYTES {
+        return Err(format!("decoding would take {needed} bytes"));
+    }
+    let picture = image::DynamicImage::from_decoder(decoder).map_err(|e| e.to_string())?;
+    // Shrunk first, so that turning it copies only the small picture.
+    let mut small = picture.thumbnail(EDGE, EDGE);
+    drop(picture);
+    small.apply_orientation(orientation);
+    let small = small.to_rgb8();
     let mut jpeg = Vec::new();
     image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 80)
         .encode_image(&small)
         .map_err(|e| e.to_string())?;
     Ok(jpeg)
+}
+
+/// Whether a JPEG has its end marker after the start of its last scan.
+fn jpeg_is_whole(bytes: &[u8]) -> bool {
+    let last_scan = bytes
+        .windows(2)
+        .rposition(|w| w == [0xFF, 0xDA])
+        .unwrap_or(0);
+    bytes[last_scan..].windows(2).any(|w| w == [0xFF, 0xD9])
 }
 
 /// The picture shown where a thumbnail cannot be made.

@@ -54,9 +54,9 @@ fn camera_jpeg(orientation: u8) -> Vec<u8> {
     with_exif
 }
 
-/// A PNG that claims 30,000 x 30,000 pixels of one bit and holds them:
-/// about 100 KB that would decode to 900 MB as 8-bit pixels.
-fn decompression_bomb() -> Vec<u8> {
+/// A PNG of `side` x `side` pixels of `depth` bits and colour `colour`,
+/// every row zero (`rows` of them written; the rest missing).
+fn png_of_zeros(side: u32, depth: u8, colour: u8, rows: u32, row_bytes: usize) -> Vec<u8> {
     fn chunk(out: &mut Vec<u8>, kind: &[u8], data: &[u8]) {
         out.extend((data.len() as u32).to_be_bytes());
         let mut crc = crc32fast::Hasher::new();
@@ -66,16 +66,15 @@ fn decompression_bomb() -> Vec<u8> {
         out.extend(data);
         out.extend(crc.finalize().to_be_bytes());
     }
-    const SIDE: u32 = 30_000;
     let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
     let mut header = Vec::new();
-    header.extend(SIDE.to_be_bytes());
-    header.extend(SIDE.to_be_bytes());
-    header.extend([1, 0, 0, 0, 0]); // 1 bit grey, deflate, no filter, no interlace
+    header.extend(side.to_be_bytes());
+    header.extend(side.to_be_bytes());
+    header.extend([depth, colour, 0, 0, 0]); // deflate, no filter, no interlace
     chunk(&mut png, b"IHDR", &header);
     let mut deflated = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
-    let row = vec![0u8; 1 + SIDE as usize / 8];
-    for _ in 0..SIDE {
+    let row = vec![0u8; 1 + row_bytes];
+    for _ in 0..rows {
         deflated.write_all(&row).unwrap();
     }
     chunk(&mut png, b"IDAT", &deflated.finish().unwrap());
@@ -83,21 +82,80 @@ fn decompression_bomb() -> Vec<u8> {
     png
 }
 
-fn resident_mib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse::<u64>()
-        .unwrap()
-        / 1024
+/// A PNG that claims 30,000 x 30,000 pixels of one bit and holds them:
+/// about 100 KB that would decode to 900 MB as 8-bit pixels.
+fn decompression_bomb() -> Vec<u8> {
+    png_of_zeros(30_000, 1, 0, 30_000, 30_000 / 8)
+}
+
+/// The most memory a process has held (VmHWM), in MiB.
+fn peak_resident_mib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib / 1024
+}
+
+/// The real binary serving on loopback, so that its memory is its own
+/// (the in-process test servers share theirs with every other test).
+struct ServerProcess {
+    child: tokio::process::Child,
+    s3: String,
+    web: String,
+    _data: tempfile::TempDir,
+}
+
+impl ServerProcess {
+    async fn start() -> Self {
+        let port = || {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .unwrap()
+                .port()
+        };
+        let (s3_port, web_port) = (port(), port());
+        let data = tempfile::tempdir().unwrap();
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_cistern"))
+            .args(["serve", "--log-level", "warn"])
+            .args(["--s3-listen", &format!("127.0.0.1:{s3_port}")])
+            .args(["--web-listen", &format!("127.0.0.1:{web_port}")])
+            .args(["--root-user", ROOT_USER, "--root-password", ROOT_PASSWORD])
+            .arg("--data-dir")
+            .arg(data.path())
+            .env_remove("CISTERN_DATABASE_URL")
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let server = Self {
+            child,
+            s3: format!("http://127.0.0.1:{s3_port}"),
+            web: format!("http://127.0.0.1:{web_port}"),
+            _data: data,
+        };
+        let ready = format!("{}/health/ready", server.web);
+        poll_within(
+            std::time::Duration::from_secs(30),
+            "the server is ready",
+            || async {
+                reqwest::get(&ready)
+                    .await
+                    .ok()
+                    .filter(|r| r.status() == 200)
+            },
+        )
+        .await;
+        server
+    }
 }
 
 /// The server's answer for a console path, signed in by `session`.
 async fn fetch(app: &TestApp, session: &str, path: &str) -> reqwest::Response {
+    fetch_from(&app.web_url(""), session, path).await
+}
+
+async fn fetch_from(web: &str, session: &str, path: &str) -> reqwest::Response {
     reqwest::Client::new()
-        .get(app.web_url(path))
+        .get(format!("{web}{path}"))
         .header("cookie", format!("cistern_session={session}"))
         .send()
         .await
@@ -245,10 +303,10 @@ async fn thumbnails_are_upright_small_cached_and_made_again_when_the_image_chang
 
 #[tokio::test]
 async fn hostile_images_get_a_placeholder_and_the_server_keeps_answering() {
-    let app = spawn_app().await;
-    let s3 = app.client();
+    let server = ServerProcess::start().await;
+    let s3 = client_for(&server.s3, ROOT_USER, ROOT_PASSWORD, None);
     s3.create_bucket().bucket("photos").send().await.unwrap();
-    let session = app.api().root_session().await;
+    let session = ApiClient::at(&server.web).root_session().await;
     let bomb = decompression_bomb();
     assert!(
         bomb.len() < 200 * 1024,
@@ -259,11 +317,21 @@ async fn hostile_images_get_a_placeholder_and_the_server_keeps_answering() {
     let jpeg = camera_jpeg(1);
     put_bytes(&s3, "photos", "cut.jpg", jpeg[..jpeg.len() / 2].to_vec()).await;
     put_bytes(&s3, "photos", "text.gif", b"GIF89a but not really".to_vec()).await;
-    for key in ["bomb.png", "cut.jpg", "text.gif"] {
+    // Within the limit on sides, but 10,000 x 10,000 16-bit RGBA pixels
+    // would take 800 MB.
+    put_bytes(
+        &s3,
+        "photos",
+        "deep.png",
+        png_of_zeros(10_000, 16, 6, 10_000, 80_000),
+    )
+    .await;
+    let pid = server.child.id().unwrap();
+    for key in ["bomb.png", "cut.jpg", "text.gif", "deep.png"] {
         let path = format!("/ui/buckets/photos/thumb?key={key}");
         let (thumb, other) = tokio::join!(
-            fetch(&app, &session, &path),
-            fetch(&app, &session, "/ui/buckets")
+            fetch_from(&server.web, &session, &path),
+            fetch_from(&server.web, &session, "/ui/buckets")
         );
         assert_eq!(other.status(), 200, "other pages answer meanwhile");
         assert_eq!(thumb.status(), 200, "{key}");
@@ -272,11 +340,7 @@ async fn hostile_images_get_a_placeholder_and_the_server_keeps_answering() {
             "image/svg+xml",
             "{key} gets the placeholder"
         );
-        assert!(
-            resident_mib() < 300,
-            "{key}: {} MiB resident",
-            resident_mib()
-        );
+        let peak = peak_resident_mib(pid);
+        assert!(peak < 300, "{key}: the server held {peak} MiB at most");
     }
-    app.stop().await;
 }

@@ -228,6 +228,12 @@ impl Store {
         Ok(self.meta.pool_events(&pool.id, None, after, limit).await?)
     }
 
+    /// The id of the pool's newest event, for a page that follows the
+    /// stream from now on (0 when it has none).
+    pub async fn latest_pool_event(&self, pool: &PoolRecord) -> CoreResult<i64> {
+        Ok(self.meta.latest_pool_event(&pool.id).await?)
+    }
+
     /// Notified whenever this node writes a pool event (events written by
     /// other nodes are found by polling).
     pub fn pool_event_signal(&self) -> Arc<tokio::sync::Notify> {

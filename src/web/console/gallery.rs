@@ -22,8 +22,9 @@ use crate::web::WebState;
 
 /// Images a gallery page shows; more are a link away.
 const PAGE: usize = 200;
-/// Images of one folder the gallery sorts at most.
-const MOST: usize = 20_000;
+/// Listing pages of 1,000 keys a gallery reads at most: a folder of more
+/// files shows the images among its first 20,000 and says so.
+const MOST_PAGES: usize = 20;
 
 #[derive(Deserialize, Default)]
 pub struct GalleryQuery {
@@ -65,6 +66,8 @@ struct GalleryPage {
     by_name: bool,
     tiles: Vec<Tile>,
     total: usize,
+    /// The folder has more files than the gallery looks through.
+    cut_short: bool,
     more: Option<String>,
 }
 
@@ -91,23 +94,29 @@ fn sort_word(by_name: bool) -> &'static str {
     if by_name { "name" } else { "newest" }
 }
 
-/// The images directly in a folder, in the order asked.
+/// The images directly in a folder, in the order asked, and whether the
+/// folder held more files than were looked at.
 async fn images(
     state: &WebState,
     bucket: &str,
     prefix: &str,
     by_name: bool,
-) -> Result<Vec<ObjectSummary>, ConsoleError> {
+) -> Result<(Vec<ObjectSummary>, bool), ConsoleError> {
     let mut found = Vec::new();
     let mut after = String::new();
-    loop {
+    let mut cut_short = false;
+    for read in 1.. {
         let page = state
             .store
             .list_objects(bucket, prefix, Some("/"), &after, 1000)
             .await?;
         found.extend(page.objects.into_iter().filter(|o| is_image_name(&o.key)));
         match page.last {
-            Some(last) if page.truncated && found.len() < MOST => after = last,
+            Some(last) if page.truncated && read < MOST_PAGES => after = last,
+            Some(_) if page.truncated => {
+                cut_short = true;
+                break;
+            }
             _ => break,
         }
     }
@@ -118,7 +127,7 @@ async fn images(
                 .then_with(|| a.key.cmp(&b.key))
         });
     }
-    Ok(found)
+    Ok((found, cut_short))
 }
 
 fn name_of(key: &str) -> &str {
@@ -170,11 +179,11 @@ pub async fn gallery(
         .authorize(Some(&visitor.principal), &bucket, Access::Read)
         .await?;
     let by_name = by_name(&query.sort);
-    let all = images(&state, &bucket, &query.prefix, by_name).await?;
+    let (all, cut_short) = images(&state, &bucket, &query.prefix, by_name).await?;
     let total = all.len();
     let tiles = all
         .iter()
-        .skip(query.page * PAGE)
+        .skip(query.page.saturating_mul(PAGE))
         .take(PAGE)
         .map(|o| Tile {
             name: name_of(&o.key).to_owned(),
@@ -182,7 +191,7 @@ pub async fn gallery(
             thumb: thumb_url(&bucket, o),
         })
         .collect();
-    let more = (total > (query.page + 1) * PAGE)
+    let more = (total > query.page.saturating_add(1).saturating_mul(PAGE))
         .then(|| gallery_url(&bucket, &query.prefix, by_name, query.page + 1));
     let heading = match name_of(&query.prefix) {
         "" => format!("Gallery of {bucket}"),
@@ -198,6 +207,7 @@ pub async fn gallery(
         by_name,
         tiles,
         total,
+        cut_short,
         more,
     }))
 }
@@ -220,7 +230,7 @@ pub async fn photo(
         Some(i) => &query.key[..=i],
         None => "",
     };
-    let all = images(&state, &bucket, prefix, by_name).await?;
+    let (all, _) = images(&state, &bucket, prefix, by_name).await?;
     let Some(at) = all.iter().position(|o| o.key == query.key) else {
         return Err(CoreError::NoSuchKey.into());
     };

@@ -77,6 +77,8 @@ struct PoolPage {
     attempts: Vec<AttemptRow>,
     latest: String,
     tokens: Vec<(String, String)>,
+    /// The stream is followed from after this event.
+    latest_event: i64,
 }
 
 fn window_words(pool: &PoolRecord) -> String {
@@ -161,6 +163,7 @@ async fn pool_page(
     let deliveries = state.store.latest_deliveries(&pool).await?;
     let last_contribution = state.store.last_contributions(&pool).await?;
     let attempts = state.store.webhook_attempts(&pool).await?;
+    let latest_event = state.store.latest_pool_event(&pool).await?;
     let now = crate::core::now_ms();
     let group_rows = groups
         .iter()
@@ -201,9 +204,9 @@ async fn pool_page(
             fetched: fetched(m),
         })
         .collect();
+    // Newest first, as the store gives them.
     let attempt_rows = attempts
         .iter()
-        .rev()
         .take(20)
         .map(|a| AttemptRow {
             time: words::time(a.time_ms),
@@ -229,6 +232,7 @@ async fn pool_page(
             .map(|g| words::time(g.start_ms))
             .unwrap_or_else(|| "none yet".to_owned()),
         tokens,
+        latest_event,
         name: pool.name,
     }))
 }

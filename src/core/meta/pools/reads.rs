@@ -288,6 +288,17 @@ impl MetaStore {
         .collect()
     }
 
+    /// The id of the pool's newest event (0 when it has none).
+    pub async fn latest_pool_event(&self, pool_id: &str) -> MetaResult<i64> {
+        let row = sqlx::query(
+            "SELECT COALESCE(MAX(id), 0) AS latest FROM pool_events WHERE pool_id = $1",
+        )
+        .bind(pool_id)
+        .fetch_one(&mut *self.conn().await?)
+        .await?;
+        Ok(row.try_get("latest")?)
+    }
+
     /// When each member last sent a file (Unix ms), by member id.
     pub async fn last_contributions(&self, pool_id: &str) -> MetaResult<Vec<(String, i64)>> {
         sqlx::query(
