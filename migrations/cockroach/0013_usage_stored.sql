@@ -2,10 +2,10 @@
 -- Bytes and objects each bucket held on a day (its last record of the
 -- day), so that usage pages can plot bytes stored over time.
 CREATE TABLE IF NOT EXISTS usage_stored (
-    day STRING NOT NULL,
-    user_id STRING NOT NULL,
-    bucket STRING NOT NULL,
-    bytes INT8 NOT NULL,
-    objects INT8 NOT NULL,
+    day TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    bucket TEXT NOT NULL,
+    bytes BIGINT NOT NULL,
+    objects BIGINT NOT NULL,
     PRIMARY KEY (day, user_id, bucket)
 );
