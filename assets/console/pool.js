@@ -44,6 +44,9 @@ if (live && window.EventSource) {
     try {
       const data = JSON.parse(event.data);
       words = `${data.kind}${data.group ? ` (group ${data.group})` : ""}`;
+      const about = data.data ?? {};
+      if (about.name) words += `: ${about.name}`;
+      if (about.reason) words += ` (${about.message ?? about.reason})`;
     } catch { /* the kind alone */ }
     const shown = live.querySelector(".live-note");
     if (shown) shown.textContent = `Just now: ${words}`;

@@ -218,7 +218,7 @@ impl Store {
             .into_iter()
             .filter(|b| b.owner_id == who.user_id)
             .collect();
-        let daily = self.meta.usage(Some(&who.user_id)).await?;
+        let daily = self.meta.usage(Some(&who.user_id), None).await?;
         let mut totals = UsageTotals::default();
         buckets.iter().for_each(|b| totals.add_bucket(b));
         daily.iter().for_each(|d| totals.add_day(d));
@@ -254,10 +254,7 @@ impl Store {
         for b in self.meta.buckets().await? {
             totals.entry(b.owner_id.clone()).or_default().add_bucket(&b);
         }
-        for d in self.meta.usage(None).await? {
-            if since.is_some_and(|since| d.day.as_str() < since) {
-                continue;
-            }
+        for d in self.meta.usage(None, since).await? {
             totals.entry(d.user_id.clone()).or_default().add_day(&d);
         }
         Ok(totals
@@ -389,7 +386,7 @@ impl Store {
             .collect();
         let traffic: Vec<UsageRow> = self
             .meta
-            .usage(user_id.as_deref())
+            .usage(user_id.as_deref(), Some(&first))
             .await?
             .into_iter()
             .filter(|r| r.day >= first && wanted(&r.bucket))

@@ -179,14 +179,20 @@ impl MetaStore {
         user_id: Option<&str>,
         from_day: &str,
     ) -> MetaResult<Vec<StoredRow>> {
-        let rows = sqlx::query(
-            "SELECT day, user_id, bucket, bytes, objects FROM usage_stored \
-             WHERE ($1 = '' OR user_id = $1) AND day >= $2 ORDER BY day, user_id, bucket",
-        )
-        .bind(user_id.unwrap_or_default())
-        .bind(from_day)
-        .fetch_all(&mut *self.conn().await?)
-        .await?;
+        let query = match user_id {
+            Some(user_id) => sqlx::query(
+                "SELECT day, user_id, bucket, bytes, objects FROM usage_stored \
+                 WHERE user_id = $1 AND day >= $2 ORDER BY day, user_id, bucket",
+            )
+            .bind(user_id.to_owned())
+            .bind(from_day.to_owned()),
+            None => sqlx::query(
+                "SELECT day, user_id, bucket, bytes, objects FROM usage_stored \
+                 WHERE day >= $1 ORDER BY day, user_id, bucket",
+            )
+            .bind(from_day.to_owned()),
+        };
+        let rows = query.fetch_all(&mut *self.conn().await?).await?;
         rows.iter()
             .map(|row| {
                 Ok(StoredRow {
@@ -201,14 +207,28 @@ impl MetaStore {
     }
 
     /// Daily traffic rows, for one user or (`None`) everyone.
-    pub async fn usage(&self, user_id: Option<&str>) -> MetaResult<Vec<UsageRow>> {
-        let rows = sqlx::query(
-            "SELECT day, user_id, bucket, bytes_in, bytes_out, requests FROM usage_daily \
-             WHERE ($1 = '' OR user_id = $1) ORDER BY day, user_id, bucket",
-        )
-        .bind(user_id.unwrap_or_default())
-        .fetch_all(&mut *self.conn().await?)
-        .await?;
+    /// From `from_day` on when given. One user's rows are found by the
+    /// `(user_id, day)` index, so a person's page reads only their own.
+    pub async fn usage(
+        &self,
+        user_id: Option<&str>,
+        from_day: Option<&str>,
+    ) -> MetaResult<Vec<UsageRow>> {
+        let from_day = from_day.unwrap_or_default();
+        let query = match user_id {
+            Some(user_id) => sqlx::query(
+                "SELECT day, user_id, bucket, bytes_in, bytes_out, requests FROM usage_daily \
+                 WHERE user_id = $1 AND day >= $2 ORDER BY day, user_id, bucket",
+            )
+            .bind(user_id.to_owned())
+            .bind(from_day.to_owned()),
+            None => sqlx::query(
+                "SELECT day, user_id, bucket, bytes_in, bytes_out, requests FROM usage_daily \
+                 WHERE day >= $1 ORDER BY day, user_id, bucket",
+            )
+            .bind(from_day.to_owned()),
+        };
+        let rows = query.fetch_all(&mut *self.conn().await?).await?;
         rows.iter()
             .map(|row| {
                 Ok(UsageRow {

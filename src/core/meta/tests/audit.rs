@@ -127,7 +127,7 @@ async fn audit_filters_pages_and_expires(store: MetaStore) {
 
     // Usage is billed per day, user and bucket; anonymous traffic to no one.
     let usage: Vec<(String, String, i64, i64, i64)> = store
-        .usage(Some(ALICE))
+        .usage(Some(ALICE), None)
         .await
         .unwrap()
         .into_iter()
@@ -142,7 +142,7 @@ async fn audit_filters_pages_and_expires(store: MetaStore) {
         ]
     );
     assert_eq!(
-        store.usage(None).await.unwrap().len(),
+        store.usage(None, None).await.unwrap().len(),
         4,
         "bob's, not anonymous"
     );
@@ -160,7 +160,7 @@ async fn audit_filters_pages_and_expires(store: MetaStore) {
         ]
     );
     let days: Vec<String> = store
-        .usage(None)
+        .usage(None, None)
         .await
         .unwrap()
         .into_iter()
