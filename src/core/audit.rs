@@ -16,6 +16,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{CoreError, CoreResult, Principal, Store, now_ms};
+use crate::core::meta::audit::day_of;
 use crate::core::meta::{AuditRecord, Mutation};
 use crate::model::{AuditFilter, BucketRecord, StoredRow, UsageRow};
 
@@ -306,18 +307,14 @@ pub struct UsageReport {
     pub user: Option<String>,
     pub days: Vec<UsageDay>,
     pub buckets: Vec<BucketUsage>,
+    /// Every bucket of the subject, whichever one the report is about.
+    pub bucket_names: Vec<String>,
     /// Stored now, and the traffic of the period.
     pub totals: UsageTotals,
     pub quota: Option<i64>,
 }
 
 const DAY_MS: i64 = 86_400_000;
-
-fn day_of(time_ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(time_ms)
-        .map(|t| t.format("%Y-%m-%d").to_string())
-        .unwrap_or_default()
-}
 
 /// Records what every bucket holds today, so that "stored over time" has
 /// a point per day (run at start and hourly; the day's last run stays).
@@ -377,13 +374,19 @@ impl Store {
         let first = day_list[0].clone();
         let wanted = |b: &str| bucket.is_none_or(|only| only == b);
         let mine = |owner: &str| user_id.as_deref().is_none_or(|id| id == owner);
-        let buckets: Vec<BucketRecord> = self
+        let (buckets, others): (Vec<BucketRecord>, Vec<BucketRecord>) = self
             .meta
             .buckets()
             .await?
             .into_iter()
-            .filter(|b| mine(&b.owner_id) && wanted(&b.name))
+            .filter(|b| mine(&b.owner_id))
+            .partition(|b| wanted(&b.name));
+        let mut bucket_names: Vec<String> = buckets
+            .iter()
+            .chain(&others)
+            .map(|b| b.name.clone())
             .collect();
+        bucket_names.sort();
         let traffic: Vec<UsageRow> = self
             .meta
             .usage(user_id.as_deref(), Some(&first))
@@ -445,6 +448,7 @@ impl Store {
             user,
             days: by_day.into_values().collect(),
             buckets: bucket_rows,
+            bucket_names,
             totals,
             quota,
         })

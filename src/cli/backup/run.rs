@@ -34,6 +34,13 @@ pub const PART_SIZE: usize = 16 * 1024 * 1024;
 /// Parts of one file in flight at once.
 pub const PARTS_AT_ONCE: usize = 4;
 
+/// A file as read: its hash, its length, and its bytes when kept.
+struct FileRead {
+    sha256: String,
+    len: u64,
+    contents: Option<Bytes>,
+}
+
 /// What became of one file.
 enum Stored {
     Kept {
@@ -380,14 +387,13 @@ impl Sender {
         let size = file.stamp.size;
         let small = size <= PART_SIZE as u64;
         // Small files are read once, for their hash and to send them.
-        let (sha256, read) = match known {
-            Some(sha256) => (sha256, None),
+        let (sha256, size, contents) = match known {
+            Some(sha256) => (sha256, size, None),
             None => match self.read(file, small).await? {
-                Ok(read) => read,
+                Ok(read) => (read.sha256, read.len, read.contents),
                 Err(why) => return Ok(Stored::Unreadable(why)),
             },
         };
-        let size = read.as_ref().map_or(size, |(_, bytes)| *bytes);
         // Content already there under another size is damaged: sent again.
         let first = self.present.get(&sha256) != Some(&size)
             && self
@@ -406,10 +412,14 @@ impl Sender {
         }
         let key = self.location.key(&content_name(&sha256));
         let sent = if small {
-            let contents = match read {
-                Some((Some(contents), _)) => contents,
-                _ => match self.read(file, true).await? {
-                    Ok((again, Some((Some(contents), _)))) if again == sha256 => contents,
+            let contents = match contents {
+                Some(contents) => contents,
+                None => match self.read(file, true).await? {
+                    Ok(FileRead {
+                        sha256: again,
+                        contents: Some(contents),
+                        ..
+                    }) if again == sha256 => contents,
                     Ok(_) => return Ok(Stored::Unreadable(changed())),
                     Err(why) => return Ok(Stored::Unreadable(why)),
                 },
@@ -442,45 +452,42 @@ impl Sender {
 
     /// Reads a file for its hash (and its contents when `keep`); the inner
     /// error is why the file cannot be read.
-    async fn read(
-        &self,
-        file: &Found,
-        keep: bool,
-    ) -> anyhow::Result<Result<(String, Option<(Option<Bytes>, u64)>), String>> {
+    async fn read(&self, file: &Found, keep: bool) -> anyhow::Result<Result<FileRead, String>> {
         let path = file.local.clone();
-        let read = tokio::task::spawn_blocking(
-            move || -> std::io::Result<(String, Option<Bytes>, u64)> {
-                let mut f = std::fs::File::open(&path)?;
-                if keep {
-                    let mut contents = Vec::new();
-                    f.read_to_end(&mut contents)?;
-                    let len = contents.len() as u64;
-                    return Ok((
-                        hex::encode(sha2::Sha256::digest(&contents)),
-                        Some(contents.into()),
-                        len,
-                    ));
+        let read = tokio::task::spawn_blocking(move || -> std::io::Result<FileRead> {
+            let mut f = std::fs::File::open(&path)?;
+            if keep {
+                let mut contents = Vec::new();
+                f.read_to_end(&mut contents)?;
+                return Ok(FileRead {
+                    sha256: hex::encode(sha2::Sha256::digest(&contents)),
+                    len: contents.len() as u64,
+                    contents: Some(contents.into()),
+                });
+            }
+            let mut hasher = sha2::Sha256::new();
+            let mut buffer = vec![0u8; 1 << 20];
+            let mut len = 0u64;
+            loop {
+                let n = f.read(&mut buffer)?;
+                if n == 0 {
+                    break;
                 }
-                let mut hasher = sha2::Sha256::new();
-                let mut buffer = vec![0u8; 1 << 20];
-                let mut len = 0u64;
-                loop {
-                    let n = f.read(&mut buffer)?;
-                    if n == 0 {
-                        break;
-                    }
-                    hasher.update(&buffer[..n]);
-                    len += n as u64;
-                }
-                Ok((hex::encode(hasher.finalize()), None, len))
-            },
-        )
+                hasher.update(&buffer[..n]);
+                len += n as u64;
+            }
+            Ok(FileRead {
+                sha256: hex::encode(hasher.finalize()),
+                len,
+                contents: None,
+            })
+        })
         .await?;
         Ok(match read {
-            Ok((sha256, contents, len)) => {
+            Ok(read) => {
                 self.bytes_read
-                    .fetch_add(len, std::sync::atomic::Ordering::Relaxed);
-                Ok((sha256, Some((contents, len))))
+                    .fetch_add(read.len, std::sync::atomic::Ordering::Relaxed);
+                Ok(read)
             }
             Err(e) => Err(e.to_string()),
         })

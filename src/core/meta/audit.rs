@@ -8,7 +8,8 @@ use sqlx::{AnyConnection, Row};
 
 use super::{MetaResult, MetaStore, MutationOutcome};
 
-fn day_of(time_ms: i64) -> String {
+/// The UTC day of a moment, `YYYY-MM-DD`, as usage rows name days.
+pub(crate) fn day_of(time_ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(time_ms)
         .map(|t| t.format("%Y-%m-%d").to_string())
         .unwrap_or_default()

@@ -330,23 +330,26 @@ impl FromRequestParts<WebState> for Caller {
             ApiActor::set(parts, Some(&principal), None);
             return Ok(Caller(principal));
         }
-        let encoded = header
-            .strip_prefix("Basic ")
-            .ok_or_else(ApiError::unauthorized)?;
-        let decoded = base64::engine::general_purpose::STANDARD
-            .decode(encoded.trim())
-            .ok()
-            .and_then(|b| String::from_utf8(b).ok())
-            .ok_or_else(ApiError::unauthorized)?;
-        let (name, password) = decoded.split_once(':').ok_or_else(ApiError::unauthorized)?;
-        ApiActor::set(parts, None, Some(name));
+        let (name, password) = basic_credentials(header).ok_or_else(ApiError::unauthorized)?;
+        ApiActor::set(parts, None, Some(&name));
         let principal = state
             .store
-            .login_from(name, password, peer_ip(parts))
+            .login_from(&name, &password, peer_ip(parts))
             .await?;
         ApiActor::set(parts, Some(&principal), None);
         Ok(Caller(principal))
     }
+}
+
+/// The name and password of an `Authorization: Basic` header.
+fn basic_credentials(header: &str) -> Option<(String, String)> {
+    let encoded = header.strip_prefix("Basic ")?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let decoded = String::from_utf8(decoded).ok()?;
+    let (name, password) = decoded.split_once(':')?;
+    Some((name.to_owned(), password.to_owned()))
 }
 
 /// The caller of the backup commands' report route: an S3 access key and
@@ -362,22 +365,16 @@ impl FromRequestParts<WebState> for KeyCaller {
             .headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|h| h.to_str().ok())
-            .and_then(|h| h.strip_prefix("Basic "))
-            .and_then(|b| {
-                base64::engine::general_purpose::STANDARD
-                    .decode(b.trim())
-                    .ok()
-            })
-            .and_then(|b| String::from_utf8(b).ok());
-        let Some((key, secret)) = basic.as_deref().and_then(|b| b.split_once(':')) else {
+            .and_then(basic_credentials);
+        let Some((key, secret)) = basic else {
             return Caller::from_request_parts(parts, state)
                 .await
                 .map(|Caller(p)| KeyCaller(p));
         };
-        ApiActor::set(parts, None, Some(key));
+        ApiActor::set(parts, None, Some(&key));
         let principal = state
             .store
-            .login_with_key(key, secret, peer_ip(parts))
+            .login_with_key(&key, &secret, peer_ip(parts))
             .await?;
         ApiActor::set(parts, Some(&principal), None);
         Ok(KeyCaller(principal))

@@ -161,20 +161,9 @@ async fn page(
     let bucket = (!query.bucket.is_empty()).then_some(query.bucket.as_str());
     let report = state
         .store
-        .usage_report(&visitor.principal, subject.clone(), bucket, days)
+        .usage_report(&visitor.principal, subject, bucket, days)
         .await?;
-    // The bucket picker lists every bucket of the subject, whichever is shown.
-    let bucket_choices = match bucket {
-        None => report.buckets.iter().map(|b| b.bucket.clone()).collect(),
-        Some(_) => state
-            .store
-            .usage_report(&visitor.principal, subject, None, 1)
-            .await?
-            .buckets
-            .into_iter()
-            .map(|b| b.bucket)
-            .collect(),
-    };
+    let bucket_choices = report.bucket_names.clone();
     let base = if everyone {
         "/ui/admin/usage"
     } else {
