@@ -645,6 +645,8 @@ test("the pool dashboard shows contributions, the seal, the claim and the result
     await shot(page, "published");
     await page.setViewportSize({ width: 360, height: 800 });
     await shot(page, "phone");
+    await page.locator("#members").evaluate((table) => { table.parentElement.scrollLeft = 10_000; });
+    await shot(page, "phone-members-scrolled");
   } finally {
     await page.close();
     await server.stop();
