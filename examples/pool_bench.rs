@@ -14,10 +14,14 @@
 //! ```
 //! `bench/pool.sh` starts a server and runs this against it.
 
+#[path = "support/proc_status.rs"]
+mod proc_status;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use proc_status::{peak_rss_mib, rss_mib};
 use serde_json::{Value, json};
 
 const MIB: usize = 1024 * 1024;
@@ -79,20 +83,6 @@ fn parse_args() -> Args {
         }
     }
     args
-}
-
-fn peak_rss_mib(pid: Option<u32>) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", pid?)).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / 1024.0)
-}
-
-fn rss_mib(pid: Option<u32>) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", pid?)).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / 1024.0)
 }
 
 /// CPU seconds (user + system) the processes have used.

@@ -1,17 +1,23 @@
-// The pool page, live: follows the pool's event stream from the newest
-// event the page was made with (the browser resumes it with Last-Event-ID
-// after a dropped connection) and, on each event, fetches the page again
-// and swaps in its live part. Without this file the page is the same, as
-// of its last load.
+// The pool page, live: the page's notifications stream (notices.js,
+// started from the newest event the page was made with) hands over each
+// event; on one of this pool's, the page is fetched again and its live
+// part swapped in. Without scripts the page is the same, as of its last
+// load.
 
 const live = document.getElementById("pool-live");
-if (live && window.EventSource) {
-  const pool = encodeURIComponent(live.dataset.pool);
+if (live) {
+  const pool = live.dataset.pool;
   let running = null;
   let again = false;
   let lastEvent = Date.now();
   const swap = async () => {
-    const answer = await fetch(`/ui/pools/${pool}`, { headers: { accept: "text/html" } });
+    // Not while someone types in the live part: a little later.
+    if (live.contains(document.activeElement) && document.activeElement.matches("input, textarea, select")) {
+      setTimeout(refresh, 2000);
+      return;
+    }
+    // The same page of members as shown.
+    const answer = await fetch(window.location.pathname + window.location.search, { headers: { accept: "text/html" } });
     if (!answer.ok) return;
     const page = new DOMParser().parseFromString(await answer.text(), "text/html");
     const fresh = page.getElementById("pool-live");
@@ -37,28 +43,14 @@ if (live && window.EventSource) {
       }
     });
   };
-  const events = new EventSource(`/api/v1/events?pool=${pool}&after=${live.dataset.after ?? 0}`);
-  const onEvent = (event) => {
+  document.addEventListener("cistern:pool-event", (event) => {
+    const data = event.detail;
+    if (data.pool !== pool) return;
     lastEvent = Date.now();
-    let words = event.type;
-    try {
-      const data = JSON.parse(event.data);
-      words = `${data.kind}${data.group ? ` (group ${data.group})` : ""}`;
-      const about = data.data ?? {};
-      if (about.name) words += `: ${about.name}`;
-      if (about.reason) words += ` (${about.message ?? about.reason})`;
-    } catch { /* the kind alone */ }
     const shown = live.querySelector(".live-note");
-    if (shown) shown.textContent = `Just now: ${words}`;
+    if (shown) shown.textContent = `Just now: ${data.words}`;
     refresh();
-  };
-  for (const kind of [
-    "contribution.accepted", "contribution.refused", "group.sealed", "group.claimed",
-    "group.published", "group.failed", "member.disabled", "member.enabled", "member.rekeyed",
-    "member.removed",
-  ]) {
-    events.addEventListener(kind, onEvent);
-  }
+  });
   // Fetching a result raises no event: while a member has not fetched the
   // latest one, look again every few seconds, for ten minutes after the
   // last event, and only while the page is in view.

@@ -44,12 +44,12 @@ impl Default for EventHub {
 
 impl EventHub {
     fn subscribe(&self, filter: &EventFilter) -> broadcast::Receiver<Arc<PoolEvent>> {
-        let Some(member_id) = &filter.member_id else {
+        let (Some(member_id), [pool_id]) = (&filter.member_id, filter.pool_ids.as_slice()) else {
             return self.everything.subscribe();
         };
         let mut members = self.members.lock().unwrap_or_else(|e| e.into_inner());
         members
-            .entry(filter.pool_id.clone())
+            .entry(pool_id.clone())
             .or_default()
             .entry(member_id.clone())
             .or_insert_with(|| broadcast::channel(MEMBER_CAPACITY).0)
@@ -84,14 +84,16 @@ impl EventHub {
 /// Which events a stream wants.
 #[derive(Debug, Clone)]
 pub struct EventFilter {
-    pub pool_id: String,
+    /// One pool's id; or, for an owner's feed of all their pools, several
+    /// (a member always follows exactly one).
+    pub pool_ids: Vec<String>,
     /// A member sees the pool's events and its own; `None` sees all.
     pub member_id: Option<String>,
 }
 
 impl EventFilter {
     fn wants(&self, event: &PoolEvent) -> bool {
-        event.pool_id == self.pool_id
+        self.pool_ids.contains(&event.pool_id)
             && match (&self.member_id, &event.member_id) {
                 (None, _) | (_, None) => true,
                 (Some(me), Some(them)) => me == them,
@@ -206,23 +208,34 @@ impl Store {
             loop {
                 match f.phase {
                     Phase::CatchUp => {
-                        let page = f
-                            .store
-                            .meta
-                            .pool_events(
-                                &f.filter.pool_id,
-                                f.filter.member_id.as_deref(),
-                                f.last,
-                                500,
-                            )
-                            .await;
+                        // One pool's events by its index; several pools'
+                        // from all events, the unwanted skipped.
+                        let page = match f.filter.pool_ids.as_slice() {
+                            [pool_id] => {
+                                f.store
+                                    .meta
+                                    .pool_events(
+                                        pool_id,
+                                        f.filter.member_id.as_deref(),
+                                        f.last,
+                                        500,
+                                    )
+                                    .await
+                            }
+                            _ => f.store.meta.pool_events_after(f.last, 500).await,
+                        };
                         match page {
                             Ok(page) if page.is_empty() => f.phase = Phase::Live,
                             Ok(page) => {
+                                let end = page.last().map(|e| e.id).unwrap_or(f.last);
                                 let items: Vec<FollowItem> = page
                                     .into_iter()
                                     .flat_map(|e| f.items_for(Arc::new(e)))
                                     .collect();
+                                f.last = f.last.max(end);
+                                if items.is_empty() {
+                                    continue;
+                                }
                                 return Some((items, f));
                             }
                             Err(e) => {

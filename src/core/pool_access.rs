@@ -17,7 +17,7 @@ use super::sessions::token_hash;
 use super::{CoreError, CoreResult, Principal, Store};
 use crate::model::{
     ContributionFilter, ContributionRecord, GroupRecord, GroupState, MemberRecord, MemberRole,
-    PoolError, PoolEvent, PoolRecord, WebhookAttempt,
+    PoolError, PoolEvent, PoolEventKind, PoolRecord, WebhookAttempt,
 };
 
 /// Who is calling on a pool.
@@ -109,10 +109,24 @@ pub struct PublishedResult {
 /// Who has fetched the newest published result.
 pub struct DeliveryReport {
     pub group_start_ms: i64,
-    /// Names of the contributors and listeners who fetched it.
-    pub fetched: Vec<String>,
+    /// Names of the contributors and listeners who fetched it, with when
+    /// they last did (Unix ms).
+    pub fetched: Vec<(String, i64)>,
     /// Names of those who have not.
     pub missing: Vec<String>,
+}
+
+/// What a member sees of itself in the console.
+pub struct MemberOverview {
+    /// Newest first.
+    pub contributions: Vec<ContributionRecord>,
+    /// The cursor of the next older page, when there is one.
+    pub older: Option<String>,
+    /// The newest refused files, newest first.
+    pub refusals: Vec<PoolEvent>,
+    /// The newest published group.
+    pub latest: Option<GroupRecord>,
+    pub fetched_latest: bool,
 }
 
 /// Whose contributions a caller may list, with the names of the pool's
@@ -253,6 +267,18 @@ impl Store {
         })
     }
 
+    /// Every member's contributions, as the pool's owner sees them.
+    pub async fn owner_contribution_scope(
+        &self,
+        pool: &PoolRecord,
+    ) -> CoreResult<ContributionScope> {
+        Ok(ContributionScope {
+            pool_id: pool.id.clone(),
+            member_id: None,
+            names: self.member_names(pool).await?,
+        })
+    }
+
     /// A page of the contributions in `scope` (of one group, if given),
     /// after the id `after_id`, each with its member's name.
     pub async fn contribution_page(
@@ -287,6 +313,11 @@ impl Store {
         state: Option<&str>,
     ) -> CoreResult<Vec<GroupRecord>> {
         Ok(self.meta.groups(&pool.id, state).await?)
+    }
+
+    /// One group, by the start of its window.
+    pub async fn pool_group(&self, pool: &PoolRecord, start_ms: i64) -> CoreResult<GroupRecord> {
+        Ok(self.meta.group(&pool.id, start_ms).await?)
     }
 
     /// Every file of a group, each with its member's name.
@@ -347,18 +378,27 @@ impl Store {
     /// Which contributors and listeners fetched the newest published
     /// result; `None` before the first one.
     pub async fn latest_deliveries(&self, pool: &PoolRecord) -> CoreResult<Option<DeliveryReport>> {
-        let Some(group) = self.meta.latest_published(&pool.id).await? else {
-            return Ok(None);
-        };
-        let fetched: std::collections::HashSet<String> = self
+        match self.meta.latest_published(&pool.id).await? {
+            Some(group) => Ok(Some(self.group_deliveries(pool, group.start_ms).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Which contributors and listeners fetched a group's result, and
+    /// when.
+    pub async fn group_deliveries(
+        &self,
+        pool: &PoolRecord,
+        group_start_ms: i64,
+    ) -> CoreResult<DeliveryReport> {
+        let fetched: HashMap<String, i64> = self
             .meta
-            .deliveries(&pool.id, group.start_ms)
+            .deliveries(&pool.id, group_start_ms)
             .await?
             .into_iter()
-            .map(|(id, _)| id)
             .collect();
         let mut report = DeliveryReport {
-            group_start_ms: group.start_ms,
+            group_start_ms,
             fetched: Vec::new(),
             missing: Vec::new(),
         };
@@ -366,13 +406,75 @@ impl Store {
             if m.role == MemberRole::Processor {
                 continue;
             }
-            if fetched.contains(&m.id) {
-                report.fetched.push(m.name);
-            } else {
-                report.missing.push(m.name);
+            match fetched.get(&m.id) {
+                Some(when) => report.fetched.push((m.name, *when)),
+                None => report.missing.push(m.name),
             }
         }
-        Ok(Some(report))
+        Ok(report)
+    }
+
+    /// One member of the pool, by name.
+    pub async fn pool_member_named(
+        &self,
+        pool: &PoolRecord,
+        name: &str,
+    ) -> CoreResult<MemberRecord> {
+        self.meta
+            .members(&pool.id)
+            .await?
+            .into_iter()
+            .find(|m| m.name == name)
+            .ok_or(CoreError::from(PoolError::NoSuchMember))
+    }
+
+    /// What a member sees of itself: its newest contributions (a page of
+    /// `limit` before the id `before`), its newest refused files, and the
+    /// latest result with whether it has fetched it.
+    pub async fn member_overview(
+        &self,
+        pool: &PoolRecord,
+        member: &MemberRecord,
+        before: Option<&str>,
+        limit: i64,
+    ) -> CoreResult<MemberOverview> {
+        let mut contributions = self
+            .meta
+            .member_contributions_newest_first(&pool.id, &member.id, before, limit + 1)
+            .await?;
+        let older = (contributions.len() as i64 > limit).then(|| {
+            contributions.truncate(limit as usize);
+            contributions
+                .last()
+                .map(|c| c.id.clone())
+                .unwrap_or_default()
+        });
+        let refusals = self
+            .meta
+            .member_events_newest_first(
+                &pool.id,
+                &member.id,
+                PoolEventKind::ContributionRefused,
+                20,
+            )
+            .await?;
+        let latest = self.meta.latest_published(&pool.id).await?;
+        let fetched_latest = match &latest {
+            Some(group) => self
+                .meta
+                .deliveries(&pool.id, group.start_ms)
+                .await?
+                .iter()
+                .any(|(id, _)| *id == member.id),
+            None => false,
+        };
+        Ok(MemberOverview {
+            contributions,
+            older,
+            refusals,
+            latest,
+            fetched_latest,
+        })
     }
 
     /// The newest 1000 webhook delivery attempts, newest first.
@@ -391,7 +493,7 @@ impl Store {
     ) -> impl Stream<Item = Arc<PoolEvent>> + Send + 'static {
         let member_id = access.member.as_ref().map(|m| m.id.clone());
         let filter = EventFilter {
-            pool_id: access.pool.id.clone(),
+            pool_ids: vec![access.pool.id.clone()],
             member_id: member_id.clone(),
         };
         let token_hash = access.token_hash.clone();
@@ -429,7 +531,48 @@ impl Store {
             .take_while(|item| std::future::ready(item.is_some()))
             .filter_map(|item| std::future::ready(item.flatten()))
     }
+
+    /// The events of every pool `who` owns, after `after` (from now when
+    /// `None`), with each pool's name by id; `None` for someone who owns
+    /// no pool. Pools created later join at the next connection.
+    pub async fn owner_event_feed(
+        &self,
+        who: &Principal,
+        after: Option<i64>,
+    ) -> CoreResult<
+        Option<(
+            OwnedPoolNames,
+            impl Stream<Item = Arc<PoolEvent>> + Send + use<>,
+        )>,
+    > {
+        let pools = self.meta.pools(Some(who.user_id.as_str())).await?;
+        if pools.is_empty() {
+            return Ok(None);
+        }
+        let after = match after {
+            Some(after) => after,
+            None => self.meta.last_pool_event_id().await?,
+        };
+        let names: OwnedPoolNames = pools.into_iter().map(|p| (p.id, p.name)).collect();
+        let filter = EventFilter {
+            pool_ids: names.keys().cloned().collect(),
+            member_id: None,
+        };
+        let feed = self.follow_events(filter, after).filter_map(|item| {
+            std::future::ready(match item {
+                Ok(event) => event,
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading pool events failed");
+                    None
+                }
+            })
+        });
+        Ok(Some((names, feed)))
+    }
 }
+
+/// Pool id → name.
+pub type OwnedPoolNames = HashMap<String, String>;
 
 #[cfg(test)]
 mod tests {

@@ -329,6 +329,11 @@ impl Store {
         };
         let delivered = error.is_none();
         let gave_up = !delivered && now - event.time_ms > GIVE_UP_AFTER_MS;
+        let doubling = 1_i64 << (state.attempts - 1).min(30);
+        let wait = (settings.retry_base.as_millis() as i64)
+            .saturating_mul(doubling)
+            .min(MAX_RETRY_WAIT_MS);
+        state.next_try_ms = now + wait;
         let attempt = WebhookAttempt {
             event_id: event.id,
             attempt: state.attempts,
@@ -340,6 +345,7 @@ impl Store {
                 error
             },
             delivered,
+            next_try_ms: (!delivered && !gave_up).then_some(state.next_try_ms),
         };
         let recorded = self
             .meta
@@ -358,11 +364,6 @@ impl Store {
             // The next event may be waiting already.
             return (None, Some(now));
         }
-        let doubling = 1_i64 << (state.attempts - 1).min(30);
-        let wait = (settings.retry_base.as_millis() as i64)
-            .saturating_mul(doubling)
-            .min(MAX_RETRY_WAIT_MS);
-        state.next_try_ms = now + wait;
         let next = state.next_try_ms;
         (Some(state), Some(next))
     }

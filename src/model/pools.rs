@@ -40,6 +40,8 @@ pub struct WebhookAttempt {
     pub status: Option<i64>,
     pub error: Option<String>,
     pub delivered: bool,
+    /// When the event is tried again; `None` once delivered or given up.
+    pub next_try_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone)]
@@ -65,6 +67,8 @@ pub struct GroupRecord {
     pub bytes: i64,
     pub attempts: i64,
     pub lease_id: Option<String>,
+    /// The processor that holds the lease, or held the last one.
+    pub lease_member: Option<String>,
     pub lease_expires_ms: Option<i64>,
     pub result_key: Option<String>,
     pub result_size: Option<i64>,

@@ -73,9 +73,20 @@ pub fn wants_secure(headers: &HeaderMap, public_url: Option<&str>) -> bool {
 
 /// A `Set-Cookie` value for `name`; `max_age_secs` 0 removes the cookie.
 pub fn set_cookie(name: &str, value: &str, max_age_secs: u64, secure: bool) -> HeaderValue {
+    set_cookie_at(name, value, "/", max_age_secs, secure)
+}
+
+/// A `Set-Cookie` value for `name` sent only under `path`.
+pub fn set_cookie_at(
+    name: &str,
+    value: &str,
+    path: &str,
+    max_age_secs: u64,
+    secure: bool,
+) -> HeaderValue {
     let secure = if secure { "; Secure" } else { "" };
     let text = format!(
-        "{name}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_secs}{secure}"
+        "{name}={value}; Path={path}; HttpOnly; SameSite=Strict; Max-Age={max_age_secs}{secure}"
     );
     HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
 }

@@ -621,6 +621,8 @@ test("the pool dashboard shows contributions, the seal, the claim and the result
     await page.getByRole("link", { name: "Pools", exact: true }).click();
     await page.getByRole("link", { name: "sky" }).click();
     await page.getByRole("heading", { name: "Pool sky" }).waitFor();
+    // The notifications area shows once its stream is open.
+    await page.locator("#notices").waitFor({ state: "visible" });
     const work = tempDir("cistern-pool-");
     const now = new Date().toISOString();
     for (const member of ["cam-1", "cam-2", "cam-3"]) {
@@ -638,11 +640,62 @@ test("the pool dashboard shows contributions, the seal, the claim and the result
     cli("proc", ["process", "--count", "1", "--exec", "cp {input}/manifest.json {output}"]);
     await page.locator("#groups .tag", { hasText: "published" }).waitFor({ timeout: 15_000 });
     await pollUntil("the page tells of the publication", async () =>
-      (await page.locator(".live-note").innerText()).includes("group.published"));
+      (await page.locator(".live-note").innerText()).includes("result published"));
+    // The header's notifications list the seal, the claim and the result;
+    // accepted files are only news on the pool page.
+    const notices = page.locator("#notices");
+    assert.ok(Number(await notices.locator(".count").innerText()) >= 3, "new events are counted");
+    await notices.locator("summary").click();
+    const items = notices.locator("li");
+    assert.match(await items.first().innerText(), /^sky: result published/);
+    assert.ok((await notices.innerText()).includes("group claimed by proc"));
+    assert.equal(await notices.locator(".count").innerText(), "", "opened, nothing is unseen");
+    await shot(page, "notifications");
+    await notices.locator("summary").click();
     cli("screen", ["watch", "--count", "1", "--out", join(work, "results")]);
     const screenRow = page.locator("#members tr", { hasText: "screen" });
     await pollUntil("the screen has fetched the result", async () => (await screenRow.innerText()).includes("fetched"), 15_000);
     await shot(page, "published");
+
+    // The group: its files, its processor, and who has the result.
+    await groupRow.locator("a").first().click();
+    await page.getByRole("heading", { name: /^Group of / }).waitFor();
+    assert.equal(await page.locator("#files tbody tr").count(), 3);
+    assert.equal(await page.locator("#processor").innerText(), "proc (published)");
+    assert.equal(await page.locator("#fetched tr", { hasText: "screen" }).locator("td.waiting").count(), 0);
+    assert.equal(await page.locator("#fetched td.waiting").count(), 3, "the cameras have not fetched it");
+    await shot(page, "group");
+
+    // A member signs in with its token, sees its receipt and downloads
+    // the result, which the owner then sees as fetched.
+    const memberPage = await browser.newPage();
+    try {
+      await memberPage.goto(`${server.web}/ui/sign-in`);
+      await memberPage.getByRole("link", { name: "Sign in with your member token" }).click();
+      await memberPage.getByLabel("Member token").fill(token["cam-1"]);
+      await memberPage.getByRole("button", { name: "Sign in" }).click();
+      await memberPage.getByRole("heading", { name: "cam-1 in pool sky" }).waitFor();
+      assert.equal(await memberPage.locator("#receipts tbody tr").count(), 1);
+      assert.ok((await memberPage.locator("#receipts").innerText()).includes("cam-1.png"));
+      await shot(memberPage, "member");
+      const [download] = await Promise.all([
+        memberPage.waitForEvent("download"),
+        memberPage.getByRole("link", { name: "Download the latest result" }).click(),
+      ]);
+      const manifest = JSON.parse(readFileSync(await download.path(), "utf8"));
+      assert.equal(manifest.files.length, 3, "the result is the processor's output");
+      await memberPage.reload();
+      await memberPage.locator("#latest .tag", { hasText: /^fetched$/ }).waitFor();
+      await memberPage.setViewportSize({ width: 360, height: 800 });
+      await shot(memberPage, "member-phone");
+    } finally {
+      await memberPage.close();
+    }
+    await page.reload();
+    assert.equal(await page.locator("#fetched td.waiting").count(), 2, "cam-1 has it now");
+
+    await page.goBack();
+    await page.getByRole("heading", { name: "Pool sky" }).waitFor();
     await page.setViewportSize({ width: 360, height: 800 });
     await shot(page, "phone");
     await page.locator("#members").evaluate((table) => { table.parentElement.scrollLeft = 10_000; });

@@ -1114,10 +1114,7 @@ async fn stored_html_is_sandboxed_on_both_ports() {
 async fn pool_owners_seal_reopen_and_manage_members_from_the_console() {
     let app = spawn_app().await;
     let api = app.api();
-    let (status, _) = api
-        .post("/pools", ROOT, json!({"name": "sky", "window_secs": 3600}))
-        .await;
-    assert_eq!(status, 201);
+    create_sky_pool(&api).await;
     let member = add_pool_members(&api, "sky", json!({"name": "cam", "role": "contributor"})).await;
     let (_, token) = &member[0];
     let now = now_ms();
@@ -1200,9 +1197,445 @@ async fn pool_owners_seal_reopen_and_manage_members_from_the_console() {
     assert!(members.as_array().unwrap().iter().all(|m| m["name"] != "a"));
 
     // Someone else's pool is not theirs to see.
-    api.create_user("eve", "eve-password-1").await;
-    let mut eve = Browser::new(&app);
-    eve.sign_in("eve", "eve-password-1").await;
+    let mut eve = stranger(&app).await;
     assert_eq!(eve.get("/ui/pools/sky").await.status, 404);
     app.stop().await;
+}
+
+/// A processor's publication or a member's download, through the JSON
+/// API with the member's token: the status and the body.
+async fn as_member(
+    api: &ApiClient,
+    token: &str,
+    method: &str,
+    path: &str,
+    body: Vec<u8>,
+) -> (u16, Vec<u8>) {
+    let response = api
+        .request(Caller::Bearer(token), method, path)
+        .body(body)
+        .send()
+        .await
+        .expect("pool call");
+    let status = response.status().as_u16();
+    (status, response.bytes().await.unwrap().to_vec())
+}
+
+#[tokio::test]
+async fn a_group_page_shows_its_files_processor_result_and_who_fetched_it() {
+    let app = spawn_app().await;
+    let api = app.api();
+    create_sky_pool(&api).await;
+    let cam = add_pool_members(&api, "sky", json!({"name": "cam", "role": "contributor"})).await;
+    let screen = add_pool_members(&api, "sky", json!({"name": "screen", "role": "listener"})).await;
+    let gpu = add_pool_members(&api, "sky", json!({"name": "gpu", "role": "processor"})).await;
+    let now = now_ms();
+    send_pool_files(
+        &api,
+        "sky",
+        &cam[0].1,
+        &[("north.png", now - 5, PNG), ("south.txt", now, b"sea")],
+    )
+    .await;
+    let (_, groups) = api.get("/pools/sky/groups", ROOT).await;
+    let group = groups[0]["group"].as_str().expect("a group").to_owned();
+    let page_path = format!("/ui/pools/sky/groups/{group}");
+    let mut browser = Browser::new(&app);
+    browser.sign_in(ROOT_USER, ROOT_PASSWORD).await;
+    let pool_page = browser.get("/ui/pools/sky").await;
+    assert!(
+        pool_page.body.contains(&page_path),
+        "the pool page links its groups"
+    );
+
+    let open = browser.get(&page_path).await;
+    assert_eq!(open.status, 200);
+    for shown in [
+        "north.png",
+        "south.txt",
+        "cam",
+        "open",
+        "Seal now",
+        "none yet",
+    ] {
+        assert!(open.body.contains(shown), "{shown}: {}", open.body);
+    }
+    // Each file's download link gives its bytes.
+    let link = open
+        .body
+        .split("href=\"")
+        .filter_map(|s| s.split('"').next())
+        .find(|href| href.contains("south.txt") && href.starts_with("/api/v1/"))
+        .expect("a download link")
+        .to_owned();
+    let download = browser.get(&link).await;
+    assert_eq!((download.status, download.body.as_str()), (200, "sea"));
+
+    // Sealed and claimed: the lease holder and its expiry.
+    let seal = format!("/pools/sky/groups/{group}/seal");
+    assert_eq!(api.post(&seal, ROOT, json!({})).await.0, 204);
+    let (status, claim) = api
+        .post("/pools/sky/claims", Caller::Bearer(&gpu[0].1), json!({}))
+        .await;
+    assert_eq!(status, 200, "{claim}");
+    let lease = claim["lease_id"].as_str().unwrap();
+    let held = browser.get(&page_path).await;
+    assert!(held.body.contains("gpu, lease until"), "{}", held.body);
+
+    // Published and fetched by one listener: who has it, and who not yet.
+    let put = format!("/pools/sky/groups/{group}/result?lease={lease}");
+    let (status, _) = as_member(&api, &gpu[0].1, "PUT", &put, b"the map".to_vec()).await;
+    assert_eq!(status, 201);
+    let (status, got) = as_member(
+        &api,
+        &screen[0].1,
+        "GET",
+        "/pools/sky/results/latest",
+        vec![],
+    )
+    .await;
+    assert_eq!((status, got.as_slice()), (200, &b"the map"[..]));
+    let done = browser.get(&page_path).await;
+    let fetched = done
+        .body
+        .split("<table class=\"list\" id=\"fetched\">")
+        .nth(1)
+        .and_then(|t| t.split("</table>").next())
+        .expect("the deliveries table");
+    let row_of = |who: &str| {
+        fetched
+            .split("<tr>")
+            .find(|row| row.contains(&format!("<td>{who}</td>")))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(
+        !row_of("screen").contains("not yet") && !row_of("screen").is_empty(),
+        "{fetched}"
+    );
+    assert!(row_of("cam").contains("not yet"), "{fetched}");
+    assert!(
+        !fetched.contains("gpu"),
+        "processors are not receivers: {fetched}"
+    );
+    assert!(done.body.contains("gpu (published)"), "{}", done.body);
+
+    // Not found: a group that does not exist, a stranger's look.
+    assert_eq!(
+        browser
+            .get("/ui/pools/sky/groups/2001-01-01T00:00:00.000Z")
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        browser.get("/ui/pools/sky/groups/yesterday").await.status,
+        404
+    );
+    let mut eve = stranger(&app).await;
+    assert_eq!(eve.get(&page_path).await.status, 404);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_member_signs_in_with_its_token_and_sees_its_receipts_and_the_latest_result() {
+    let app = spawn_app().await;
+    let api = app.api();
+    create_sky_pool(&api).await;
+    let cam = add_pool_members(&api, "sky", json!({"name": "cam", "role": "contributor"})).await;
+    let other =
+        add_pool_members(&api, "sky", json!({"name": "other", "role": "contributor"})).await;
+    let gpu = add_pool_members(&api, "sky", json!({"name": "gpu", "role": "processor"})).await;
+    let token = cam[0].1.clone();
+    let now = now_ms();
+    let receipts = send_pool_files(
+        &api,
+        "sky",
+        &token,
+        &[
+            ("north.png", now - 5, PNG),
+            ("south.txt", now, b"sea"),
+            ("tomorrow.txt", now + 86_400_000, b"early"),
+        ],
+    )
+    .await;
+    assert_eq!(receipts[2]["status"], "refused", "{receipts:?}");
+    send_pool_files(&api, "sky", &other[0].1, &[("theirs.txt", now, b"x")]).await;
+
+    // Not signed in: the form. A wrong token: a clear refusal, no cookie.
+    let mut browser = Browser::new(&app);
+    let form = browser.get("/ui/member").await;
+    assert_eq!(form.status, 200);
+    assert!(form.body.contains("Member token"), "{}", form.body);
+    let wrong = browser
+        .post("/ui/member/sign-in", &[("token", "cpm_not-a-token")], false)
+        .await;
+    assert_eq!(wrong.status, 401);
+    assert!(wrong.body.contains("That member token does not work"));
+    assert!(!browser.cookies.contains_key("cistern_member"));
+
+    let signed = browser
+        .post("/ui/member/sign-in", &[("token", &token)], false)
+        .await;
+    assert_eq!(signed.status, 303);
+    let set = signed.headers["set-cookie"].to_str().unwrap();
+    for part in [
+        "cistern_member=",
+        "Path=/ui/member",
+        "HttpOnly",
+        "SameSite=Strict",
+    ] {
+        assert!(set.contains(part), "{part}: {set}");
+    }
+    let page = browser.get("/ui/member").await;
+    assert_eq!(page.status, 200);
+    for shown in [
+        "cam in pool sky",
+        "north.png",
+        "south.txt",
+        "tomorrow.txt",
+        "No result published yet",
+    ] {
+        assert!(page.body.contains(shown), "{shown}: {}", page.body);
+    }
+    // Receipts: each accepted file's id and hash; not the other member's.
+    for receipt in &receipts[..2] {
+        let id = receipt["contribution"]["id"].as_str().expect("an id");
+        let sha = receipt["contribution"]["sha256"].as_str().expect("a hash");
+        assert!(
+            page.body.contains(id) && page.body.contains(&sha[..12]),
+            "{receipt}"
+        );
+    }
+    assert!(!page.body.contains("theirs.txt"));
+    let refusals = page.body.split("id=\"refusals\"").nth(1).expect("refusals");
+    assert!(refusals.contains("tomorrow.txt"), "{refusals}");
+    // The member cookie is no key to the JSON API.
+    let cookie = format!("cistern_member={token}");
+    let api_call = reqwest::Client::new()
+        .get(app.web_url("/api/v1/pools/sky/contributions"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(api_call.status(), 401);
+
+    // A result: downloaded from the page, and noted as the member's fetch.
+    let (_, groups) = api.get("/pools/sky/groups", ROOT).await;
+    let group = groups[0]["group"].as_str().unwrap().to_owned();
+    let seal = format!("/pools/sky/groups/{group}/seal");
+    assert_eq!(api.post(&seal, ROOT, json!({})).await.0, 204);
+    let (_, claim) = api
+        .post("/pools/sky/claims", Caller::Bearer(&gpu[0].1), json!({}))
+        .await;
+    let put = format!(
+        "/pools/sky/groups/{group}/result?lease={}",
+        claim["lease_id"].as_str().unwrap()
+    );
+    assert_eq!(
+        as_member(&api, &gpu[0].1, "PUT", &put, b"the map".to_vec())
+            .await
+            .0,
+        201
+    );
+    let waiting = browser.get("/ui/member").await;
+    assert!(waiting.body.contains("not fetched yet"), "{}", waiting.body);
+    let result = browser.get("/ui/member/result").await;
+    assert_eq!((result.status, result.body.as_str()), (200, "the map"));
+    assert!(
+        result.headers["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment")
+    );
+    let (_, deliveries) = api.get("/pools/sky/deliveries", ROOT).await;
+    assert_eq!(deliveries["fetched"], json!(["cam"]), "{deliveries}");
+    let fetched = browser.get("/ui/member").await;
+    assert!(fetched.body.contains(">fetched<"), "{}", fetched.body);
+
+    // The owner sees the same, as the member; others see nothing.
+    let mut owner = Browser::new(&app);
+    owner.sign_in(ROOT_USER, ROOT_PASSWORD).await;
+    let look = owner.get("/ui/pools/sky/members/cam").await;
+    assert_eq!(look.status, 200);
+    assert!(
+        look.body.contains("north.png") && look.body.contains("You are looking as this member")
+    );
+    assert!(!look.body.contains("theirs.txt"));
+    assert_eq!(owner.get("/ui/pools/sky/members/nobody").await.status, 404);
+    let mut eve = stranger(&app).await;
+    assert_eq!(eve.get("/ui/pools/sky/members/cam").await.status, 404);
+
+    // Signing out needs the page's token, then forgets the cookie.
+    let forged = browser.post("/ui/member/sign-out", &[], false).await;
+    assert_eq!(forged.status, 403);
+    assert!(browser.cookies.contains_key("cistern_member"));
+    let out = browser.post("/ui/member/sign-out", &[], true).await;
+    assert_eq!(out.status, 303);
+    assert!(!browser.cookies.contains_key("cistern_member"));
+
+    // A disabled member's cookie stops working at once.
+    browser
+        .post("/ui/member/sign-in", &[("token", &token)], false)
+        .await;
+    assert!(
+        browser
+            .get("/ui/member")
+            .await
+            .body
+            .contains("cam in pool sky")
+    );
+    owner.get("/ui/pools/sky").await;
+    let disabled = owner
+        .post("/ui/pools/sky/members/cam", &[("action", "disable")], true)
+        .await;
+    assert_eq!(disabled.status, 303);
+    let after = browser.get("/ui/member").await;
+    assert!(after.body.contains("Member token"), "{}", after.body);
+    assert!(!browser.cookies.contains_key("cistern_member"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_notifications_stream_carries_the_events_of_every_pool_one_owns() {
+    let app = spawn_app().await;
+    let api = app.api();
+    api.create_user("eve", "eve-password-1").await;
+    api.create_user("dan", "dan-password-1").await;
+    let mut members = BTreeMap::new();
+    let root = Caller::Basic(ROOT_USER, ROOT_PASSWORD);
+    let eve = Caller::Basic("eve", "eve-password-1");
+    for (owner, pool) in [(root, "sky"), (root, "sea"), (eve, "eves")] {
+        let (status, body) = api
+            .post("/pools", owner, json!({"name": pool, "window_secs": 3600}))
+            .await;
+        assert_eq!(status, 201, "{body}");
+        let (status, added) = api
+            .post(
+                &format!("/pools/{pool}/members"),
+                owner,
+                json!({"name": "cam", "role": "contributor"}),
+            )
+            .await;
+        assert_eq!(status, 201, "{added}");
+        members.insert(pool, added[0]["token"].as_str().unwrap().to_owned());
+    }
+    let mut browser = Browser::new(&app);
+    browser.sign_in(ROOT_USER, ROOT_PASSWORD).await;
+    let open = |browser: &Browser, last: Option<i64>| {
+        let mut request = browser
+            .http
+            .get(format!("{}/ui/events", browser.base))
+            .header("cookie", browser.cookie_header());
+        if let Some(last) = last {
+            request = request.header("last-event-id", last.to_string());
+        }
+        request.send()
+    };
+    let stream = open(&browser, None).await.unwrap();
+    assert_eq!(stream.status(), 200);
+    assert!(
+        stream.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let now = now_ms();
+    for pool in ["eves", "sky", "sea"] {
+        send_pool_files(
+            &api,
+            pool,
+            &members[pool],
+            &[(&format!("{pool}.txt"), now, b"x")],
+        )
+        .await;
+    }
+    let seen = read_sse(stream, |events| events.len() >= 2).await;
+    let pools: Vec<&str> = seen
+        .iter()
+        .map(|(_, e)| e["pool"].as_str().unwrap())
+        .collect();
+    assert_eq!(pools, ["sky", "sea"], "{seen:?}");
+    assert_eq!(seen[0].1["kind"], "contribution.accepted");
+    assert_eq!(seen[0].1["data"]["name"], "sky.txt");
+
+    // Resumed after the first: the second comes again, nothing of eve's.
+    let resumed = read_sse(open(&browser, seen[0].0).await.unwrap(), |e| !e.is_empty()).await;
+    assert_eq!(resumed[0], seen[1]);
+
+    // Someone with no pool is told not to come back; nobody is sent to
+    // sign in.
+    let mut dan = Browser::new(&app);
+    dan.sign_in("dan", "dan-password-1").await;
+    assert_eq!(open(&dan, None).await.unwrap().status(), 204);
+    assert_eq!(Browser::new(&app).get("/ui/events").await.status, 303);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_pool_page_lists_members_a_hundred_at_a_time_and_by_name() {
+    let app = spawn_app().await;
+    let api = app.api();
+    create_sky_pool(&api).await;
+    add_pool_members(
+        &api,
+        "sky",
+        json!({"count": 150, "prefix": "cam-", "role": "contributor"}),
+    )
+    .await;
+    add_pool_members(&api, "sky", json!({"name": "screen", "role": "listener"})).await;
+    let mut browser = Browser::new(&app);
+    browser.sign_in(ROOT_USER, ROOT_PASSWORD).await;
+    let rows = |page: &Page| -> Vec<String> {
+        let table = page.body.split("id=\"members\"").nth(1).unwrap_or_default();
+        let table = table.split("</table>").next().unwrap_or_default();
+        table
+            .split("title=\"See what ")
+            .skip(1)
+            .map(|row| row.split(' ').next().unwrap_or_default().to_owned())
+            .collect()
+    };
+    let first = browser.get("/ui/pools/sky").await;
+    assert!(first.body.contains("Members (151)"), "{}", first.body);
+    let names = rows(&first);
+    assert_eq!(names.len(), 100);
+    assert!(names.windows(2).all(|w| w[0] < w[1]), "by name: {names:?}");
+    let next = first
+        .body
+        .split("href=\"")
+        .filter_map(|s| s.split('"').next())
+        .find(|href| href.contains("after="))
+        .expect("a link to the next members")
+        .replace("&#38;", "&");
+    let second = browser.get(&next).await;
+    assert_eq!(second.status, 200, "{next}");
+    let rest = rows(&second);
+    assert_eq!(rest.len(), 51, "{next}: {rest:?}");
+    assert!(rest[0] > names[99] && rest.contains(&"screen".to_owned()));
+    assert!(
+        !second.body.contains("Next members"),
+        "the last page links no further"
+    );
+    let found = browser.get("/ui/pools/sky?member=cam-14").await;
+    assert_eq!(
+        rows(&found),
+        (140..150).map(|n| format!("cam-{n}")).collect::<Vec<_>>()
+    );
+    app.stop().await;
+}
+
+/// The pool "sky" with hour-long windows, owned by the root admin.
+async fn create_sky_pool(api: &ApiClient) {
+    let (status, body) = api
+        .post("/pools", ROOT, json!({"name": "sky", "window_secs": 3600}))
+        .await;
+    assert_eq!(status, 201, "{body}");
+}
+
+/// A second user, eve, signed in to the console.
+async fn stranger(app: &TestApp) -> Browser {
+    app.api().create_user("eve", "eve-password-1").await;
+    let mut eve = Browser::new(app);
+    eve.sign_in("eve", "eve-password-1").await;
+    eve
 }

@@ -684,3 +684,33 @@ impl Drop for S3sFs {
         let _ = self.child.wait();
     }
 }
+
+/// Reads a Server-Sent Events answer until `enough` holds for the events
+/// seen (each one's id, when it has one, and data), for at most 10 s.
+pub async fn read_sse(
+    response: reqwest::Response,
+    enough: impl Fn(&[(Option<i64>, Value)]) -> bool,
+) -> Vec<(Option<i64>, Value)> {
+    use futures::StreamExt;
+    let mut stream = response.bytes_stream();
+    let mut text = String::new();
+    let mut events = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !enough(&events) {
+        let chunk = tokio::time::timeout_at(deadline, stream.next())
+            .await
+            .expect("the events arrive in time")
+            .expect("the stream stays open")
+            .expect("chunk");
+        text.push_str(std::str::from_utf8(&chunk).unwrap());
+        while let Some(end) = text.find("\n\n") {
+            let block: String = text.drain(..end + 2).collect();
+            let id = block.lines().find_map(|l| l.strip_prefix("id: "));
+            if let Some(data) = block.lines().find_map(|l| l.strip_prefix("data: ")) {
+                let data = serde_json::from_str(data).expect("event json");
+                events.push((id.and_then(|id| id.parse().ok()), data));
+            }
+        }
+    }
+    events
+}

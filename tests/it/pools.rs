@@ -77,25 +77,18 @@ async fn read_events(
             .unwrap()
             .starts_with("text/event-stream")
     );
-    let mut stream = response.bytes_stream();
-    let mut text = String::new();
-    let mut events = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !enough(&events) {
-        let chunk = tokio::time::timeout_at(deadline, stream.next())
-            .await
-            .expect("the events arrive in time")
-            .expect("the stream stays open")
-            .expect("chunk");
-        text.push_str(std::str::from_utf8(&chunk).unwrap());
-        while let Some(end) = text.find("\n\n") {
-            let block: String = text.drain(..end + 2).collect();
-            if let Some(data) = block.lines().find_map(|l| l.strip_prefix("data: ")) {
-                events.push(serde_json::from_str(data).expect("event json"));
-            }
-        }
-    }
-    events
+    read_sse(response, |seen| {
+        enough(
+            &seen
+                .iter()
+                .map(|(_, data)| data.clone())
+                .collect::<Vec<_>>(),
+        )
+    })
+    .await
+    .into_iter()
+    .map(|(_, data)| data)
+    .collect()
 }
 
 #[tokio::test]
@@ -1006,6 +999,14 @@ async fn webhooks_get_every_event_signed_after_the_receiver_was_down() {
             .iter()
             .all(|a| a["delivered"] == false && a["status"].is_null())
     );
+    // The newest attempt says when the next one comes; older ones do not.
+    let at = |a: &Value, field: &str| {
+        chrono::DateTime::parse_from_rfc3339(a[field].as_str().unwrap_or_default())
+            .map(|t| t.timestamp_millis())
+    };
+    let next = at(&failed[0], "next_try").expect("the newest attempt has a next try");
+    assert!(next > at(&failed[0], "time").unwrap(), "{:?}", failed[0]);
+    assert!(failed[1..].iter().all(|a| a.get("next_try").is_none()));
 
     // The receiver comes up: every event arrives, in order, signed.
     let received = Received::default();
@@ -1051,6 +1052,11 @@ async fn webhooks_get_every_event_signed_after_the_receiver_was_down() {
         "{tries:?}"
     );
     assert!(tries[..tries.len() - 1].iter().all(|t| !t.1));
+    assert!(
+        all[0].get("next_try").is_none(),
+        "nothing is waiting once every event is delivered: {:?}",
+        all[0]
+    );
     app.stop().await;
 }
 

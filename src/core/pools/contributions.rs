@@ -263,6 +263,7 @@ impl Store {
             bytes: 0,
             attempts: 0,
             lease_id: None,
+            lease_member: None,
             lease_expires_ms: None,
             result_key: None,
             result_size: None,

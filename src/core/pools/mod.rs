@@ -228,10 +228,10 @@ impl Store {
         Ok(self.meta.pool_events(&pool.id, None, after, limit).await?)
     }
 
-    /// The id of the pool's newest event, for a page that follows the
-    /// stream from now on (0 when it has none).
-    pub async fn latest_pool_event(&self, pool: &PoolRecord) -> CoreResult<i64> {
-        Ok(self.meta.latest_pool_event(&pool.id).await?)
+    /// The id of the newest event of any pool, for a page that follows
+    /// events from now on (0 when there is none).
+    pub async fn last_pool_event_id(&self) -> CoreResult<i64> {
+        Ok(self.meta.last_pool_event_id().await?)
     }
 
     /// Notified whenever this node writes a pool event (events written by

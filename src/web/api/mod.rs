@@ -15,7 +15,7 @@ mod buckets;
 pub mod error;
 pub(crate) mod objects;
 mod openapi;
-mod pools;
+pub mod pools;
 mod quotas;
 mod sessions;
 mod uploads;
@@ -152,7 +152,7 @@ impl ApiActor {
 
     /// A pool member: audited under `pool/member`, counted in the usage
     /// of the pool's owner on the pool's bucket.
-    fn set_member(parts: &Parts, name: String, owner_id: &str, bucket: &str) {
+    pub(crate) fn set_member(parts: &Parts, name: String, owner_id: &str, bucket: &str) {
         if let Some(actor) = parts.extensions.get::<ApiActor>()
             && let Ok(mut slot) = actor.0.lock()
         {

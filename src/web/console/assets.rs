@@ -39,6 +39,11 @@ const SOURCES: &[Source] = &[
         bytes: include_bytes!("../../../assets/console/pool.js"),
     },
     Source {
+        name: "notices.js",
+        content_type: "text/javascript; charset=utf-8",
+        bytes: include_bytes!("../../../assets/console/notices.js"),
+    },
+    Source {
         name: "icon.svg",
         content_type: "image/svg+xml",
         bytes: include_bytes!("../../../assets/console/icon.svg"),

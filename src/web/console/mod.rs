@@ -17,8 +17,11 @@ mod buckets;
 mod gallery;
 mod history;
 mod keys;
+mod notices;
 mod pages;
 mod plot;
+mod pool_group;
+mod pool_member;
 mod pools;
 mod session;
 mod share;
@@ -80,14 +83,20 @@ pub fn router(state: WebState) -> Router<WebState> {
         .route("/ui/keys/revoke", post(keys::revoke))
         .route("/ui/history", get(history::own))
         .route("/ui/usage", get(usage::own))
+        .route("/ui/events", get(notices::stream))
         .route("/ui/pools", get(pools::list))
         .route("/ui/pools/{pool}", get(pools::show))
         .route("/ui/pools/{pool}/groups", post(pools::group_action))
+        .route("/ui/pools/{pool}/groups/{group}", get(pool_group::show))
         .route("/ui/pools/{pool}/members", post(pools::add_members))
         .route(
             "/ui/pools/{pool}/members/{member}",
-            post(pools::member_action),
+            get(pool_member::as_owner).post(pools::member_action),
         )
+        .route("/ui/member", get(pool_member::home))
+        .route("/ui/member/sign-in", post(pool_member::sign_in))
+        .route("/ui/member/sign-out", post(pool_member::sign_out))
+        .route("/ui/member/result", get(pool_member::latest_result))
         .route("/ui/buckets/{bucket}/gallery", get(gallery::gallery))
         .route("/ui/buckets/{bucket}/photo", get(gallery::photo))
         .route("/ui/buckets/{bucket}/thumb", get(gallery::thumb))

@@ -11,10 +11,12 @@
 use std::collections::BTreeMap;
 
 use askama::Template;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
 
+use super::browser::in_query;
 use super::pages::{Chrome, render};
 use super::session::{ConsoleError, CsrfForm, Visitor, done, failed, refused};
 use super::words;
@@ -62,6 +64,8 @@ pub struct AttemptRow {
     event: i64,
     attempt: i64,
     outcome: String,
+    /// When the event is tried again, on the newest attempt only.
+    next: String,
 }
 
 #[derive(Template)]
@@ -77,9 +81,20 @@ struct PoolPage {
     attempts: Vec<AttemptRow>,
     latest: String,
     tokens: Vec<(String, String)>,
-    /// The stream is followed from after this event.
+    /// The page's notifications stream starts after this event (the
+    /// newest of any pool when the page was made).
     latest_event: i64,
+    member_count: usize,
+    /// The part of a name the members listed contain.
+    member_filter: String,
+    /// Whether this is a later page of members.
+    paged: bool,
+    /// The link to the next page of members.
+    next_members: Option<String>,
 }
+
+/// Members listed on one page of the pool page.
+const MEMBERS_PER_PAGE: usize = 100;
 
 fn window_words(pool: &PoolRecord) -> String {
     let secs = pool.window_secs;
@@ -91,7 +106,7 @@ fn window_words(pool: &PoolRecord) -> String {
     }
 }
 
-fn group_id(start_ms: i64) -> String {
+pub(super) fn group_id(start_ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(start_ms)
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
         .unwrap_or_default()
@@ -141,13 +156,24 @@ pub async fn list(
     }))
 }
 
+/// Which members the pool page lists: names containing `member`, a page
+/// of them after the name `after`.
+#[derive(Deserialize, Default)]
+pub struct MemberQuery {
+    #[serde(default)]
+    member: String,
+    #[serde(default)]
+    after: String,
+}
+
 /// `GET /ui/pools/{pool}`.
 pub async fn show(
     State(state): State<WebState>,
     visitor: Visitor,
     Path(name): Path<String>,
+    Query(query): Query<MemberQuery>,
 ) -> Result<Response, ConsoleError> {
-    pool_page(&state, &visitor, &name, Vec::new()).await
+    pool_page(&state, &visitor, &name, Vec::new(), query).await
 }
 
 async fn pool_page(
@@ -155,6 +181,7 @@ async fn pool_page(
     visitor: &Visitor,
     name: &str,
     tokens: Vec<(String, String)>,
+    query: MemberQuery,
 ) -> Result<Response, ConsoleError> {
     let pool = state.store.owned_pool(&visitor.principal, name).await?;
     let mut groups = state.store.pool_groups(&pool, None).await?;
@@ -163,7 +190,7 @@ async fn pool_page(
     let deliveries = state.store.latest_deliveries(&pool).await?;
     let last_contribution = state.store.last_contributions(&pool).await?;
     let attempts = state.store.webhook_attempts(&pool).await?;
-    let latest_event = state.store.latest_pool_event(&pool).await?;
+    let latest_event = state.store.last_pool_event_id().await?;
     let now = crate::core::now_ms();
     let group_rows = groups
         .iter()
@@ -186,12 +213,27 @@ async fn pool_page(
         })
         .collect();
     let fetched = |m: &MemberRecord| match &deliveries {
-        Some(d) if d.fetched.contains(&m.name) => "fetched".to_owned(),
+        Some(d) if d.fetched.iter().any(|(name, _)| *name == m.name) => "fetched".to_owned(),
         Some(d) if d.missing.contains(&m.name) => "not yet".to_owned(),
         _ => String::new(),
     };
-    let member_rows = members
+    let mut listed: Vec<&(MemberRecord, i64)> = members
         .iter()
+        .filter(|(m, _)| m.name.contains(query.member.as_str()) && *m.name > *query.after)
+        .collect();
+    listed.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+    let next_members = (listed.len() > MEMBERS_PER_PAGE).then(|| {
+        let last = &listed[MEMBERS_PER_PAGE - 1].0.name;
+        format!(
+            "/ui/pools/{}?member={}&after={}",
+            pool.name,
+            in_query(&query.member),
+            in_query(last)
+        )
+    });
+    let member_rows = listed
+        .into_iter()
+        .take(MEMBERS_PER_PAGE)
         .map(|(m, contributions)| MemberRow {
             name: m.name.clone(),
             role: m.role.to_string(),
@@ -204,17 +246,23 @@ async fn pool_page(
             fetched: fetched(m),
         })
         .collect();
-    // Newest first, as the store gives them.
+    // Newest first, as the store gives them; only the newest attempt's
+    // next try is still to come.
     let attempt_rows = attempts
         .iter()
         .take(20)
-        .map(|a| AttemptRow {
+        .enumerate()
+        .map(|(i, a)| AttemptRow {
+            next: match a.next_try_ms {
+                Some(when) if i == 0 => words::time(when),
+                _ => String::new(),
+            },
             time: words::time(a.time_ms),
             event: a.event_id,
             attempt: a.attempt,
             outcome: match (a.delivered, a.status, &a.error) {
                 (true, Some(status), _) => format!("delivered ({status})"),
-                (_, Some(status), _) => format!("refused ({status}); retried"),
+                (_, Some(status), _) => format!("refused ({status})"),
                 (_, None, Some(error)) => format!("failed: {error}"),
                 _ => "failed".to_owned(),
             },
@@ -233,6 +281,10 @@ async fn pool_page(
             .unwrap_or_else(|| "none yet".to_owned()),
         tokens,
         latest_event,
+        member_count: members.len(),
+        member_filter: query.member,
+        paged: !query.after.is_empty(),
+        next_members,
         name: pool.name,
     }))
 }
@@ -322,7 +374,7 @@ pub async fn add_members(
         )
             .into_response());
     }
-    pool_page(&state, &visitor, &name, tokens).await
+    pool_page(&state, &visitor, &name, tokens, MemberQuery::default()).await
 }
 
 /// `POST /ui/pools/{pool}/members/{member}`: `action` = `disable`,
@@ -340,7 +392,10 @@ pub async fn member_action(
         "enable" => state.store.set_member_disabled(&pool, &member, false).await,
         "remove" => state.store.remove_member(&pool, &member).await,
         "rekey" => match state.store.rekey_member(&pool, &member).await {
-            Ok(token) => return pool_page(&state, &visitor, &name, vec![(member, token)]).await,
+            Ok(token) => {
+                let tokens = vec![(member, token)];
+                return pool_page(&state, &visitor, &name, tokens, MemberQuery::default()).await;
+            }
             Err(e) => Err(e),
         },
         _ => return Ok(failed(&back, "Choose what to do with the member.")),

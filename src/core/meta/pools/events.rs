@@ -95,7 +95,7 @@ pub(super) async fn webhook_attempt(
 ) -> MetaResult<MutationOutcome> {
     sqlx::query(
         "INSERT INTO webhook_attempts (pool_id, event_id, attempt, time_ms, status, error, \
-         delivered) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+         delivered, next_try_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(pool_id)
     .bind(a.event_id)
@@ -104,6 +104,7 @@ pub(super) async fn webhook_attempt(
     .bind(a.status)
     .bind(a.error.clone())
     .bind(i64::from(a.delivered))
+    .bind(a.next_try_ms)
     .execute(&mut *conn)
     .await?;
     if done {

@@ -241,6 +241,7 @@ pub(super) async fn claim(
             state: GroupState::Processing,
             attempts: group.attempts + 1,
             lease_id: Some(lease_id.to_owned()),
+            lease_member: Some(member.to_owned()),
             lease_expires_ms: Some(now_ms + lease_ms),
             ..group
         },

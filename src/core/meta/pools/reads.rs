@@ -11,7 +11,7 @@ use super::rows::{
 use crate::core::meta::{MetaError, MetaResult, MetaStore};
 use crate::model::{
     ContributionFilter, ContributionRecord, GroupRecord, GroupState, MemberRecord, PoolError,
-    PoolEvent, PoolRecord, WebhookAttempt,
+    PoolEvent, PoolEventKind, PoolRecord, WebhookAttempt,
 };
 
 impl MetaStore {
@@ -173,7 +173,8 @@ impl MetaStore {
         limit: i64,
     ) -> MetaResult<Vec<WebhookAttempt>> {
         sqlx::query(
-            "SELECT event_id, attempt, time_ms, status, error, delivered FROM webhook_attempts \
+            "SELECT event_id, attempt, time_ms, status, error, delivered, next_try_ms \
+             FROM webhook_attempts \
              WHERE pool_id = $1 ORDER BY id DESC LIMIT $2",
         )
         .bind(pool_id)
@@ -189,6 +190,7 @@ impl MetaStore {
                 status: row.try_get("status")?,
                 error: row.try_get("error")?,
                 delivered: row.try_get::<i64, _>("delivered")? != 0,
+                next_try_ms: row.try_get("next_try_ms")?,
             })
         })
         .collect()
@@ -288,15 +290,52 @@ impl MetaStore {
         .collect()
     }
 
-    /// The id of the pool's newest event (0 when it has none).
-    pub async fn latest_pool_event(&self, pool_id: &str) -> MetaResult<i64> {
-        let row = sqlx::query(
-            "SELECT COALESCE(MAX(id), 0) AS latest FROM pool_events WHERE pool_id = $1",
-        )
+    /// A member's newest contributions first, before the id `before_id`
+    /// (the cursor of the next older page).
+    pub async fn member_contributions_newest_first(
+        &self,
+        pool_id: &str,
+        member_id: &str,
+        before_id: Option<&str>,
+        limit: i64,
+    ) -> MetaResult<Vec<ContributionRecord>> {
+        sqlx::query(&format!(
+            "SELECT {CONTRIBUTION_COLUMNS} FROM contributions \
+             WHERE pool_id = $1 AND member_id = $2 AND ($3 = '' OR id < $3) \
+             ORDER BY id DESC LIMIT $4"
+        ))
         .bind(pool_id)
-        .fetch_one(&mut *self.conn().await?)
-        .await?;
-        Ok(row.try_get("latest")?)
+        .bind(member_id)
+        .bind(before_id.unwrap_or_default())
+        .bind(limit)
+        .fetch_all(&mut *self.conn().await?)
+        .await?
+        .iter()
+        .map(contribution_from_row)
+        .collect()
+    }
+
+    /// The newest events of one kind addressed to one member, newest first.
+    pub async fn member_events_newest_first(
+        &self,
+        pool_id: &str,
+        member_id: &str,
+        kind: PoolEventKind,
+        limit: i64,
+    ) -> MetaResult<Vec<PoolEvent>> {
+        sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM pool_events \
+             WHERE pool_id = $1 AND member_id = $2 AND kind = $3 ORDER BY id DESC LIMIT $4"
+        ))
+        .bind(pool_id)
+        .bind(member_id)
+        .bind(kind.as_str())
+        .bind(limit)
+        .fetch_all(&mut *self.conn().await?)
+        .await?
+        .iter()
+        .map(event_from_row)
+        .collect()
     }
 
     /// When each member last sent a file (Unix ms), by member id.

@@ -13,7 +13,7 @@ pub(super) const POOL_COLUMNS: &str = "id, name, owner_id, bucket, window_secs, 
      webhook_secret, webhook_cursor, created_ms";
 pub(super) const MEMBER_COLUMNS: &str = "id, pool_id, name, role, created_ms, disabled_ms";
 pub(super) const GROUP_COLUMNS: &str = "pool_id, start_ms, end_ms, seal_at_ms, state, files, bytes, \
-     attempts, lease_id, lease_expires_ms, result_key, result_size, result_etag, updated_ms";
+     attempts, lease_id, lease_member, lease_expires_ms, result_key, result_size, result_etag, updated_ms";
 pub(super) const CONTRIBUTION_COLUMNS: &str = "id, pool_id, member_id, group_start_ms, client_time_ms, \
      name, size, sha256, content_type, object_key, created_ms";
 pub(super) const EVENT_COLUMNS: &str =
@@ -68,6 +68,7 @@ pub(super) fn group_from_row(row: &AnyRow) -> MetaResult<GroupRecord> {
         bytes: row.try_get("bytes")?,
         attempts: row.try_get("attempts")?,
         lease_id: row.try_get("lease_id")?,
+        lease_member: row.try_get("lease_member")?,
         lease_expires_ms: row.try_get("lease_expires_ms")?,
         result_key: row.try_get("result_key")?,
         result_size: row.try_get("result_size")?,

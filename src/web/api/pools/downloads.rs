@@ -211,7 +211,7 @@ pub async fn archive(
 }
 
 /// A member's (or the owner's) download of a published result.
-async fn result_response(
+pub(crate) async fn result_response(
     state: &WebState,
     caller: PoolCaller,
     pool: &str,
@@ -285,7 +285,7 @@ pub async fn deliveries(
     };
     Ok(Json(Deliveries {
         group: Some(rfc3339(report.group_start_ms)),
-        fetched: report.fetched,
+        fetched: report.fetched.into_iter().map(|(name, _)| name).collect(),
         missing: report.missing,
     }))
 }

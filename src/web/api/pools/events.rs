@@ -42,7 +42,7 @@ pub struct EventView {
     pub data: serde_json::Value,
 }
 
-fn event_view(event: &PoolEvent, pool: &str) -> EventView {
+pub fn event_view(event: &PoolEvent, pool: &str) -> EventView {
     EventView {
         id: event.id,
         kind: event.kind.to_string(),

@@ -6,7 +6,8 @@
 
 mod contributions;
 mod downloads;
-mod events;
+pub(crate) use downloads::result_response;
+pub mod events;
 mod members;
 mod processing;
 mod webhooks;
@@ -21,7 +22,7 @@ use utoipa_axum::routes;
 
 use super::error::{ApiError, ApiResult};
 use super::{ApiActor, Caller, JsonBody, QueryArgs};
-use crate::core::pool_access::{PoolAccess, PoolActor, PoolIntent};
+use crate::core::pool_access::{MemberSession, PoolAccess, PoolActor, PoolIntent};
 use crate::core::pools::{MEMBER_TOKEN_PREFIX, PoolSpec};
 use crate::model::{GroupRecord, MemberRecord, PoolRecord};
 use crate::web::WebState;
@@ -84,6 +85,12 @@ impl FromRequestParts<WebState> for PoolCaller {
 }
 
 impl PoolCaller {
+    /// A member already signed in by its token (the console's member
+    /// page).
+    pub(crate) fn signed_in_member(session: MemberSession) -> Self {
+        Self(PoolActor::Member(Box::new(session)))
+    }
+
     /// The pool named in the path, if the caller may act on it this way.
     async fn access(
         self,

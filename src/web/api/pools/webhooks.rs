@@ -20,6 +20,10 @@ pub struct WebhookAttemptView {
     pub status: Option<i64>,
     pub error: Option<String>,
     pub delivered: bool,
+    /// When the event is tried again (RFC 3339); absent once it was
+    /// delivered or given up on, or when a later attempt followed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_try: Option<String>,
 }
 
 #[utoipa::path(get, path = "/api/v1/pools/{pool}/webhook/attempts", tag = "pools", params(("pool" = String, Path, description = "Pool name", example = "sky")), responses((status = 200, description = "The newest 1000 webhook delivery attempts, newest first (owner)", body = Vec<WebhookAttemptView>)))]
@@ -33,7 +37,10 @@ pub async fn webhook_attempts(
     Ok(Json(
         attempts
             .into_iter()
-            .map(|a| WebhookAttemptView {
+            .enumerate()
+            .map(|(i, a)| WebhookAttemptView {
+                // Only the newest attempt's next try is still to come.
+                next_try: a.next_try_ms.filter(|_| i == 0).map(rfc3339),
                 event_id: a.event_id,
                 attempt: a.attempt,
                 time: rfc3339(a.time_ms),

@@ -1,0 +1,79 @@
+// The notifications area of every console page: follows the events of
+// the pools this person owns (one stream per page, which the browser
+// resumes with Last-Event-ID after a dropped connection), lists the newest
+// few in the header, and hands every event to the page as a
+// "cistern:pool-event" DOM event with its words (the pool page refreshes
+// on them). The
+// area stays hidden without this file, or for someone who owns no pool.
+
+const area = document.getElementById("notices");
+const KEPT = 8;
+
+// Times as the pages write them: UTC, to the minute.
+const utc = (text) => `${new Date(text).toISOString().slice(0, 16).replace("T", " ")} UTC`;
+
+// Words for an event, as a person reads them.
+const describe = (data) => {
+  const about = data.data ?? {};
+  const group = data.group ? ` (group of ${utc(data.group)})` : "";
+  switch (data.kind) {
+    case "contribution.accepted": return `new file${about.name ? ` ${about.name}` : ""}${group}`;
+    case "contribution.refused": return `file ${about.name ?? ""} refused: ${about.message ?? about.reason ?? "no reason given"}`;
+    case "group.sealed": return `group sealed${group}`;
+    case "group.claimed": return `group claimed${about.processor ? ` by ${about.processor}` : ""}${group}`;
+    case "group.published": return `result published${group}`;
+    case "group.failed": return `group failed${about.reason ? `: ${about.reason}` : ""}${group}`;
+    default: return data.kind.replace(".", " ");
+  }
+};
+
+if (area && window.EventSource) {
+  const list = area.querySelector("ol");
+  const count = area.querySelector(".count");
+  let unseen = 0;
+  area.addEventListener("toggle", () => {
+    if (area.open) {
+      unseen = 0;
+      count.textContent = "";
+    }
+  });
+  const live = document.querySelector("[data-events-after]");
+  const after = live ? `?after=${encodeURIComponent(live.dataset.eventsAfter)}` : "";
+  const events = new EventSource(`/ui/events${after}`);
+  events.addEventListener("open", () => { area.hidden = false; });
+  const onEvent = (event) => {
+    let data;
+    try {
+      data = JSON.parse(event.data);
+    } catch {
+      return;
+    }
+    const words = describe(data);
+    document.dispatchEvent(new CustomEvent("cistern:pool-event", { detail: { ...data, words } }));
+    // Each accepted file is news on its pool's page, not in the header.
+    if (data.kind === "contribution.accepted") return;
+    const item = document.createElement("li");
+    const link = document.createElement("a");
+    link.href = `/ui/pools/${encodeURIComponent(data.pool)}`;
+    link.textContent = data.pool;
+    const when = document.createElement("time");
+    when.dateTime = data.time;
+    when.textContent = `at ${new Date(data.time).toISOString().slice(11, 19)}`;
+    item.append(link, `: ${words} `, when);
+    list.querySelector(".empty")?.remove();
+    list.prepend(item);
+    while (list.children.length > KEPT) list.lastElementChild.remove();
+    if (!area.open) {
+      unseen += 1;
+      count.textContent = String(unseen);
+    }
+  };
+  for (const kind of [
+    "contribution.accepted", "contribution.refused", "group.sealed", "group.claimed",
+    "group.published", "group.failed", "member.disabled", "member.enabled", "member.rekeyed",
+    "member.removed",
+  ]) {
+    events.addEventListener(kind, onEvent);
+  }
+  window.addEventListener("pagehide", () => events.close());
+}
