@@ -705,3 +705,60 @@ test("the pool dashboard shows contributions, the seal, the claim and the result
     await server.stop();
   }
 });
+
+test("a folder dragged onto the page keeps its tree, however many files a level holds", async () => {
+  const server = await startServer();
+  const shot = camera("10-folder-drop");
+  const page = await browser.newPage();
+  try {
+    assert.equal((await api(server, ROOT, "POST", "/buckets", { name: "drops" })).status, 201);
+    await signIn(page, server, ROOT);
+    await page.goto(`${server.web}/ui/buckets/drops`);
+    // A drop carries FileSystemEntry objects, which a page cannot make
+    // from files on disk; these follow the same interface (entries, a
+    // reader that hands out at most 100 entries per call, as Chromium's
+    // does, then an empty batch), so the page's own walk is what is tried.
+    await page.evaluate(() => {
+      const file = (name, text) => ({ isFile: true, isDirectory: false, name, file: (ok) => ok(new File([text], name)) });
+      const dir = (name, children) => ({
+        isFile: false, isDirectory: true, name,
+        createReader: () => {
+          let next = 0;
+          return { readEntries: (ok) => { const batch = children.slice(next, next + 100); next += batch.length; setTimeout(() => ok(batch)); } };
+        },
+      });
+      const many = Array.from({ length: 150 }, (_, i) => file(`f-${String(i).padStart(3, "0")}.txt`, `file ${i}`));
+      const album = dir("album", [
+        file("cover.txt", "cover"),
+        dir("2024", [file("summer.txt", "sun"), dir("raw", [file("frame 1.bin", "raw bytes")])]),
+        dir("many", many),
+        dir("empty", []),
+      ]);
+      const loose = file("loose.txt", "on its own");
+      const drop = new Event("drop", { bubbles: true, cancelable: true });
+      Object.defineProperty(drop, "dataTransfer", {
+        value: { items: [album, loose].map((entry) => ({ webkitGetAsEntry: () => entry })), files: [] },
+      });
+      document.dispatchEvent(new Event("dragover", { bubbles: true, cancelable: true }));
+      document.dispatchEvent(drop);
+    });
+    await allFinished(page, 154);
+    await shot(page, "dropped");
+    const listed = await api(server, ROOT, "GET", "/buckets/drops/objects?limit=1000");
+    const keys = listed.body.objects.map((o) => o.key).sort();
+    assert.equal(keys.length, 154, keys.join(", "));
+    for (const key of ["album/cover.txt", "album/2024/summer.txt", "album/2024/raw/frame 1.bin", "album/many/f-000.txt", "album/many/f-149.txt", "loose.txt"]) {
+      assert.ok(keys.includes(key), `${key} in ${keys.slice(0, 8).join(", ")}…`);
+    }
+    const raw = await api(server, ROOT, "GET", "/buckets/drops/objects/album/2024/raw/frame%201.bin");
+    assert.equal(raw.body, "raw bytes");
+    await page.getByRole("link", { name: "album/" }).click();
+    await page.getByRole("link", { name: "2024/" }).click();
+    await page.getByRole("link", { name: "raw/" }).click();
+    await page.getByRole("link", { name: "frame 1.bin" }).waitFor();
+    await shot(page, "album-2024-raw");
+  } finally {
+    await page.close();
+    await server.stop();
+  }
+});
