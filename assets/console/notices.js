@@ -8,6 +8,11 @@
 
 const area = document.getElementById("notices");
 const KEPT = 8;
+const KINDS = [
+  "contribution.accepted", "contribution.refused", "group.sealed", "group.claimed",
+  "group.published", "group.failed", "member.disabled", "member.enabled", "member.rekeyed",
+  "member.removed",
+];
 
 // Times as the pages write them: UTC, to the minute.
 const utc = (text) => `${new Date(text).toISOString().slice(0, 16).replace("T", " ")} UTC`;
@@ -23,6 +28,9 @@ const describe = (data) => {
     case "group.claimed": return `group claimed${about.processor ? ` by ${about.processor}` : ""}${group}`;
     case "group.published": return `result published${group}`;
     case "group.failed": return `group failed${about.reason ? `: ${about.reason}` : ""}${group}`;
+    case "member.disabled": case "member.enabled": case "member.removed":
+      return `member ${about.member ?? ""} ${data.kind.slice("member.".length)}`;
+    case "member.rekeyed": return `member ${about.member ?? ""} given a new token`;
     default: return data.kind.replace(".", " ");
   }
 };
@@ -37,11 +45,23 @@ if (area && window.EventSource) {
       count.textContent = "";
     }
   });
-  const live = document.querySelector("[data-events-after]");
-  const after = live ? `?after=${encodeURIComponent(live.dataset.eventsAfter)}` : "";
-  const events = new EventSource(`/ui/events${after}`);
-  events.addEventListener("open", () => { area.hidden = false; });
+  // Where to start: after the newest event the page was made with (a
+  // pool page), and with the pool the page shows (an admin's look).
+  const page = document.querySelector("[data-events-after]");
+  let lastId = page?.dataset.eventsAfter ?? "";
+  const pool = document.querySelector("[data-events-pool]")?.dataset.eventsPool;
+  let events = null;
+  const open = () => {
+    const query = new URLSearchParams();
+    if (lastId !== "") query.set("after", lastId);
+    if (pool) query.set("pool", pool);
+    events = new EventSource(`/ui/events?${query}`);
+    events.addEventListener("open", () => { area.hidden = false; });
+    events.addEventListener("ready", (event) => { lastId = event.lastEventId; });
+    for (const kind of KINDS) events.addEventListener(kind, onEvent);
+  };
   const onEvent = (event) => {
+    lastId = event.lastEventId;
     let data;
     try {
       data = JSON.parse(event.data);
@@ -68,12 +88,17 @@ if (area && window.EventSource) {
       count.textContent = String(unseen);
     }
   };
-  for (const kind of [
-    "contribution.accepted", "contribution.refused", "group.sealed", "group.claimed",
-    "group.published", "group.failed", "member.disabled", "member.enabled", "member.rekeyed",
-    "member.removed",
-  ]) {
-    events.addEventListener(kind, onEvent);
-  }
-  window.addEventListener("pagehide", () => events.close());
+  open();
+  // A hidden page lets its connection go (browsers allow only a few per
+  // site over HTTP/1.1, and every open console page would hold one), and
+  // picks up from the last event it had when it is shown again.
+  document.addEventListener("visibilitychange", () => {
+    if (document.visibilityState === "hidden") {
+      events?.close();
+      events = null;
+    } else if (!events) {
+      open();
+    }
+  });
+  window.addEventListener("pagehide", () => events?.close());
 }

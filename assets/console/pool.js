@@ -16,8 +16,9 @@ if (live) {
       setTimeout(refresh, 2000);
       return;
     }
-    // The same page of members as shown.
-    const answer = await fetch(window.location.pathname + window.location.search, { headers: { accept: "text/html" } });
+    // The same page of members as shown (the address bar may show the
+    // form the page answered instead).
+    const answer = await fetch(live.dataset.page, { headers: { accept: "text/html" } });
     if (!answer.ok) return;
     const page = new DOMParser().parseFromString(await answer.text(), "text/html");
     const fresh = page.getElementById("pool-live");

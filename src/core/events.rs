@@ -85,15 +85,26 @@ impl EventHub {
 #[derive(Debug, Clone)]
 pub struct EventFilter {
     /// One pool's id; or, for an owner's feed of all their pools, several
-    /// (a member always follows exactly one).
-    pub pool_ids: Vec<String>,
+    /// (a member always follows exactly one). Sorted.
+    pool_ids: Vec<String>,
     /// A member sees the pool's events and its own; `None` sees all.
-    pub member_id: Option<String>,
+    member_id: Option<String>,
 }
 
 impl EventFilter {
+    /// A member's view of its pool (its own events and the pool's), or
+    /// with `None` everything in the pools named.
+    pub fn new(mut pool_ids: Vec<String>, member_id: Option<String>) -> Self {
+        pool_ids.sort();
+        pool_ids.dedup();
+        Self {
+            pool_ids,
+            member_id,
+        }
+    }
+
     fn wants(&self, event: &PoolEvent) -> bool {
-        self.pool_ids.contains(&event.pool_id)
+        self.pool_ids.binary_search(&event.pool_id).is_ok()
             && match (&self.member_id, &event.member_id) {
                 (None, _) | (_, None) => true,
                 (Some(me), Some(them)) => me == them,
@@ -134,9 +145,11 @@ impl Follow {
         let changes_me = self.filter.changes_me(&event);
         let mut items = Vec::new();
         if event.id > self.last && self.filter.wants(&event) {
-            self.last = event.id;
-            items.push(Ok(Some(event)));
+            items.push(Ok(Some(event.clone())));
         }
+        // Events come in id order, so one not wanted is passed for good:
+        // a catch-up after lagging starts here, not at the last wanted.
+        self.last = self.last.max(event.id);
         if changes_me {
             items.push(Ok(None));
         }
@@ -208,8 +221,8 @@ impl Store {
             loop {
                 match f.phase {
                     Phase::CatchUp => {
-                        // One pool's events by its index; several pools'
-                        // from all events, the unwanted skipped.
+                        // One pool's events as a member or owner sees them;
+                        // several pools' all together.
                         let page = match f.filter.pool_ids.as_slice() {
                             [pool_id] => {
                                 f.store
@@ -222,17 +235,15 @@ impl Store {
                                     )
                                     .await
                             }
-                            _ => f.store.meta.pool_events_after(f.last, 500).await,
+                            pool_ids => f.store.meta.pool_events_in(pool_ids, f.last, 500).await,
                         };
                         match page {
                             Ok(page) if page.is_empty() => f.phase = Phase::Live,
                             Ok(page) => {
-                                let end = page.last().map(|e| e.id).unwrap_or(f.last);
                                 let items: Vec<FollowItem> = page
                                     .into_iter()
                                     .flat_map(|e| f.items_for(Arc::new(e)))
                                     .collect();
-                                f.last = f.last.max(end);
                                 if items.is_empty() {
                                     continue;
                                 }

@@ -492,10 +492,7 @@ impl Store {
         after: i64,
     ) -> impl Stream<Item = Arc<PoolEvent>> + Send + 'static {
         let member_id = access.member.as_ref().map(|m| m.id.clone());
-        let filter = EventFilter {
-            pool_ids: vec![access.pool.id.clone()],
-            member_id: member_id.clone(),
-        };
+        let filter = EventFilter::new(vec![access.pool.id.clone()], member_id.clone());
         let token_hash = access.token_hash.clone();
         let store = self.clone();
         self.follow_events(filter, after)
@@ -532,20 +529,19 @@ impl Store {
             .filter_map(|item| std::future::ready(item.flatten()))
     }
 
-    /// The events of every pool `who` owns, after `after` (from now when
-    /// `None`), with each pool's name by id; `None` for someone who owns
-    /// no pool. Pools created later join at the next connection.
+    /// The events of every pool `who` owns, and of `also` (a pool an
+    /// admin is looking at), after `after` (from now when `None`), with
+    /// each pool's name by id and where the feed starts; `None` when there
+    /// is no pool to follow. Pools created later join at the next
+    /// connection.
     pub async fn owner_event_feed(
         &self,
         who: &Principal,
+        also: Option<PoolRecord>,
         after: Option<i64>,
-    ) -> CoreResult<
-        Option<(
-            OwnedPoolNames,
-            impl Stream<Item = Arc<PoolEvent>> + Send + use<>,
-        )>,
-    > {
-        let pools = self.meta.pools(Some(who.user_id.as_str())).await?;
+    ) -> CoreResult<Option<OwnerFeed<impl Stream<Item = Arc<PoolEvent>> + Send + use<>>>> {
+        let mut pools = self.meta.pools(Some(who.user_id.as_str())).await?;
+        pools.extend(also);
         if pools.is_empty() {
             return Ok(None);
         }
@@ -553,12 +549,9 @@ impl Store {
             Some(after) => after,
             None => self.meta.last_pool_event_id().await?,
         };
-        let names: OwnedPoolNames = pools.into_iter().map(|p| (p.id, p.name)).collect();
-        let filter = EventFilter {
-            pool_ids: names.keys().cloned().collect(),
-            member_id: None,
-        };
-        let feed = self.follow_events(filter, after).filter_map(|item| {
+        let names: HashMap<String, String> = pools.into_iter().map(|p| (p.id, p.name)).collect();
+        let filter = EventFilter::new(names.keys().cloned().collect(), None);
+        let events = self.follow_events(filter, after).filter_map(|item| {
             std::future::ready(match item {
                 Ok(event) => event,
                 Err(e) => {
@@ -567,12 +560,22 @@ impl Store {
                 }
             })
         });
-        Ok(Some((names, feed)))
+        Ok(Some(OwnerFeed {
+            names,
+            after,
+            events,
+        }))
     }
 }
 
-/// Pool id → name.
-pub type OwnedPoolNames = HashMap<String, String>;
+/// The events of an owner's pools, as they are written.
+pub struct OwnerFeed<S> {
+    /// Pool id → name.
+    pub names: HashMap<String, String>,
+    /// The feed has the events after this id.
+    pub after: i64,
+    pub events: S,
+}
 
 #[cfg(test)]
 mod tests {

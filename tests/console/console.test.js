@@ -700,6 +700,24 @@ test("the pool dashboard shows contributions, the seal, the claim and the result
     await shot(page, "phone");
     await page.locator("#members").evaluate((table) => { table.parentElement.scrollLeft = 10_000; });
     await shot(page, "phone-members-scrolled");
+
+    // Adding a member answers with the pool page at the form's address;
+    // the page stays live there: a refused file and a member disabled
+    // elsewhere show up without a reload.
+    await page.setViewportSize({ width: 1280, height: 900 });
+    await page.getByLabel("Names, one per line").fill("cam-4");
+    await page.getByRole("button", { name: "Add and show tokens" }).click();
+    await page.getByRole("heading", { name: "New tokens, shown this once" }).waitFor();
+    assert.ok(page.url().endsWith("/ui/pools/sky/members"), page.url());
+    const late = join(work, "late.png");
+    writeFileSync(late, gradientPng(64, 40, [.3, .6, 1]));
+    spawnSync(binary, ["pool", "push", "--server", server.web, "--pool", "sky", "--token", token["cam-2"], "--timestamp", now, late], { encoding: "utf8" });
+    await pollUntil("the page tells of the refused file", async () =>
+      (await page.locator(".live-note").innerText()).includes("late.png refused"));
+    const disabled = await api(server, ROOT, "POST", "/pools/sky/members/cam-3/disable");
+    assert.ok(disabled.status < 300, `disable: ${disabled.status}`);
+    await page.locator("#members tr", { hasText: "cam-3" }).locator(".tag", { hasText: "disabled" }).waitFor({ timeout: 15_000 });
+    await shot(page, "still-live-after-adding");
   } finally {
     await page.close();
     await server.stop();

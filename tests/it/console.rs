@@ -1378,6 +1378,13 @@ async fn a_member_signs_in_with_its_token_and_sees_its_receipts_and_the_latest_r
         .post("/ui/member/sign-in", &[("token", &token)], false)
         .await;
     assert_eq!(signed.status, 303);
+    let audited = poll_until("the member's sign-in is audited", || async {
+        let (_, found) = api.get("/audit?action=auth.member_login", ROOT).await;
+        let records = found["records"].as_array().cloned().unwrap_or_default();
+        (!records.is_empty()).then_some(records)
+    })
+    .await;
+    assert_eq!(audited[0]["actor"], "sky/cam", "{audited:?}");
     let set = signed.headers["set-cookie"].to_str().unwrap();
     for part in [
         "cistern_member=",
@@ -1522,17 +1529,25 @@ async fn the_notifications_stream_carries_the_events_of_every_pool_one_owns() {
     }
     let mut browser = Browser::new(&app);
     browser.sign_in(ROOT_USER, ROOT_PASSWORD).await;
-    let open = |browser: &Browser, last: Option<i64>| {
+    let open = |browser: &Browser, query: &str, last: Option<i64>| {
         let mut request = browser
             .http
-            .get(format!("{}/ui/events", browser.base))
+            .get(format!("{}/ui/events{query}", browser.base))
             .header("cookie", browser.cookie_header());
         if let Some(last) = last {
             request = request.header("last-event-id", last.to_string());
         }
         request.send()
     };
-    let stream = open(&browser, None).await.unwrap();
+    // Pool events only: the stream opens with `ready`, a bare id.
+    let pool_events =
+        |seen: &[(Option<i64>, serde_json::Value)]| -> Vec<(Option<i64>, serde_json::Value)> {
+            seen.iter()
+                .filter(|(_, e)| e.is_object())
+                .cloned()
+                .collect()
+        };
+    let stream = open(&browser, "", None).await.unwrap();
     assert_eq!(stream.status(), 200);
     assert!(
         stream.headers()["content-type"]
@@ -1550,7 +1565,10 @@ async fn the_notifications_stream_carries_the_events_of_every_pool_one_owns() {
         )
         .await;
     }
-    let seen = read_sse(stream, |events| events.len() >= 2).await;
+    let seen = read_sse(stream, |events| pool_events(events).len() >= 2).await;
+    let ready = seen[0].0.expect("the stream says where it starts");
+    assert_eq!(seen[0].1, json!(ready));
+    let seen = pool_events(&seen);
     let pools: Vec<&str> = seen
         .iter()
         .map(|(_, e)| e["pool"].as_str().unwrap())
@@ -1560,14 +1578,36 @@ async fn the_notifications_stream_carries_the_events_of_every_pool_one_owns() {
     assert_eq!(seen[0].1["data"]["name"], "sky.txt");
 
     // Resumed after the first: the second comes again, nothing of eve's.
-    let resumed = read_sse(open(&browser, seen[0].0).await.unwrap(), |e| !e.is_empty()).await;
-    assert_eq!(resumed[0], seen[1]);
+    // From where a quiet stream started: everything since.
+    let resumed = read_sse(open(&browser, "", seen[0].0).await.unwrap(), |e| {
+        !pool_events(e).is_empty()
+    })
+    .await;
+    assert_eq!(pool_events(&resumed)[0], seen[1]);
+    let from_ready = read_sse(open(&browser, "", Some(ready)).await.unwrap(), |e| {
+        pool_events(e).len() >= 2
+    })
+    .await;
+    assert_eq!(pool_events(&from_ready), seen);
+
+    // An admin looking at eve's pool follows it too; eve follows her own.
+    let with_eves = read_sse(
+        open(&browser, "?pool=eves", Some(ready)).await.unwrap(),
+        |e| pool_events(e).len() >= 3,
+    )
+    .await;
+    let pools: Vec<String> = pool_events(&with_eves)
+        .iter()
+        .map(|(_, e)| e["pool"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(pools, ["eves", "sky", "sea"]);
 
     // Someone with no pool is told not to come back; nobody is sent to
-    // sign in.
+    // sign in; nobody follows a pool that is not theirs to see.
     let mut dan = Browser::new(&app);
     dan.sign_in("dan", "dan-password-1").await;
-    assert_eq!(open(&dan, None).await.unwrap().status(), 204);
+    assert_eq!(open(&dan, "", None).await.unwrap().status(), 204);
+    assert_eq!(open(&dan, "?pool=sky", None).await.unwrap().status(), 404);
     assert_eq!(Browser::new(&app).get("/ui/events").await.status, 303);
     app.stop().await;
 }

@@ -3,9 +3,11 @@
 //! of all the pools the signed-in person owns (the pool page reads its
 //! pool's events from the same stream), so a person with several pools
 //! open does not hold one connection per pool. It resumes after
-//! `Last-Event-ID` (or `?after=`) and ends every ten minutes, so the
-//! browser reconnects and the session is checked again; someone who owns
-//! no pool gets 204, which tells the browser not to reconnect.
+//! `Last-Event-ID` (or `?after=`), opens with a `ready` event naming where
+//! it starts, and ends every ten minutes, so the browser reconnects and
+//! the session is checked again; someone who owns no pool gets 204, which
+//! tells the browser not to reconnect. An admin's look at someone else's
+//! pool adds that pool (`?pool=`).
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -27,6 +29,9 @@ const STREAM_LIFETIME: Duration = Duration::from_secs(600);
 #[derive(Deserialize)]
 pub struct NoticesQuery {
     after: Option<i64>,
+    /// A pool the page shows that the person may see without owning it
+    /// (an admin's look).
+    pool: Option<String>,
 }
 
 /// `GET /ui/events`.
@@ -40,24 +45,37 @@ pub async fn stream(
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<i64>().ok());
-    let Some((names, feed)) = state
+    let also = match &query.pool {
+        Some(name) => Some(state.store.owned_pool(&visitor.principal, name).await?),
+        None => None,
+    };
+    let Some(feed) = state
         .store
-        .owner_event_feed(&visitor.principal, resume.or(query.after))
+        .owner_event_feed(&visitor.principal, also, resume.or(query.after))
         .await?
     else {
         return Ok(StatusCode::NO_CONTENT.into_response());
     };
+    let names = feed.names;
+    // First, where the feed starts: the page resumes from there after it
+    // closed the stream while hidden, even if nothing came meanwhile.
+    let ready = Event::default()
+        .id(feed.after.to_string())
+        .event("ready")
+        .data(feed.after.to_string());
     let events = feed
+        .events
         .map(move |event| {
             let pool = names.get(&event.pool_id).map(String::as_str).unwrap_or("");
-            Ok::<_, Infallible>(
-                Event::default()
-                    .id(event.id.to_string())
-                    .event(event.kind.as_str())
-                    .json_data(event_view(&event, pool))
-                    .unwrap_or_default(),
-            )
+            Event::default()
+                .id(event.id.to_string())
+                .event(event.kind.as_str())
+                .json_data(event_view(&event, pool))
+                .unwrap_or_default()
         })
+        .map(Ok::<_, Infallible>);
+    let events = futures::stream::once(async move { Ok::<_, Infallible>(ready) })
+        .chain(events)
         .take_until(tokio::time::sleep(STREAM_LIFETIME))
         .take_until(state.stopping.clone().cancelled_owned());
     Ok(Sse::new(events)

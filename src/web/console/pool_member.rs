@@ -20,6 +20,7 @@ use super::pages::{Chrome, render};
 use super::pools::group_id;
 use super::session::{ConsoleError, Flash, Visitor, read_form, redirect};
 use super::words;
+use crate::core::CoreError;
 use crate::core::pool_access::{MemberOverview, MemberSession};
 use crate::model::{MemberRecord, PoolRecord};
 use crate::web::api::ApiActor;
@@ -98,14 +99,36 @@ fn member_cookie(token: &str, max_age: u64, secure: bool) -> header::HeaderValue
     cookie::set_cookie_at(MEMBER_COOKIE, token, MEMBER_PATH, max_age, secure)
 }
 
-/// The member signed in on this browser, if its token still works.
+/// The member signed in on this browser, if its token still works (a
+/// database that cannot answer is an error, not a sign-out).
 async fn signed_in_member(
     state: &WebState,
     headers: &HeaderMap,
-) -> Option<(MemberSession, String)> {
-    let token = cookie::cookie(headers, MEMBER_COOKIE)?;
-    let session = state.store.member_session(token).await.ok()?;
-    Some((session, token.to_owned()))
+) -> Result<Option<(MemberSession, String)>, ConsoleError> {
+    let Some(token) = cookie::cookie(headers, MEMBER_COOKIE) else {
+        return Ok(None);
+    };
+    match state.store.member_session(token).await {
+        Ok(session) => Ok(Some((session, token.to_owned()))),
+        Err(e) if token_refused(&e) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The token names no member, or a disabled one.
+fn token_refused(error: &CoreError) -> bool {
+    matches!(error, CoreError::BadSession | CoreError::AccountDisabled(_))
+}
+
+/// Names the member in the request's audit record, billed to the pool's
+/// owner as the JSON API does.
+fn audit_as(parts: &Parts, session: &MemberSession) {
+    ApiActor::set_member(
+        parts,
+        format!("{}/{}", session.pool.name, session.member.name),
+        &session.pool.owner_id,
+        &session.pool.bucket,
+    );
 }
 
 #[derive(Deserialize)]
@@ -186,7 +209,7 @@ pub async fn home(
     Query(query): Query<PageQuery>,
 ) -> Result<Response, ConsoleError> {
     let flash = Flash::from_headers(&parts.headers);
-    let Some((session, token)) = signed_in_member(&state, &parts.headers).await else {
+    let Some((session, token)) = signed_in_member(&state, &parts.headers).await? else {
         let mut response = render(MemberSignInPage {
             chrome: chrome("Sign in as a pool member".into(), String::new(), flash),
         });
@@ -199,13 +222,8 @@ pub async fn home(
         }
         return Ok(response);
     };
+    audit_as(&parts, &session);
     let MemberSession { pool, member, .. } = &session;
-    ApiActor::set_member(
-        &parts,
-        format!("{}/{}", pool.name, member.name),
-        &pool.owner_id,
-        &pool.bucket,
-    );
     let overview = state
         .store
         .member_overview(pool, member, query.before.as_deref(), FILES_PER_PAGE)
@@ -230,12 +248,7 @@ pub async fn sign_in(State(state): State<WebState>, parts: Parts, request: Reque
     let token = fields.text("token").trim().to_owned();
     match state.store.member_session(&token).await {
         Ok(session) => {
-            ApiActor::set_member(
-                &parts,
-                format!("{}/{}", session.pool.name, session.member.name),
-                &session.pool.owner_id,
-                &session.pool.bucket,
-            );
+            audit_as(&parts, &session);
             let secure = cookie::wants_secure(&parts.headers, state.api.public_url.as_deref());
             let mut response = redirect(MEMBER_PATH, None);
             response.headers_mut().append(
@@ -244,6 +257,7 @@ pub async fn sign_in(State(state): State<WebState>, parts: Parts, request: Reque
             );
             response
         }
+        Err(e) if !token_refused(&e) => ConsoleError::from(e).into_response(),
         Err(_) => {
             let mut response = render(MemberSignInPage {
                 chrome: chrome(
@@ -273,6 +287,9 @@ pub async fn sign_out(State(state): State<WebState>, parts: Parts, request: Requ
     if token.is_empty() || !cookie::csrf_matches(token, fields.raw("csrf")) {
         return ConsoleError::csrf().into_response();
     }
+    if let Ok(session) = state.store.member_session(token).await {
+        audit_as(&parts, &session);
+    }
     let secure = cookie::wants_secure(&parts.headers, state.api.public_url.as_deref());
     let mut response = redirect(
         MEMBER_PATH,
@@ -292,16 +309,12 @@ pub async fn latest_result(
     State(state): State<WebState>,
     parts: Parts,
 ) -> Result<Response, ConsoleError> {
-    let Some((session, _)) = signed_in_member(&state, &parts.headers).await else {
+    let Some((session, _)) = signed_in_member(&state, &parts.headers).await? else {
         return Ok(redirect(MEMBER_PATH, None));
     };
+    audit_as(&parts, &session);
     let pool = session.pool.name.clone();
-    ApiActor::set_member(
-        &parts,
-        format!("{pool}/{}", session.member.name),
-        &session.pool.owner_id,
-        &session.pool.bucket,
-    );
+
     let mut response = result_response(
         &state,
         PoolCaller::signed_in_member(session),

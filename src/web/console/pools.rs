@@ -84,6 +84,8 @@ struct PoolPage {
     /// The page's notifications stream starts after this event (the
     /// newest of any pool when the page was made).
     latest_event: i64,
+    /// This page's own address, which its script fetches again.
+    page_url: String,
     member_count: usize,
     /// The part of a name the members listed contain.
     member_filter: String,
@@ -166,6 +168,20 @@ pub struct MemberQuery {
     after: String,
 }
 
+/// The pool page listing the members whose names contain `member`, after
+/// the name `after`.
+fn page_url(pool: &PoolRecord, member: &str, after: &str) -> String {
+    if member.is_empty() && after.is_empty() {
+        return format!("/ui/pools/{}", pool.name);
+    }
+    format!(
+        "/ui/pools/{}?member={}&after={}",
+        pool.name,
+        in_query(member),
+        in_query(after)
+    )
+}
+
 /// `GET /ui/pools/{pool}`.
 pub async fn show(
     State(state): State<WebState>,
@@ -217,20 +233,15 @@ async fn pool_page(
         Some(d) if d.missing.contains(&m.name) => "not yet".to_owned(),
         _ => String::new(),
     };
+    // Member names are lower case.
+    let wanted = query.member.to_lowercase();
     let mut listed: Vec<&(MemberRecord, i64)> = members
         .iter()
-        .filter(|(m, _)| m.name.contains(query.member.as_str()) && *m.name > *query.after)
+        .filter(|(m, _)| m.name.contains(wanted.as_str()) && *m.name > *query.after)
         .collect();
     listed.sort_by(|a, b| a.0.name.cmp(&b.0.name));
-    let next_members = (listed.len() > MEMBERS_PER_PAGE).then(|| {
-        let last = &listed[MEMBERS_PER_PAGE - 1].0.name;
-        format!(
-            "/ui/pools/{}?member={}&after={}",
-            pool.name,
-            in_query(&query.member),
-            in_query(last)
-        )
-    });
+    let next_members = (listed.len() > MEMBERS_PER_PAGE)
+        .then(|| page_url(&pool, &query.member, &listed[MEMBERS_PER_PAGE - 1].0.name));
     let member_rows = listed
         .into_iter()
         .take(MEMBERS_PER_PAGE)
@@ -281,6 +292,7 @@ async fn pool_page(
             .unwrap_or_else(|| "none yet".to_owned()),
         tokens,
         latest_event,
+        page_url: page_url(&pool, &query.member, &query.after),
         member_count: members.len(),
         member_filter: query.member,
         paged: !query.after.is_empty(),

@@ -154,6 +154,34 @@ impl MetaStore {
         .collect()
     }
 
+    /// Events of the pools named after `after_id`, in id order.
+    pub async fn pool_events_in(
+        &self,
+        pool_ids: &[String],
+        after_id: i64,
+        limit: i64,
+    ) -> MetaResult<Vec<PoolEvent>> {
+        if pool_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let places: Vec<String> = (0..pool_ids.len()).map(|i| format!("${}", i + 3)).collect();
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM pool_events WHERE id > $1 AND pool_id IN ({}) \
+             ORDER BY id LIMIT $2",
+            places.join(", ")
+        );
+        let mut query = sqlx::query(&sql).bind(after_id).bind(limit);
+        for id in pool_ids {
+            query = query.bind(id);
+        }
+        query
+            .fetch_all(&mut *self.conn().await?)
+            .await?
+            .iter()
+            .map(event_from_row)
+            .collect()
+    }
+
     /// Pools that have a webhook.
     pub async fn pools_with_webhooks(&self) -> MetaResult<Vec<PoolRecord>> {
         sqlx::query(&format!(
