@@ -25,7 +25,7 @@ run() {
     pid=$!
     wait_port 9301
     target/release/examples/console_bench --s3 http://127.0.0.1:9300 --web http://127.0.0.1:9301 \
-        --user $key --password $secret --server-pid $pid "${@:2}"
+        --user $key --password $secret --server-pid $pid --data-dir "$work/$1" "${@:2}"
     kill $pid; wait $pid || true
 }
 echo "## pool page"

@@ -7,10 +7,12 @@
 //!   server's peak RSS; beside it, 4 KiB GETs on the S3 port one after
 //!   another, idle first and then while the thumbnails are made, with
 //!   their p50 and p99.
-//! - **Pool page**: a pool with `--members` (10,000) members and
-//!   `--groups` (1,000) groups, and the time the console's pool page takes
-//!   to answer (request to first byte, as the server renders the whole
-//!   page before sending it) and its size.
+//! - **Pool page**: a pool with `--members` (10,000) members, each of
+//!   which sends a file through the API, and `--groups` (1,000) past
+//!   groups written into the server's SQLite database (`--data-dir`; the
+//!   API opens a group only while its window is open), and the time the
+//!   console's pool page takes to answer (request to first byte, as the
+//!   server renders the whole page before sending it) and its size.
 //!
 //! ```text
 //! bash bench/console.sh    # starts a release server and runs this
@@ -38,6 +40,8 @@ struct Args {
     megapixels: f64,
     members: usize,
     groups: usize,
+    /// The server's data folder, whose SQLite database gets the groups.
+    data_dir: String,
 }
 
 fn parse_args() -> Args {
@@ -51,6 +55,7 @@ fn parse_args() -> Args {
         megapixels: 12.0,
         members: 10_000,
         groups: 1000,
+        data_dir: String::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -65,6 +70,7 @@ fn parse_args() -> Args {
             "--megapixels" => args.megapixels = value.parse().expect("a number"),
             "--members" => args.members = value.parse().expect("a number"),
             "--groups" => args.groups = value.parse().expect("a number"),
+            "--data-dir" => args.data_dir = value,
             other => panic!("unknown flag {other}"),
         }
     }
@@ -292,14 +298,66 @@ async fn admin(http: &reqwest::Client, args: &Args, path: &str, body: Value) -> 
     response.json().await.unwrap_or(Value::Null)
 }
 
+/// Adds `--groups` past groups to the pool "crowd" in the server's SQLite
+/// database: windows are at least a minute and take files only while
+/// open, so a thousand groups would take the API a thousand minutes. Most
+/// are published, some failed or waiting, all long past their seal time.
+async fn seed_groups(args: &Args) {
+    use sqlx::Connection;
+    let started = Instant::now();
+    let path = format!("sqlite://{}/cistern.db", args.data_dir);
+    let mut db = sqlx::SqliteConnection::connect(&path)
+        .await
+        .expect("the server's database");
+    let (pool_id,): (String,) = sqlx::query_as("SELECT id FROM pools WHERE name = 'crowd'")
+        .fetch_one(&mut db)
+        .await
+        .expect("the pool");
+    let week_ago = chrono::Utc::now().timestamp_millis() / 60_000 * 60_000 - 7 * 86_400_000;
+    let mut tx = db.begin().await.expect("a transaction");
+    for i in 0..args.groups as i64 {
+        let start = week_ago - i * 60_000;
+        let state = match i % 20 {
+            0 => "failed",
+            1 => "sealed",
+            _ => "published",
+        };
+        let published = state == "published";
+        sqlx::query(
+            "INSERT INTO pool_groups (pool_id, start_ms, end_ms, seal_at_ms, state, files, bytes, \
+             attempts, result_key, result_size, result_etag, updated_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        )
+        .bind(&pool_id)
+        .bind(start)
+        .bind(start + 60_000)
+        .bind(start + 75_000)
+        .bind(state)
+        .bind(10 + i % 7)
+        .bind(1_000_000 + i * 13)
+        .bind(if state == "sealed" { 0 } else { 1 })
+        .bind(published.then(|| format!("results/{start}/result")))
+        .bind(published.then_some(4096_i64))
+        .bind(published.then_some("\"seeded\""))
+        .bind(start + 120_000)
+        .execute(&mut *tx)
+        .await
+        .expect("a group");
+    }
+    tx.commit().await.expect("commit");
+    println!(
+        "{} past groups added to the database in {:.1} s",
+        args.groups,
+        started.elapsed().as_secs_f64()
+    );
+}
+
 async fn pool_page(args: &Args, http: &reqwest::Client) {
-    // One-second windows with an hour's grace: a file a few seconds apart
-    // opens a group of its own.
     admin(
         http,
         args,
         "/pools",
-        json!({"name": "crowd", "window_secs": 1, "grace_secs": 3600}),
+        json!({"name": "crowd", "window_secs": 60}),
     )
     .await;
     let started = Instant::now();
@@ -326,37 +384,49 @@ async fn pool_page(args: &Args, http: &reqwest::Client) {
         tokens.len(),
         started.elapsed().as_secs_f64()
     );
-    let now = chrono::Utc::now().timestamp_millis();
+    // One file from every member, sixteen at a time.
     let started = Instant::now();
-    for batch in (0..args.groups).collect::<Vec<_>>().chunks(100) {
-        let mut form = reqwest::multipart::Form::new();
-        for &i in batch {
-            let when = now - 3_000_000 + (i as i64) * 3000;
-            let stamp = chrono::DateTime::from_timestamp_millis(when)
-                .expect("a time")
-                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-            form = form.text("timestamp", stamp).part(
-                "file",
-                reqwest::multipart::Part::bytes(format!("reading {i}").into_bytes())
-                    .file_name(format!("r{i}.txt")),
-            );
-        }
-        // Files of many members: the page counts each member's own.
-        let token = &tokens[batch[0] % tokens.len()];
-        let response = http
-            .post(format!("{}/api/v1/pools/crowd/contributions", args.web))
-            .bearer_auth(token)
-            .multipart(form)
-            .send()
-            .await
-            .expect("contribute");
-        assert!(response.status().is_success());
+    let stamp = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let tokens = Arc::new(tokens);
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut senders = Vec::new();
+    for _ in 0..16 {
+        let (http, tokens, next, stamp) =
+            (http.clone(), tokens.clone(), next.clone(), stamp.clone());
+        let web = args.web.clone();
+        senders.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(token) = tokens.get(i) else {
+                    return;
+                };
+                let form = reqwest::multipart::Form::new()
+                    .text("timestamp", stamp.clone())
+                    .part(
+                        "file",
+                        reqwest::multipart::Part::bytes(format!("reading {i}").into_bytes())
+                            .file_name(format!("r{i}.txt")),
+                    );
+                let response = http
+                    .post(format!("{web}/api/v1/pools/crowd/contributions"))
+                    .bearer_auth(token)
+                    .multipart(form)
+                    .send()
+                    .await
+                    .expect("contribute");
+                assert!(response.status().is_success());
+            }
+        }));
+    }
+    for sender in senders {
+        sender.await.expect("sender");
     }
     println!(
-        "{} groups opened in {:.1} s",
-        args.groups,
+        "{} files sent in {:.1} s",
+        tokens.len(),
         started.elapsed().as_secs_f64()
     );
+    seed_groups(args).await;
     let cookie = console_cookie(http, args).await;
     let mut times = Vec::new();
     let mut size = 0;

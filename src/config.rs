@@ -205,7 +205,8 @@ pub struct ServeArgs {
     pub password_checks: usize,
 
     /// Gallery thumbnails made at once (each decode may use up to 160 MiB
-    /// and one core); more wait in a queue of 256.
+    /// and one core, at a lower CPU priority than requests); more wait in a
+    /// queue of 256.
     #[arg(long, env = "CISTERN_THUMBNAIL_WORKERS", default_value_t = 1)]
     pub thumbnail_workers: usize,
 

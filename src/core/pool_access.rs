@@ -7,7 +7,7 @@
 //! receivers of a result, and a member's event feed ends when it is
 //! disabled, removed or re-keyed.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
@@ -129,6 +129,21 @@ pub struct MemberOverview {
     pub fetched_latest: bool,
 }
 
+/// A page of a pool's members.
+pub struct MemberListing {
+    pub members: Vec<MemberActivity>,
+    /// More follow after the last.
+    pub more: bool,
+}
+
+/// A member with what it has sent.
+pub struct MemberActivity {
+    pub member: MemberRecord,
+    pub files: i64,
+    /// When its last file came (ms).
+    pub last_ms: Option<i64>,
+}
+
 /// Whose contributions a caller may list, with the names of the pool's
 /// members to label them.
 pub struct ContributionScope {
@@ -231,14 +246,75 @@ impl Store {
             .collect())
     }
 
-    /// When each member last sent a file (Unix ms), by member id.
-    pub async fn last_contributions(&self, pool: &PoolRecord) -> CoreResult<HashMap<String, i64>> {
-        Ok(self
+    /// How many members the pool has.
+    pub async fn member_count(&self, pool: &PoolRecord) -> CoreResult<i64> {
+        Ok(self.meta.member_count(&pool.id).await?)
+    }
+
+    /// A page of up to `limit` members by name, those whose names contain
+    /// `contains` (ignoring case), after the name `after`, each with the
+    /// files it sent and when the last came; its cost follows the page,
+    /// not the pool.
+    pub async fn member_listing(
+        &self,
+        pool: &PoolRecord,
+        contains: &str,
+        after: &str,
+        limit: usize,
+    ) -> CoreResult<MemberListing> {
+        // Only what names can hold, so nothing in it is a LIKE wildcard.
+        let contains: String = contains
+            .to_lowercase()
+            .chars()
+            .filter(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-')
+            .collect();
+        let mut members = self
             .meta
-            .last_contributions(&pool.id)
+            .members_named(&pool.id, &contains, after, limit as i64 + 1)
+            .await?;
+        let more = members.len() > limit;
+        members.truncate(limit);
+        let ids: Vec<String> = members.iter().map(|m| m.id.clone()).collect();
+        let activity: HashMap<String, (i64, i64)> = self
+            .meta
+            .member_activity(&pool.id, &ids)
             .await?
             .into_iter()
-            .collect())
+            .map(|(id, files, last)| (id, (files, last)))
+            .collect();
+        Ok(MemberListing {
+            members: members
+                .into_iter()
+                .map(|member| {
+                    let (files, last) = activity.get(&member.id).copied().unzip();
+                    MemberActivity {
+                        member,
+                        files: files.unwrap_or(0),
+                        last_ms: last,
+                    }
+                })
+                .collect(),
+            more,
+        })
+    }
+
+    /// The newest published group and the ids of the members who fetched
+    /// its result; `None` before the first.
+    pub async fn latest_fetchers(
+        &self,
+        pool: &PoolRecord,
+    ) -> CoreResult<Option<(GroupRecord, HashSet<String>)>> {
+        let Some(group) = self.meta.latest_published(&pool.id).await? else {
+            return Ok(None);
+        };
+        let fetched = self
+            .meta
+            .deliveries(&pool.id, group.start_ms)
+            .await?
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        Ok(Some((group, fetched)))
     }
 
     /// Whose contributions the caller may list: a member its own; the
@@ -458,15 +534,9 @@ impl Store {
                 20,
             )
             .await?;
-        let latest = self.meta.latest_published(&pool.id).await?;
-        let fetched_latest = match &latest {
-            Some(group) => self
-                .meta
-                .deliveries(&pool.id, group.start_ms)
-                .await?
-                .iter()
-                .any(|(id, _)| *id == member.id),
-            None => false,
+        let (latest, fetched_latest) = match self.latest_fetchers(pool).await? {
+            Some((group, fetched)) => (Some(group), fetched.contains(&member.id)),
+            None => (None, false),
         };
         Ok(MemberOverview {
             contributions,

@@ -2,8 +2,9 @@
 //! (first frame) objects, turned by their EXIF orientation, at most
 //! [`EDGE`] pixels on a side as JPEG; stored once per object version
 //! beside its metadata and made again only when the object changes. Making
-//! them runs on a bounded pool (one at a time by default, so a folder of
-//! 2,000 photos never takes more than one core) behind a bounded queue.
+//! them runs on a bounded pool of threads at a lower CPU priority (one at
+//! a time by default, so a folder of 2,000 photos never takes more than one
+//! core, and requests go first) behind a bounded queue.
 //! Hostile images are harmless: decoding is held to [`MAX_PIXELS_SIDE`]
 //! pixels a side and [`MAX_DECODE_BYTES`] of memory, sources over
 //! [`MAX_SOURCE_BYTES`] are not read, and whatever cannot be decoded gets
@@ -35,15 +36,67 @@ const QUEUE: usize = 256;
 pub struct Thumbnailer {
     workers: Arc<Semaphore>,
     waiting: Arc<Semaphore>,
+    /// Images to shrink, each with where its answer goes; the threads end
+    /// when this is dropped.
+    jobs: std::sync::mpsc::Sender<ShrinkJob>,
 }
 
+type ShrinkJob = (
+    bytes::Bytes,
+    tokio::sync::oneshot::Sender<Result<Vec<u8>, String>>,
+);
+
 impl Thumbnailer {
-    /// `workers` at once (at least one).
+    /// `workers` at once (at least one), each on a thread of its own.
     pub fn new(workers: usize) -> Self {
-        Self {
-            workers: Arc::new(Semaphore::new(workers.max(1))),
-            waiting: Arc::new(Semaphore::new(QUEUE)),
+        let workers = workers.max(1);
+        let (jobs, queue) = std::sync::mpsc::channel::<ShrinkJob>();
+        let queue = Arc::new(std::sync::Mutex::new(queue));
+        for n in 0..workers {
+            let queue = queue.clone();
+            let started = std::thread::Builder::new()
+                .name(format!("thumbnail-{n}"))
+                .spawn(move || {
+                    behind_requests();
+                    loop {
+                        let job = queue.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                        let Ok((bytes, answer)) = job else {
+                            return;
+                        };
+                        let _ = answer.send(shrink(&bytes));
+                    }
+                });
+            if let Err(e) = started {
+                tracing::error!(error = %e, "no thread for thumbnails");
+            }
         }
+        Self {
+            workers: Arc::new(Semaphore::new(workers)),
+            waiting: Arc::new(Semaphore::new(QUEUE)),
+            jobs,
+        }
+    }
+
+    async fn shrink(&self, bytes: bytes::Bytes) -> CoreResult<Result<Vec<u8>, String>> {
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send((bytes, answer))
+            .map_err(|_| CoreError::Unavailable("no thumbnail worker is running".into()))?;
+        answered
+            .await
+            .map_err(|_| CoreError::Unavailable("the thumbnail worker failed".into()))
+    }
+}
+
+/// Lowers the calling thread's CPU priority (Linux keeps one per thread),
+/// so that on a busy machine requests are served before thumbnails are
+/// made: a folder of photos filling in must not slow every GET. Raising
+/// the nice value needs no privilege.
+fn behind_requests() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: setpriority only reads its arguments; `who` 0 is this thread.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, 0, 10);
     }
 }
 
@@ -136,10 +189,7 @@ impl Store {
             let bytes = crate::core::objects::collect(read.body)
                 .await
                 .map_err(|e| CoreError::BodyRead(e.to_string()))?;
-            tokio::task::spawn_blocking(move || shrink(&bytes))
-                .await
-                .map_err(|e| CoreError::Unavailable(format!("the thumbnail worker failed: {e}")))?
-                .ok()
+            self.thumbnailer.shrink(bytes).await?.ok()
         };
         self.meta
             .apply(Mutation::PutThumbnail {

@@ -1617,13 +1617,21 @@ async fn the_pool_page_lists_members_a_hundred_at_a_time_and_by_name() {
     let app = spawn_app().await;
     let api = app.api();
     create_sky_pool(&api).await;
-    add_pool_members(
+    let cams = add_pool_members(
         &api,
         "sky",
         json!({"count": 150, "prefix": "cam-", "role": "contributor"}),
     )
     .await;
     add_pool_members(&api, "sky", json!({"name": "screen", "role": "listener"})).await;
+    let now = now_ms();
+    send_pool_files(
+        &api,
+        "sky",
+        &cams[1].1,
+        &[("a.png", now, PNG), ("b.txt", now, b"b")],
+    )
+    .await;
     let mut browser = Browser::new(&app);
     browser.sign_in(ROOT_USER, ROOT_PASSWORD).await;
     let rows = |page: &Page| -> Vec<String> {
@@ -1639,6 +1647,19 @@ async fn the_pool_page_lists_members_a_hundred_at_a_time_and_by_name() {
     assert!(first.body.contains("Members (151)"), "{}", first.body);
     let names = rows(&first);
     assert_eq!(names.len(), 100);
+    let row_of = |page: &Page, name: &str| {
+        let from = page
+            .body
+            .find(&format!("title=\"See what {name} sees\""))
+            .unwrap();
+        page.body[from..].split("</tr>").next().unwrap().to_owned()
+    };
+    let busy = row_of(&first, &cams[1].0);
+    assert!(
+        busy.contains("<td class=\"num\">2</td>") && busy.contains(" UTC"),
+        "{busy}"
+    );
+    assert!(row_of(&first, &cams[2].0).contains("<td class=\"num\">0</td>"));
     assert!(names.windows(2).all(|w| w[0] < w[1]), "by name: {names:?}");
     let next = first
         .body
@@ -1656,7 +1677,10 @@ async fn the_pool_page_lists_members_a_hundred_at_a_time_and_by_name() {
         !second.body.contains("Next members"),
         "the last page links no further"
     );
-    let found = browser.get("/ui/pools/sky?member=cam-14").await;
+    // Capitals find what the letters do; LIKE's wildcards are no wildcards.
+    let found = browser.get("/ui/pools/sky?member=c_m").await;
+    assert_eq!(rows(&found), Vec::<String>::new());
+    let found = browser.get("/ui/pools/sky?member=CAM-14").await;
     assert_eq!(
         rows(&found),
         (140..150).map(|n| format!("cam-{n}")).collect::<Vec<_>>()

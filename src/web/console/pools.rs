@@ -20,13 +20,13 @@ use super::browser::in_query;
 use super::pages::{Chrome, render};
 use super::session::{ConsoleError, CsrfForm, Visitor, done, failed, refused};
 use super::words;
-use crate::model::{GroupRecord, GroupState, MemberRecord, PoolRecord};
+use crate::model::{GroupRecord, GroupState, MemberRecord, MemberRole, PoolRecord};
 use crate::web::WebState;
 
 pub struct PoolRow {
     name: String,
     window: String,
-    members: usize,
+    members: i64,
     states: String,
     latest: String,
 }
@@ -86,7 +86,7 @@ struct PoolPage {
     latest_event: i64,
     /// This page's own address, which its script fetches again.
     page_url: String,
-    member_count: usize,
+    member_count: i64,
     /// The part of a name the members listed contain.
     member_filter: String,
     /// Whether this is a later page of members.
@@ -141,10 +141,10 @@ pub async fn list(
     let mut pools = Vec::new();
     for pool in state.store.visible_pools(&visitor.principal).await? {
         let groups = state.store.pool_groups(&pool, None).await?;
-        let members = state.store.members_with_counts(&pool).await?;
+        let members = state.store.member_count(&pool).await?;
         pools.push(PoolRow {
             window: window_words(&pool),
-            members: members.len(),
+            members,
             states: state_counts(&groups),
             latest: latest_published(&groups)
                 .map(|g| words::time(g.start_ms))
@@ -202,9 +202,12 @@ async fn pool_page(
     let pool = state.store.owned_pool(&visitor.principal, name).await?;
     let mut groups = state.store.pool_groups(&pool, None).await?;
     groups.sort_by_key(|g| std::cmp::Reverse(g.start_ms));
-    let members = state.store.members_with_counts(&pool).await?;
-    let deliveries = state.store.latest_deliveries(&pool).await?;
-    let last_contribution = state.store.last_contributions(&pool).await?;
+    let listing = state
+        .store
+        .member_listing(&pool, &query.member, &query.after, MEMBERS_PER_PAGE)
+        .await?;
+    let member_count = state.store.member_count(&pool).await?;
+    let fetchers = state.store.latest_fetchers(&pool).await?;
     let attempts = state.store.webhook_attempts(&pool).await?;
     let latest_event = state.store.last_pool_event_id().await?;
     let now = crate::core::now_ms();
@@ -228,33 +231,28 @@ async fn pool_page(
             can_reopen: g.state == GroupState::Failed,
         })
         .collect();
-    let fetched = |m: &MemberRecord| match &deliveries {
-        Some(d) if d.fetched.iter().any(|(name, _)| *name == m.name) => "fetched".to_owned(),
-        Some(d) if d.missing.contains(&m.name) => "not yet".to_owned(),
-        _ => String::new(),
+    // Processors make results; they are not among those who fetch them.
+    let fetched = |m: &MemberRecord| match &fetchers {
+        _ if m.role == MemberRole::Processor => String::new(),
+        Some((_, ids)) if ids.contains(&m.id) => "fetched".to_owned(),
+        Some(_) => "not yet".to_owned(),
+        None => String::new(),
     };
-    // Member names are lower case.
-    let wanted = query.member.to_lowercase();
-    let mut listed: Vec<&(MemberRecord, i64)> = members
+    let next_members = listing
+        .more
+        .then(|| listing.members.last())
+        .flatten()
+        .map(|last| page_url(&pool, &query.member, &last.member.name));
+    let member_rows = listing
+        .members
         .iter()
-        .filter(|(m, _)| m.name.contains(wanted.as_str()) && *m.name > *query.after)
-        .collect();
-    listed.sort_by(|a, b| a.0.name.cmp(&b.0.name));
-    let next_members = (listed.len() > MEMBERS_PER_PAGE)
-        .then(|| page_url(&pool, &query.member, &listed[MEMBERS_PER_PAGE - 1].0.name));
-    let member_rows = listed
-        .into_iter()
-        .take(MEMBERS_PER_PAGE)
-        .map(|(m, contributions)| MemberRow {
-            name: m.name.clone(),
-            role: m.role.to_string(),
-            enabled: m.disabled_ms.is_none(),
-            contributions: *contributions,
-            last: last_contribution
-                .get(&m.id)
-                .map(|ms| words::time(*ms))
-                .unwrap_or_default(),
-            fetched: fetched(m),
+        .map(|a| MemberRow {
+            name: a.member.name.clone(),
+            role: a.member.role.to_string(),
+            enabled: a.member.disabled_ms.is_none(),
+            contributions: a.files,
+            last: a.last_ms.map(words::time).unwrap_or_default(),
+            fetched: fetched(&a.member),
         })
         .collect();
     // Newest first, as the store gives them; only the newest attempt's
@@ -293,7 +291,7 @@ async fn pool_page(
         tokens,
         latest_event,
         page_url: page_url(&pool, &query.member, &query.after),
-        member_count: members.len(),
+        member_count,
         member_filter: query.member,
         paged: !query.after.is_empty(),
         next_members,

@@ -87,6 +87,73 @@ impl MetaStore {
         .collect()
     }
 
+    /// A page of a pool's members by name: those whose names contain
+    /// `contains` (letters, digits and '-' only, as names have), after the
+    /// name `after`.
+    pub async fn members_named(
+        &self,
+        pool_id: &str,
+        contains: &str,
+        after: &str,
+        limit: i64,
+    ) -> MetaResult<Vec<MemberRecord>> {
+        sqlx::query(&format!(
+            "SELECT {MEMBER_COLUMNS} FROM pool_members \
+             WHERE pool_id = $1 AND name LIKE $2 AND name > $3 ORDER BY name LIMIT $4"
+        ))
+        .bind(pool_id)
+        .bind(format!("%{contains}%"))
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&mut *self.conn().await?)
+        .await?
+        .iter()
+        .map(member_from_row)
+        .collect()
+    }
+
+    /// How many members a pool has.
+    pub async fn member_count(&self, pool_id: &str) -> MetaResult<i64> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM pool_members WHERE pool_id = $1")
+            .bind(pool_id)
+            .fetch_one(&mut *self.conn().await?)
+            .await?;
+        Ok(row.try_get("n")?)
+    }
+
+    /// For each of the members named that has sent any: how many files
+    /// and when the last came (ms).
+    pub async fn member_activity(
+        &self,
+        pool_id: &str,
+        member_ids: &[String],
+    ) -> MetaResult<Vec<(String, i64, i64)>> {
+        if member_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT member_id, COUNT(*) AS n, MAX(created_ms) AS last_ms FROM contributions \
+             WHERE pool_id = $1 AND member_id IN ({}) GROUP BY member_id",
+            placeholders(2, member_ids.len())
+        );
+        let mut query = sqlx::query(&sql).bind(pool_id);
+        for id in member_ids {
+            query = query.bind(id);
+        }
+        query
+            .fetch_all(&mut *self.conn().await?)
+            .await?
+            .iter()
+            .map(|row| {
+                Ok((
+                    row.try_get("member_id")?,
+                    row.try_get("n")?,
+                    row.try_get("last_ms")?,
+                ))
+            })
+            .collect()
+    }
+
     /// Groups of a pool, newest window first, optionally in one state.
     pub async fn groups(&self, pool_id: &str, state: Option<&str>) -> MetaResult<Vec<GroupRecord>> {
         sqlx::query(&format!(
@@ -164,11 +231,10 @@ impl MetaStore {
         if pool_ids.is_empty() {
             return Ok(Vec::new());
         }
-        let places: Vec<String> = (0..pool_ids.len()).map(|i| format!("${}", i + 3)).collect();
         let sql = format!(
             "SELECT {EVENT_COLUMNS} FROM pool_events WHERE id > $1 AND pool_id IN ({}) \
              ORDER BY id LIMIT $2",
-            places.join(", ")
+            placeholders(3, pool_ids.len())
         );
         let mut query = sqlx::query(&sql).bind(after_id).bind(limit);
         for id in pool_ids {
@@ -366,20 +432,6 @@ impl MetaStore {
         .collect()
     }
 
-    /// When each member last sent a file (Unix ms), by member id.
-    pub async fn last_contributions(&self, pool_id: &str) -> MetaResult<Vec<(String, i64)>> {
-        sqlx::query(
-            "SELECT member_id, MAX(created_ms) AS last_ms FROM contributions WHERE pool_id = $1 \
-             GROUP BY member_id ORDER BY member_id",
-        )
-        .bind(pool_id)
-        .fetch_all(&mut *self.conn().await?)
-        .await?
-        .iter()
-        .map(|row| Ok((row.try_get("member_id")?, row.try_get("last_ms")?)))
-        .collect()
-    }
-
     /// Events after `after_id` in id order: the pool-wide ones and, when
     /// `member_id` is given, that member's own (`None`: every event).
     pub async fn pool_events(
@@ -403,4 +455,12 @@ impl MetaStore {
         .map(event_from_row)
         .collect()
     }
+}
+
+/// `count` numbered parameters from `$first`, for an `IN (...)` list.
+fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
