@@ -237,7 +237,7 @@ impl Store {
         &self,
         who: &Principal,
         since: Option<&str>,
-    ) -> CoreResult<Vec<(String, UsageTotals)>> {
+    ) -> CoreResult<Vec<UserUsage>> {
         if !who.is_admin() {
             return Err(CoreError::AccessDenied);
         }
@@ -260,9 +260,30 @@ impl Store {
         }
         Ok(totals
             .into_iter()
-            .map(|(id, totals)| (names.get(&id).cloned().unwrap_or(id), totals))
+            .map(|(id, totals)| match names.get(&id) {
+                Some(name) => UserUsage {
+                    name: name.clone(),
+                    deleted: false,
+                    totals,
+                },
+                // Usage kept from an account since deleted: its id.
+                None => UserUsage {
+                    name: id,
+                    deleted: true,
+                    totals,
+                },
+            })
             .collect())
     }
+}
+
+/// One user's usage in the admin's list.
+pub struct UserUsage {
+    /// The user's name; a deleted user's id.
+    pub name: String,
+    /// The account is gone; its usage is kept with the audit retention.
+    pub deleted: bool,
+    pub totals: UsageTotals,
 }
 
 /// Whose usage a report covers.

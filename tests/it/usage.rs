@@ -118,5 +118,34 @@ async fn the_usage_page_states_the_bytes_its_plots_show() {
     assert_eq!(status, 403);
     let (_, hers) = page(&app, &alice_session, "/ui/usage").await;
     assert_eq!(stated(&hers, "stored"), Some(0));
+
+    // Alice's account goes; her requests stay counted, under her id, with
+    // no link to a page that no longer exists.
+    poll_until("alice's requests are counted", || async {
+        let (_, all) = app.api().get("/admin/usage", ROOT).await;
+        let rows = all.as_array().cloned().unwrap_or_default();
+        rows.iter()
+            .find(|r| r["user"] == "alice" && r["requests"].as_i64().unwrap_or(0) > 0)
+            .map(|_| ())
+    })
+    .await;
+    let (status, _) = app.api().delete("/users/alice", ROOT).await;
+    assert_eq!(status, 204);
+    let (_, all) = app.api().get("/admin/usage", ROOT).await;
+    let gone: Vec<&serde_json::Value> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["deleted"] == true)
+        .collect();
+    assert_eq!(gone.len(), 1, "{all}");
+    assert!(gone[0]["requests"].as_i64().unwrap() > 0);
+    let (_, admin) = page(&app, &session, "/ui/admin/usage").await;
+    let id = gone[0]["user"].as_str().unwrap();
+    assert!(
+        admin.contains(&format!("{id} <span class=\"tag\">deleted</span>")),
+        "{admin}"
+    );
+    assert!(!admin.contains(&format!("user={id}")));
     app.stop().await;
 }

@@ -22,8 +22,12 @@ pub(super) async fn put(
     jpeg: Option<&[u8]>,
     made_ms: i64,
 ) -> MetaResult<MutationOutcome> {
+    // Only while the object is there: one deleted while its thumbnail was
+    // being made leaves no row behind.
     sqlx::query(
-        "INSERT INTO thumbnails (bucket, object_key, stamp, jpeg, made_ms) VALUES ($1, $2, $3, $4, $5) \
+        "INSERT INTO thumbnails (bucket, object_key, stamp, jpeg, made_ms) \
+         SELECT $1, $2, $3, $4, $5 WHERE EXISTS \
+         (SELECT 1 FROM objects WHERE bucket = $1 AND key = $2) \
          ON CONFLICT (bucket, object_key) DO UPDATE SET stamp = excluded.stamp, jpeg = excluded.jpeg, \
          made_ms = excluded.made_ms",
     )

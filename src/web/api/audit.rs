@@ -269,7 +269,11 @@ pub struct UsageSort {
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct UserUsage {
+    /// The user's name; for an account since deleted, its id.
     pub user: String,
+    /// The account was deleted; its usage is kept with the audit log.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
     #[serde(flatten)]
     pub totals: Totals,
 }
@@ -285,9 +289,10 @@ pub async fn all_usage(
         .usage_by_user(&who, None)
         .await?
         .into_iter()
-        .map(|(user, totals)| UserUsage {
-            user,
-            totals: totals.into(),
+        .map(|u| UserUsage {
+            user: u.name,
+            deleted: u.deleted,
+            totals: u.totals.into(),
         })
         .collect();
     let key = sort.sort.as_deref().unwrap_or("bytes_stored");

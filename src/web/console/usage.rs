@@ -75,7 +75,8 @@ pub struct BucketRow {
 
 pub struct UserRow {
     name: String,
-    href: String,
+    /// Its own usage page; none for a deleted user.
+    href: Option<String>,
     objects: i64,
     stored: String,
     uploaded: String,
@@ -296,16 +297,19 @@ async fn user_rows(
         _ => "stored",
     };
     match sort {
-        "name" => totals.sort_by(|a, b| a.0.cmp(&b.0)),
-        "uploaded" => totals.sort_by_key(|(_, t)| std::cmp::Reverse(t.bytes_in)),
-        "downloaded" => totals.sort_by_key(|(_, t)| std::cmp::Reverse(t.bytes_out)),
-        "requests" => totals.sort_by_key(|(_, t)| std::cmp::Reverse(t.requests)),
-        _ => totals.sort_by_key(|(_, t)| std::cmp::Reverse(t.bytes_stored)),
+        "name" => totals.sort_by(|a, b| a.name.cmp(&b.name)),
+        "uploaded" => totals.sort_by_key(|u| std::cmp::Reverse(u.totals.bytes_in)),
+        "downloaded" => totals.sort_by_key(|u| std::cmp::Reverse(u.totals.bytes_out)),
+        "requests" => totals.sort_by_key(|u| std::cmp::Reverse(u.totals.requests)),
+        _ => totals.sort_by_key(|u| std::cmp::Reverse(u.totals.bytes_stored)),
     }
     let rows = totals
         .into_iter()
-        .map(|(name, t)| UserRow {
-            href: link("/ui/admin/usage", &[("user", &name), ("days", days_text)]),
+        .map(|u| (u.name, u.deleted, u.totals))
+        .map(|(name, deleted, t)| UserRow {
+            // A deleted user has no page of its own.
+            href: (!deleted)
+                .then(|| link("/ui/admin/usage", &[("user", &name), ("days", days_text)])),
             name,
             objects: t.objects,
             stored: words::size(t.bytes_stored),

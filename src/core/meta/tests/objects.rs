@@ -18,6 +18,7 @@ on_every_engine!(
     copy_shares_blob_references,
     counters_match_a_fresh_count,
     stored_totals_sum_every_bucket,
+    thumbnails_go_and_stay_gone_with_their_object,
 );
 
 fn create(name: &str, owner_id: &str, now_ms: i64) -> Mutation {
@@ -315,4 +316,31 @@ async fn stored_totals_sum_every_bucket(store: MetaStore) {
     delete(&store, "b", "two").await.unwrap();
     let totals = store.stored_totals().await.unwrap();
     assert_eq!((totals.objects, totals.bytes), (2, 12));
+}
+
+fn thumbnail(key: &str) -> Mutation {
+    Mutation::PutThumbnail {
+        bucket: "b".into(),
+        key: key.into(),
+        stamp: "v1".into(),
+        jpeg: Some(b"jpeg".to_vec()),
+        made_ms: 10,
+    }
+}
+
+async fn thumbnails_go_and_stay_gone_with_their_object(store: MetaStore) {
+    alice_with_buckets(&store, &["b"]).await;
+    put(&store, &inline("b", "photo.jpg", b"image"))
+        .await
+        .unwrap();
+    store.apply(thumbnail("photo.jpg")).await.unwrap();
+    assert!(store.thumbnail("b", "photo.jpg").await.unwrap().is_some());
+    delete(&store, "b", "photo.jpg").await.unwrap();
+    assert!(store.thumbnail("b", "photo.jpg").await.unwrap().is_none());
+    // Made from a version read before the delete, stored after it.
+    store.apply(thumbnail("photo.jpg")).await.unwrap();
+    assert!(
+        store.thumbnail("b", "photo.jpg").await.unwrap().is_none(),
+        "no thumbnail outlives its object"
+    );
 }
