@@ -357,7 +357,7 @@ async fn pool_page(args: &Args, http: &reqwest::Client) {
         http,
         args,
         "/pools",
-        json!({"name": "crowd", "window_secs": 60}),
+        json!({"name": "crowd", "window_secs": 60, "grace_secs": 3600}),
     )
     .await;
     let started = Instant::now();
@@ -415,6 +415,8 @@ async fn pool_page(args: &Args, http: &reqwest::Client) {
                     .await
                     .expect("contribute");
                 assert!(response.status().is_success());
+                let receipts: Value = response.json().await.expect("receipts");
+                assert_eq!(receipts["receipts"][0]["status"], "accepted", "{receipts}");
             }
         }));
     }

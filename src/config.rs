@@ -207,7 +207,8 @@ pub struct ServeArgs {
     /// Gallery thumbnails made at once (each decode may use up to 160 MiB
     /// and one core, at a lower CPU priority than requests); more wait in a
     /// queue of 256.
-    #[arg(long, env = "CISTERN_THUMBNAIL_WORKERS", default_value_t = 1)]
+    #[arg(long, env = "CISTERN_THUMBNAIL_WORKERS", default_value_t = 1,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=64))]
     pub thumbnail_workers: usize,
 
     /// Milliseconds a password check may wait in the queue before its

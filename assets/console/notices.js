@@ -88,7 +88,8 @@ if (area && window.EventSource) {
       count.textContent = String(unseen);
     }
   };
-  open();
+  // A page opened in the background waits until it is shown.
+  if (document.visibilityState === "visible") open();
   // A hidden page lets its connection go (browsers allow only a few per
   // site over HTTP/1.1, and every open console page would hold one), and
   // picks up from the last event it had when it is shown again.
@@ -100,5 +101,12 @@ if (area && window.EventSource) {
       open();
     }
   });
-  window.addEventListener("pagehide", () => events?.close());
+  window.addEventListener("pagehide", () => {
+    events?.close();
+    events = null;
+  });
+  // Back from the browser's page cache: follow again.
+  window.addEventListener("pageshow", (event) => {
+    if (event.persisted && !events && document.visibilityState === "visible") open();
+  });
 }

@@ -262,12 +262,18 @@ impl Store {
         after: &str,
         limit: usize,
     ) -> CoreResult<MemberListing> {
-        // Only what names can hold, so nothing in it is a LIKE wildcard.
-        let contains: String = contains
-            .to_lowercase()
+        // Names hold only these, so a filter with anything else (a LIKE
+        // wildcard among them) matches no name.
+        let contains = contains.to_lowercase();
+        if !contains
             .chars()
-            .filter(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-')
-            .collect();
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        {
+            return Ok(MemberListing {
+                members: Vec::new(),
+                more: false,
+            });
+        }
         let mut members = self
             .meta
             .members_named(&pool.id, &contains, after, limit as i64 + 1)
@@ -298,21 +304,21 @@ impl Store {
         })
     }
 
-    /// The newest published group and the ids of the members who fetched
-    /// its result; `None` before the first.
+    /// The newest published group and which of the members named (by
+    /// id) fetched its result; `None` before the first.
     pub async fn latest_fetchers(
         &self,
         pool: &PoolRecord,
+        member_ids: &[String],
     ) -> CoreResult<Option<(GroupRecord, HashSet<String>)>> {
         let Some(group) = self.meta.latest_published(&pool.id).await? else {
             return Ok(None);
         };
         let fetched = self
             .meta
-            .deliveries(&pool.id, group.start_ms)
+            .deliveries_to(&pool.id, group.start_ms, member_ids)
             .await?
             .into_iter()
-            .map(|(id, _)| id)
             .collect();
         Ok(Some((group, fetched)))
     }
@@ -534,7 +540,8 @@ impl Store {
                 20,
             )
             .await?;
-        let (latest, fetched_latest) = match self.latest_fetchers(pool).await? {
+        let me = [member.id.clone()];
+        let (latest, fetched_latest) = match self.latest_fetchers(pool, &me).await? {
             Some((group, fetched)) => (Some(group), fetched.contains(&member.id)),
             None => (None, false),
         };
@@ -547,9 +554,13 @@ impl Store {
         })
     }
 
-    /// The newest 1000 webhook delivery attempts, newest first.
-    pub async fn webhook_attempts(&self, pool: &PoolRecord) -> CoreResult<Vec<WebhookAttempt>> {
-        Ok(self.meta.webhook_attempts(&pool.id, 1000).await?)
+    /// The newest `limit` webhook delivery attempts, newest first.
+    pub async fn webhook_attempts(
+        &self,
+        pool: &PoolRecord,
+        limit: i64,
+    ) -> CoreResult<Vec<WebhookAttempt>> {
+        Ok(self.meta.webhook_attempts(&pool.id, limit).await?)
     }
 
     /// The pool's events after `after`, as they are written: a member gets

@@ -63,7 +63,13 @@ impl Thumbnailer {
                         let Ok((bytes, answer)) = job else {
                             return;
                         };
-                        let _ = answer.send(shrink(&bytes));
+                        // A decoder that panics on a hostile file costs
+                        // that file a placeholder, not the worker.
+                        let shrunk = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            shrink(&bytes)
+                        }))
+                        .unwrap_or_else(|_| Err("the decoder failed".to_owned()));
+                        let _ = answer.send(shrunk);
                     }
                 });
             if let Err(e) = started {

@@ -39,7 +39,11 @@ impl LockSet {
                 Mutation::PutObject { object, .. } | Mutation::CopyObject { object, .. } => {
                     set.buckets.insert(object.bucket.clone());
                 }
-                Mutation::DeleteObject { bucket, .. } | Mutation::SetBucketQuota { bucket, .. } => {
+                // A thumbnail takes its turn with deletes of its object,
+                // so it is never stored after the delete dropped it.
+                Mutation::DeleteObject { bucket, .. }
+                | Mutation::SetBucketQuota { bucket, .. }
+                | Mutation::PutThumbnail { bucket, .. } => {
                     set.buckets.insert(bucket.clone());
                 }
                 Mutation::DeleteBucket { name } => {

@@ -200,6 +200,9 @@ async fn pool_page(
     query: MemberQuery,
 ) -> Result<Response, ConsoleError> {
     let pool = state.store.owned_pool(&visitor.principal, name).await?;
+    // Read first: an event written while the page is made is then sent on
+    // the page's stream, not lost between the two.
+    let latest_event = state.store.last_pool_event_id().await?;
     let mut groups = state.store.pool_groups(&pool, None).await?;
     groups.sort_by_key(|g| std::cmp::Reverse(g.start_ms));
     let listing = state
@@ -207,9 +210,13 @@ async fn pool_page(
         .member_listing(&pool, &query.member, &query.after, MEMBERS_PER_PAGE)
         .await?;
     let member_count = state.store.member_count(&pool).await?;
-    let fetchers = state.store.latest_fetchers(&pool).await?;
-    let attempts = state.store.webhook_attempts(&pool).await?;
-    let latest_event = state.store.last_pool_event_id().await?;
+    let listed: Vec<String> = listing
+        .members
+        .iter()
+        .map(|a| a.member.id.clone())
+        .collect();
+    let fetchers = state.store.latest_fetchers(&pool, &listed).await?;
+    let attempts = state.store.webhook_attempts(&pool, 20).await?;
     let now = crate::core::now_ms();
     let group_rows = groups
         .iter()

@@ -305,6 +305,33 @@ impl MetaStore {
         .collect()
     }
 
+    /// Which of the members named (by id) fetched the result of a group.
+    pub async fn deliveries_to(
+        &self,
+        pool_id: &str,
+        start_ms: i64,
+        member_ids: &[String],
+    ) -> MetaResult<Vec<String>> {
+        if member_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT member_id FROM pool_deliveries \
+             WHERE pool_id = $1 AND group_start_ms = $2 AND member_id IN ({})",
+            placeholders(3, member_ids.len())
+        );
+        let mut query = sqlx::query(&sql).bind(pool_id).bind(start_ms);
+        for id in member_ids {
+            query = query.bind(id);
+        }
+        query
+            .fetch_all(&mut *self.conn().await?)
+            .await?
+            .iter()
+            .map(|row| Ok(row.try_get("member_id")?))
+            .collect()
+    }
+
     /// The earliest lease expiry of a group being processed.
     pub async fn next_lease_expiry_ms(&self) -> MetaResult<Option<i64>> {
         let row = sqlx::query(

@@ -33,7 +33,7 @@ pub async fn webhook_attempts(
     Path(pool): Path<String>,
 ) -> ApiResult<Json<Vec<WebhookAttemptView>>> {
     let pool = caller.pool(&state, &pool, PoolIntent::Manage).await?;
-    let attempts = state.store.webhook_attempts(&pool).await?;
+    let attempts = state.store.webhook_attempts(&pool, 1000).await?;
     Ok(Json(
         attempts
             .into_iter()
