@@ -665,6 +665,9 @@ test("the pool dashboard shows contributions, the seal, the claim and the result
     assert.equal(await page.locator("#fetched tr", { hasText: "screen" }).locator("td.waiting").count(), 0);
     assert.equal(await page.locator("#fetched td.waiting").count(), 3, "the cameras have not fetched it");
     await shot(page, "group");
+    await page.setViewportSize({ width: 360, height: 800 });
+    await shot(page, "group-phone");
+    await page.setViewportSize({ width: 1280, height: 720 });
 
     // A member signs in with its token, sees its receipt and downloads
     // the result, which the owner then sees as fetched.
