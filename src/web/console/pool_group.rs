@@ -10,10 +10,11 @@ use axum::response::Response;
 
 use super::browser::{object_url, raw_url};
 use super::pages::{Chrome, render};
-use super::pools::group_id;
+use super::pools::group_start;
 use super::session::{ConsoleError, Visitor};
 use super::words;
 use crate::core::CoreError;
+use crate::core::pools::rfc3339;
 use crate::model::{GroupState, PoolError};
 use crate::web::WebState;
 
@@ -62,9 +63,7 @@ pub async fn show(
     Path((name, id)): Path<(String, String)>,
 ) -> Result<Response, ConsoleError> {
     let pool = state.store.owned_pool(&visitor.principal, &name).await?;
-    let start_ms = chrono::DateTime::parse_from_rfc3339(&id)
-        .map(|t| t.timestamp_millis())
-        .map_err(|_| CoreError::from(PoolError::NoSuchGroup))?;
+    let start_ms = group_start(&id).ok_or(CoreError::from(PoolError::NoSuchGroup))?;
     let group = state.store.pool_group(&pool, start_ms).await?;
     let scope = state.store.owner_contribution_scope(&pool).await?;
     let files = state
@@ -111,7 +110,7 @@ pub async fn show(
             format!("Group {} of pool {}", words::time(start_ms), pool.name),
             "pools",
         ),
-        id: group_id(start_ms),
+        id: rfc3339(start_ms),
         window: format!(
             "{} to {}",
             words::time(group.start_ms),

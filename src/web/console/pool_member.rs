@@ -17,11 +17,11 @@ use serde::Deserialize;
 
 use super::browser::{in_query, raw_url};
 use super::pages::{Chrome, render};
-use super::pools::group_id;
 use super::session::{ConsoleError, Flash, Visitor, read_form, redirect};
 use super::words;
 use crate::core::CoreError;
 use crate::core::pool_access::{MemberOverview, MemberSession};
+use crate::core::pools::rfc3339;
 use crate::model::{MemberRecord, PoolRecord};
 use crate::web::api::ApiActor;
 use crate::web::api::pools::{PoolCaller, result_response};
@@ -151,7 +151,7 @@ fn member_page(
             size: words::size(c.size),
             taken: words::time(c.client_time_ms),
             received: words::time(c.created_ms),
-            group: group_id(c.group_start_ms),
+            group: rfc3339(c.group_start_ms),
             group_words: words::time(c.group_start_ms),
             id: c.id,
             name: c.name,

@@ -20,6 +20,7 @@ use super::browser::in_query;
 use super::pages::{Chrome, render};
 use super::session::{ConsoleError, CsrfForm, Visitor, done, failed, refused};
 use super::words;
+use crate::core::pools::rfc3339;
 use crate::model::{GroupRecord, GroupState, MemberRecord, MemberRole, PoolRecord};
 use crate::web::WebState;
 
@@ -108,10 +109,11 @@ fn window_words(pool: &PoolRecord) -> String {
     }
 }
 
-pub(super) fn group_id(start_ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(start_ms)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-        .unwrap_or_default()
+/// The start of the group a form or address names by its RFC 3339 id.
+pub(super) fn group_start(id: &str) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc3339(id)
+        .ok()
+        .map(|t| t.timestamp_millis())
 }
 
 fn state_counts(groups: &[GroupRecord]) -> String {
@@ -223,7 +225,7 @@ async fn pool_page(
         .take(100)
         .map(|g| GroupRow {
             start: words::time(g.start_ms),
-            id: group_id(g.start_ms),
+            id: rfc3339(g.start_ms),
             state: g.state.as_str(),
             files: g.files,
             bytes: words::size(g.bytes),
@@ -316,10 +318,7 @@ pub async fn group_action(
 ) -> Result<Response, ConsoleError> {
     let back = format!("/ui/pools/{name}");
     let pool = state.store.owned_pool(&visitor.principal, &name).await?;
-    let Some(start_ms) = chrono::DateTime::parse_from_rfc3339(fields.text("group"))
-        .ok()
-        .map(|t| t.timestamp_millis())
-    else {
+    let Some(start_ms) = group_start(fields.text("group")) else {
         return Ok(failed(&back, "That group does not exist."));
     };
     let outcome = match fields.text("action") {

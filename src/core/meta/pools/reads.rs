@@ -136,11 +136,9 @@ impl MetaStore {
              WHERE pool_id = $1 AND member_id IN ({}) GROUP BY member_id",
             placeholders(2, member_ids.len())
         );
-        let mut query = sqlx::query(&sql).bind(pool_id);
-        for id in member_ids {
-            query = query.bind(id);
-        }
-        query
+        member_ids
+            .iter()
+            .fold(sqlx::query(&sql).bind(pool_id), |query, id| query.bind(id))
             .fetch_all(&mut *self.conn().await?)
             .await?
             .iter()
@@ -236,11 +234,11 @@ impl MetaStore {
              ORDER BY id LIMIT $2",
             placeholders(3, pool_ids.len())
         );
-        let mut query = sqlx::query(&sql).bind(after_id).bind(limit);
-        for id in pool_ids {
-            query = query.bind(id);
-        }
-        query
+        pool_ids
+            .iter()
+            .fold(sqlx::query(&sql).bind(after_id).bind(limit), |query, id| {
+                query.bind(id)
+            })
             .fetch_all(&mut *self.conn().await?)
             .await?
             .iter()
@@ -320,11 +318,12 @@ impl MetaStore {
              WHERE pool_id = $1 AND group_start_ms = $2 AND member_id IN ({})",
             placeholders(3, member_ids.len())
         );
-        let mut query = sqlx::query(&sql).bind(pool_id).bind(start_ms);
-        for id in member_ids {
-            query = query.bind(id);
-        }
-        query
+        member_ids
+            .iter()
+            .fold(
+                sqlx::query(&sql).bind(pool_id).bind(start_ms),
+                |query, id| query.bind(id),
+            )
             .fetch_all(&mut *self.conn().await?)
             .await?
             .iter()
