@@ -675,6 +675,10 @@ test("the pool dashboard shows contributions, the seal, the claim and the result
     try {
       await memberPage.goto(`${server.web}/ui/sign-in`);
       await memberPage.getByRole("link", { name: "Sign in with your member token" }).click();
+      await shot(memberPage, "member-sign-in");
+      await memberPage.setViewportSize({ width: 360, height: 800 });
+      await shot(memberPage, "member-sign-in-phone");
+      await memberPage.setViewportSize({ width: 1280, height: 720 });
       await memberPage.getByLabel("Member token").fill(token["cam-1"]);
       await memberPage.getByRole("button", { name: "Sign in" }).click();
       await memberPage.getByRole("heading", { name: "cam-1 in pool sky" }).waitFor();
