@@ -18,6 +18,9 @@ function awsCli(args, env) {
   return spawnSync(command, args, { env, encoding: "utf8" });
 }
 
+/** Each scenario's limit; a stalled browser or server fails that scenario alone. */
+const SCENARIO_TIMEOUT = 300_000;
+
 let browser;
 before(async () => { browser = await launchBrowser(); });
 after(async () => { await browser?.close(); });
@@ -27,7 +30,7 @@ async function allFinished(page, count, timeout = 120_000) {
   await page.locator(".upload-total .state").filter({ hasText: `${count} of ${count} finished` }).waitFor({ timeout });
 }
 
-test("sign up, sign in, create a bucket, drop 20 files and upload a folder tree", async () => {
+test("sign up, sign in, create a bucket, drop 20 files and upload a folder tree", { timeout: SCENARIO_TIMEOUT }, async () => {
   const server = await startServer(["--allow-signup"]);
   const shot = camera("01-sign-up-and-upload");
   const page = await browser.newPage();
@@ -108,7 +111,7 @@ function multipartEtag(path, partSize) {
   return `${createHash("md5").update(Buffer.concat(digests)).digest("hex")}-${digests.length}`;
 }
 
-test("a 200 MiB upload interrupted by a reload resumes from the stored parts, and one cancelled is dropped", async () => {
+test("a 200 MiB upload interrupted by a reload resumes from the stored parts, and one cancelled is dropped", { timeout: SCENARIO_TIMEOUT }, async () => {
   const server = await startServer();
   const shot = camera("02-resume-large-upload");
   const page = await browser.newPage();
@@ -218,7 +221,7 @@ async function putDrawnImage(page, bucket, key) {
   }, { bucket, key });
 }
 
-test("browse folders, preview an image, share it, and delete several files", async () => {
+test("browse folders, preview an image, share it, and delete several files", { timeout: SCENARIO_TIMEOUT }, async () => {
   const server = await startServer();
   const shot = camera("03-browse-preview-share-delete");
   const context = await browser.newContext();
@@ -354,7 +357,7 @@ test("browse folders, preview an image, share it, and delete several files", asy
   }
 });
 
-test("another user cannot see the bucket, and after sign-out the back button shows nothing", async () => {
+test("another user cannot see the bucket, and after sign-out the back button shows nothing", { timeout: SCENARIO_TIMEOUT }, async () => {
   const server = await startServer();
   const shot = camera("04-privacy-and-sign-out");
   await api(server, ROOT, "POST", "/users", { name: "erin", password: "erin-password-1" });
@@ -392,7 +395,7 @@ test("another user cannot see the bucket, and after sign-out the back button sho
   }
 });
 
-test("a read-only key made in the console reads with aws-cli and cannot write", async () => {
+test("a read-only key made in the console reads with aws-cli and cannot write", { timeout: SCENARIO_TIMEOUT }, async () => {
   const server = await startServer();
   const shot = camera("05-access-keys");
   const page = await browser.newPage();
@@ -439,7 +442,7 @@ test("a read-only key made in the console reads with aws-cli and cannot write", 
   }
 });
 
-test("admins manage users and read the whole audit log", async () => {
+test("admins manage users and read the whole audit log", { timeout: SCENARIO_TIMEOUT }, async () => {
   const server = await startServer();
   const shot = camera("06-admin");
   const page = await browser.newPage();
@@ -479,7 +482,7 @@ test("admins manage users and read the whole audit log", async () => {
   }
 });
 
-test("the usage page plots what was uploaded and downloaded and states the numbers", async () => {
+test("the usage page plots what was uploaded and downloaded and states the numbers", { timeout: SCENARIO_TIMEOUT }, async () => {
   const server = await startServer();
   const shot = camera("07-usage");
   const page = await browser.newPage();
@@ -496,7 +499,9 @@ test("the usage page plots what was uploaded and downloaded and states the numbe
     await page.getByRole("link", { name: "Usage", exact: true }).click();
     await page.getByRole("heading", { name: "Your usage" }).waitFor();
     await page.getByLabel("Bucket").selectOption("photos");
-    await page.getByRole("button", { name: "Show" }).click();
+    // The form's answer must have loaded before the reloads below: a reload
+    // that races it fails, and Chromium then never closes the page.
+    await Promise.all([page.waitForURL(/bucket=photos/), page.getByRole("button", { name: "Show" }).click()]);
     // The audit pipeline writes traffic within a fraction of a second.
     await pollUntil("the downloads are counted", async () => {
       await page.reload();
@@ -561,7 +566,7 @@ function gradientPng(width, height, hue) {
   ]);
 }
 
-test("a folder of photos shows as a gallery and the large view steps through them by keyboard", async () => {
+test("a folder of photos shows as a gallery and the large view steps through them by keyboard", { timeout: SCENARIO_TIMEOUT }, async () => {
   const server = await startServer();
   const shot = camera("08-gallery");
   const page = await browser.newPage();
@@ -599,7 +604,7 @@ test("a folder of photos shows as a gallery and the large view steps through the
   }
 });
 
-test("the pool dashboard shows contributions, the seal, the claim and the result as they happen", async () => {
+test("the pool dashboard shows contributions, the seal, the claim and the result as they happen", { timeout: SCENARIO_TIMEOUT }, async () => {
   const server = await startServer();
   const shot = camera("09-pool");
   const page = await browser.newPage();
@@ -731,7 +736,7 @@ test("the pool dashboard shows contributions, the seal, the claim and the result
   }
 });
 
-test("a folder dragged onto the page keeps its tree, however many files a level holds", async () => {
+test("a folder dragged onto the page keeps its tree, however many files a level holds", { timeout: SCENARIO_TIMEOUT }, async () => {
   const server = await startServer();
   const shot = camera("10-folder-drop");
   const page = await browser.newPage();

@@ -17,6 +17,12 @@ const shotsRoot = process.env.CISTERN_SCREENSHOTS ?? join(repo, "target", "conso
 
 export const ROOT = { name: "admin", password: "console-test-password" };
 
+/** Servers still running, killed if the test process ends without them. */
+const running = new Set();
+process.on("exit", () => {
+  for (const child of running) child.kill("SIGKILL");
+});
+
 /** Starts a server; resolves once it prints the addresses it listens on. */
 export async function startServer(extraArgs = []) {
   const dataDir = mkdtempSync(join(tmpdir(), "cistern-console-"));
@@ -26,6 +32,8 @@ export async function startServer(extraArgs = []) {
     "--root-user", ROOT.name, "--root-password", ROOT.password,
     ...extraArgs,
   ], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, NO_COLOR: "1" } });
+  running.add(child);
+  child.on("exit", () => running.delete(child));
   let log = "";
   const addresses = new Promise((resolve, reject) => {
     const look = (chunk) => {
@@ -49,12 +57,19 @@ export async function startServer(extraArgs = []) {
     s3: `http://${s3}`,
     dataDir,
     log: () => log,
+    /** SIGTERM, as an operator stops it; a server that is still running
+     *  10 s later is killed and the scenario fails with its log. */
     async stop() {
-      if (child.exitCode === null) {
+      let stuck = false;
+      if (child.exitCode === null && child.signalCode === null) {
+        const exited = once(child, "exit");
         child.kill("SIGTERM");
-        await once(child, "exit");
+        const timer = setTimeout(() => { stuck = true; child.kill("SIGKILL"); }, 10_000);
+        await exited;
+        clearTimeout(timer);
       }
       rmSync(dataDir, { recursive: true, force: true });
+      if (stuck) throw new Error(`cistern did not stop within 10 s of SIGTERM:\n${log.slice(-4000)}`);
     },
   };
 }
