@@ -7,11 +7,14 @@
 #   bash bench/postgres.sh [BINARY...]     # default: target/release/cistern
 #
 # PG names the server (default postgres://postgres@127.0.0.1:5432), SCALE
-# multiplies the operation counts (default 1).
+# multiplies the operation counts (default 1), CASES lists the cases to run,
+# comma-separated (default "PUT 4 KiB,PUT 1 MiB"; a GET case reads what
+# the PUT case of its size wrote, so "4 KiB" runs both).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 pg="${PG:-postgres://postgres@127.0.0.1:5432}"
 scale="${SCALE:-1}"
+IFS=, read -ra cases <<< "${CASES:-PUT 4 KiB,PUT 1 MiB}"
 binaries=("$@")
 [ ${#binaries[@]} -gt 0 ] || binaries=(target/release/cistern)
 cargo build --release --example bench
@@ -32,7 +35,7 @@ for binary in "${binaries[@]}"; do
     wait_port 9300
     echo
     echo "## $binary"
-    for case in "PUT 4 KiB" "PUT 1 MiB"; do
+    for case in "${cases[@]}"; do
         "$bench" --endpoint http://127.0.0.1:9300 --access-key $key --secret-key $secret \
             --server-pid $pid --label "$(basename "$binary")" --scale "$scale" --only "$case" | grep '^| [^s-]'
     done

@@ -192,10 +192,10 @@ pub struct ServeArgs {
     #[arg(long, env = "CISTERN_DATABASE_WAIT_MS", default_value_t = 3000)]
     pub database_wait_ms: u64,
 
-    /// How nodes sharing a database hear of each other's changes (revoked
-    /// keys, pool events): `listen` (PostgreSQL LISTEN/NOTIFY), `poll` (for
-    /// CockroachDB, or PostgreSQL behind a pooler in transaction mode), or
-    /// `auto` (poll on CockroachDB, listen on PostgreSQL).
+    /// How nodes sharing a database hear of each other's pool events:
+    /// `listen` (PostgreSQL LISTEN/NOTIFY), `poll` (for CockroachDB, or
+    /// PostgreSQL behind a pooler in transaction mode), or `auto` (poll on
+    /// CockroachDB, listen on PostgreSQL).
     #[arg(long, env = "CISTERN_DATABASE_NOTICES", value_enum, default_value_t = crate::core::NoticeMode::Auto)]
     pub database_notices: crate::core::NoticeMode,
 

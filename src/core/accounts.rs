@@ -4,7 +4,8 @@
 //! asks: may this principal do this to that bucket?
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -16,22 +17,60 @@ use crate::model::{AccountRecord, BucketRecord, GrantLevel, KeyRecord, Role, Sec
 /// The id of the admin created from `CISTERN_ROOT_USER`.
 pub const ROOT_USER_ID: &str = "root";
 
-/// How long a looked-up key is trusted without asking the database again.
-/// Changes clear the cache at once, on other nodes through a PostgreSQL
-/// notice; this bounds how long a change takes to be seen if that notice
-/// is lost.
+/// How long a looked-up key is trusted without asking the database again
+/// on a single node (SQLite), where every change is made here and clears
+/// the cache at once; this only bounds the memory of keys no longer used.
+/// Nodes sharing a database also check the accounts version each request.
 const CREDENTIALS_TTL: Duration = Duration::from_secs(5);
 
 #[derive(Clone)]
-pub(super) struct CachedCredentials {
+struct CachedCredentials {
     fetched: Instant,
     principal: Principal,
     secret: String,
 }
 
 /// Recently used credentials, so that signed requests do not each cost a
-/// database round trip.
-pub(super) type CredentialsCache = Arc<RwLock<HashMap<String, CachedCredentials>>>;
+/// lookup of the key, its user and their state.
+#[derive(Default)]
+pub(super) struct CredentialsCache {
+    entries: RwLock<HashMap<String, CachedCredentials>>,
+    /// Bumped by every forget, so that a lookup that read the database
+    /// before a change cannot store what it read after the forget.
+    generation: AtomicU64,
+    /// The newest accounts version of a shared database that this node
+    /// has caught up with (forgotten everything older than).
+    caught_up: AtomicI64,
+}
+
+impl CredentialsCache {
+    fn get(&self, access_key: &str) -> Option<CachedCredentials> {
+        let entries = self.entries.read().ok()?;
+        let hit = entries.get(access_key)?;
+        (hit.fetched.elapsed() < CREDENTIALS_TTL).then(|| hit.clone())
+    }
+
+    /// Stores what a lookup that began at `generation` read, unless the
+    /// cache was forgotten since.
+    fn insert(&self, access_key: &str, entry: CachedCredentials, generation: u64) {
+        if let Ok(mut entries) = self.entries.write() {
+            if self.generation.load(Ordering::SeqCst) != generation {
+                return;
+            }
+            if entries.len() > 10_000 {
+                entries.clear();
+            }
+            entries.insert(access_key.to_owned(), entry);
+        }
+    }
+
+    fn forget(&self) {
+        if let Ok(mut entries) = self.entries.write() {
+            self.generation.fetch_add(1, Ordering::SeqCst);
+            entries.clear();
+        }
+    }
+}
 
 /// What a caller may do to one bucket, and the bucket.
 #[derive(Debug, Clone)]
@@ -102,12 +141,11 @@ impl Store {
     /// The principal and secret behind an access key; `None` for an unknown
     /// key or a disabled user.
     pub async fn credentials(&self, access_key: &str) -> CoreResult<Option<(Principal, String)>> {
-        if let Ok(cache) = self.credentials_cache.read()
-            && let Some(hit) = cache.get(access_key)
-            && hit.fetched.elapsed() < CREDENTIALS_TTL
-        {
-            return Ok(Some((hit.principal.clone(), hit.secret.clone())));
+        self.catch_up_with_accounts().await?;
+        if let Some(hit) = self.credentials_cache.get(access_key) {
+            return Ok(Some((hit.principal, hit.secret)));
         }
+        let generation = self.credentials_cache.generation.load(Ordering::SeqCst);
         let Some(grant) = self.meta.key_grant(access_key).await? else {
             return Ok(None);
         };
@@ -115,26 +153,40 @@ impl Store {
             return Ok(None);
         }
         let principal = principal_of(&grant.user, Some(&grant.key));
-        if let Ok(mut cache) = self.credentials_cache.write() {
-            if cache.len() > 10_000 {
-                cache.clear();
-            }
-            cache.insert(
-                access_key.to_owned(),
-                CachedCredentials {
-                    fetched: Instant::now(),
-                    principal: principal.clone(),
-                    secret: grant.secret.expose().to_owned(),
-                },
-            );
+        let secret = grant.secret.expose().to_owned();
+        self.credentials_cache.insert(
+            access_key,
+            CachedCredentials {
+                fetched: Instant::now(),
+                principal: principal.clone(),
+                secret: secret.clone(),
+            },
+            generation,
+        );
+        Ok(Some((principal, secret)))
+    }
+
+    /// Before remembered credentials are trusted: where nodes share the
+    /// database, one read of the accounts version, and if another node
+    /// changed accounts since, everything remembered is forgotten. The
+    /// change committed (and bumped the version) before that node
+    /// answered, so whatever it answered holds here from the next request.
+    pub(super) async fn catch_up_with_accounts(&self) -> CoreResult<()> {
+        let Some(version) = self.meta.accounts_version().await? else {
+            return Ok(());
+        };
+        let cache = &self.credentials_cache;
+        if version > cache.caught_up.load(Ordering::SeqCst) {
+            // Forgotten before the version is published: a request that
+            // sees the new version caught up finds nothing older.
+            self.forget_credentials();
+            cache.caught_up.fetch_max(version, Ordering::SeqCst);
         }
-        Ok(Some((principal, grant.secret.expose().to_owned())))
+        Ok(())
     }
 
     fn forget_credentials(&self) {
-        if let Ok(mut cache) = self.credentials_cache.write() {
-            cache.clear();
-        }
+        self.credentials_cache.forget();
         self.passwords.forget_all();
     }
 
@@ -144,30 +196,15 @@ impl Store {
         let result = self.meta.apply(mutation).await;
         self.forget_credentials();
         result?;
-        if let Err(e) = self.meta.announce_account_change().await {
-            // Other nodes still drop the entry within CREDENTIALS_TTL.
-            tracing::warn!(error = %e, "could not tell other nodes about an account change");
-        }
         Ok(())
     }
 
-    /// Follows what other nodes sharing the database announce: an account
-    /// change drops cached credentials, so a revocation there holds here
-    /// from the next request; pool events written there wake this node's
-    /// event hub and webhook deliverer.
+    /// Follows what other nodes sharing the database announce: pool events
+    /// written there wake this node's event hub and webhook deliverer.
     pub fn follow_other_nodes(&self) {
-        let cache = self.credentials_cache.clone();
-        let passwords = self.passwords.clone();
         let pool_events = self.pool_events.clone();
-        self.meta.follow_notices(crate::core::meta::NoticeHandlers {
-            accounts: Box::new(move || {
-                if let Ok(mut cache) = cache.write() {
-                    cache.clear();
-                }
-                passwords.forget_all();
-            }),
-            events: Box::new(move || pool_events.notify_waiters()),
-        });
+        self.meta
+            .follow_event_notices(move || pool_events.notify_waiters());
     }
 
     /// Creates or updates the root admin, whose name and password are also

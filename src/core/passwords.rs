@@ -22,8 +22,8 @@ use tokio::sync::{OnceCell, Semaphore};
 use super::{CoreError, CoreResult, Principal};
 
 /// How long a checked name and password are trusted without hashing again.
-/// Any account change on this node, or a notice of one from another node,
-/// forgets them all at once.
+/// Any account change on this node, or a newer accounts version written by
+/// another node sharing the database, forgets them all at once.
 const REMEMBER_FOR: Duration = Duration::from_secs(30);
 /// Beyond this many remembered credentials the memory starts over.
 const REMEMBER_AT_MOST: usize = 10_000;

@@ -215,6 +215,7 @@ impl Store {
         password: &str,
         addr: Option<IpAddr>,
     ) -> CoreResult<Principal> {
+        self.catch_up_with_accounts().await?;
         if let Some(principal) = self.passwords.remembered(name, password) {
             return Ok(principal);
         }

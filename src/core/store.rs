@@ -54,8 +54,8 @@ pub struct Store {
     /// Wakes the sweeper after a commit released blobs.
     pub(super) sweep: Arc<Notify>,
     /// Recently used credentials, so that signed requests do not each cost
-    /// a database round trip.
-    pub(super) credentials_cache: super::accounts::CredentialsCache,
+    /// a lookup.
+    pub(super) credentials_cache: Arc<super::accounts::CredentialsCache>,
     /// Woken when this node writes a pool event.
     pub(super) pool_events: Arc<Notify>,
     /// New pool events, for every open event stream of this node.
@@ -101,7 +101,7 @@ impl Store {
             meta,
             blobs,
             sweep: Arc::new(Notify::new()),
-            credentials_cache: super::accounts::CredentialsCache::default(),
+            credentials_cache: Arc::default(),
             pool_events: Arc::new(Notify::new()),
             event_hub: Arc::new(super::events::EventHub::default()),
             throttle: Arc::default(),

@@ -828,25 +828,22 @@ async fn a_revocation_on_one_node_holds_on_the_others_at_the_next_request() {
         }
     };
 
-    // An access key, used (and so cached) on B and C, revoked on A.
-    let (key, secret) = a.new_key(rita, json!({})).await;
-    for i in [1, 2] {
-        assert_eq!(works(i, &key, &secret).await, Ok(()));
-    }
-    assert_eq!(a.delete(&format!("/keys/{key}"), rita).await.0, 204);
-    // Cached keys are dropped when the other node hears the NOTIFY, which
-    // can come a moment after A's answer: within a second, not always
-    // before the very next request.
-    for i in [1, 2] {
-        let refused = poll_for(Duration::from_secs(1), || async {
-            works(i, &key, &secret).await.err()
-        })
-        .await;
-        assert_eq!(
-            refused,
-            Ok("InvalidAccessKeyId".to_owned()),
-            "node {i} after the revocation"
-        );
+    // Access keys, used (and so cached) on B and C, revoked on A. Several
+    // rounds: a design that tells other nodes after answering (a NOTIFY)
+    // loses this race in some rounds, not every one.
+    for round in 0..5 {
+        let (key, secret) = a.new_key(rita, json!({})).await;
+        for i in [1, 2] {
+            assert_eq!(works(i, &key, &secret).await, Ok(()));
+        }
+        assert_eq!(a.delete(&format!("/keys/{key}"), rita).await.0, 204);
+        for i in [1, 2] {
+            assert_eq!(
+                works(i, &key, &secret).await,
+                Err("InvalidAccessKeyId".to_owned()),
+                "round {round}: node {i} at the next request after the revocation"
+            );
+        }
     }
 
     // A session, used on B and C, ended on A.
@@ -892,11 +889,10 @@ async fn a_revocation_on_one_node_holds_on_the_others_at_the_next_request() {
     }
     assert_eq!(a.post("/users/rita/disable", ROOT, json!({})).await.0, 204);
     for i in [1, 2] {
-        let refused = poll_for(Duration::from_secs(1), || async {
-            works(i, &key, &secret).await.err()
-        })
-        .await;
-        assert!(refused.is_ok(), "node {i}: the key of a disabled user");
+        assert!(
+            works(i, &key, &secret).await.is_err(),
+            "node {i}: the key of a disabled user, at the next request"
+        );
         let (status, body) = cluster.node(i).api().get("/auth/me", rita).await;
         assert_eq!(
             (status, body["error"]["code"].as_str()),

@@ -12,7 +12,8 @@
 //! of inline PUTs at once), `accounts`, `audit`, `quota` and `pools`. The
 //! dependency runs one way: the engine calls the appliers, and the appliers
 //! store objects through `objects`; none of them knows the engine.
-//! `notices` carries cross-node notices over PostgreSQL LISTEN/NOTIFY.
+//! `notices` keeps nodes that share a database in step: the version of
+//! accounts they check, and pool events announced over LISTEN/NOTIFY.
 
 pub mod accounts;
 pub mod audit;
@@ -40,7 +41,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
 pub use self::mutations::{Mutation, MutationOutcome};
-pub use self::notices::{NoticeHandlers, NoticeMode};
+pub use self::notices::NoticeMode;
 use self::writer::Writer;
 pub use crate::model::*;
 

@@ -240,6 +240,12 @@ async fn apply_together(
         }
         next += 1;
     }
+    // Nodes check this version before trusting credentials they remember,
+    // so a change counts everywhere from the moment it commits.
+    if batch.iter().any(|job| job.mutation.changes_credentials()) && row_locks::shared_database(&tx)
+    {
+        super::notices::bump_accounts_version(&mut tx).await?;
+    }
     if writes_events && notify_events {
         // Delivered at COMMIT, and only if it commits.
         (&mut *tx)

@@ -140,6 +140,21 @@ pub enum Mutation {
     },
 }
 
+impl Mutation {
+    /// Whether the change can make credentials that a node remembers
+    /// wrong: a password, key or user gone, disabled or replaced.
+    pub fn changes_credentials(&self) -> bool {
+        matches!(
+            self,
+            Self::EnsureUser { .. }
+                | Self::SetUserDisabled { .. }
+                | Self::SetPassword { .. }
+                | Self::DeleteUser { .. }
+                | Self::DeleteKey { .. }
+        )
+    }
+}
+
 /// What a committed mutation reports back beyond success.
 #[derive(Debug)]
 pub enum MutationOutcome {
