@@ -162,6 +162,8 @@ pub struct MetaStore {
     url: String,
     /// How this node hears other nodes' changes.
     notices: notices::Notices,
+    /// Reads the accounts version of a shared database (`None` on SQLite).
+    accounts_reader: Option<notices::AccountsReader>,
     /// Cancelled by `close`, which ends the listener.
     closed: tokio_util::sync::CancellationToken,
 }
@@ -237,12 +239,16 @@ impl MetaStore {
         // so writers on several nodes take turns per bucket.
         let notices = notices::settle(notices, dialect == Dialect::Postgres, cockroach);
         let writer = Writer::start(pool.clone(), 1, notices == notices::Notices::Listen);
+        let closed = tokio_util::sync::CancellationToken::new();
+        let accounts_reader = (notices != notices::Notices::Alone)
+            .then(|| notices::start_accounts_reader(url.clone(), acquire_timeout, closed.clone()));
         Ok(Self {
             pool,
             writer: Arc::new(writer),
             url,
             notices,
-            closed: tokio_util::sync::CancellationToken::new(),
+            accounts_reader,
+            closed,
         })
     }
 

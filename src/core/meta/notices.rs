@@ -16,8 +16,10 @@
 
 use std::time::Duration;
 
-use sqlx::AnyConnection;
 use sqlx::postgres::PgListener;
+use sqlx::{AnyConnection, Connection};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 
 use super::{MetaResult, MetaStore};
 
@@ -50,14 +52,12 @@ impl MetaStore {
     /// nodes (it goes up with every change to credentials); `None` on
     /// SQLite, where this node makes every change itself.
     pub async fn accounts_version(&self) -> MetaResult<Option<i64>> {
-        if self.notices == Notices::Alone {
+        let Some(reader) = &self.accounts_reader else {
             return Ok(None);
-        }
-        let version = sqlx::query_scalar::<_, i64>(
-            "SELECT generation FROM cluster_notices WHERE channel = 'accounts'",
-        )
-        .fetch_one(&mut *self.conn().await?)
-        .await?;
+        };
+        let (reply, answer) = oneshot::channel();
+        reader.send(reply).map_err(|_| sqlx::Error::PoolClosed)?;
+        let version = answer.await.map_err(|_| sqlx::Error::PoolClosed)??;
         Ok(Some(version))
     }
 
@@ -80,6 +80,72 @@ impl MetaStore {
             closed.run_until_cancelled(listen(&url, &events)).await;
         });
     }
+}
+
+/// Where to ask for the accounts version: one reader per node, whose every
+/// read answers all the requests that asked before the read began (as
+/// group commit does for writes). Each of them was sent after any change
+/// its client had seen answered, so the read sees that change; a busy node
+/// makes one read per round trip rather than one per request.
+pub(super) type AccountsReader = mpsc::UnboundedSender<oneshot::Sender<Result<i64, sqlx::Error>>>;
+
+/// Starts the accounts version reader of a node on a shared database. It
+/// keeps a connection of its own (the pool's checks and queue would cost
+/// more than the read), opened again after any failure; a read that takes
+/// longer than `patience` fails as unreachable.
+pub(super) fn start_accounts_reader(
+    url: String,
+    patience: Duration,
+    closed: CancellationToken,
+) -> AccountsReader {
+    let (requests, mut asked) = mpsc::unbounded_channel::<oneshot::Sender<_>>();
+    tokio::spawn(async move {
+        closed
+            .run_until_cancelled(async move {
+                let mut conn: Option<AnyConnection> = None;
+                while let Some(first) = asked.recv().await {
+                    let mut waiting = vec![first];
+                    while let Ok(more) = asked.try_recv() {
+                        waiting.push(more);
+                    }
+                    let read =
+                        tokio::time::timeout(patience, read_accounts_version(&url, &mut conn))
+                            .await
+                            .unwrap_or_else(|_| {
+                                Err(sqlx::Error::Io(std::io::Error::new(
+                                    std::io::ErrorKind::TimedOut,
+                                    "the database did not answer in time",
+                                )))
+                            });
+                    if read.is_err() {
+                        conn = None;
+                    }
+                    for reply in waiting {
+                        let _ = reply.send(match &read {
+                            Ok(version) => Ok(*version),
+                            Err(e) => Err(super::writer::same_kind(e)),
+                        });
+                    }
+                }
+            })
+            .await;
+    });
+    requests
+}
+
+async fn read_accounts_version(
+    url: &str,
+    conn: &mut Option<AnyConnection>,
+) -> Result<i64, sqlx::Error> {
+    let conn = match conn {
+        Some(conn) => conn,
+        None => conn.insert(AnyConnection::connect(url).await?),
+    };
+    sqlx::query_scalar::<_, i64>(
+        "SELECT generation FROM cluster_notices WHERE channel = 'accounts'",
+    )
+    .fetch_one(conn)
+    .await
 }
 
 /// Bumps the accounts version, inside the transaction of the change.
