@@ -17,10 +17,10 @@ use crate::model::{AccountRecord, BucketRecord, GrantLevel, KeyRecord, Role, Sec
 /// The id of the admin created from `CISTERN_ROOT_USER`.
 pub const ROOT_USER_ID: &str = "root";
 
-/// How long a looked-up key is trusted without asking the database again
-/// on a single node (SQLite), where every change is made here and clears
-/// the cache at once; this only bounds the memory of keys no longer used.
-/// Nodes sharing a database also check the accounts version each request.
+/// How long a looked-up key is trusted without asking the database again.
+/// On a single node (SQLite) every change is made here and clears the
+/// cache at once; nodes sharing a database also check the accounts version
+/// each request. This is a last bound, should either ever be missed.
 const CREDENTIALS_TTL: Duration = Duration::from_secs(5);
 
 #[derive(Clone)]
@@ -38,8 +38,8 @@ pub(super) struct CredentialsCache {
     /// Bumped by every forget, so that a lookup that read the database
     /// before a change cannot store what it read after the forget.
     generation: AtomicU64,
-    /// The newest accounts version of a shared database that this node
-    /// has caught up with (forgotten everything older than).
+    /// The accounts version of a shared database that this node has
+    /// caught up with (forgotten everything remembered before it).
     caught_up: AtomicI64,
 }
 
@@ -142,6 +142,24 @@ impl Store {
     /// key or a disabled user.
     pub async fn credentials(&self, access_key: &str) -> CoreResult<Option<(Principal, String)>> {
         self.catch_up_with_accounts().await?;
+        self.look_up_credentials(access_key).await
+    }
+
+    /// As [`Store::credentials`], for a request that has already looked
+    /// this key up (its signature was checked with it): the accounts
+    /// version was read then, after the request arrived, which is all that
+    /// exactness needs, so it is not read twice.
+    pub async fn credentials_again(
+        &self,
+        access_key: &str,
+    ) -> CoreResult<Option<(Principal, String)>> {
+        self.look_up_credentials(access_key).await
+    }
+
+    async fn look_up_credentials(
+        &self,
+        access_key: &str,
+    ) -> CoreResult<Option<(Principal, String)>> {
         if let Some(hit) = self.credentials_cache.get(access_key) {
             return Ok(Some((hit.principal, hit.secret)));
         }
@@ -176,11 +194,13 @@ impl Store {
             return Ok(());
         };
         let cache = &self.credentials_cache;
-        if version > cache.caught_up.load(Ordering::SeqCst) {
+        // Any difference, not only a newer version: a database restored
+        // from a backup or failed over to a replica may count lower.
+        if version != cache.caught_up.load(Ordering::SeqCst) {
             // Forgotten before the version is published: a request that
-            // sees the new version caught up finds nothing older.
+            // sees the version caught up finds nothing older.
             self.forget_credentials();
-            cache.caught_up.fetch_max(version, Ordering::SeqCst);
+            cache.caught_up.store(version, Ordering::SeqCst);
         }
         Ok(())
     }

@@ -186,10 +186,12 @@ impl S3Access for BucketPolicy {
         if let Some(bucket) = &bucket {
             BucketName::parse(bucket).map_err(to_s3)?;
         }
+        // The signature was checked with this key's secret moments ago
+        // (`get_secret_key`, in this request).
         let who = match cx.credentials() {
             Some(credentials) => match self
                 .store
-                .credentials(&credentials.access_key)
+                .credentials_again(&credentials.access_key)
                 .await
                 .map_err(to_s3)?
             {

@@ -900,6 +900,28 @@ async fn a_revocation_on_one_node_holds_on_the_others_at_the_next_request() {
             "node {i}: the password of a disabled user"
         );
     }
+
+    // Each node reads the accounts version on a connection of its own. One
+    // that the server closed (an idle timeout, a restart, a pooler) is
+    // opened again, without failing the requests that were waiting.
+    let mut db = cluster.database().await;
+    let ended: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() \
+         AND query LIKE 'SELECT generation FROM cluster_notices%' \
+         AND pid <> pg_backend_pid() AND pg_terminate_backend(pid)",
+    )
+    .fetch_one(&mut db)
+    .await
+    .unwrap();
+    assert_eq!(ended, 3, "one reader connection per node");
+    let (key, secret) = a.new_key(ROOT, json!({})).await;
+    for i in [0, 1, 2] {
+        assert_eq!(
+            works(i, &key, &secret).await,
+            Ok(()),
+            "node {i} after its reader's connection was closed"
+        );
+    }
 }
 
 /// Sends one file to a pool as a member; the receipt's status.

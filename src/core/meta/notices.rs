@@ -108,23 +108,32 @@ pub(super) fn start_accounts_reader(
                     while let Ok(more) = asked.try_recv() {
                         waiting.push(more);
                     }
-                    let read =
-                        tokio::time::timeout(patience, read_accounts_version(&url, &mut conn))
-                            .await
-                            .unwrap_or_else(|_| {
-                                Err(sqlx::Error::Io(std::io::Error::new(
-                                    std::io::ErrorKind::TimedOut,
-                                    "the database did not answer in time",
-                                )))
-                            });
+                    let read = tokio::time::timeout(patience, async {
+                        // A kept connection may have been closed while idle
+                        // (a server timeout, a pooler, a restart): one more
+                        // try on a fresh one before the requests are failed.
+                        match read_accounts_version(&url, &mut conn).await {
+                            Err(_) if conn.take().is_some() => {
+                                read_accounts_version(&url, &mut conn).await
+                            }
+                            read => read,
+                        }
+                    })
+                    .await
+                    .unwrap_or_else(|_| Err("the database did not answer in time".to_owned()));
                     if read.is_err() {
                         conn = None;
                     }
                     for reply in waiting {
-                        let _ = reply.send(match &read {
-                            Ok(version) => Ok(*version),
-                            Err(e) => Err(super::writer::same_kind(e)),
-                        });
+                        // Whatever went wrong (no connection, too many
+                        // clients, a timeout), the database cannot vouch
+                        // for credentials now: unavailable, not a fault.
+                        let _ = reply.send(read.clone().map_err(|e| {
+                            sqlx::Error::Io(std::io::Error::new(
+                                std::io::ErrorKind::NotConnected,
+                                format!("cannot read the accounts version: {e}"),
+                            ))
+                        }));
                     }
                 }
             })
@@ -133,19 +142,21 @@ pub(super) fn start_accounts_reader(
     requests
 }
 
-async fn read_accounts_version(
-    url: &str,
-    conn: &mut Option<AnyConnection>,
-) -> Result<i64, sqlx::Error> {
+async fn read_accounts_version(url: &str, conn: &mut Option<AnyConnection>) -> Result<i64, String> {
     let conn = match conn {
         Some(conn) => conn,
-        None => conn.insert(AnyConnection::connect(url).await?),
+        None => conn.insert(
+            AnyConnection::connect(url)
+                .await
+                .map_err(|e| e.to_string())?,
+        ),
     };
     sqlx::query_scalar::<_, i64>(
         "SELECT generation FROM cluster_notices WHERE channel = 'accounts'",
     )
     .fetch_one(conn)
     .await
+    .map_err(|e| e.to_string())
 }
 
 /// Bumps the accounts version, inside the transaction of the change.

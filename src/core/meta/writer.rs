@@ -295,7 +295,7 @@ fn fail_all(batch: Vec<Job>, error: &sqlx::Error, uncertain: bool) {
 /// An error that reads as `error` does for every caller of the batch (an
 /// sqlx error is not Clone): busy stays busy, unreachable stays
 /// unreachable, anything else is a failed commit.
-pub(super) fn same_kind(error: &sqlx::Error) -> sqlx::Error {
+fn same_kind(error: &sqlx::Error) -> sqlx::Error {
     match error {
         sqlx::Error::PoolTimedOut => sqlx::Error::PoolTimedOut,
         e if super::unreachable(e) => sqlx::Error::Io(std::io::Error::new(

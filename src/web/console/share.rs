@@ -125,8 +125,16 @@ async fn serve_link(
     method: &Method,
     headers: &HeaderMap,
 ) -> Response {
-    let Ok(Some((principal, secret))) = state.store.credentials(&link.by).await else {
-        return not_valid();
+    let (principal, secret) = match state.store.credentials(&link.by).await {
+        Ok(Some(found)) => found,
+        Ok(None) => return not_valid(),
+        Err(_) => {
+            return refused(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "This link cannot be checked right now",
+                "The service is briefly unavailable. Try the link again in a minute.",
+            );
+        }
     };
     if !share_signature_matches(&secret, &bucket, &key, link.expires, &link.sig) {
         return not_valid();

@@ -143,15 +143,39 @@ pub enum Mutation {
 impl Mutation {
     /// Whether the change can make credentials that a node remembers
     /// wrong: a password, key or user gone, disabled or replaced.
+    /// Every variant is named, so a new one must be decided on here.
+    /// Lookups that found nothing are not remembered, so new users and
+    /// keys change nothing remembered.
     pub fn changes_credentials(&self) -> bool {
-        matches!(
-            self,
+        match self {
             Self::EnsureUser { .. }
-                | Self::SetUserDisabled { .. }
-                | Self::SetPassword { .. }
-                | Self::DeleteUser { .. }
-                | Self::DeleteKey { .. }
-        )
+            | Self::SetUserDisabled { .. }
+            | Self::SetPassword { .. }
+            | Self::DeleteUser { .. }
+            | Self::DeleteKey { .. } => true,
+            Self::CreateUser { .. }
+            | Self::CreateKey { .. }
+            | Self::CreateBucket { .. }
+            | Self::DeleteBucket { .. }
+            | Self::PutObject { .. }
+            | Self::CopyObject { .. }
+            | Self::DeleteObject { .. }
+            | Self::CreateUpload { .. }
+            | Self::PutPart { .. }
+            | Self::CompleteUpload { .. }
+            | Self::AbortUpload { .. }
+            | Self::SetPublicRead { .. }
+            | Self::SetGrant { .. }
+            | Self::SetUserQuota { .. }
+            | Self::SetBucketQuota { .. }
+            | Self::Pool(_)
+            | Self::AppendAudit { .. }
+            | Self::ExpireAudit { .. }
+            | Self::RecordStored { .. }
+            | Self::PutThumbnail { .. }
+            | Self::CreateSession { .. }
+            | Self::RevokeSessions { .. } => false,
+        }
     }
 }
 
