@@ -38,7 +38,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyPool, Connection, Executor};
+use sqlx::{AnyPool, Executor};
 
 pub use self::mutations::{Mutation, MutationOutcome};
 pub use self::notices::NoticeMode;
@@ -153,10 +153,6 @@ pub enum Dialect {
     Postgres,
 }
 
-/// A pooled connection idle for longer than this is checked with a ping
-/// before it is handed out.
-const IDLE_BEFORE_CHECK: Duration = Duration::from_secs(1);
-
 /// Handle to the metadata store; cheap to clone.
 #[derive(Clone)]
 pub struct MetaStore {
@@ -207,18 +203,6 @@ impl MetaStore {
             .max_connections(max_connections)
             .min_connections(1)
             .acquire_timeout(acquire_timeout)
-            // sqlx pings every connection before handing it out, a round
-            // trip per query; only one idle for a while (across a database
-            // restart, say) is checked, and dropped if the check fails.
-            .test_before_acquire(false)
-            .before_acquire(|conn, meta| {
-                Box::pin(async move {
-                    if meta.idle_for < IDLE_BEFORE_CHECK {
-                        return Ok(true);
-                    }
-                    Ok(conn.ping().await.is_ok())
-                })
-            })
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if dialect == Dialect::Sqlite {
