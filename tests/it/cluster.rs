@@ -197,9 +197,16 @@ impl Node {
                 .into_iter()
                 .rev()
                 .collect();
+            // A failed start ends in a long backtrace: show its cause too.
+            let cause: Vec<&str> = log
+                .lines()
+                .filter(|line| line.contains("Error") || line.contains("ERROR"))
+                .take(5)
+                .collect();
             panic!(
-                "node {} is not ready after 60 s; its log ends:\n{tail}",
-                self.name
+                "node {} is not ready after 60 s; its errors:\n{}\nits log ends:\n{tail}",
+                self.name,
+                cause.join("\n")
             );
         }
     }
