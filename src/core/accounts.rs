@@ -3,13 +3,12 @@
 //! public-read buckets and grants, and the one decision every front-end
 //! asks: may this principal do this to that bucket?
 
-use std::collections::HashMap;
-use std::sync::RwLock;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
 
 use base64::Engine;
 
+use super::recent_lookups::RecentLookups;
 use super::{CoreError, CoreResult, Principal, Store, now_ms};
 use crate::core::meta::Mutation;
 use crate::model::{AccountRecord, BucketRecord, GrantLevel, KeyRecord, Role, Secret};
@@ -23,51 +22,20 @@ pub const ROOT_USER_ID: &str = "root";
 /// each request. This is a last bound, should either ever be missed.
 const CREDENTIALS_TTL: Duration = Duration::from_secs(5);
 
-#[derive(Clone)]
-struct CachedCredentials {
-    fetched: Instant,
-    principal: Principal,
-    secret: String,
-}
-
 /// Recently used credentials, so that signed requests do not each cost a
 /// lookup of the key, its user and their state.
-#[derive(Default)]
 pub(super) struct CredentialsCache {
-    entries: RwLock<HashMap<String, CachedCredentials>>,
-    /// Bumped by every forget, so that a lookup that read the database
-    /// before a change cannot store what it read after the forget.
-    generation: AtomicU64,
+    keys: RecentLookups<String, (Principal, String)>,
     /// The accounts version of a shared database that this node has
     /// caught up with (forgotten everything remembered before it).
     caught_up: AtomicI64,
 }
 
-impl CredentialsCache {
-    fn get(&self, access_key: &str) -> Option<CachedCredentials> {
-        let entries = self.entries.read().ok()?;
-        let hit = entries.get(access_key)?;
-        (hit.fetched.elapsed() < CREDENTIALS_TTL).then(|| hit.clone())
-    }
-
-    /// Stores what a lookup that began at `generation` read, unless the
-    /// cache was forgotten since.
-    fn insert(&self, access_key: &str, entry: CachedCredentials, generation: u64) {
-        if let Ok(mut entries) = self.entries.write() {
-            if self.generation.load(Ordering::SeqCst) != generation {
-                return;
-            }
-            if entries.len() > 10_000 {
-                entries.clear();
-            }
-            entries.insert(access_key.to_owned(), entry);
-        }
-    }
-
-    fn forget(&self) {
-        if let Ok(mut entries) = self.entries.write() {
-            self.generation.fetch_add(1, Ordering::SeqCst);
-            entries.clear();
+impl Default for CredentialsCache {
+    fn default() -> Self {
+        Self {
+            keys: RecentLookups::new(CREDENTIALS_TTL, 10_000),
+            caught_up: AtomicI64::new(0),
         }
     }
 }
@@ -160,10 +128,11 @@ impl Store {
         &self,
         access_key: &str,
     ) -> CoreResult<Option<(Principal, String)>> {
-        if let Some(hit) = self.credentials_cache.get(access_key) {
-            return Ok(Some((hit.principal, hit.secret)));
+        let keys = &self.credentials_cache.keys;
+        if let Some(hit) = keys.get(&access_key.to_owned()) {
+            return Ok(Some(hit));
         }
-        let generation = self.credentials_cache.generation.load(Ordering::SeqCst);
+        let generation = keys.generation();
         let Some(grant) = self.meta.key_grant(access_key).await? else {
             return Ok(None);
         };
@@ -171,17 +140,9 @@ impl Store {
             return Ok(None);
         }
         let principal = principal_of(&grant.user, Some(&grant.key));
-        let secret = grant.secret.expose().to_owned();
-        self.credentials_cache.insert(
-            access_key,
-            CachedCredentials {
-                fetched: Instant::now(),
-                principal: principal.clone(),
-                secret: secret.clone(),
-            },
-            generation,
-        );
-        Ok(Some((principal, secret)))
+        let found = (principal, grant.secret.expose().to_owned());
+        keys.store(access_key.to_owned(), found.clone(), generation);
+        Ok(Some(found))
     }
 
     /// Before remembered credentials are trusted: where nodes share the
@@ -206,7 +167,7 @@ impl Store {
     }
 
     fn forget_credentials(&self) {
-        self.credentials_cache.forget();
+        self.credentials_cache.keys.forget_all();
         self.passwords.forget_all();
     }
 

@@ -21,6 +21,7 @@ pub mod passwords;
 pub mod pool_access;
 pub mod pools;
 pub mod presign;
+pub mod recent_lookups;
 pub mod sessions;
 pub mod store;
 pub mod sweeper;

@@ -7,10 +7,8 @@
 //! hash every time. Unknown names are checked against a hash of a random
 //! password, so they cost the same as known ones.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use argon2::password_hash::SaltString;
 use argon2::password_hash::rand_core::OsRng;
@@ -19,6 +17,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use tokio::sync::{OnceCell, Semaphore};
 
+use super::recent_lookups::RecentLookups;
 use super::{CoreError, CoreResult, Principal};
 
 /// How long a checked name and password are trusted without hashing again.
@@ -34,10 +33,7 @@ pub struct Passwords {
     /// Key of the hash under which checked credentials are remembered;
     /// random per process.
     remember_key: [u8; 32],
-    remembered: Mutex<HashMap<[u8; 32], (Principal, Instant)>>,
-    /// Bumped by every `forget_all`, so that a check that read an account
-    /// before a change cannot remember its outcome after it.
-    generation: AtomicU64,
+    remembered: RecentLookups<[u8; 32], Principal>,
     /// The hash that unknown names are checked against.
     decoy: OnceCell<String>,
 }
@@ -54,8 +50,7 @@ impl Passwords {
             slots: Arc::new(Semaphore::new(concurrency)),
             queue_wait,
             remember_key: rand::random(),
-            remembered: Mutex::new(HashMap::new()),
-            generation: AtomicU64::new(0),
+            remembered: RecentLookups::new(REMEMBER_FOR, REMEMBER_AT_MOST),
             decoy: OnceCell::new(),
         }
     }
@@ -135,41 +130,24 @@ impl Passwords {
 
     /// The principal of a name and password that checked out lately.
     pub fn remembered(&self, name: &str, password: &str) -> Option<Principal> {
-        let slot = self.slot(name, password);
-        let map = self.remembered.lock().ok()?;
-        let (principal, at) = map.get(&slot)?;
-        (at.elapsed() < REMEMBER_FOR).then(|| principal.clone())
+        self.remembered.get(&self.slot(name, password))
     }
 
     /// The current generation, to hand back to [`Passwords::remember`].
     pub fn generation(&self) -> u64 {
-        self.generation.load(Ordering::SeqCst)
+        self.remembered.generation()
     }
 
     /// Remembers a check that began at `generation`, unless an account
     /// changed since.
     pub fn remember(&self, name: &str, password: &str, principal: &Principal, generation: u64) {
-        let slot = self.slot(name, password);
-        if let Ok(mut map) = self.remembered.lock() {
-            if self.generation.load(Ordering::SeqCst) != generation {
-                return;
-            }
-            if map.len() >= REMEMBER_AT_MOST {
-                map.retain(|_, (_, at)| at.elapsed() < REMEMBER_FOR);
-                if map.len() >= REMEMBER_AT_MOST {
-                    map.clear();
-                }
-            }
-            map.insert(slot, (principal.clone(), Instant::now()));
-        }
+        self.remembered
+            .store(self.slot(name, password), principal.clone(), generation);
     }
 
     /// Forgets every remembered credential (an account changed).
     pub fn forget_all(&self) {
-        if let Ok(mut map) = self.remembered.lock() {
-            self.generation.fetch_add(1, Ordering::SeqCst);
-            map.clear();
-        }
+        self.remembered.forget_all();
     }
 }
 
