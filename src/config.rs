@@ -109,9 +109,14 @@ pub struct ServeArgs {
     #[arg(long, env = "CISTERN_DISABLE_AUDIT")]
     pub disable_audit: bool,
 
-    /// Days audit records and daily usage rows are kept.
+    /// Days audit records are kept.
     #[arg(long, env = "CISTERN_AUDIT_RETENTION_DAYS", default_value_t = 90)]
     pub audit_retention_days: u64,
+
+    /// Days the daily usage figures (traffic, requests, bytes stored) are
+    /// kept: the usage pages plot up to a year.
+    #[arg(long, env = "CISTERN_USAGE_RETENTION_DAYS", default_value_t = 400)]
+    pub usage_retention_days: u64,
 
     /// URL of the S3 port as clients reach it (share links); default
     /// http://<s3-listen>.

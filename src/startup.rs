@@ -14,7 +14,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ServeArgs;
-use crate::core::audit::AuditLog;
+use crate::core::audit::{AuditLog, Retention};
 use crate::core::sweeper::SweepSettings;
 use crate::core::{Store, StoreLocation, StoreSettings};
 use crate::s3::CisternS3;
@@ -139,7 +139,14 @@ impl Server {
         } else {
             AuditLog::start(
                 store.clone(),
-                Duration::from_secs(settings.audit_retention_days.saturating_mul(86_400)),
+                Retention {
+                    audit: Duration::from_secs(
+                        settings.audit_retention_days.saturating_mul(86_400),
+                    ),
+                    usage: Duration::from_secs(
+                        settings.usage_retention_days.saturating_mul(86_400),
+                    ),
+                },
             )
         };
         let mut builder = S3ServiceBuilder::new(CisternS3 {

@@ -41,3 +41,37 @@ if (document.querySelector(".lightbox")) {
     if (link) window.location.assign(link.href);
   });
 }
+
+// The gallery grows as the person scrolls: when the "More images" link
+// comes near the viewport, the next page's tiles are fetched and appended
+// (the link itself still works without this, and on any failure).
+const galleryMore = document.querySelector('.gallery ~ nav.pages a[rel="next"]');
+if (galleryMore && "IntersectionObserver" in window) {
+  const grid = document.querySelector("ul.gallery");
+  const nav = galleryMore.closest("nav");
+  let loading = false;
+  const observer = new IntersectionObserver(async (entries) => {
+    if (loading || !entries.some((entry) => entry.isIntersecting)) return;
+    const link = nav.querySelector('a[rel="next"]');
+    if (!link) return observer.disconnect();
+    loading = true;
+    try {
+      const response = await fetch(link.href, { credentials: "same-origin" });
+      if (!response.ok) throw new Error(`HTTP ${response.status}`);
+      const next = new DOMParser().parseFromString(await response.text(), "text/html");
+      grid.append(...next.querySelectorAll("ul.gallery > li"));
+      const further = next.querySelector('.gallery ~ nav.pages a[rel="next"]');
+      if (further) {
+        link.href = further.href;
+      } else {
+        nav.remove();
+        observer.disconnect();
+      }
+    } catch {
+      observer.disconnect(); // the link is still there to click
+    } finally {
+      loading = false;
+    }
+  }, { rootMargin: "600px 0px" });
+  observer.observe(nav);
+}

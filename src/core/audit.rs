@@ -48,7 +48,7 @@ impl AuditLog {
     }
 
     /// Starts the writer task; `retention` bounds how long rows are kept.
-    pub fn start(store: Store, retention: Duration) -> Self {
+    pub fn start(store: Store, retention: Retention) -> Self {
         let (queue, receiver) = mpsc::channel(QUEUE);
         tokio::spawn(run(store, receiver, retention));
         Self {
@@ -90,7 +90,16 @@ async fn write(store: &Store, batch: &mut Vec<AuditRecord>) {
     }
 }
 
-async fn run(store: Store, mut receiver: mpsc::Receiver<Message>, retention: Duration) {
+/// How long the log's rows are kept. Daily usage has its own, longer
+/// retention, so a year of usage can be plotted while audit records, which
+/// are far more numerous, go sooner.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    pub audit: Duration,
+    pub usage: Duration,
+}
+
+async fn run(store: Store, mut receiver: mpsc::Receiver<Message>, retention: Retention) {
     let mut batch = Vec::with_capacity(BATCH);
     let mut tick = tokio::time::interval(INTERVAL);
     let mut expiry = tokio::time::interval(Duration::from_secs(3600));
@@ -115,8 +124,12 @@ async fn run(store: Store, mut receiver: mpsc::Receiver<Message>, retention: Dur
             _ = tick.tick() => write(&store, &mut batch).await,
             _ = expiry.tick() => {
                 record_stored(&store).await;
-                let before_ms = now_ms() - retention.as_millis() as i64;
-                if let Err(e) = store.meta.apply(Mutation::ExpireAudit { before_ms }).await {
+                let now = now_ms();
+                let expire = Mutation::ExpireAudit {
+                    before_ms: now - retention.audit.as_millis() as i64,
+                    usage_before_ms: now - retention.usage.as_millis() as i64,
+                };
+                if let Err(e) = store.meta.apply(expire).await {
                     tracing::warn!(error = %e, "could not expire old audit records");
                 }
             }
@@ -281,7 +294,7 @@ impl Store {
 pub struct UserUsage {
     /// The user's name; a deleted user's id.
     pub name: String,
-    /// The account is gone; its usage is kept with the audit retention.
+    /// The account is gone; its usage is kept with the usage retention.
     pub deleted: bool,
     pub totals: UsageTotals,
 }

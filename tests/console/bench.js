@@ -7,7 +7,9 @@
 // objects (and 200, the default page), timed with curl, the bytes a first load of a folder
 // page transfers in a fresh browser, and the speed of a 1 GiB upload from
 // Chromium through the console next to aws-cli against the same server in
-// the same run. BENCH_UPLOAD_MIB changes the upload size.
+// the same run, and the time of each page while paging by cursor through a
+// folder of 100,000 objects. BENCH_UPLOAD_MIB changes the upload size, BENCH_DEEP_OBJECTS the number
+// of objects paged through (0 skips it).
 
 import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -63,6 +65,39 @@ try {
   for (const size of [1000, 200]) {
     const page = timePage(server, cookie, `/ui/buckets/bench?prefix=photos%2F&size=${size}`, 50);
     console.log(`folder page of ${size} objects (curl, loopback): to first byte median ${page.median.toFixed(2)} ms, p95 ${page.p95.toFixed(2)} ms; to last byte median ${page.last.toFixed(2)} ms; ${page.bytes} bytes of HTML`);
+  }
+
+  // Paging by cursor through a folder of many objects (BENCH_DEEP_OBJECTS,
+  // 100,000): every page is followed by its "Next page" link, and the
+  // first and last pages should cost the same.
+  const deep = Number(process.env.BENCH_DEEP_OBJECTS ?? 100_000);
+  if (deep > 0) {
+    let started = performance.now();
+    const name = (i) => `deep/f-${String(i).padStart(7, "0")}`;
+    for (let i = 0; i < deep; i += 64) {
+      await Promise.all(Array.from({ length: Math.min(64, deep - i) }, (_, j) =>
+        api(server, ROOT, "PUT", `/buckets/bench/objects/${name(i + j)}`, "", "text/plain")));
+    }
+    console.log(`stored ${deep} empty objects in deep/ in ${((performance.now() - started) / 1000).toFixed(0)} s`);
+    let path = "/ui/buckets/bench?prefix=deep%2F";
+    const times = [];
+    let rows = 0;
+    started = performance.now();
+    while (path) {
+      const asked = performance.now();
+      const response = await fetch(`${server.web}${path}`, { headers: { cookie } });
+      const html = await response.text();
+      times.push(performance.now() - asked);
+      if (response.status !== 200) throw new Error(`${path} answered ${response.status}`);
+      rows += (html.match(/class="file"/g) ?? []).length;
+      const next = html.match(/<a href="([^"]+)" rel="next">Next page<\/a>/);
+      path = next ? next[1].replaceAll("&amp;", "&").replaceAll("&#38;", "&") : null;
+    }
+    const walked = (performance.now() - started) / 1000;
+    if (rows !== deep) throw new Error(`the pages listed ${rows} files, not ${deep}`);
+    const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+    const edge = Math.min(20, Math.floor(times.length / 2));
+    console.log(`paged through ${deep} objects: ${times.length} pages of 200 in ${walked.toFixed(1)} s; median of the first ${edge} pages ${median(times.slice(0, edge)).toFixed(2)} ms, of the last ${edge} ${median(times.slice(-edge)).toFixed(2)} ms (whole page, node fetch)`);
   }
 
   // First load in a fresh browser: the page and everything it pulls in.

@@ -347,12 +347,67 @@ test("browse folders, preview an image, share it, and delete several files", { t
       await page.goto(`${server.web}${path}`);
       const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
       assert.ok(overflow <= 0, `${path} is ${overflow} px too wide at 360 px`);
+      assert.deepEqual(await unnamedControls(page), [], `${path} has controls without a label`);
       await shot(page, `narrow-${path.split("/").slice(2).join("-").split("?")[0].replace(/\.\w+$/, "")}`);
     }
     const left = await api(server, ROOT, "GET", "/buckets/album/objects?prefix=loose/");
     assert.deepEqual(left.body.objects.map((o) => o.key), ["loose/b.txt"]);
   } finally {
     await context.close();
+    await server.stop();
+  }
+});
+
+/** Form fields, buttons and links on the page that a screen reader could
+ * not name (no label, no text, no aria-label). */
+function unnamedControls(page) {
+  return page.evaluate(() => [...document.querySelectorAll("input, select, textarea, button, a[href]")]
+    .filter((el) => el.type !== "hidden" && el.getClientRects().length > 0)
+    .filter((el) => {
+      if (el.getAttribute("aria-label") || el.getAttribute("aria-labelledby")) return false;
+      if (el.labels && el.labels.length > 0) return false;
+      if (el.tagName === "A" || el.tagName === "BUTTON") return !el.textContent.trim() && !el.querySelector("img[alt]");
+      return !(el.type === "submit" && el.value);
+    })
+    .map((el) => el.outerHTML.slice(0, 120)));
+}
+
+test("the keyboard alone signs in, finds a file, opens it and reaches the upload", { timeout: SCENARIO_TIMEOUT }, async () => {
+  const server = await startServer();
+  const page = await browser.newPage();
+  try {
+    assert.equal((await api(server, ROOT, "POST", "/buckets", { name: "notebook" })).status, 201);
+    await api(server, ROOT, "PUT", "/buckets/notebook/objects/notes.txt", "by keyboard", "text/plain");
+    await page.goto(`${server.web}/ui/sign-in`);
+    // Tab until the focus is on a named field: nothing but keys from here.
+    const focused = () => page.evaluate(() => {
+      const el = document.activeElement;
+      return el ? `${el.tagName.toLowerCase()}:${el.labels?.[0]?.textContent.trim() ?? el.textContent.trim()}` : "";
+    });
+    const tabTo = async (wanted, most = 40) => {
+      for (let i = 0; i < most; i += 1) {
+        await page.keyboard.press("Tab");
+        if ((await focused()) === wanted) return;
+      }
+      throw new Error(`Tab never reached ${wanted} (last: ${await focused()})`);
+    };
+    await tabTo("input:Name");
+    await page.keyboard.type(ROOT.name);
+    await tabTo("input:Password");
+    await page.keyboard.type(ROOT.password);
+    await Promise.all([page.waitForURL(/\/ui\/buckets/), page.keyboard.press("Enter")]);
+    await tabTo("a:notebook");
+    // The focused control is visibly marked.
+    const outline = await page.evaluate(() => getComputedStyle(document.activeElement).outlineStyle);
+    assert.notEqual(outline, "none", "the focused link shows no outline");
+    await Promise.all([page.waitForURL(/\/ui\/buckets\/notebook/), page.keyboard.press("Enter")]);
+    await tabTo("input:Files");
+    await tabTo("a:notes.txt");
+    await Promise.all([page.waitForURL(/notes\.txt/), page.keyboard.press("Enter")]);
+    await page.getByRole("heading", { name: "notes.txt" }).waitFor();
+    assert.deepEqual(await unnamedControls(page), []);
+  } finally {
+    await page.close();
     await server.stop();
   }
 });
@@ -598,6 +653,26 @@ test("a folder of photos shows as a gallery and the large view steps through the
     await page.keyboard.press("Escape");
     await page.getByRole("heading", { name: "Gallery of summer" }).waitFor();
     await shot(page, "grid-phone");
+
+    // A folder of more than a page: scrolling down appends the next page's
+    // tiles in place, with no click and no new page.
+    await page.setViewportSize({ width: 1280, height: 800 });
+    const tiny = gradientPng(32, 24, [1, 1, 1]);
+    for (let i = 0; i < 230; i += 23) {
+      await Promise.all(Array.from({ length: 23 }, (_, j) =>
+        api(server, ROOT, "PUT", `/buckets/photos/objects/many/p-${String(i + j).padStart(3, "0")}.png`, tiny, "image/png")));
+    }
+    await page.goto(`${server.web}/ui/buckets/photos/gallery?prefix=many%2F&sort=name`);
+    const grid = page.locator(".gallery li");
+    assert.equal(await grid.count(), 200, "one page of tiles at first");
+    const address = page.url();
+    await pollUntil("the next page's tiles to be appended", async () => {
+      await page.mouse.wheel(0, 4000);
+      return (await grid.count()) === 230;
+    }, 30_000);
+    assert.equal(page.url(), address, "the tiles came without leaving the page");
+    assert.equal(await page.locator('nav.pages a[rel="next"]').count(), 0, "no link to more once all are shown");
+    assert.equal(await grid.last().locator("span").textContent(), "p-229.png");
   } finally {
     await page.close();
     await server.stop();

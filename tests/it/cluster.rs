@@ -27,12 +27,26 @@ use tokio::task::JoinHandle;
 
 use crate::helpers::*;
 
-/// A loopback port that was free a moment ago.
+/// A loopback port that was free a moment ago, chosen below the kernel's
+/// ephemeral range: the nodes bind it only after they start (and again
+/// after a restart), and a port inside that range can meanwhile become the
+/// source port of any outgoing connection (the nodes open dozens to the
+/// database and the blob store), which makes the node's bind fail.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a loopback port")
-        .port()
+    static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let mut handed_out = HANDED_OUT.lock().unwrap();
+    for _ in 0..1000 {
+        let port = rand::rng().random_range(10_000..ephemeral_start.max(10_001));
+        if !handed_out.contains(&port) && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            handed_out.insert(port);
+            return port;
+        }
+    }
+    panic!("no free loopback port below {ephemeral_start}");
 }
 
 /// A TCP relay on a loopback port of its own to `target`. `cut` drops every

@@ -13,22 +13,22 @@ use crate::helpers::*;
 /// A browser without scripts: keeps cookies, follows no redirects, and
 /// reads the CSRF token off the last page.
 #[derive(Clone)]
-struct Browser {
-    http: reqwest::Client,
-    base: String,
-    cookies: BTreeMap<String, String>,
-    csrf: String,
+pub(crate) struct Browser {
+    pub(crate) http: reqwest::Client,
+    pub(crate) base: String,
+    pub(crate) cookies: BTreeMap<String, String>,
+    pub(crate) csrf: String,
 }
 
-struct Page {
-    status: u16,
-    location: Option<String>,
-    headers: reqwest::header::HeaderMap,
-    body: String,
+pub(crate) struct Page {
+    pub(crate) status: u16,
+    pub(crate) location: Option<String>,
+    pub(crate) headers: reqwest::header::HeaderMap,
+    pub(crate) body: String,
 }
 
 impl Browser {
-    fn new(app: &TestApp) -> Self {
+    pub(crate) fn new(app: &TestApp) -> Self {
         Browser {
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
@@ -40,7 +40,7 @@ impl Browser {
         }
     }
 
-    fn cookie_header(&self) -> String {
+    pub(crate) fn cookie_header(&self) -> String {
         self.cookies
             .iter()
             .map(|(k, v)| format!("{k}={v}"))
@@ -48,7 +48,7 @@ impl Browser {
             .join("; ")
     }
 
-    async fn send(&mut self, request: reqwest::RequestBuilder) -> Page {
+    pub(crate) async fn send(&mut self, request: reqwest::RequestBuilder) -> Page {
         let response = request
             .header("cookie", self.cookie_header())
             .send()
@@ -85,13 +85,13 @@ impl Browser {
         }
     }
 
-    async fn get(&mut self, path: &str) -> Page {
+    pub(crate) async fn get(&mut self, path: &str) -> Page {
         let request = self.http.get(format!("{}{path}", self.base));
         self.send(request).await
     }
 
     /// Posts a form; `csrf` adds the page's token.
-    async fn post(&mut self, path: &str, fields: &[(&str, &str)], csrf: bool) -> Page {
+    pub(crate) async fn post(&mut self, path: &str, fields: &[(&str, &str)], csrf: bool) -> Page {
         let mut fields: Vec<(&str, &str)> = fields.to_vec();
         let token = self.csrf.clone();
         if csrf {
@@ -101,7 +101,7 @@ impl Browser {
         self.send(request).await
     }
 
-    async fn sign_in(&mut self, name: &str, password: &str) -> Page {
+    pub(crate) async fn sign_in(&mut self, name: &str, password: &str) -> Page {
         let page = self
             .post(
                 "/ui/sign-in",
@@ -116,6 +116,26 @@ impl Browser {
         // Load a page, for its CSRF token.
         self.get("/ui/buckets").await;
         page
+    }
+
+    /// A GET with this browser's cookies, its body as raw bytes.
+    pub(crate) async fn fetch_raw(
+        &self,
+        path: &str,
+        range: Option<&str>,
+    ) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
+        let mut request = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .header("cookie", self.cookie_header());
+        if let Some(range) = range {
+            request = request.header("range", range);
+        }
+        let response = request.send().await.expect("an answer");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response.bytes().await.expect("a body").to_vec();
+        (status, headers, body)
     }
 }
 
@@ -746,6 +766,17 @@ async fn a_folder_pages_by_cursor_through_every_file_once() {
     }
     assert_eq!(pages, 3, "200 entries a page");
     assert_eq!(seen, names, "every file once, in order");
+    // Sizes and dates are sorted within a page, and the page says so when
+    // the folder has more than one.
+    let sorted = browser.get("/ui/buckets/many?prefix=f%2F&sort=size").await;
+    assert!(sorted.body.contains("Sorted by size within this page"));
+    let whole = browser
+        .get("/ui/buckets/many?prefix=f%2F&sort=size&size=1000")
+        .await;
+    assert!(
+        !whole.body.contains("within this page"),
+        "one page is the whole folder"
+    );
     app.stop().await;
 }
 

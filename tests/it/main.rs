@@ -14,6 +14,7 @@ mod buckets;
 mod clients;
 mod cluster;
 mod console;
+mod console_actions;
 mod crash;
 mod gallery;
 mod hardening;

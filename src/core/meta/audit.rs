@@ -109,17 +109,18 @@ pub(super) async fn record_stored(
 pub(super) async fn expire(
     conn: &mut AnyConnection,
     before_ms: i64,
+    usage_before_ms: i64,
 ) -> MetaResult<MutationOutcome> {
     sqlx::query("DELETE FROM audit WHERE time_ms < $1")
         .bind(before_ms)
         .execute(&mut *conn)
         .await?;
     sqlx::query("DELETE FROM usage_daily WHERE day < $1")
-        .bind(day_of(before_ms))
+        .bind(day_of(usage_before_ms))
         .execute(&mut *conn)
         .await?;
     sqlx::query("DELETE FROM usage_stored WHERE day < $1")
-        .bind(day_of(before_ms))
+        .bind(day_of(usage_before_ms))
         .execute(&mut *conn)
         .await?;
     Ok(MutationOutcome::Done)

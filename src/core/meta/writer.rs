@@ -385,7 +385,10 @@ async fn apply(conn: &mut AnyConnection, mutation: &Mutation) -> MetaResult<Muta
         }
         Mutation::Pool(mutation) => pools::apply(conn, mutation).await,
         Mutation::AppendAudit { records } => audit::append(conn, records).await,
-        Mutation::ExpireAudit { before_ms } => audit::expire(conn, *before_ms).await,
+        Mutation::ExpireAudit {
+            before_ms,
+            usage_before_ms,
+        } => audit::expire(conn, *before_ms, *usage_before_ms).await,
         Mutation::RecordStored { rows } => audit::record_stored(conn, rows).await,
         Mutation::PutThumbnail {
             bucket,

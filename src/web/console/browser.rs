@@ -185,6 +185,8 @@ struct BrowserPage {
     here: String,
     first_page: Option<String>,
     next_page: Option<String>,
+    /// Sorted by size or date while the folder spans several pages.
+    sorted_within_page: bool,
     /// Entries per page on offer: the number, its URL, whether it is this one.
     page_sizes: Vec<(usize, String, bool)>,
     can_write: bool,
@@ -332,6 +334,8 @@ pub async fn folder(
         filter: query.filter.clone(),
         prefix: query.prefix.clone(),
         rows,
+        sorted_within_page: matches!(query.sort.as_str(), "size" | "date")
+            && (first_page.is_some() || next_page.is_some()),
         first_page,
         next_page,
         page_sizes,

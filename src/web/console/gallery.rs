@@ -1,5 +1,6 @@
 //! The gallery: a folder's images as a grid of thumbnails, newest first or
-//! by name, loaded lazily by the browser as the person scrolls
+//! by name, loaded lazily by the browser as the person scrolls, 200 tiles
+//! a page with the next page appended near the end of the grid
 //! (`/ui/buckets/{bucket}/gallery`); one image large with its neighbours
 //! (`.../photo`, next and previous by link or arrow key); and the
 //! thumbnails themselves (`.../thumb`), made once on the server and sent

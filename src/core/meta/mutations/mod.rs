@@ -105,9 +105,11 @@ pub enum Mutation {
     AppendAudit {
         records: Vec<AuditRecord>,
     },
-    /// Drops audit and usage rows older than this.
+    /// Drops audit rows older than `before_ms` and daily usage rows of
+    /// days before `usage_before_ms`.
     ExpireAudit {
         before_ms: i64,
+        usage_before_ms: i64,
     },
     /// Stores the thumbnail of an object version (`jpeg: None`: it could
     /// not be made).

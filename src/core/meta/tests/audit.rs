@@ -148,7 +148,10 @@ async fn audit_filters_pages_and_expires(store: MetaStore) {
     );
 
     store
-        .apply(Mutation::ExpireAudit { before_ms: DAY_MS })
+        .apply(Mutation::ExpireAudit {
+            before_ms: DAY_MS,
+            usage_before_ms: DAY_MS,
+        })
         .await
         .unwrap();
     assert_eq!(
@@ -210,8 +213,22 @@ async fn stored_bytes_are_kept_per_day(store: MetaStore) {
             .unwrap()
             .is_empty()
     );
+    // Usage is kept longer than the audit log: expiring the log alone
+    // leaves every day's figure.
     store
-        .apply(Mutation::ExpireAudit { before_ms: DAY_MS })
+        .apply(Mutation::ExpireAudit {
+            before_ms: 2 * DAY_MS,
+            usage_before_ms: 0,
+        })
+        .await
+        .unwrap();
+    let left = store.stored_usage(None, "1970-01-01").await.unwrap();
+    assert_eq!(left.len(), 3, "usage has a retention of its own");
+    store
+        .apply(Mutation::ExpireAudit {
+            before_ms: DAY_MS,
+            usage_before_ms: DAY_MS,
+        })
         .await
         .unwrap();
     let left = store.stored_usage(None, "1970-01-01").await.unwrap();
