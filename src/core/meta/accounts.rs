@@ -163,10 +163,12 @@ pub(super) async fn ensure_user(
     password_hash: &str,
     now_ms: i64,
 ) -> MetaResult<MutationOutcome> {
+    // Nodes starting together all ensure the same user. An upsert on the
+    // id alone can still fail on the unique name when two inserts meet, so
+    // any conflict is let pass here and the row is then brought up to date.
     sqlx::query(
         "INSERT INTO users (id, name, role, created_ms, password_hash) VALUES ($1, $2, $3, $4, $5) \
-         ON CONFLICT (id) DO UPDATE SET name = excluded.name, role = excluded.role, \
-         password_hash = excluded.password_hash, disabled_ms = NULL",
+         ON CONFLICT DO NOTHING",
     )
     .bind(&user.id)
     .bind(&user.name)
@@ -175,6 +177,19 @@ pub(super) async fn ensure_user(
     .bind(password_hash)
     .execute(&mut *conn)
     .await?;
+    let updated = sqlx::query(
+        "UPDATE users SET name = $2, role = $3, password_hash = $4, disabled_ms = NULL WHERE id = $1",
+    )
+    .bind(&user.id)
+    .bind(&user.name)
+    .bind(user.role.as_str())
+    .bind(password_hash)
+    .execute(&mut *conn)
+    .await?;
+    if updated.rows_affected() == 0 {
+        // Not inserted and not there: another user holds the name.
+        return Err(MetaError::UserExists);
+    }
     let id = user.id.clone();
     // The user's previous keys (an old name or password) stop working.
     sqlx::query("DELETE FROM access_keys WHERE user_id = $1 AND access_key <> $2")

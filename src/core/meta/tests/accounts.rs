@@ -296,6 +296,17 @@ async fn ensure_user_keeps_one_key(store: MetaStore) {
     let grant = store.key_grant("RK-2").await.unwrap().expect("RK-2");
     assert_eq!(grant.secret.expose(), "s-3");
     assert_eq!(store.count_users().await.unwrap(), 1);
+    // Another id asking for a name already held is refused, not merged.
+    let mut other = ensure("OK-1", "s-9", "user");
+    if let Mutation::EnsureUser { user, .. } = &mut other {
+        user.id = "u-other".into();
+    }
+    assert!(matches!(
+        store.apply(other).await.unwrap_err(),
+        MetaError::UserExists
+    ));
+    assert!(store.key_grant("OK-1").await.unwrap().is_none());
+    assert_eq!(store.count_users().await.unwrap(), 1);
 }
 
 async fn sessions_expire_and_revoke(store: MetaStore) {
