@@ -805,6 +805,20 @@ test("the pool dashboard shows contributions, the seal, the claim and the result
     assert.ok(disabled.status < 300, `disable: ${disabled.status}`);
     await page.locator("#members tr", { hasText: "cam-3" }).locator(".tag", { hasText: "disabled" }).waitFor({ timeout: 15_000 });
     await shot(page, "still-live-after-adding");
+
+    // Any other page of the console hears it too: the header's area on
+    // the buckets page counts a new refusal and names the file.
+    await page.goto(`${server.web}/ui/buckets`);
+    const area = page.locator("#notices");
+    // The area is shown once its stream is open.
+    await area.waitFor({ state: "visible" });
+    const later = join(work, "later.png");
+    writeFileSync(later, gradientPng(64, 40, [1, .6, .3]));
+    spawnSync(binary, ["pool", "push", "--server", server.web, "--pool", "sky", "--token", token["cam-2"], "--timestamp", now, later], { encoding: "utf8" });
+    await pollUntil("the buckets page counts the refusal", async () => (await area.locator(".count").innerText()) !== "");
+    await area.locator("summary").click();
+    assert.match(await area.locator("li").first().innerText(), /later\.png/);
+    await shot(page, "notifications-on-buckets-page");
   } finally {
     await page.close();
     await server.stop();
