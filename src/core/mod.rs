@@ -29,7 +29,7 @@ pub mod thumbnails;
 pub mod webhooks;
 
 pub use self::error::{CoreError, CoreResult};
-pub use self::meta::NoticeMode;
+pub use self::meta::{NoticeMode, Rendition};
 pub use self::store::{Store, StoreLocation, StoreSettings};
 use crate::model::Role;
 

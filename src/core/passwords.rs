@@ -4,9 +4,12 @@
 //! time are refused as busy. A name and password that checked out are
 //! remembered briefly, keyed by a keyed hash (never the password itself),
 //! so a client that sends HTTP Basic with every request does not pay for a
-//! hash every time. Unknown names are checked against a hash of a random
-//! password, so they cost the same as known ones.
+//! hash every time, and checks of the same name and password sent side by
+//! side take turns, so all but the first find the answer remembered.
+//! Unknown names are checked against a hash of a random password, so they
+//! cost the same as known ones.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,8 +37,38 @@ pub struct Passwords {
     /// random per process.
     remember_key: [u8; 32],
     remembered: RecentLookups<[u8; 32], Principal>,
+    /// The turns of checks in progress, by the same key as `remembered`.
+    checking: CheckTurns,
     /// The hash that unknown names are checked against.
     decoy: OnceCell<String>,
+}
+
+/// The turn of each name and password being checked, by its key.
+type CheckTurns = Arc<std::sync::Mutex<HashMap<[u8; 32], Arc<tokio::sync::Mutex<()>>>>>;
+
+/// The turn to check one name and password; the next caller with the same
+/// ones waits until it is dropped.
+pub struct CheckTurn {
+    slot: [u8; 32],
+    checking: CheckTurns,
+    turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl Drop for CheckTurn {
+    fn drop(&mut self) {
+        let Some(turn) = self.turn.take() else {
+            return;
+        };
+        let lock = tokio::sync::OwnedMutexGuard::mutex(&turn).clone();
+        drop(turn);
+        if let Ok(mut checking) = self.checking.lock() {
+            // The map's and this one: nobody else waits for the turn, and
+            // nobody can take it from the map while the map is locked.
+            if Arc::strong_count(&lock) <= 2 {
+                checking.remove(&self.slot);
+            }
+        }
+    }
 }
 
 impl Passwords {
@@ -51,6 +84,7 @@ impl Passwords {
             queue_wait,
             remember_key: rand::random(),
             remembered: RecentLookups::new(REMEMBER_FOR, REMEMBER_AT_MOST),
+            checking: Arc::default(),
             decoy: OnceCell::new(),
         }
     }
@@ -126,6 +160,24 @@ impl Passwords {
         mac.update(&[0]);
         mac.update(password.as_bytes());
         mac.finalize().into_bytes().into()
+    }
+
+    /// Waits for the turn to check this name and password: a login
+    /// throttle counts each check as a failure until it succeeds, so the
+    /// same correct credentials sent many times at once (a client's
+    /// parallel requests when the memory of them has lapsed) would
+    /// otherwise look like guessing.
+    pub async fn turn_to_check(&self, name: &str, password: &str) -> CheckTurn {
+        let slot = self.slot(name, password);
+        let lock = {
+            let mut checking = self.checking.lock().unwrap_or_else(|e| e.into_inner());
+            checking.entry(slot).or_default().clone()
+        };
+        CheckTurn {
+            slot,
+            checking: self.checking.clone(),
+            turn: Some(lock.lock_owned().await),
+        }
     }
 
     /// The principal of a name and password that checked out lately.

@@ -219,6 +219,11 @@ impl Store {
         if let Some(principal) = self.passwords.remembered(name, password) {
             return Ok(principal);
         }
+        let _turn = self.passwords.turn_to_check(name, password).await;
+        // Whoever had the turn before may have checked these already.
+        if let Some(principal) = self.passwords.remembered(name, password) {
+            return Ok(principal);
+        }
         let subjects = Subjects::new(name, addr);
         if let Err(wait) = self.throttle.begin(&subjects) {
             return Err(CoreError::TooManyAttempts(wait.as_secs().max(1)));

@@ -1,7 +1,9 @@
 //! Gallery thumbnails: made on the server from JPEG, PNG, WebP and GIF
 //! (first frame) objects, turned by their EXIF orientation, at most
-//! [`EDGE`] pixels on a side as JPEG; stored once per object version
-//! beside its metadata and made again only when the object changes. Making
+//! [`EDGE`] pixels on a side as JPEG (and for the large view a preview of
+//! at most [`PREVIEW_EDGE`], so the original is read only on demand);
+//! stored once per object version beside its metadata and made again only
+//! when the object changes. Making
 //! them runs on a bounded pool of threads at a lower CPU priority (one at
 //! a time by default, so a folder of 2,000 photos never takes more than one
 //! core, and requests go first) behind a bounded queue.
@@ -18,11 +20,13 @@ use tokio::sync::Semaphore;
 
 use super::accounts::Access;
 use super::{CoreError, CoreResult, Principal, Store, now_ms};
-use crate::core::meta::Mutation;
+use crate::core::meta::{Mutation, Rendition};
 use crate::core::objects::ReadConditions;
 
 /// The longest side of a thumbnail, in pixels.
 pub const EDGE: u32 = 256;
+/// The longest side of the large view's preview: a laptop screen's width.
+pub const PREVIEW_EDGE: u32 = 1600;
 /// Images larger than this on a side are not decoded.
 pub const MAX_PIXELS_SIDE: u32 = 12_000;
 /// Memory one decode may allocate.
@@ -43,6 +47,7 @@ pub struct Thumbnailer {
 
 type ShrinkJob = (
     bytes::Bytes,
+    Rendition,
     tokio::sync::oneshot::Sender<Result<Vec<u8>, String>>,
 );
 
@@ -60,13 +65,13 @@ impl Thumbnailer {
                     behind_requests();
                     loop {
                         let job = queue.lock().unwrap_or_else(|e| e.into_inner()).recv();
-                        let Ok((bytes, answer)) = job else {
+                        let Ok((bytes, rendition, answer)) = job else {
                             return;
                         };
                         // A decoder that panics on a hostile file costs
                         // that file a placeholder, not the worker.
                         let shrunk = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                            shrink(&bytes)
+                            shrink(&bytes, rendition)
                         }))
                         .unwrap_or_else(|_| Err("the decoder failed".to_owned()));
                         let _ = answer.send(shrunk);
@@ -83,10 +88,14 @@ impl Thumbnailer {
         }
     }
 
-    async fn shrink(&self, bytes: bytes::Bytes) -> CoreResult<Result<Vec<u8>, String>> {
+    async fn shrink(
+        &self,
+        bytes: bytes::Bytes,
+        rendition: Rendition,
+    ) -> CoreResult<Result<Vec<u8>, String>> {
         let (answer, answered) = tokio::sync::oneshot::channel();
         self.jobs
-            .send((bytes, answer))
+            .send((bytes, rendition, answer))
             .map_err(|_| CoreError::Unavailable("no thumbnail worker is running".into()))?;
         answered
             .await
@@ -125,32 +134,37 @@ fn stamp_of(object: &crate::model::ObjectRecord) -> String {
     format!("{}-{}", object.etag, object.last_modified_ms)
 }
 
-fn etag_of(stamp: &str) -> String {
+fn etag_of(rendition: Rendition, stamp: &str) -> String {
     use sha2::Digest;
+    let kind = match rendition {
+        Rendition::Thumbnail => "t",
+        Rendition::Preview => "p",
+    };
     format!(
-        "\"t-{}\"",
+        "\"{kind}-{}\"",
         hex::encode(&sha2::Sha256::digest(stamp.as_bytes())[..12])
     )
 }
 
 impl Store {
-    /// The thumbnail of an image object the caller may read, made now if
-    /// there is none for its current version.
+    /// The thumbnail or preview of an image object the caller may read,
+    /// made now if there is none for its current version.
     pub async fn thumbnail(
         &self,
         who: &Principal,
         bucket: &str,
         key: &str,
+        rendition: Rendition,
     ) -> CoreResult<Thumbnail> {
         self.authorize(Some(who), bucket, Access::Read).await?;
         let object = self.head_object(bucket, key).await?;
         let stamp = stamp_of(&object);
-        if let Some(stored) = self.meta.thumbnail(bucket, key).await?
+        if let Some(stored) = self.meta.rendition(rendition, bucket, key).await?
             && stored.stamp == stamp
         {
             return Ok(Thumbnail {
                 jpeg: stored.jpeg,
-                etag: etag_of(&stamp),
+                etag: etag_of(rendition, &stamp),
             });
         }
         let queued = self
@@ -173,7 +187,7 @@ impl Store {
                 .acquire_owned()
                 .await
                 .map_err(|_| CoreError::Busy("thumbnails are not being made"))?;
-            store.make_thumbnail(&bucket, &key).await
+            store.make_thumbnail(&bucket, &key, rendition).await
         })
         .await
         .map_err(|e| CoreError::Unavailable(format!("the thumbnail task failed: {e}")))?
@@ -182,7 +196,12 @@ impl Store {
     /// Reads the current version of an image, shrinks it (a placeholder
     /// when it is too big or no image this can read) and stores the result
     /// for that version.
-    async fn make_thumbnail(&self, bucket: &str, key: &str) -> CoreResult<Thumbnail> {
+    async fn make_thumbnail(
+        &self,
+        bucket: &str,
+        key: &str,
+        rendition: Rendition,
+    ) -> CoreResult<Thumbnail> {
         let read = self
             .get_object(bucket, key, &ReadConditions::default(), None)
             .await?;
@@ -195,10 +214,11 @@ impl Store {
             let bytes = crate::core::objects::collect(read.body)
                 .await
                 .map_err(|e| CoreError::BodyRead(e.to_string()))?;
-            self.thumbnailer.shrink(bytes).await?.ok()
+            self.thumbnailer.shrink(bytes, rendition).await?.ok()
         };
         self.meta
             .apply(Mutation::PutThumbnail {
+                rendition,
                 bucket: bucket.to_owned(),
                 key: key.to_owned(),
                 stamp: stamp.clone(),
@@ -208,14 +228,19 @@ impl Store {
             .await?;
         Ok(Thumbnail {
             jpeg,
-            etag: etag_of(&stamp),
+            etag: etag_of(rendition, &stamp),
         })
     }
 }
 
 /// Decodes an image within the limits, turns it upright and shrinks it to
-/// a JPEG of at most [`EDGE`] pixels a side.
-pub fn shrink(bytes: &[u8]) -> Result<Vec<u8>, String> {
+/// a JPEG of at most [`EDGE`] (a thumbnail) or [`PREVIEW_EDGE`] (a
+/// preview) pixels a side; a smaller picture keeps its size.
+pub fn shrink(bytes: &[u8], rendition: Rendition) -> Result<Vec<u8>, String> {
+    let (edge, quality) = match rendition {
+        Rendition::Thumbnail => (EDGE, 80),
+        Rendition::Preview => (PREVIEW_EDGE, 85),
+    };
     let mut reader = image::ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| e.to_string())?;
@@ -241,12 +266,17 @@ pub fn shrink(bytes: &[u8]) -> Result<Vec<u8>, String> {
     }
     let picture = image::DynamicImage::from_decoder(decoder).map_err(|e| e.to_string())?;
     // Shrunk first, so that turning it copies only the small picture.
-    let mut small = picture.thumbnail(EDGE, EDGE);
-    drop(picture);
+    let mut small = if picture.width() <= edge && picture.height() <= edge {
+        picture
+    } else {
+        let small = picture.thumbnail(edge, edge);
+        drop(picture);
+        small
+    };
     small.apply_orientation(orientation);
     let small = small.to_rgb8();
     let mut jpeg = Vec::new();
-    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 80)
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, quality)
         .encode_image(&small)
         .map_err(|e| e.to_string())?;
     Ok(jpeg)
@@ -270,21 +300,40 @@ mod tests {
 
     #[test]
     fn what_is_not_an_image_gets_no_thumbnail() {
-        assert!(shrink(b"not an image at all").is_err());
+        assert!(shrink(b"not an image at all", Rendition::Thumbnail).is_err());
         assert!(is_image_name("IMG_0001.JPG"));
         assert!(!is_image_name("notes.txt"));
     }
 
     #[test]
     fn a_big_picture_shrinks_to_the_edge_keeping_its_shape() {
-        let picture =
-            image::RgbImage::from_fn(1200, 600, |x, _| image::Rgb([(x % 256) as u8, 0, 0]));
-        let mut png = Vec::new();
-        image::DynamicImage::ImageRgb8(picture)
-            .write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png)
-            .unwrap();
-        let jpeg = shrink(&png).unwrap();
-        let small = image::load_from_memory(&jpeg).unwrap();
-        assert_eq!((small.width(), small.height()), (256, 128));
+        let png = |width, height| {
+            let picture =
+                image::RgbImage::from_fn(width, height, |x, _| image::Rgb([(x % 256) as u8, 0, 0]));
+            let mut png = Vec::new();
+            image::DynamicImage::ImageRgb8(picture)
+                .write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png)
+                .unwrap();
+            png
+        };
+        let sides = |jpeg: Vec<u8>| {
+            let small = image::load_from_memory(&jpeg).unwrap();
+            (small.width(), small.height())
+        };
+        let wide = png(3200, 1600);
+        assert_eq!(
+            sides(shrink(&wide, Rendition::Thumbnail).unwrap()),
+            (256, 128)
+        );
+        assert_eq!(
+            sides(shrink(&wide, Rendition::Preview).unwrap()),
+            (1600, 800)
+        );
+        // A picture smaller than a preview is not blown up.
+        let modest = png(640, 400);
+        assert_eq!(
+            sides(shrink(&modest, Rendition::Preview).unwrap()),
+            (640, 400)
+        );
     }
 }

@@ -645,6 +645,13 @@ test("a folder of photos shows as a gallery and the large view steps through the
     await page.getByRole("link", { name: "By name" }).click();
     await page.locator(".gallery a").first().click();
     await page.getByText("1 of 6").waitFor();
+    // The large view shows a preview made on the server; the original is
+    // a link away.
+    const large = page.locator(".lightbox img");
+    assert.match(await large.getAttribute("src"), /\/preview\?key=summer%2Fimg-1\.png/);
+    await pollUntil("the preview is shown", async () =>
+      large.evaluate((img) => img.complete && img.naturalWidth === 640));
+    assert.match(await page.getByRole("link", { name: "Original" }).getAttribute("href"), /img-1\.png$/);
     await page.keyboard.press("ArrowRight");
     await page.getByText("2 of 6").waitFor();
     assert.ok(page.url().includes("img-2.png"));

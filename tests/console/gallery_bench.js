@@ -63,10 +63,25 @@ try {
   await api(server, ROOT, "POST", "/buckets", { name: "photos" });
   await api(server, ROOT, "PUT", "/buckets/photos/objects/small.bin", "s".repeat(4096), "application/octet-stream");
   let started = performance.now();
+  let retried = 0;
+  const store = async (key) => {
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        const put = await api(server, ROOT, "PUT", `/buckets/photos/objects/${key}`, jpeg, "image/jpeg");
+        if (put.status === 201) return;
+        throw new Error(`answered ${put.status} ${JSON.stringify(put.body)}`);
+      } catch (error) {
+        if (attempt === 3) throw error;
+        retried += 1;
+        console.log(`PUT ${key} failed (${error.cause?.code ?? error.message}); trying again`);
+      }
+    }
+  };
   for (let i = 0; i < photos; i += 16) {
     await Promise.all(Array.from({ length: Math.min(16, photos - i) }, (_, j) =>
-      api(server, ROOT, "PUT", `/buckets/photos/objects/camera/IMG_${String(i + j).padStart(5, "0")}.jpg`, jpeg, "image/jpeg")));
+      store(`camera/IMG_${String(i + j).padStart(5, "0")}.jpg`)));
   }
+  if (retried > 0) console.log(`${retried} uploads were tried again`);
   console.log(`${photos} photos stored in ${((performance.now() - started) / 1000).toFixed(1)} s`);
 
   let idleRunning = true;

@@ -344,3 +344,75 @@ async fn hostile_images_get_a_placeholder_and_the_server_keeps_answering() {
         assert!(peak < 300, "{key}: the server held {peak} MiB at most");
     }
 }
+
+#[tokio::test]
+async fn the_large_view_shows_a_stored_screen_sized_preview_and_links_the_original() {
+    let app = spawn_app().await;
+    let s3 = app.client();
+    s3.create_bucket().bucket("photos").send().await.unwrap();
+    let session = app.api().root_session().await;
+    // A wide picture, larger than a preview: its top-left quarter red.
+    let big = DynamicImage::ImageRgb8(RgbImage::from_fn(3200, 1600, |x, y| {
+        if x < 1600 && y < 800 {
+            Rgb([220, 30, 30])
+        } else {
+            Rgb([30, 30, 220])
+        }
+    }));
+    put_bytes(&s3, "photos", "wide.png", encoded(&big, ImageFormat::Png)).await;
+
+    let view = fetch(&app, &session, "/ui/buckets/photos/photo?key=wide.png")
+        .await
+        .text()
+        .await
+        .unwrap();
+    let shown = view
+        .split("<div class=\"lightbox\">")
+        .nth(1)
+        .and_then(|lightbox| lightbox.split("<img src=\"").nth(1))
+        .and_then(|rest| rest.split('"').next())
+        .expect("the large view's picture")
+        .replace("&#38;", "&");
+    assert!(
+        shown.starts_with("/ui/buckets/photos/preview?key=wide.png&v="),
+        "{shown}"
+    );
+    assert!(
+        view.contains(
+            r#"href="/api/v1/buckets/photos/objects/wide.png" class="button">Original</a>"#
+        ),
+        "{view}"
+    );
+
+    let answer = fetch(&app, &session, &shown).await;
+    assert_eq!(answer.status(), 200);
+    assert_eq!(answer.headers()["content-type"], "image/jpeg");
+    let etag = answer.headers()["etag"].to_str().unwrap().to_owned();
+    let bytes = answer.bytes().await.unwrap();
+    let preview = image::load_from_memory(&bytes).unwrap().to_rgb8();
+    assert_eq!(preview.dimensions(), (1600, 800));
+    assert!(red(preview.get_pixel(100, 100)) && !red(preview.get_pixel(1500, 100)));
+
+    // Stored once: asked again, the same version answers 304; the
+    // thumbnail is another picture with another tag.
+    let again = reqwest::Client::new()
+        .get(app.web_url(&shown))
+        .header("cookie", format!("cistern_session={session}"))
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 304);
+    let thumb = fetch(&app, &session, "/ui/buckets/photos/thumb?key=wide.png").await;
+    assert_ne!(thumb.headers()["etag"].to_str().unwrap(), etag);
+
+    // Gone with its object.
+    s3.delete_object()
+        .bucket("photos")
+        .key("wide.png")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fetch(&app, &session, &shown).await.status(), 404);
+    app.stop().await;
+}

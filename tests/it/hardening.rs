@@ -330,6 +330,47 @@ async fn failures_from_another_address_never_lock_the_owner_out() {
 }
 
 #[tokio::test]
+async fn the_same_right_password_sent_side_by_side_is_never_throttled() {
+    // A client sending HTTP Basic with parallel requests, as the first
+    // requests after a start or after the memory of its check lapsed: the
+    // throttle counts an attempt as a failure until it succeeds, so these
+    // once looked like guessing and answered 429.
+    let app = spawn_app().await;
+    let http = reqwest::Client::new();
+    app.api().create_user("bystander", "a-long-password").await;
+    for round in 0..3 {
+        let attempts = (0..24).map(|_| {
+            http.get(app.web_url("/api/v1/auth/me"))
+                .basic_auth(ROOT_USER, Some(ROOT_PASSWORD))
+                .send()
+        });
+        let statuses: Vec<u16> = futures::future::join_all(attempts)
+            .await
+            .iter()
+            .map(|a| a.as_ref().expect("answer").status().as_u16())
+            .collect();
+        assert!(
+            statuses.iter().all(|s| *s == 200),
+            "round {round}: {statuses:?}"
+        );
+        // An account change forgets every remembered check.
+        let action = if round % 2 == 0 { "disable" } else { "enable" };
+        let changed = http
+            .post(app.web_url(&format!("/api/v1/users/bystander/{action}")))
+            .basic_auth(ROOT_USER, Some(ROOT_PASSWORD))
+            .send()
+            .await
+            .expect("answer");
+        assert!(
+            changed.status().is_success(),
+            "{action}: {}",
+            changed.status()
+        );
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn password_checks_wait_in_a_bounded_queue() {
     let app = spawn_app_with(&["--password-checks", "1", "--password-queue-ms", "1"]).await;
     let http = reqwest::Client::new();

@@ -42,6 +42,7 @@ use sqlx::{AnyPool, Executor};
 
 pub use self::mutations::{Mutation, MutationOutcome};
 pub use self::notices::NoticeMode;
+pub use self::thumbnails::Rendition;
 use self::writer::Writer;
 pub use crate::model::*;
 

@@ -391,12 +391,24 @@ async fn apply(conn: &mut AnyConnection, mutation: &Mutation) -> MetaResult<Muta
         } => audit::expire(conn, *before_ms, *usage_before_ms).await,
         Mutation::RecordStored { rows } => audit::record_stored(conn, rows).await,
         Mutation::PutThumbnail {
+            rendition,
             bucket,
             key,
             stamp,
             jpeg,
             made_ms,
-        } => thumbnails::put(conn, bucket, key, stamp, jpeg.as_deref(), *made_ms).await,
+        } => {
+            thumbnails::put(
+                conn,
+                *rendition,
+                bucket,
+                key,
+                stamp,
+                jpeg.as_deref(),
+                *made_ms,
+            )
+            .await
+        }
         Mutation::CreateSession {
             token_hash,
             user_id,

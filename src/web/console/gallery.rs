@@ -2,9 +2,11 @@
 //! by name, loaded lazily by the browser as the person scrolls, 200 tiles
 //! a page with the next page appended near the end of the grid
 //! (`/ui/buckets/{bucket}/gallery`); one image large with its neighbours
-//! (`.../photo`, next and previous by link or arrow key); and the
-//! thumbnails themselves (`.../thumb`), made once on the server and sent
-//! with an ETag and a long cache (their URL names the object version).
+//! (`.../photo`, next and previous by link or arrow key), shown as a
+//! screen-sized preview with the original a link away; and the thumbnails
+//! and previews themselves (`.../thumb`, `.../preview`), made once on the
+//! server and sent with an ETag and a long cache (their URL names the
+//! object version).
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
@@ -16,6 +18,7 @@ use super::browser::{crumbs, folder_url, in_query, object_url, raw_url};
 use super::pages::{Chrome, render};
 use super::session::{ConsoleError, Visitor};
 use crate::core::CoreError;
+use crate::core::Rendition;
 use crate::core::accounts::Access;
 use crate::core::thumbnails::{PLACEHOLDER_SVG, is_image_name};
 use crate::model::ObjectSummary;
@@ -80,7 +83,10 @@ struct PhotoPage {
     name: String,
     position: usize,
     total: usize,
+    /// The screen-sized preview shown.
     image: String,
+    /// The file itself, on demand.
+    original: String,
     details: String,
     gallery: String,
     previous: Option<String>,
@@ -143,10 +149,11 @@ fn photo_url(bucket: &str, key: &str, by_name: bool) -> String {
     )
 }
 
-fn thumb_url(bucket: &str, object: &ObjectSummary) -> String {
+/// The address of an object version's thumbnail (`thumb`) or preview.
+fn rendition_url(bucket: &str, object: &ObjectSummary, kind: &str) -> String {
     // The version in the URL lets the browser keep a thumbnail for good.
     format!(
-        "/ui/buckets/{bucket}/thumb?key={}&v={}",
+        "/ui/buckets/{bucket}/{kind}?key={}&v={}",
         in_query(&object.key),
         in_query(&format!(
             "{}-{}",
@@ -189,7 +196,7 @@ pub async fn gallery(
         .map(|o| Tile {
             name: name_of(&o.key).to_owned(),
             href: photo_url(&bucket, &o.key, by_name),
-            thumb: thumb_url(&bucket, o),
+            thumb: rendition_url(&bucket, o, "thumb"),
         })
         .collect();
     let more = (total > query.page.saturating_add(1).saturating_mul(PAGE))
@@ -245,7 +252,8 @@ pub async fn photo(
         crumbs: crumbs(&bucket, prefix, Some(&name)),
         position: at + 1,
         total: all.len(),
-        image: raw_url(&bucket, &query.key),
+        image: rendition_url(&bucket, &all[at], "preview"),
+        original: raw_url(&bucket, &query.key),
         details: object_url(&bucket, &query.key),
         gallery: gallery_url(&bucket, prefix, by_name, at / PAGE),
         previous: neighbour(at.checked_sub(1)),
@@ -263,10 +271,33 @@ pub async fn thumb(
     Query(query): Query<ThumbQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ConsoleError> {
+    rendition(state, visitor, bucket, query, headers, Rendition::Thumbnail).await
+}
+
+/// `GET /ui/buckets/{bucket}/preview?key=`: the large view's picture
+/// (JPEG, at most 1,600 pixels a side), or the placeholder.
+pub async fn preview(
+    State(state): State<WebState>,
+    visitor: Visitor,
+    Path(bucket): Path<String>,
+    Query(query): Query<ThumbQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ConsoleError> {
+    rendition(state, visitor, bucket, query, headers, Rendition::Preview).await
+}
+
+async fn rendition(
+    state: WebState,
+    visitor: Visitor,
+    bucket: String,
+    query: ThumbQuery,
+    headers: HeaderMap,
+    rendition: Rendition,
+) -> Result<Response, ConsoleError> {
     visitor.audit_object(&bucket, Some(&query.key));
     let made = match state
         .store
-        .thumbnail(&visitor.principal, &bucket, &query.key)
+        .thumbnail(&visitor.principal, &bucket, &query.key, rendition)
         .await
     {
         Ok(made) => made,

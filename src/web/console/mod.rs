@@ -100,6 +100,7 @@ pub fn router(state: WebState) -> Router<WebState> {
         .route("/ui/buckets/{bucket}/gallery", get(gallery::gallery))
         .route("/ui/buckets/{bucket}/photo", get(gallery::photo))
         .route("/ui/buckets/{bucket}/thumb", get(gallery::thumb))
+        .route("/ui/buckets/{bucket}/preview", get(gallery::preview))
         .route("/ui/admin/usage", get(usage::everyone))
         .route(
             "/ui/admin",

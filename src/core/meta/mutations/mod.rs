@@ -111,9 +111,10 @@ pub enum Mutation {
         before_ms: i64,
         usage_before_ms: i64,
     },
-    /// Stores the thumbnail of an object version (`jpeg: None`: it could
-    /// not be made).
+    /// Stores a thumbnail or preview of an object version (`jpeg: None`:
+    /// it could not be made).
     PutThumbnail {
+        rendition: super::thumbnails::Rendition,
         bucket: String,
         key: String,
         stamp: String,

@@ -7,7 +7,7 @@ use super::{
     ALICE, BOB, add_bucket, add_user, alice_with_buckets, counters, delete, fresh_count, in_blobs,
     inline, put, put_if, refs, trashed,
 };
-use crate::core::meta::{MetaError, MetaStore, Mutation, MutationOutcome, PutCondition};
+use crate::core::meta::{MetaError, MetaStore, Mutation, MutationOutcome, PutCondition, Rendition};
 
 on_every_engine!(
     create_bucket_twice,
@@ -318,8 +318,9 @@ async fn stored_totals_sum_every_bucket(store: MetaStore) {
     assert_eq!((totals.objects, totals.bytes), (2, 12));
 }
 
-fn thumbnail(key: &str) -> Mutation {
+fn rendition(rendition: Rendition, key: &str) -> Mutation {
     Mutation::PutThumbnail {
+        rendition,
         bucket: "b".into(),
         key: key.into(),
         stamp: "v1".into(),
@@ -333,14 +334,20 @@ async fn thumbnails_go_and_stay_gone_with_their_object(store: MetaStore) {
     put(&store, &inline("b", "photo.jpg", b"image"))
         .await
         .unwrap();
-    store.apply(thumbnail("photo.jpg")).await.unwrap();
-    assert!(store.thumbnail("b", "photo.jpg").await.unwrap().is_some());
+    for kind in [Rendition::Thumbnail, Rendition::Preview] {
+        store.apply(rendition(kind, "photo.jpg")).await.unwrap();
+    }
+    let stored = |kind| store.rendition(kind, "b", "photo.jpg");
+    assert!(stored(Rendition::Thumbnail).await.unwrap().is_some());
+    assert!(stored(Rendition::Preview).await.unwrap().is_some());
     delete(&store, "b", "photo.jpg").await.unwrap();
-    assert!(store.thumbnail("b", "photo.jpg").await.unwrap().is_none());
-    // Made from a version read before the delete, stored after it.
-    store.apply(thumbnail("photo.jpg")).await.unwrap();
-    assert!(
-        store.thumbnail("b", "photo.jpg").await.unwrap().is_none(),
-        "no thumbnail outlives its object"
-    );
+    for kind in [Rendition::Thumbnail, Rendition::Preview] {
+        assert!(stored(kind).await.unwrap().is_none(), "{kind:?} dropped");
+        // Made from a version read before the delete, stored after it.
+        store.apply(rendition(kind, "photo.jpg")).await.unwrap();
+        assert!(
+            stored(kind).await.unwrap().is_none(),
+            "no {kind:?} outlives its object"
+        );
+    }
 }
