@@ -114,9 +114,10 @@ pub struct ServeArgs {
     pub audit_retention_days: u64,
 
     /// Days the daily usage figures (traffic, requests, bytes stored) are
-    /// kept: the usage pages plot up to a year.
-    #[arg(long, env = "CISTERN_USAGE_RETENTION_DAYS", default_value_t = 400)]
-    pub usage_retention_days: u64,
+    /// kept: the usage pages plot up to a year. Default 400, or the audit
+    /// retention when that is longer (usage used to follow it).
+    #[arg(long, env = "CISTERN_USAGE_RETENTION_DAYS")]
+    pub usage_retention_days: Option<u64>,
 
     /// URL of the S3 port as clients reach it (share links); default
     /// http://<s3-listen>.

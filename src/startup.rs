@@ -140,11 +140,11 @@ impl Server {
             AuditLog::start(
                 store.clone(),
                 Retention {
-                    audit: Duration::from_secs(
-                        settings.audit_retention_days.saturating_mul(86_400),
-                    ),
-                    usage: Duration::from_secs(
-                        settings.usage_retention_days.saturating_mul(86_400),
+                    audit: days(settings.audit_retention_days),
+                    usage: days(
+                        settings
+                            .usage_retention_days
+                            .unwrap_or(settings.audit_retention_days.max(400)),
                     ),
                 },
             )
@@ -303,6 +303,10 @@ async fn ensure_root(store: &Store, settings: &ServeArgs) -> anyhow::Result<Opti
         }
         _ => anyhow::bail!("set both CISTERN_ROOT_USER and CISTERN_ROOT_PASSWORD, or neither"),
     }
+}
+
+fn days(days: u64) -> Duration {
+    Duration::from_secs(days.saturating_mul(86_400))
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

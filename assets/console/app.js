@@ -57,12 +57,22 @@ if (galleryMore && "IntersectionObserver" in window) {
     loading = true;
     try {
       const response = await fetch(link.href, { credentials: "same-origin" });
-      if (!response.ok) throw new Error(`HTTP ${response.status}`);
+      // A lapsed session answers with the sign-in page: keep the link.
+      if (!response.ok || response.redirected) throw new Error(`HTTP ${response.status}`);
       const next = new DOMParser().parseFromString(await response.text(), "text/html");
-      grid.append(...next.querySelectorAll("ul.gallery > li"));
+      const tiles = next.querySelectorAll("ul.gallery > li");
+      if (tiles.length === 0) throw new Error("no tiles");
+      // Newest first pages by position: a file added meanwhile moves the
+      // list by one, so a tile already shown may come again.
+      const shown = new Set([...grid.querySelectorAll("a")].map((a) => a.getAttribute("href")));
+      grid.append(...[...tiles].filter((tile) => !shown.has(tile.querySelector("a")?.getAttribute("href"))));
       const further = next.querySelector('.gallery ~ nav.pages a[rel="next"]');
       if (further) {
         link.href = further.href;
+        // Still within reach after the append: look again, as no new
+        // crossing would be reported.
+        observer.unobserve(nav);
+        observer.observe(nav);
       } else {
         nav.remove();
         observer.disconnect();

@@ -124,10 +124,14 @@ async fn run(store: Store, mut receiver: mpsc::Receiver<Message>, retention: Ret
             _ = tick.tick() => write(&store, &mut batch).await,
             _ = expiry.tick() => {
                 record_stored(&store).await;
-                let now = now_ms();
+                // A retention of "forever" (a huge number of days) keeps
+                // everything rather than wrapping around.
+                let before = |kept: Duration| {
+                    now_ms().saturating_sub(i64::try_from(kept.as_millis()).unwrap_or(i64::MAX))
+                };
                 let expire = Mutation::ExpireAudit {
-                    before_ms: now - retention.audit.as_millis() as i64,
-                    usage_before_ms: now - retention.usage.as_millis() as i64,
+                    before_ms: before(retention.audit),
+                    usage_before_ms: before(retention.usage),
                 };
                 if let Err(e) = store.meta.apply(expire).await {
                     tracing::warn!(error = %e, "could not expire old audit records");

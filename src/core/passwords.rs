@@ -59,14 +59,14 @@ impl Drop for CheckTurn {
         let Some(turn) = self.turn.take() else {
             return;
         };
-        let lock = tokio::sync::OwnedMutexGuard::mutex(&turn).clone();
+        // Counted with the map locked, so that no other turn can be taken
+        // or given back meanwhile: the map's reference and this guard's
+        // are the only ones when nobody else waits.
+        let mut checking = self.checking.lock().unwrap_or_else(|e| e.into_inner());
+        let nobody_waits = Arc::strong_count(tokio::sync::OwnedMutexGuard::mutex(&turn)) <= 2;
         drop(turn);
-        if let Ok(mut checking) = self.checking.lock() {
-            // The map's and this one: nobody else waits for the turn, and
-            // nobody can take it from the map while the map is locked.
-            if Arc::strong_count(&lock) <= 2 {
-                checking.remove(&self.slot);
-            }
+        if nobody_waits {
+            checking.remove(&self.slot);
         }
     }
 }
@@ -167,17 +167,21 @@ impl Passwords {
     /// same correct credentials sent many times at once (a client's
     /// parallel requests when the memory of them has lapsed) would
     /// otherwise look like guessing.
-    pub async fn turn_to_check(&self, name: &str, password: &str) -> CheckTurn {
+    /// The wait is bounded like the hashing queue's.
+    pub async fn turn_to_check(&self, name: &str, password: &str) -> CoreResult<CheckTurn> {
         let slot = self.slot(name, password);
         let lock = {
             let mut checking = self.checking.lock().unwrap_or_else(|e| e.into_inner());
             checking.entry(slot).or_default().clone()
         };
-        CheckTurn {
+        let turn = tokio::time::timeout(self.queue_wait, lock.lock_owned())
+            .await
+            .map_err(|_| CoreError::Busy("too many password checks waiting"))?;
+        Ok(CheckTurn {
             slot,
             checking: self.checking.clone(),
-            turn: Some(lock.lock_owned().await),
-        }
+            turn: Some(turn),
+        })
     }
 
     /// The principal of a name and password that checked out lately.

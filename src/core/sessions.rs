@@ -219,7 +219,7 @@ impl Store {
         if let Some(principal) = self.passwords.remembered(name, password) {
             return Ok(principal);
         }
-        let _turn = self.passwords.turn_to_check(name, password).await;
+        let _turn = self.passwords.turn_to_check(name, password).await?;
         // Whoever had the turn before may have checked these already.
         if let Some(principal) = self.passwords.remembered(name, password) {
             return Ok(principal);

@@ -66,6 +66,7 @@ pub struct Store {
     pub(super) passwords: Arc<super::passwords::Passwords>,
     /// The bounded pool gallery thumbnails are made on.
     pub(super) thumbnailer: Arc<super::thumbnails::Thumbnailer>,
+    pub(super) previewer: Arc<super::thumbnails::Thumbnailer>,
 }
 
 /// Where a store keeps its data.
@@ -112,6 +113,7 @@ impl Store {
             thumbnailer: Arc::new(super::thumbnails::Thumbnailer::new(
                 settings.thumbnail_workers,
             )),
+            previewer: Arc::new(super::thumbnails::Thumbnailer::for_previews()),
             settings,
         }
     }

@@ -6,7 +6,8 @@
 //! when the object changes. Making
 //! them runs on a bounded pool of threads at a lower CPU priority (one at
 //! a time by default, so a folder of 2,000 photos never takes more than one
-//! core, and requests go first) behind a bounded queue.
+//! core, and requests go first) behind a bounded queue; previews have one
+//! such thread of their own.
 //! Hostile images are harmless: decoding is held to [`MAX_PIXELS_SIDE`]
 //! pixels a side and [`MAX_DECODE_BYTES`] of memory, sources over
 //! [`MAX_SOURCE_BYTES`] are not read, and whatever cannot be decoded gets
@@ -35,6 +36,9 @@ pub const MAX_DECODE_BYTES: u64 = 160 * 1024 * 1024;
 pub const MAX_SOURCE_BYTES: i64 = 48 * 1024 * 1024;
 /// Thumbnails waiting for a worker before more are refused as busy.
 const QUEUE: usize = 256;
+/// Previews waiting for their worker: a person opens one photo at a time,
+/// so a few suffice, and more are answered with the original.
+const PREVIEW_QUEUE: usize = 16;
 
 /// The bounded pool thumbnails are made on.
 pub struct Thumbnailer {
@@ -52,15 +56,27 @@ type ShrinkJob = (
 );
 
 impl Thumbnailer {
-    /// `workers` at once (at least one), each on a thread of its own.
+    /// The thumbnails' pool: `workers` at once (at least one), each on a
+    /// thread of its own, with [`QUEUE`] more waiting.
     pub fn new(workers: usize) -> Self {
+        Self::with("thumbnail", workers, QUEUE)
+    }
+
+    /// The previews' pool: one worker of its own, so that a photo opened
+    /// while its folder's thumbnails are being made is not queued behind
+    /// them.
+    pub fn for_previews() -> Self {
+        Self::with("preview", 1, PREVIEW_QUEUE)
+    }
+
+    fn with(name: &str, workers: usize, queue_length: usize) -> Self {
         let workers = workers.max(1);
         let (jobs, queue) = std::sync::mpsc::channel::<ShrinkJob>();
         let queue = Arc::new(std::sync::Mutex::new(queue));
         for n in 0..workers {
             let queue = queue.clone();
             let started = std::thread::Builder::new()
-                .name(format!("thumbnail-{n}"))
+                .name(format!("{name}-{n}"))
                 .spawn(move || {
                     behind_requests();
                     loop {
@@ -83,7 +99,7 @@ impl Thumbnailer {
         }
         Self {
             workers: Arc::new(Semaphore::new(workers)),
-            waiting: Arc::new(Semaphore::new(QUEUE)),
+            waiting: Arc::new(Semaphore::new(queue_length)),
             jobs,
         }
     }
@@ -168,7 +184,7 @@ impl Store {
             });
         }
         let queued = self
-            .thumbnailer
+            .image_pool(rendition)
             .waiting
             .clone()
             .try_acquire_owned()
@@ -181,7 +197,7 @@ impl Store {
         tokio::spawn(async move {
             let _queued = queued;
             let _working = store
-                .thumbnailer
+                .image_pool(rendition)
                 .workers
                 .clone()
                 .acquire_owned()
@@ -191,6 +207,13 @@ impl Store {
         })
         .await
         .map_err(|e| CoreError::Unavailable(format!("the thumbnail task failed: {e}")))?
+    }
+
+    fn image_pool(&self, rendition: Rendition) -> &Thumbnailer {
+        match rendition {
+            Rendition::Thumbnail => &self.thumbnailer,
+            Rendition::Preview => &self.previewer,
+        }
     }
 
     /// Reads the current version of an image, shrinks it (a placeholder
@@ -214,7 +237,10 @@ impl Store {
             let bytes = crate::core::objects::collect(read.body)
                 .await
                 .map_err(|e| CoreError::BodyRead(e.to_string()))?;
-            self.thumbnailer.shrink(bytes, rendition).await?.ok()
+            self.image_pool(rendition)
+                .shrink(bytes, rendition)
+                .await?
+                .ok()
         };
         self.meta
             .apply(Mutation::PutThumbnail {

@@ -651,6 +651,8 @@ test("a folder of photos shows as a gallery and the large view steps through the
     assert.match(await large.getAttribute("src"), /\/preview\?key=summer%2Fimg-1\.png/);
     await pollUntil("the preview is shown", async () =>
       large.evaluate((img) => img.complete && img.naturalWidth === 640));
+    // Made on the server: a JPEG, where the original is a PNG.
+    assert.equal(await large.evaluate(async (img) => (await fetch(img.src)).headers.get("content-type")), "image/jpeg");
     assert.match(await page.getByRole("link", { name: "Original" }).getAttribute("href"), /img-1\.png$/);
     await page.keyboard.press("ArrowRight");
     await page.getByText("2 of 6").waitFor();
@@ -821,7 +823,8 @@ test("the pool dashboard shows contributions, the seal, the claim and the result
     await area.waitFor({ state: "visible" });
     const later = join(work, "later.png");
     writeFileSync(later, gradientPng(64, 40, [1, .6, .3]));
-    spawnSync(binary, ["pool", "push", "--server", server.web, "--pool", "sky", "--token", token["cam-2"], "--timestamp", now, later], { encoding: "utf8" });
+    const pushed = spawnSync(binary, ["pool", "push", "--server", server.web, "--pool", "sky", "--token", token["cam-2"], "--timestamp", now, later], { encoding: "utf8" });
+    assert.ok(pushed.stderr.includes("later.png") || pushed.stdout.includes("later.png"), `the push reported the file: ${pushed.stdout}${pushed.stderr}`);
     await pollUntil("the buckets page counts the refusal", async () => (await area.locator(".count").innerText()) !== "");
     await area.locator("summary").click();
     assert.match(await area.locator("li").first().innerText(), /later\.png/);

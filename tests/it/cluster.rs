@@ -34,19 +34,34 @@ use crate::helpers::*;
 /// database and the blob store), which makes the node's bind fail.
 fn free_port() -> u16 {
     static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
-    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+    let ephemeral: Vec<u16> = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
-        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
-        .unwrap_or(32768);
+        .map(|range| {
+            range
+                .split_whitespace()
+                .filter_map(|n| n.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    let (start, end) = match ephemeral[..] {
+        [start, end] => (start, end),
+        _ => (32768, 60999),
+    };
+    // Below the range where it leaves room, else above it.
+    let outside = if start > 12_000 {
+        10_000..start
+    } else {
+        end.saturating_add(1).min(65_000)..65_535
+    };
     let mut handed_out = HANDED_OUT.lock().unwrap();
     for _ in 0..1000 {
-        let port = rand::rng().random_range(10_000..ephemeral_start.max(10_001));
+        let port = rand::rng().random_range(outside.clone());
         if !handed_out.contains(&port) && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
             handed_out.insert(port);
             return port;
         }
     }
-    panic!("no free loopback port below {ephemeral_start}");
+    panic!("no free loopback port in {outside:?}");
 }
 
 /// A TCP relay on a loopback port of its own to `target`. `cut` drops every

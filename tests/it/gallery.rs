@@ -406,6 +406,24 @@ async fn the_large_view_shows_a_stored_screen_sized_preview_and_links_the_origin
     let thumb = fetch(&app, &session, "/ui/buckets/photos/thumb?key=wide.png").await;
     assert_ne!(thumb.headers()["etag"].to_str().unwrap(), etag);
 
+    // What cannot be previewed is shown as it is: the large view's
+    // picture leads to the original.
+    put_bytes(&s3, "photos", "fake.gif", b"GIF89a, not really".to_vec()).await;
+    let refused = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(app.web_url("/ui/buckets/photos/preview?key=fake.gif"))
+        .header("cookie", format!("cistern_session={session}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 307);
+    assert_eq!(
+        refused.headers()["location"],
+        "/api/v1/buckets/photos/objects/fake.gif"
+    );
+
     // Gone with its object.
     s3.delete_object()
         .bucket("photos")

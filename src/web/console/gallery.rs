@@ -11,7 +11,7 @@
 use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use super::browser::{crumbs, folder_url, in_query, object_url, raw_url};
@@ -300,6 +300,14 @@ async fn rendition(
         .thumbnail(&visitor.principal, &bucket, &query.key, rendition)
         .await
     {
+        // The large view shows the original where no preview can be made
+        // (too big to decode here, or too many waiting).
+        Ok(made) if made.jpeg.is_none() && rendition == Rendition::Preview => {
+            return Ok(Redirect::temporary(&raw_url(&bucket, &query.key)).into_response());
+        }
+        Err(CoreError::Busy(_)) if rendition == Rendition::Preview => {
+            return Ok(Redirect::temporary(&raw_url(&bucket, &query.key)).into_response());
+        }
         Ok(made) => made,
         // Too many waiting: a placeholder now, the real one next time.
         Err(CoreError::Busy(_)) => return Ok(placeholder("no-store")),
