@@ -654,6 +654,7 @@ test("a folder of photos shows as a gallery and the large view steps through the
     // Made on the server: a JPEG, where the original is a PNG.
     assert.equal(await large.evaluate(async (img) => (await fetch(img.src)).headers.get("content-type")), "image/jpeg");
     assert.match(await page.getByRole("link", { name: "Original" }).getAttribute("href"), /img-1\.png$/);
+    await shot(page, "photo");
     await page.keyboard.press("ArrowRight");
     await page.getByText("2 of 6").waitFor();
     assert.ok(page.url().includes("img-2.png"));
@@ -829,6 +830,9 @@ test("the pool dashboard shows contributions, the seal, the claim and the result
     await area.locator("summary").click();
     assert.match(await area.locator("li").first().innerText(), /later\.png/);
     await shot(page, "notifications-on-buckets-page");
+    await page.goto(`${server.web}/ui/pools`);
+    await page.getByRole("link", { name: "sky" }).waitFor();
+    await shot(page, "pools-list");
   } finally {
     await page.close();
     await server.stop();

@@ -892,6 +892,11 @@ async fn abandoned_uploads_expire_and_their_parts_go() {
         .send()
         .await
         .unwrap();
+    assert_eq!(
+        blob_files(app.data_dir.path()).len(),
+        1,
+        "the part is stored"
+    );
     poll_within(
         std::time::Duration::from_secs(20),
         "the upload to expire",
@@ -906,6 +911,15 @@ async fn abandoned_uploads_expire_and_their_parts_go() {
         },
     )
     .await;
+    // Its part goes to the trash, and from there off the disk.
+    app.store
+        .sweep_trash(std::time::Duration::ZERO)
+        .await
+        .expect("sweep trash");
+    assert!(
+        blob_files(app.data_dir.path()).is_empty(),
+        "the expired upload's part is removed"
+    );
     app.stop().await;
 }
 

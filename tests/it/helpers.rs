@@ -714,3 +714,14 @@ pub async fn read_sse(
     }
     events
 }
+
+/// The blob files a server keeps on local disk under its data directory.
+pub fn blob_files(root: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for shard in std::fs::read_dir(root.join("blobs")).expect("blobs dir") {
+        for entry in std::fs::read_dir(shard.expect("shard").path()).expect("shard dir") {
+            found.push(entry.expect("entry").path());
+        }
+    }
+    found
+}

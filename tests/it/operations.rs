@@ -61,16 +61,6 @@ async fn health_version_and_metrics_answer_on_the_web_port() {
     app.stop().await;
 }
 
-fn blob_files(root: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut found = Vec::new();
-    for shard in std::fs::read_dir(root.join("blobs")).expect("blobs dir") {
-        for entry in std::fs::read_dir(shard.expect("shard").path()).expect("shard dir") {
-            found.push(entry.expect("entry").path());
-        }
-    }
-    found
-}
-
 #[tokio::test]
 async fn the_sweeper_reclaims_released_and_orphan_blobs() {
     let app = spawn_app().await;
