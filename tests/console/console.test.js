@@ -739,7 +739,8 @@ test("the pool dashboard shows contributions, the seal, the claim and the result
     const items = notices.locator("li");
     assert.match(await items.first().innerText(), /^sky: result published/);
     assert.ok((await notices.innerText()).includes("group claimed by proc"));
-    assert.equal(await notices.locator(".count").innerText(), "", "opened, nothing is unseen");
+    // The details element tells of its opening in a task of its own.
+    await pollUntil("opened, nothing is unseen", async () => (await notices.locator(".count").innerText()) === "");
     await shot(page, "notifications");
     await notices.locator("summary").click();
     cli("screen", ["watch", "--count", "1", "--out", join(work, "results")]);
