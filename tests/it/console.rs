@@ -101,18 +101,19 @@ impl Browser {
         self.send(request).await
     }
 
+    /// Posts the sign-in form, asking to land on `next`: its answer.
+    pub(crate) async fn sign_in_form(&mut self, name: &str, password: &str, next: &str) -> Page {
+        self.post(
+            "/ui/sign-in",
+            &[("name", name), ("password", password), ("next", next)],
+            false,
+        )
+        .await
+    }
+
+    /// Signs in through the form: the form's answer (a 303 when it worked).
     pub(crate) async fn sign_in(&mut self, name: &str, password: &str) -> Page {
-        let page = self
-            .post(
-                "/ui/sign-in",
-                &[
-                    ("name", name),
-                    ("password", password),
-                    ("next", "/ui/buckets"),
-                ],
-                false,
-            )
-            .await;
+        let page = self.sign_in_form(name, password, "/ui/buckets").await;
         // Load a page, for its CSRF token.
         self.get("/ui/buckets").await;
         page
@@ -158,15 +159,7 @@ async fn pages_need_a_session_and_carry_strict_headers() {
     assert!(!browser.cookies.contains_key("cistern_session"));
 
     let page = browser
-        .post(
-            "/ui/sign-in",
-            &[
-                ("name", ROOT_USER),
-                ("password", ROOT_PASSWORD),
-                ("next", "/ui/account"),
-            ],
-            false,
-        )
+        .sign_in_form(ROOT_USER, ROOT_PASSWORD, "/ui/account")
         .await;
     assert_eq!(page.status, 303);
     assert_eq!(page.location.as_deref(), Some("/ui/account"));
@@ -191,15 +184,7 @@ async fn pages_need_a_session_and_carry_strict_headers() {
     // A page elsewhere than this site is no place to return to.
     let mut other = Browser::new(&app);
     let page = other
-        .post(
-            "/ui/sign-in",
-            &[
-                ("name", ROOT_USER),
-                ("password", ROOT_PASSWORD),
-                ("next", "//evil.example/"),
-            ],
-            false,
-        )
+        .sign_in_form(ROOT_USER, ROOT_PASSWORD, "//evil.example/")
         .await;
     assert_eq!(page.location.as_deref(), Some("/ui/buckets"));
 

@@ -772,15 +772,7 @@ async fn with_an_https_public_url_the_session_cookie_is_secure() {
     let app = spawn_app_with(&["--public-url", "https://files.example.com"]).await;
     let mut browser = Browser::new(&app);
     let page = browser
-        .post(
-            "/ui/sign-in",
-            &[
-                ("name", ROOT_USER),
-                ("password", ROOT_PASSWORD),
-                ("next", "/ui/account"),
-            ],
-            false,
-        )
+        .sign_in_form(ROOT_USER, ROOT_PASSWORD, "/ui/account")
         .await;
     assert_eq!(page.status, 303);
     let cookie = page.headers["set-cookie"].to_str().unwrap();
