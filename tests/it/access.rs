@@ -288,15 +288,7 @@ async fn limited_revoked_and_disabled_keys_are_refused() {
         .send()
         .await;
     assert_eq!(error_code(elsewhere), "AccessDenied");
-    let names: Vec<_> = limited
-        .list_buckets()
-        .send()
-        .await
-        .expect("list")
-        .buckets()
-        .iter()
-        .filter_map(|b| b.name().map(str::to_owned))
-        .collect();
+    let names = bucket_names(&limited).await;
     assert_eq!(names, ["one-bucket"]);
 
     let (status, keys) = api.get("/keys", ALICE).await;

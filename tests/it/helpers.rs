@@ -725,3 +725,16 @@ pub fn blob_files(root: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     found
 }
+
+/// The names of the buckets an S3 client lists.
+pub async fn bucket_names(client: &Client) -> Vec<String> {
+    client
+        .list_buckets()
+        .send()
+        .await
+        .expect("list buckets")
+        .buckets()
+        .iter()
+        .filter_map(|b| b.name().map(str::to_owned))
+        .collect()
+}
