@@ -1259,7 +1259,7 @@ async fn a_group_page_shows_its_files_processor_result_and_who_fetched_it() {
     let cam = add_pool_members(&api, "sky", json!({"name": "cam", "role": "contributor"})).await;
     let screen = add_pool_members(&api, "sky", json!({"name": "screen", "role": "listener"})).await;
     let gpu = add_pool_members(&api, "sky", json!({"name": "gpu", "role": "processor"})).await;
-    let now = now_ms();
+    let now = pool_now_ms(3600);
     send_pool_files(
         &api,
         "sky",
@@ -1377,7 +1377,7 @@ async fn a_member_signs_in_with_its_token_and_sees_its_receipts_and_the_latest_r
         add_pool_members(&api, "sky", json!({"name": "other", "role": "contributor"})).await;
     let gpu = add_pool_members(&api, "sky", json!({"name": "gpu", "role": "processor"})).await;
     let token = cam[0].1.clone();
-    let now = now_ms();
+    let now = pool_now_ms(3600);
     let receipts = send_pool_files(
         &api,
         "sky",

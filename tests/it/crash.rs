@@ -253,7 +253,7 @@ async fn files_with_a_receipt_survive_kill_9_during_batch_uploads() {
         senders.push(tokio::spawn(async move {
             let name = member["name"].as_str().unwrap().to_owned();
             let token = member["token"].as_str().unwrap().to_owned();
-            let now = chrono::Utc::now().timestamp_millis();
+            let now = pool_now_ms(86_400);
             for batch in 0..1000u32 {
                 let mut form = reqwest::multipart::Form::new();
                 let mut files = Vec::new();

@@ -579,6 +579,19 @@ pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
+/// A "now" for stamping pool files that a test means to share one window of
+/// `window_secs`: the clock, or a minute into the current window while the
+/// clock is nearer its start than that. Files stamped a moment before the
+/// clock's now otherwise fall into the previous window when a run passes a
+/// window boundary (a CI run at 07:00:00 split a batch in two). A minute
+/// ahead is well inside the five minutes of client clock drift a pool
+/// accepts.
+pub fn pool_now_ms(window_secs: i64) -> i64 {
+    let now = now_ms();
+    let window_start = now - now.rem_euclid(window_secs * 1000);
+    now.max(window_start + 60_000)
+}
+
 /// Sends files with their timestamps to a pool as a member (one request):
 /// the receipts.
 pub async fn send_pool_files(

@@ -137,7 +137,7 @@ async fn members_contribute_files_with_receipts_and_follow_events() {
     );
 
     let cam1 = &cams[0].1;
-    let now = now_ms();
+    let now = pool_now_ms(3600);
     let receipts = send_batch(
         &app,
         "sky",
@@ -530,7 +530,7 @@ async fn a_processor_claims_a_group_and_every_member_receives_the_result() {
     )
     .await;
     let (p1, p2) = (&procs[0].1, &procs[1].1);
-    let now = now_ms();
+    let now = pool_now_ms(3600);
     let big = pattern(300_000, 7);
     send_batch(
         &app,
@@ -1549,7 +1549,7 @@ async fn a_batch_sent_again_after_its_answer_was_lost_is_not_stored_twice() {
     let app = spawn_app().await;
     create_pool(&app, json!({"name": "flaky", "window_secs": 3600})).await;
     let cam = add_members(&app, "flaky", json!({"name": "cam", "role": "contributor"})).await;
-    let now = now_ms();
+    let now = pool_now_ms(3600);
     let pictures: Vec<(String, i64, Vec<u8>)> = (0..3)
         .map(|i| {
             let mut data = PNG.to_vec();
