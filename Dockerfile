@@ -47,6 +47,11 @@ RUN case "${TARGETARCH}" in \
     fi \
     && cat /build/target-env
 
+# No debug line tables in the image's binary (Cargo.toml keeps them for
+# builds from source): 36 MB instead of 176 MB. A panic still names its
+# file and line, and a backtrace its functions.
+ENV CARGO_PROFILE_RELEASE_DEBUG=false
+
 # Dependencies first, with an empty crate: this layer is rebuilt only when
 # Cargo.toml or Cargo.lock change.
 COPY Cargo.toml Cargo.lock ./
