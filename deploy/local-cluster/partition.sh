@@ -12,6 +12,8 @@
 # It checks, and prints with timings:
 #   - the cut node reports itself unready (/health/ready 503, asked inside
 #     its namespace) within 5 s;
+#   - a PUT sent to the cut node itself gets 503 ServiceUnavailable, and
+#     leaves no object;
 #   - once HAProxy has marked it down, every PUT through the load balancer
 #     succeeds on the other two;
 #   - after the link is back, the node is ready again without a restart, and
@@ -20,7 +22,8 @@
 # Needs root (ip netns), haproxy, socat and curl from Debian, and s3s-fs (S3S_FS,
 # default ~/.cache/cistern-tools/bin/s3s-fs, as .ci/run installs it). PG
 # names the PostgreSQL server (default postgres://postgres@127.0.0.1:5432);
-# CISTERN names the binary (default: a release build, built if missing).
+# CISTERN names the binary (default: a release build, built if missing);
+# CUT_SECS how long node 2 stays cut off (default 30).
 # Exits non-zero if a check fails.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -33,6 +36,7 @@ cistern="${CISTERN:-target/release/cistern}"
 [ -n "${CISTERN:-}" ] || cargo build --release --bin cistern
 key=partitionadmin secret=partition-secret-123
 blob_key=blobkey blob_secret=blob-secret-123
+cut_secs="${CUT_SECS:-30}"
 lb=127.0.0.1:9600 stats=127.0.0.1:9602 blob_port=9610
 work=$(mktemp -d)
 db="cistern_partition_$(date +%s)"
@@ -159,7 +163,8 @@ s3 $lb PUT /cut >/dev/null
 head -c 200000 /dev/urandom >"$work/payload"
 s3 $lb PUT /cut/before --data-binary "@$work/payload" >/dev/null
 
-echo "== node 2 cut off (its link down) =="
+echo "== node 2 cut off (its link down) for $cut_secs s =="
+cut_at=$(date +%s)
 ip link set cv-h2 down
 if took=$(seconds_until 5 unready 2); then
     echo "ok: node 2 unready after $took s"
@@ -167,13 +172,27 @@ else
     fail "node 2 still ready 5 s after the cut"
 fi
 if took=$(seconds_until 10 haproxy_is 2 DOWN); then echo "ok: HAProxy marked node 2 down, $took s after that"; else fail "HAProxy never marked node 2 down"; fi
+# A client that still talks to node 2 itself gets a clean refusal.
+answer=$(in_node 2 curl -s -m 30 -o "$work/refusal" -w '%{http_code} %{time_total}' -X PUT \
+    --aws-sigv4 "aws:amz:us-east-1:s3" --user "$key:$secret" -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" \
+    --data-binary "@$work/payload" "http://$(node_ip 2):9000/cut/refused" || true)
+if [[ "$answer" == 503\ * ]] && grep -q ServiceUnavailable "$work/refusal"; then
+    echo "ok: a PUT sent to node 2 itself got 503 ServiceUnavailable in $(printf '%.1f' "${answer#* }") s"
+else
+    fail "a PUT sent to node 2 itself answered '$answer': $(head -c 300 "$work/refusal" 2>/dev/null)"
+fi
 ok=0
 for i in $(seq 1 30); do
     if s3 $lb PUT "/cut/during-$i" --data-binary "@$work/payload" >/dev/null; then ok=$((ok + 1)); fi
 done
 if [ $ok = 30 ]; then echo "ok: 30 of 30 PUTs through the load balancer while node 2 was cut off"; else fail "$ok of 30 PUTs succeeded while node 2 was cut off"; fi
 
-echo "== node 2 back =="
+# Long cuts matter: TCP retransmits of the connections left open back off
+# while the link is down.
+cut_for=$((cut_secs - ($(date +%s) - cut_at)))
+[ $cut_for -gt 0 ] && sleep $cut_for
+
+echo "== node 2 back, $cut_secs s after the cut =="
 ip link set cv-h2 up
 if took=$(seconds_until 60 ready 2); then echo "ok: node 2 ready again after $took s, without a restart"; else fail "node 2 not ready 60 s after its link came back"; fi
 whole=0
@@ -183,6 +202,7 @@ for i in $(seq 1 30); do
     fi
 done
 if [ $whole = 30 ]; then echo "ok: node 2 reads all 30 objects written while it was away, byte for byte"; else fail "node 2 read $whole of 30 objects whole"; fi
+if s3 $lb GET /cut/refused -o /dev/null 2>/dev/null; then fail "the refused PUT left an object"; else echo "ok: the refused PUT left no object"; fi
 s3 "$(node_ip 2):9000" PUT /cut/after --data-binary "@$work/payload" >/dev/null && echo "ok: node 2 accepts writes again" || fail "PUT through node 2 after the cut"
 
 if [ $failed = 0 ]; then echo "partition.sh: every check passed"; else echo "partition.sh: $failed checks failed"; exit 1; fi
