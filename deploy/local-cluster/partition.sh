@@ -7,7 +7,8 @@
 # host side of node 2's pair down cuts it off from the database, the blob
 # store and the load balancer at once, without closing its connections.
 #
-#   sudo bash deploy/local-cluster/partition.sh
+#   bash deploy/local-cluster/partition.sh       # as root
+#   sudo env CISTERN=target/debug/cistern CUT_SECS=180 bash deploy/local-cluster/partition.sh
 #
 # It checks, and prints with timings:
 #   - the cut node reports itself unready (/health/ready 503, asked inside
@@ -19,25 +20,36 @@
 #   - after the link is back, the node is ready again without a restart, and
 #     reads every object written while it was cut off, byte for byte.
 #
-# Needs root (ip netns), haproxy, socat and curl from Debian, and s3s-fs (S3S_FS,
-# default ~/.cache/cistern-tools/bin/s3s-fs, as .ci/run installs it). PG
-# names the PostgreSQL server (default postgres://postgres@127.0.0.1:5432);
-# CISTERN names the binary (default: a release build, built if missing);
-# CUT_SECS how long node 2 stays cut off (default 30).
-# Exits non-zero if a check fails.
+# Needs root (ip netns); ip, haproxy, socat, curl and psql from Debian; and
+# s3s-fs (S3S_FS, default ~/.cache/cistern-tools/bin/s3s-fs of the user who
+# ran sudo, as .ci/run installs it). PG names the PostgreSQL server and user
+# (default postgres://postgres@127.0.0.1:5432, trust or .pgpass
+# authentication); CISTERN names the binary (default target/release/cistern,
+# which `cargo build --release --bin cistern` makes); CUT_SECS is how long
+# node 2 stays cut off (default 30). Exits non-zero if a check fails.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 [ "$(id -u)" = 0 ] || { echo "needs root for ip netns" >&2; exit 1; }
-command -v haproxy >/dev/null || { echo "needs haproxy (apt-get install haproxy)" >&2; exit 1; }
-pg="${PG:-postgres://postgres@127.0.0.1:5432}"
-s3s_fs="${S3S_FS:-$HOME/.cache/cistern-tools/bin/s3s-fs}"
+for tool in ip haproxy socat curl psql; do
+    command -v $tool >/dev/null || { echo "needs $tool (from Debian's packages)" >&2; exit 1; }
+done
+home="$HOME"
+[ -n "${SUDO_USER:-}" ] && home="$(getent passwd "$SUDO_USER" | cut -d: -f6)"
+s3s_fs="${S3S_FS:-$home/.cache/cistern-tools/bin/s3s-fs}"
 [ -x "$s3s_fs" ] || { echo "needs s3s-fs: cargo install s3s-fs --version 0.14.1 --features binary --root ~/.cache/cistern-tools" >&2; exit 1; }
 cistern="${CISTERN:-target/release/cistern}"
-[ -n "${CISTERN:-}" ] || cargo build --release --bin cistern
+[ -x "$cistern" ] || { echo "no $cistern: cargo build --release --bin cistern first, or set CISTERN" >&2; exit 1; }
+pg="${PG:-postgres://postgres@127.0.0.1:5432}"
+[[ "$pg" =~ ^postgres(ql)?://(([^@/:]+)@)?([^@/:]+)(:([0-9]+))?/?$ ]] ||
+    { echo "PG must look like postgres://user@host:port" >&2; exit 1; }
+pg_user="${BASH_REMATCH[3]:-postgres}" pg_addr="${BASH_REMATCH[4]}:${BASH_REMATCH[6]:-5432}"
+pg="${pg%/}"
 key=partitionadmin secret=partition-secret-123
 blob_key=blobkey blob_secret=blob-secret-123
 cut_secs="${CUT_SECS:-30}"
-lb=127.0.0.1:9600 stats=127.0.0.1:9602 blob_port=9610
+# The relays listen on ports of their own, so that a database listening on
+# every address does not hold them.
+lb=127.0.0.1:9600 blob_port=9610 relay_pg_port=15432 relay_blob_port=19610
 work=$(mktemp -d)
 db="cistern_partition_$(date +%s)"
 failed=0
@@ -128,27 +140,36 @@ CFG
         cat <<CFG
 listen database$n
     mode tcp
-    bind $(host_ip $n):5432
-    server pg 127.0.0.1:5432
+    timeout client 1h
+    timeout server 1h
+    bind $(host_ip $n):$relay_pg_port
+    server pg $pg_addr
 listen blobs$n
     mode tcp
-    bind $(host_ip $n):$blob_port
+    timeout client 1h
+    timeout server 1h
+    bind $(host_ip $n):$relay_blob_port
     server s3s-fs 127.0.0.1:$blob_port
 CFG
     done
 } >"$work/haproxy.cfg"
+haproxy -c -q -f "$work/haproxy.cfg" || { echo "HAProxy refused its settings" >&2; exit 1; }
 haproxy -f "$work/haproxy.cfg" -db >"$work/haproxy.log" 2>&1 &
 
 for n in 1 2 3; do
     in_node $n env CISTERN_ROOT_USER=$key CISTERN_ROOT_PASSWORD=$secret \
-        CISTERN_DATABASE_URL="postgres://postgres@$(host_ip $n):5432/$db?sslmode=disable" \
-        CISTERN_BLOB_URL=s3://blobs/cistern AWS_ENDPOINT="http://$(host_ip $n):$blob_port" \
+        CISTERN_DATABASE_URL="postgres://$pg_user@$(host_ip $n):$relay_pg_port/$db?sslmode=disable" \
+        CISTERN_BLOB_URL=s3://blobs/cistern AWS_ENDPOINT="http://$(host_ip $n):$relay_blob_port" \
         AWS_ACCESS_KEY_ID=$blob_key AWS_SECRET_ACCESS_KEY=$blob_secret AWS_REGION=us-east-1 AWS_ALLOW_HTTP=true \
         "$cistern" serve --data-dir "$work/node$n" --s3-listen "$(node_ip $n):9000" \
         --web-listen "$(node_ip $n):9001" --log-level warn >"$work/node$n.log" 2>&1 &
 done
 for n in 1 2 3; do
-    seconds_until 60 ready $n >/dev/null || { fail "node $n never became ready"; tail -20 "$work/node$n.log"; exit 1; }
+    seconds_until 60 ready $n >/dev/null || {
+        echo "node $n never became ready" >&2
+        tail -20 "$work/node$n.log" "$work/haproxy.log" >&2
+        exit 1
+    }
 done
 echo "three nodes ready, each in its own network namespace"
 # haproxy_state N: node N's state as HAProxy's checks see it (UP, DOWN, ...).
@@ -159,9 +180,8 @@ haproxy_state() {
 haproxy_is() { [ "$(haproxy_state "$1")" = "$2" ]; }
 for n in 1 2 3; do seconds_until 20 haproxy_is $n UP >/dev/null || fail "HAProxy never saw node $n up"; done
 
-s3 $lb PUT /cut >/dev/null
 head -c 200000 /dev/urandom >"$work/payload"
-s3 $lb PUT /cut/before --data-binary "@$work/payload" >/dev/null
+s3 $lb PUT /cut >/dev/null || { echo "could not create the bucket through the load balancer" >&2; exit 1; }
 
 echo "== node 2 cut off (its link down) for $cut_secs s =="
 cut_at=$(date +%s)
@@ -202,7 +222,9 @@ for i in $(seq 1 30); do
     fi
 done
 if [ $whole = 30 ]; then echo "ok: node 2 reads all 30 objects written while it was away, byte for byte"; else fail "node 2 read $whole of 30 objects whole"; fi
-if s3 $lb GET /cut/refused -o /dev/null 2>/dev/null; then fail "the refused PUT left an object"; else echo "ok: the refused PUT left no object"; fi
+refused_get=$(curl -s -m 20 -o /dev/null -w '%{http_code}' --aws-sigv4 "aws:amz:us-east-1:s3" --user "$key:$secret" \
+    -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" "http://$lb/cut/refused" || true)
+if [ "$refused_get" = 404 ]; then echo "ok: the refused PUT left no object (404)"; else fail "GET of the refused PUT's key answered $refused_get, not 404"; fi
 s3 "$(node_ip 2):9000" PUT /cut/after --data-binary "@$work/payload" >/dev/null && echo "ok: node 2 accepts writes again" || fail "PUT through node 2 after the cut"
 
 if [ $failed = 0 ]; then echo "partition.sh: every check passed"; else echo "partition.sh: $failed checks failed"; exit 1; fi
