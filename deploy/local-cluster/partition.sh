@@ -55,7 +55,10 @@ db="cistern_partition_$(date +%s)"
 failed=0
 
 cleanup() {
-    kill $(jobs -p) 2>/dev/null || true
+    # A namespace outlives its deletion while processes remain in it, so its
+    # processes are ended by namespace, not only as this shell's jobs.
+    for n in 1 2 3; do ip netns pids "cistern-n$n" 2>/dev/null | xargs -r kill 2>/dev/null || true; done
+    jobs -p | xargs -r kill 2>/dev/null || true
     wait 2>/dev/null || true
     for n in 1 2 3; do
         ip netns del "cistern-n$n" 2>/dev/null || true

@@ -48,7 +48,7 @@ cistern=target/release/cistern
 work=$(mktemp -d -p "${BENCH_DIR:-$PWD/target}" local-cluster.XXXXXX)
 databases=()
 cleanup() {
-    kill $(jobs -p) 2>/dev/null || true
+    jobs -p | xargs -r kill 2>/dev/null || true
     wait 2>/dev/null || true
     for db in "${databases[@]}"; do psql "$pg/postgres" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" || true; done
     rm -rf "$work"
@@ -58,7 +58,8 @@ wait_port() { for _ in $(seq 1 200); do (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/n
 wait_ready() { for _ in $(seq 1 200); do curl -fs "http://127.0.0.1:$1/health/ready" >/dev/null && return 0; sleep 0.1; done; echo "port $1 never ready" >&2; return 1; }
 
 fresh_database() {
-    local db="cistern_cluster_$(date +%s%N)"
+    local db
+    db="cistern_cluster_$(date +%s%N)"
     psql "$pg/postgres" -qc "CREATE DATABASE $db"
     databases+=("$db")
     echo "$pg/$db?sslmode=disable"
