@@ -162,16 +162,23 @@ async fn fetch_from(web: &str, session: &str, path: &str) -> reqwest::Response {
         .unwrap()
 }
 
+/// A server with the bucket `photos`, an S3 client and a console session
+/// for the root user.
+async fn app_with_photos() -> (TestApp, aws_sdk_s3::Client, String) {
+    let app = spawn_app().await;
+    let s3 = app.client();
+    s3.create_bucket().bucket("photos").send().await.unwrap();
+    let session = app.api().root_session().await;
+    (app, s3, session)
+}
+
 fn red(pixel: &Rgb<u8>) -> bool {
     pixel[0] > 150 && pixel[2] < 100
 }
 
 #[tokio::test]
 async fn thumbnails_are_upright_small_cached_and_made_again_when_the_image_changes() {
-    let app = spawn_app().await;
-    let s3 = app.client();
-    s3.create_bucket().bucket("photos").send().await.unwrap();
-    let session = app.api().root_session().await;
+    let (app, s3, session) = app_with_photos().await;
     let mut pictures: Vec<(String, Vec<u8>)> = (1..=8)
         .map(|n| (format!("trip/exif-{n}.jpg"), camera_jpeg(n)))
         .collect();
@@ -347,10 +354,7 @@ async fn hostile_images_get_a_placeholder_and_the_server_keeps_answering() {
 
 #[tokio::test]
 async fn the_large_view_shows_a_stored_screen_sized_preview_and_links_the_original() {
-    let app = spawn_app().await;
-    let s3 = app.client();
-    s3.create_bucket().bucket("photos").send().await.unwrap();
-    let session = app.api().root_session().await;
+    let (app, s3, session) = app_with_photos().await;
     // A wide picture, larger than a preview: its top-left quarter red.
     let big = DynamicImage::ImageRgb8(RgbImage::from_fn(3200, 1600, |x, y| {
         if x < 1600 && y < 800 {
